@@ -1,0 +1,445 @@
+//! A fair, weighted counting semaphore whose waiters live outside Rust.
+//!
+//! The algorithm is tokio's batch semaphore (`tokio/src/sync/batch_semaphore.rs`)
+//! reshaped for callers that cannot block: the fast path is one CAS on an atomic
+//! permit count; the slow path takes a lock, queues a [`Waiter`](crate::wait_queue)
+//! and returns. A later [`release`](Semaphore::release) hands permits straight to
+//! the queued waiters in FIFO order (no barging) and returns the [`Owner`]s that
+//! must be woken; the owner collects its grants with
+//! [`take_granted`](Semaphore::take_granted). Who an owner is and how it is woken
+//! (a thread's doorbell, a callback) is the caller's business.
+//!
+//! # Implementation
+//!
+//! `state` holds the permits that the fast path may take, shifted left by one,
+//! and the `QUEUED` flag in bit 0, set exactly while the wait queue is non-empty.
+//! Two invariants make the fast path fair:
+//!
+//! - `QUEUED` only changes under the queue lock;
+//! - while `QUEUED` is set, the permit count in `state` is zero: a waiter that
+//!   joins an empty queue takes whatever was available as a partial grant, and
+//!   every later release goes to the queue. So a fast-path `try_acquire` never
+//!   takes permits that a queued waiter is owed, and a fast-path `release` that
+//!   sees the flag falls back to the lock.
+//!
+//! Only the head waiter ever holds a partial grant, so a large request at the
+//! head is served before smaller requests behind it (tokio's rule).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::cache_padded::CachePadded;
+use crate::sync::{AtomicUsize, Mutex, Ordering};
+use crate::wait_queue::{WaitQueue, Waiter};
+
+/// Whoever waits: the binding uses one owner per thread. Permits granted to an
+/// owner's waiters are reported per owner, and [`Semaphore::remove_owner`]
+/// returns everything an owner was granted but had not collected.
+pub type Owner = u32;
+
+/// Names one wait of an owner; chosen by the caller, unique per owner while queued.
+pub type Token = u64;
+
+/// The most permits a semaphore can hold (the count is stored shifted by one bit).
+pub const MAX_PERMITS: usize = usize::MAX >> 1;
+
+const QUEUED: usize = 1;
+const PERMIT_SHIFT: u32 = 1;
+
+/// A counting semaphore with FIFO hand-off to queued waiters.
+///
+/// # Examples
+///
+/// ```
+/// use sluice_core::{Acquire, Grant, Semaphore};
+///
+/// let sem = Semaphore::new(2);
+/// assert!(sem.try_acquire(2).is_ok());
+/// assert!(sem.try_acquire(1).is_err());
+///
+/// // Owner 7 queues a wait with token 1; nothing is free, so it is queued.
+/// assert_eq!(sem.acquire(1, 7, 1), Ok(Acquire::Queued));
+/// // Releasing one permit hands it to owner 7 and says so.
+/// assert_eq!(sem.release(1), Ok(vec![7]));
+/// assert_eq!(sem.take_granted(7), vec![Grant { token: 1, permits: 1 }]);
+/// assert_eq!(sem.available(), 0);
+/// ```
+///
+/// # Memory ordering
+///
+/// A successful acquire (fast or slow path) synchronises with the release that
+/// made its permits available, so whatever the releasing thread wrote before
+/// `release` is visible to the acquiring thread after its acquire: the fast path
+/// pairs an `Acquire` CAS with the `Release` CAS or store that published the
+/// permits; the slow path goes through the queue lock on both sides.
+pub struct Semaphore {
+    /// `permits << 1 | QUEUED`; see the module docs for the invariants.
+    state: CachePadded<AtomicUsize>,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    /// Number of queued waiters, mirrored from the queue for lock-free reads.
+    waiting: AtomicUsize,
+}
+
+struct Queue {
+    waiters: WaitQueue,
+    /// Waits fully granted but not yet collected by their owner.
+    granted: HashMap<Owner, Vec<Grant>>,
+}
+
+/// The outcome of [`Semaphore::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// The permits were taken; the caller holds them now.
+    Acquired,
+    /// The request waits in the queue; its owner will be reported by a later
+    /// `release`, `cancel` or `remove_owner`.
+    Queued,
+}
+
+/// Permits handed to a queued wait, collected by [`Semaphore::take_granted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The token the wait was queued with.
+    pub token: Token,
+    /// How many permits it holds now.
+    pub permits: usize,
+}
+
+/// Why [`Semaphore::try_acquire`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryAcquireError {
+    /// Not enough permits are free, or waiters are queued ahead.
+    NoPermits,
+}
+
+/// Why [`Semaphore::acquire`] or [`Semaphore::release`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misuse {
+    /// More permits asked for than the semaphore has: the wait could never end.
+    TooManyPermits {
+        /// Permits asked for.
+        requested: usize,
+        /// The semaphore's capacity.
+        capacity: usize,
+    },
+    /// The token is already queued or granted for that owner.
+    DuplicateToken,
+    /// Releasing this many would leave more permits than the capacity.
+    ReleaseOverflow {
+        /// Permits released.
+        released: usize,
+        /// The semaphore's capacity.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no permits available")
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Misuse::TooManyPermits {
+                requested,
+                capacity,
+            } => {
+                write!(
+                    f,
+                    "requested {requested} permits from a semaphore of {capacity}"
+                )
+            }
+            Misuse::DuplicateToken => f.write_str("token is already waiting"),
+            Misuse::ReleaseOverflow { released, capacity } => {
+                write!(
+                    f,
+                    "releasing {released} permits would exceed the capacity of {capacity}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Misuse {}
+
+impl Semaphore {
+    /// Creates a semaphore with `permits` free permits, which is also its capacity.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`MAX_PERMITS`].
+    pub fn new(permits: usize) -> Self {
+        assert!(
+            permits <= MAX_PERMITS,
+            "a semaphore holds at most {MAX_PERMITS} permits"
+        );
+        Self {
+            state: CachePadded(AtomicUsize::new(permits << PERMIT_SHIFT)),
+            capacity: permits,
+            queue: Mutex::new(Queue {
+                waiters: WaitQueue::new(),
+                granted: HashMap::new(),
+            }),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// The number of permits the semaphore was created with.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Permits free right now (zero while waiters are queued).
+    pub fn available(&self) -> usize {
+        self.state.load(Ordering::Relaxed) >> PERMIT_SHIFT
+    }
+
+    /// Waits queued right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` permits if they are free and nobody is queued ahead.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::NoPermits`] when fewer than `n` are free or waiters are queued.
+    pub fn try_acquire(&self, n: usize) -> Result<(), TryAcquireError> {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            if current & QUEUED != 0 || current >> PERMIT_SHIFT < n {
+                return Err(TryAcquireError::NoPermits);
+            }
+            // Acquire: pairs with the Release CAS in `release` or the Release store
+            // in `release_locked` that put these permits into `state`.
+            match self.state.compare_exchange_weak(
+                current,
+                current - (n << PERMIT_SHIFT),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Takes `n` permits now, or queues a wait for them under `(owner, token)`.
+    ///
+    /// A queued wait ends in one of three ways: a `release` grants it (its owner
+    /// is then returned by that call and the grant is collected with
+    /// [`take_granted`](Self::take_granted)), [`cancel`](Self::cancel), or
+    /// [`remove_owner`](Self::remove_owner).
+    ///
+    /// # Errors
+    ///
+    /// [`Misuse::TooManyPermits`] if `n` exceeds the capacity;
+    /// [`Misuse::DuplicateToken`] if `(owner, token)` is already waiting or granted.
+    pub fn acquire(&self, n: usize, owner: Owner, token: Token) -> Result<Acquire, Misuse> {
+        if n > self.capacity {
+            return Err(Misuse::TooManyPermits {
+                requested: n,
+                capacity: self.capacity,
+            });
+        }
+        if self.try_acquire(n).is_ok() {
+            return Ok(Acquire::Acquired);
+        }
+        let mut queue = self.lock();
+        if queue.waiters.contains(owner, token)
+            || queue
+                .granted
+                .get(&owner)
+                .is_some_and(|g| g.iter().any(|g| g.token == token))
+        {
+            return Err(Misuse::DuplicateToken);
+        }
+        let mut assigned = 0;
+        let mut current = self.state.load(Ordering::Relaxed);
+        while current & QUEUED == 0 {
+            // The queue is empty, so only fast-path calls race with us here.
+            let free = current >> PERMIT_SHIFT;
+            let (next, took) = if free >= n {
+                (current - (n << PERMIT_SHIFT), n)
+            } else {
+                // Take what is there as a partial grant and close the fast path.
+                (QUEUED, free)
+            };
+            // Acquire: pairs with the Release CAS of a fast-path `release`.
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if took == n => return Ok(Acquire::Acquired),
+                Ok(_) => {
+                    assigned = took;
+                    break;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+        queue.waiters.push_back(Waiter {
+            owner,
+            token,
+            needed: n,
+            assigned,
+        });
+        self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
+        Ok(Acquire::Queued)
+    }
+
+    /// Gives back `n` permits and hands them to queued waiters, oldest first.
+    /// Returns the owners whose waits became fully granted, without repeats.
+    ///
+    /// # Errors
+    ///
+    /// [`Misuse::ReleaseOverflow`] if the release would leave more free permits
+    /// than the capacity (a double release); nothing changes then.
+    pub fn release(&self, n: usize) -> Result<Vec<Owner>, Misuse> {
+        let mut current = self.state.load(Ordering::Relaxed);
+        while current & QUEUED == 0 {
+            if (current >> PERMIT_SHIFT) + n > self.capacity {
+                return Err(Misuse::ReleaseOverflow {
+                    released: n,
+                    capacity: self.capacity,
+                });
+            }
+            // Release: pairs with the Acquire CAS of whoever takes these permits.
+            match self.state.compare_exchange_weak(
+                current,
+                current + (n << PERMIT_SHIFT),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Vec::new()),
+                Err(actual) => current = actual,
+            }
+        }
+        let mut queue = self.lock();
+        let head_assigned = queue.waiters.front_mut().map_or(0, |w| w.assigned);
+        if self.available() + head_assigned + n > self.capacity {
+            return Err(Misuse::ReleaseOverflow {
+                released: n,
+                capacity: self.capacity,
+            });
+        }
+        Ok(self.release_locked(n, &mut queue))
+    }
+
+    /// Collects the waits of `owner` that were granted since the last call.
+    pub fn take_granted(&self, owner: Owner) -> Vec<Grant> {
+        self.lock().granted.remove(&owner).unwrap_or_default()
+    }
+
+    /// Withdraws the wait `(owner, token)`. Permits it was partly or fully
+    /// granted go back to the semaphore (and on to other waiters). Returns the
+    /// owners to wake as a result, or `None` if there was no such wait (it was
+    /// already collected, or never queued).
+    pub fn cancel(&self, owner: Owner, token: Token) -> Option<Vec<Owner>> {
+        let mut queue = self.lock();
+        let returned = if let Some(waiter) = queue.waiters.remove(owner, token) {
+            waiter.assigned
+        } else {
+            let grants = queue.granted.get_mut(&owner)?;
+            let at = grants.iter().position(|g| g.token == token)?;
+            let grant = grants.swap_remove(at);
+            if grants.is_empty() {
+                queue.granted.remove(&owner);
+            }
+            grant.permits
+        };
+        Some(self.release_locked(returned, &mut queue))
+    }
+
+    /// Withdraws every wait of `owner` and returns what it was granted but had
+    /// not collected, as when the thread behind `owner` has gone away. Permits
+    /// the owner had collected are the caller's to `release`. Returns the owners
+    /// to wake.
+    pub fn remove_owner(&self, owner: Owner) -> Vec<Owner> {
+        let mut queue = self.lock();
+        let queued: usize = queue
+            .waiters
+            .remove_owner(owner)
+            .iter()
+            .map(|w| w.assigned)
+            .sum();
+        let granted: usize = queue
+            .granted
+            .remove(&owner)
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.permits)
+            .sum();
+        self.release_locked(queued + granted, &mut queue)
+    }
+
+    /// Hands `n` returned permits to the queue head first, then publishes the
+    /// rest on the fast path. Also clears `QUEUED` when the queue has emptied,
+    /// which is why it runs even with `n == 0` after a removal.
+    fn release_locked(&self, mut n: usize, queue: &mut Queue) -> Vec<Owner> {
+        let mut woken = Vec::new();
+        while let Some(head) = queue.waiters.front_mut() {
+            let give = n.min(head.needed - head.assigned);
+            head.assigned += give;
+            n -= give;
+            if head.assigned < head.needed {
+                break;
+            }
+            let Waiter {
+                owner,
+                token,
+                needed,
+                ..
+            } = queue.waiters.pop_front().expect("head exists");
+            queue.granted.entry(owner).or_default().push(Grant {
+                token,
+                permits: needed,
+            });
+            if !woken.contains(&owner) {
+                woken.push(owner);
+            }
+        }
+        self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
+        if queue.waiters.is_empty() {
+            let current = self.state.load(Ordering::Relaxed);
+            if current & QUEUED != 0 {
+                // While QUEUED is set nobody but a lock holder writes `state`, and
+                // its permit count is zero, so a plain store is exact. Release:
+                // pairs with the Acquire CAS of the fast path that takes these.
+                self.state.store(n << PERMIT_SHIFT, Ordering::Release);
+            } else if n > 0 {
+                // The queue was already empty: the fast path is open and may race.
+                self.state.fetch_add(n << PERMIT_SHIFT, Ordering::Release);
+            }
+        } else {
+            debug_assert_eq!(n, 0, "permits left over while waiters are queued");
+        }
+        woken
+    }
+
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Queue> {
+        // A panic while the lock was held cannot leave the queue half-updated in
+        // a way that matters more than losing the process, and the binding must
+        // never panic into Node: so recover the guard instead of propagating.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("capacity", &self.capacity)
+            .field("available", &self.available())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}

@@ -1,0 +1,365 @@
+//! Behaviour of the core semaphore: sequential semantics, fairness, cancellation,
+//! owner removal, a property test against a reference model, and a stress test
+//! on real threads.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use proptest::prelude::*;
+use sluice_core::{Acquire, Grant, Misuse, Semaphore, TryAcquireError};
+
+#[test]
+fn smoke() {
+    let sem = Semaphore::new(3);
+    assert_eq!(sem.capacity(), 3);
+    assert_eq!(sem.try_acquire(2), Ok(()));
+    assert_eq!(sem.available(), 1);
+    assert_eq!(sem.try_acquire(2), Err(TryAcquireError::NoPermits));
+    assert_eq!(sem.release(2), Ok(vec![]));
+    assert_eq!(sem.available(), 3);
+}
+
+#[test]
+fn release_beyond_capacity_is_refused_and_changes_nothing() {
+    let sem = Semaphore::new(2);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.release(1), Ok(vec![]));
+    assert_eq!(
+        sem.release(1),
+        Err(Misuse::ReleaseOverflow {
+            released: 1,
+            capacity: 2
+        })
+    );
+    assert_eq!(sem.available(), 2);
+}
+
+#[test]
+fn release_overflow_is_refused_while_waiters_are_queued() {
+    let sem = Semaphore::new(2);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(2, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![])); // partial grant to the head
+    assert_eq!(
+        sem.release(2),
+        Err(Misuse::ReleaseOverflow {
+            released: 2,
+            capacity: 2
+        })
+    );
+    assert_eq!(sem.waiting(), 1);
+}
+
+#[test]
+fn acquire_more_than_capacity_is_an_error_not_a_hang() {
+    let sem = Semaphore::new(2);
+    assert_eq!(
+        sem.acquire(3, 0, 1),
+        Err(Misuse::TooManyPermits {
+            requested: 3,
+            capacity: 2
+        })
+    );
+    assert_eq!(sem.waiting(), 0);
+}
+
+#[test]
+fn duplicate_token_is_refused() {
+    let sem = Semaphore::new(1);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.acquire(1, 0, 9), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 0, 9), Err(Misuse::DuplicateToken));
+    assert_eq!(sem.acquire(1, 1, 9), Ok(Acquire::Queued)); // other owner, same token: fine
+}
+
+#[test]
+fn waiters_are_served_in_fifo_order_across_owners() {
+    let sem = Semaphore::new(1);
+    sem.try_acquire(1).unwrap();
+    for (owner, token) in [(1, 10), (2, 20), (1, 11)] {
+        assert_eq!(sem.acquire(1, owner, token), Ok(Acquire::Queued));
+    }
+    assert_eq!(sem.release(1), Ok(vec![1]));
+    assert_eq!(
+        sem.take_granted(1),
+        vec![Grant {
+            token: 10,
+            permits: 1
+        }]
+    );
+    assert_eq!(sem.release(1), Ok(vec![2]));
+    assert_eq!(
+        sem.take_granted(2),
+        vec![Grant {
+            token: 20,
+            permits: 1
+        }]
+    );
+    assert_eq!(sem.release(1), Ok(vec![1]));
+    assert_eq!(
+        sem.take_granted(1),
+        vec![Grant {
+            token: 11,
+            permits: 1
+        }]
+    );
+    assert_eq!(sem.waiting(), 0);
+}
+
+#[test]
+fn no_barging_past_a_queued_waiter() {
+    let sem = Semaphore::new(2);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(2, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![]));
+    // One permit is free in total, but it is promised to the head waiter.
+    assert_eq!(sem.try_acquire(1), Err(TryAcquireError::NoPermits));
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![0]));
+    assert_eq!(
+        sem.take_granted(0),
+        vec![Grant {
+            token: 1,
+            permits: 2
+        }]
+    );
+}
+
+#[test]
+fn a_weighted_head_is_not_starved_by_small_requests() {
+    let sem = Semaphore::new(4);
+    sem.try_acquire(3).unwrap();
+    assert_eq!(sem.acquire(4, 0, 1), Ok(Acquire::Queued)); // takes the 1 free permit
+    for token in 0..10 {
+        assert_eq!(sem.acquire(1, 1, token), Ok(Acquire::Queued));
+    }
+    assert_eq!(sem.release(3), Ok(vec![0]));
+    assert_eq!(
+        sem.take_granted(0),
+        vec![Grant {
+            token: 1,
+            permits: 4
+        }]
+    );
+    assert!(sem.take_granted(1).is_empty());
+}
+
+#[test]
+fn one_release_can_grant_several_waiters() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(3).unwrap();
+    for token in 0..3 {
+        sem.acquire(1, token as u32, token).unwrap();
+    }
+    assert_eq!(sem.release(3), Ok(vec![0, 1, 2]));
+    assert_eq!(sem.available(), 0);
+}
+
+#[test]
+fn cancel_returns_a_partial_grant_to_the_next_waiter() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued)); // holds 1 of 3
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.cancel(0, 1), Some(vec![1]));
+    assert_eq!(
+        sem.take_granted(1),
+        vec![Grant {
+            token: 1,
+            permits: 1
+        }]
+    );
+    assert_eq!(sem.cancel(0, 1), None);
+    assert_eq!(sem.waiting(), 0);
+}
+
+#[test]
+fn cancelling_the_last_waiter_reopens_the_fast_path() {
+    let sem = Semaphore::new(2);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.acquire(2, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.available(), 0);
+    assert_eq!(sem.cancel(0, 1), Some(vec![]));
+    assert_eq!(sem.available(), 1);
+    assert_eq!(sem.try_acquire(1), Ok(()));
+}
+
+#[test]
+fn cancel_after_grant_gives_the_permits_back() {
+    let sem = Semaphore::new(1);
+    sem.try_acquire(1).unwrap();
+    sem.acquire(1, 0, 1).unwrap();
+    assert_eq!(sem.release(1), Ok(vec![0]));
+    assert_eq!(sem.cancel(0, 1), Some(vec![]));
+    assert_eq!(sem.available(), 1);
+    assert!(sem.take_granted(0).is_empty());
+}
+
+#[test]
+fn remove_owner_returns_queued_and_uncollected_permits() {
+    let sem = Semaphore::new(4);
+    sem.try_acquire(4).unwrap();
+    sem.acquire(2, 7, 1).unwrap();
+    sem.acquire(3, 7, 2).unwrap();
+    sem.acquire(2, 8, 1).unwrap();
+    assert_eq!(sem.release(3), Ok(vec![7])); // grants 7/1, 1 permit partially to 7/2
+    assert_eq!(sem.remove_owner(7), vec![8]); // 2 granted + 1 partial go on to owner 8
+    assert_eq!(
+        sem.take_granted(8),
+        vec![Grant {
+            token: 1,
+            permits: 2
+        }]
+    );
+    assert_eq!(sem.available(), 1);
+    assert_eq!(sem.waiting(), 0);
+}
+
+/// One operation of the property test.
+#[derive(Debug, Clone)]
+enum Op {
+    Acquire { owner: u32, n: usize },
+    Release { owner: u32 },
+    Cancel { owner: u32, pick: usize },
+    Collect { owner: u32 },
+    RemoveOwner { owner: u32 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let owner = 0u32..3;
+    prop_oneof![
+        (owner.clone(), 1usize..=4).prop_map(|(owner, n)| Op::Acquire { owner, n }),
+        owner.clone().prop_map(|owner| Op::Release { owner }),
+        (owner.clone(), any::<usize>()).prop_map(|(owner, pick)| Op::Cancel { owner, pick }),
+        owner.clone().prop_map(|owner| Op::Collect { owner }),
+        owner.prop_map(|owner| Op::RemoveOwner { owner }),
+    ]
+}
+
+proptest! {
+    /// Permits are conserved: free + partially assigned + granted + held always
+    /// equals the capacity, whatever the sequence of operations.
+    #[test]
+    fn permits_are_conserved(ops in proptest::collection::vec(op(), 1..200)) {
+        const CAPACITY: usize = 4;
+        let sem = Semaphore::new(CAPACITY);
+        // Model: what each owner holds (collected), what is waiting (token -> n),
+        // and what was granted but not collected.
+        let mut held: [Vec<usize>; 3] = Default::default();
+        let mut queued: [Vec<(u64, usize)>; 3] = Default::default();
+        let mut next_token = 0u64;
+        for op in ops {
+            match op {
+                Op::Acquire { owner, n } => {
+                    next_token += 1;
+                    match sem.acquire(n, owner, next_token).unwrap() {
+                        Acquire::Acquired => held[owner as usize].push(n),
+                        Acquire::Queued => queued[owner as usize].push((next_token, n)),
+                    }
+                }
+                Op::Release { owner } => {
+                    if let Some(n) = held[owner as usize].pop() {
+                        sem.release(n).unwrap();
+                    }
+                }
+                Op::Cancel { owner, pick } => {
+                    let waits = &mut queued[owner as usize];
+                    if !waits.is_empty() {
+                        let (token, _) = waits.remove(pick % waits.len());
+                        // A wait already granted but uncollected is cancelled too.
+                        let found = sem.cancel(owner, token);
+                        prop_assert!(found.is_some());
+                    }
+                }
+                Op::Collect { owner } => {
+                    for grant in sem.take_granted(owner) {
+                        let waits = &mut queued[owner as usize];
+                        let at = waits.iter().position(|&(t, _)| t == grant.token);
+                        prop_assert!(at.is_some(), "grant for an unknown token");
+                        let (_, n) = waits.remove(at.unwrap());
+                        prop_assert_eq!(n, grant.permits);
+                        held[owner as usize].push(n);
+                    }
+                }
+                Op::RemoveOwner { owner } => {
+                    sem.remove_owner(owner);
+                    queued[owner as usize].clear();
+                    for n in held[owner as usize].drain(..) {
+                        sem.release(n).unwrap();
+                    }
+                }
+            }
+            // Uncollected grants cannot be observed from outside, so check the
+            // bound always and the exact sum whenever nothing is outstanding.
+            let holding: usize = held.iter().flatten().sum();
+            prop_assert!(sem.available() + holding <= CAPACITY);
+            let waiting: usize = queued.iter().map(Vec::len).sum();
+            prop_assert!(sem.waiting() <= waiting);
+            if waiting == 0 {
+                prop_assert_eq!(sem.available() + holding, CAPACITY);
+            }
+        }
+        // Drain: everyone collects, then releases everything.
+        for owner in 0..3u32 {
+            sem.remove_owner(owner);
+            for n in held[owner as usize].drain(..) {
+                sem.release(n).unwrap();
+            }
+        }
+        prop_assert_eq!(sem.available(), CAPACITY);
+        prop_assert_eq!(sem.waiting(), 0);
+    }
+}
+
+/// Real threads hammer one semaphore through both paths; a shared counter of
+/// holders must never exceed the capacity and every permit must come back.
+#[test]
+fn mpmc_stress_never_exceeds_capacity() {
+    const CAPACITY: usize = 3;
+    const THREADS: u32 = 6;
+    const ROUNDS: u64 = 20_000;
+    let sem = Arc::new(Semaphore::new(CAPACITY));
+    let holders = Arc::new(AtomicUsize::new(0));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|owner| {
+            let (sem, holders, max_seen) = (sem.clone(), holders.clone(), max_seen.clone());
+            thread::spawn(move || {
+                for token in 0..ROUNDS {
+                    let n = 1 + (token as usize + owner as usize) % 2;
+                    if let Ok(Acquire::Queued) = sem.acquire(n, owner, token) {
+                        // Spin until granted; every 8th wait gives up after a few
+                        // spins instead, so cancellation races with grants.
+                        let impatient = token % 8 == 0;
+                        let mut spins = 0u32;
+                        let granted = loop {
+                            if sem.take_granted(owner).iter().any(|g| g.token == token) {
+                                break true;
+                            }
+                            spins += 1;
+                            if impatient && spins > 3 && sem.cancel(owner, token).is_some() {
+                                break false;
+                            }
+                            thread::yield_now();
+                        };
+                        if !granted {
+                            continue;
+                        }
+                    }
+                    let now = holders.fetch_add(n, Ordering::SeqCst) + n;
+                    max_seen.fetch_max(now, Ordering::SeqCst);
+                    holders.fetch_sub(n, Ordering::SeqCst);
+                    sem.release(n).unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    assert!(max_seen.load(Ordering::SeqCst) <= CAPACITY);
+    assert_eq!(sem.available(), CAPACITY);
+    assert_eq!(sem.waiting(), 0);
+}
