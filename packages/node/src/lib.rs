@@ -1,1 +1,17 @@
+//! N-API binding of `sluice-core`. Thin on purpose: each class is a handle to a
+//! primitive that lives in Rust behind an `Arc`, reachable from every thread by
+//! its id. Validation with field-naming messages happens in the TypeScript
+//! layer; the checks here only keep the process safe from a caller that skips it.
 
+#![deny(clippy::all)]
+
+mod attachment;
+mod registry;
+mod semaphore;
+
+pub use semaphore::NativeSemaphore;
+
+/// Doorbell slots per primitive: how many threads can wait on one primitive at
+/// once. The TypeScript layer sizes the doorbell `SharedArrayBuffer` from it.
+#[napi_derive::napi]
+pub const DOORBELL_SLOTS: u32 = 256;

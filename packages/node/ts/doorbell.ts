@@ -1,0 +1,148 @@
+/**
+ * Cross-thread wake-ups: "native decides, JS rings".
+ *
+ * Native code keeps the FIFO of waiters of every thread and hands permits to
+ * them directly; a call that grants waits returns the doorbell slots of the
+ * threads that own them. Each shared primitive carries a `SharedArrayBuffer` of
+ * doorbells (one Int32 per attached thread) that travels with its handle. To
+ * ring a slot is `Atomics.add` + `Atomics.notify`; a thread with waits sits in
+ * `Atomics.waitAsync` on its own slot, then collects its grants with one native
+ * call. No native code ever calls into JS, so no thread-safe function can
+ * outlive a worker, and no event loop is ever blocked.
+ *
+ * Two gaps are closed here:
+ * - a pending `Atomics.waitAsync` does not keep a thread alive, so while this
+ *   thread has waits a ref'd interval runs;
+ * - permits returned by a dying thread are granted with no JS on the stack to
+ *   ring anyone, so that interval also collects grants (every POLL_MS): no
+ *   waiter sleeps for long next to a free permit.
+ */
+
+/** What the doorbell needs from a native primitive. */
+export interface NativeWaitable {
+  /** This thread's doorbell slot for the primitive. */
+  readonly slot: number
+  /** Tokens of this thread's waits granted since the last call. */
+  takeGranted(): number[]
+}
+
+/** How one pending wait ends when granted. */
+type OnGrant = () => void
+
+/** Safety-net period for collecting grants that nobody rang for. */
+const POLL_MS = 50
+
+/** Pending waits of this thread, by token, across every primitive. */
+const pending = new Map<number, OnGrant>()
+/** Doorbells with pending waits, polled by the keep-alive interval. */
+const active = new Set<Doorbell>()
+let keepAlive: NodeJS.Timeout | undefined
+let lastToken = 0
+
+/** A token unique within this thread, naming one wait to native code. */
+export function nextToken(): number {
+  lastToken = lastToken === Number.MAX_SAFE_INTEGER ? 1 : lastToken + 1
+  return lastToken
+}
+
+function poll(): void {
+  for (const doorbell of active) doorbell.collect()
+  if (pending.size === 0 && keepAlive !== undefined) {
+    // Cleared lazily rather than on every 1 -> 0 transition, which churns
+    // timers when waits come and go quickly.
+    clearInterval(keepAlive)
+    keepAlive = undefined
+  }
+}
+
+/** One thread's view of one primitive's doorbells. */
+export class Doorbell {
+  readonly #native: NativeWaitable
+  readonly #bells: Int32Array
+  readonly #slot: number
+  /** Waits of this thread queued through this doorbell. */
+  readonly #tokens = new Set<number>()
+  /** An `Atomics.waitAsync` is outstanding (or a collect loop is running). */
+  #listening = false
+
+  constructor(native: NativeWaitable, bells: Int32Array) {
+    this.#native = native
+    this.#bells = bells
+    this.#slot = native.slot
+  }
+
+  /**
+   * Wakes the owners of `slots` (as returned by a native call). This thread's
+   * own waits are granted at once, without a trip through the event loop.
+   */
+  ring(slots: readonly number[] | null): void {
+    if (slots === null) return
+    for (const slot of slots) {
+      if (slot === this.#slot) {
+        this.collect()
+      } else {
+        Atomics.add(this.#bells, slot, 1)
+        Atomics.notify(this.#bells, slot)
+      }
+    }
+  }
+
+  /** Registers a queued wait; `onGrant` runs when native code grants it. */
+  wait(token: number, onGrant: OnGrant): void {
+    pending.set(token, onGrant)
+    this.#tokens.add(token)
+    active.add(this)
+    keepAlive ??= setInterval(poll, POLL_MS)
+    this.#listen()
+  }
+
+  /**
+   * Forgets a wait that was withdrawn natively. Returns false if it was
+   * already granted (and so its `onGrant` has run).
+   */
+  forget(token: number): boolean {
+    if (!this.#tokens.delete(token)) return false
+    pending.delete(token)
+    if (this.#tokens.size === 0) active.delete(this)
+    return true
+  }
+
+  /** Whether `token` is still waiting here. */
+  has(token: number): boolean {
+    return this.#tokens.has(token)
+  }
+
+  /** Collects this thread's grants and settles their waits. */
+  collect(): void {
+    if (this.#tokens.size === 0) return
+    for (const token of this.#native.takeGranted()) {
+      const onGrant = pending.get(token)
+      this.forget(token)
+      onGrant?.()
+    }
+  }
+
+  #listen(): void {
+    if (this.#listening) return
+    this.#listening = true
+    for (;;) {
+      // Read the bell before collecting: a grant made after the collect rings
+      // after this read, so the wait below sees a changed value and returns.
+      const seen = Atomics.load(this.#bells, this.#slot)
+      this.collect()
+      if (this.#tokens.size === 0) {
+        this.#listening = false
+        return
+      }
+      const result = Atomics.waitAsync(this.#bells, this.#slot, seen)
+      if (result.async) {
+        void result.value.then(() => {
+          this.#listening = false
+          if (this.#tokens.size > 0) this.#listen()
+        })
+        return
+      }
+      // 'not-equal': rung between the read and the wait; go round again.
+    }
+  }
+}

@@ -1,0 +1,3 @@
+export { Semaphore, Permit, MAX_PERMITS } from './semaphore.js'
+export type { AcquireOptions, SemaphoreHandle } from './semaphore.js'
+export { SluiceError, TimeoutError, InvalidHandleError } from './errors.js'

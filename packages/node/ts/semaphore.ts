@@ -1,0 +1,199 @@
+import { onCancellation } from './abort.js'
+import { Doorbell, nextToken } from './doorbell.js'
+import { InvalidHandleError } from './errors.js'
+import { DOORBELL_SLOTS, NativeSemaphore } from './native.js'
+import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
+
+/** Most permits a semaphore can have (JS-side limit, far below the core's). */
+export const MAX_PERMITS = 2 ** 31 - 1
+
+export interface AcquireOptions {
+  /** Permits to take at once (default 1, at most the capacity). */
+  weight?: number
+  /** Aborting it withdraws the wait; the promise rejects with `signal.reason`. */
+  signal?: AbortSignal
+  /** Milliseconds to wait before rejecting with a `TimeoutError`. */
+  timeout?: number
+}
+
+/**
+ * A plain, cloneable description of a semaphore, to pass to another thread
+ * through `postMessage` or `workerData`; `Semaphore.from(handle)` there gives
+ * the same semaphore. The semaphore must stay alive (some thread holding a
+ * `Semaphore` for it) while its handle is in flight.
+ */
+export interface SemaphoreHandle {
+  readonly kind: 'sluice:Semaphore'
+  readonly id: number
+  readonly doorbells: SharedArrayBuffer
+}
+
+/**
+ * Permits taken from a semaphore. Release it once, explicitly or with
+ * `using permit = ...`; releasing again does nothing.
+ */
+export class Permit implements Disposable {
+  readonly weight: number
+  #semaphore: Semaphore | undefined
+
+  /** @internal made by `Semaphore` only */
+  constructor(semaphore: Semaphore, weight: number) {
+    this.#semaphore = semaphore
+    this.weight = weight
+  }
+
+  /** Whether `release` has run. */
+  get released(): boolean {
+    return this.#semaphore === undefined
+  }
+
+  /** Gives the permits back. A second call is a no-op, never a new permit. */
+  release(): void {
+    const semaphore = this.#semaphore
+    if (semaphore === undefined) return
+    this.#semaphore = undefined
+    releasePermits(semaphore, this.weight)
+  }
+
+  [Symbol.dispose](): void {
+    this.release()
+  }
+}
+
+let releasePermits: (semaphore: Semaphore, weight: number) => void
+
+/**
+ * A counting semaphore whose state lives in native memory, shared by every
+ * thread that has its handle. Waiters are served first come, first served
+ * across all threads; a waiter needing many permits is not overtaken by
+ * smaller requests that arrive after it.
+ */
+export class Semaphore {
+  readonly #native: NativeSemaphore
+  readonly #doorbell: Doorbell
+  readonly #bells: SharedArrayBuffer
+
+  static {
+    releasePermits = (semaphore, weight) => semaphore.#release(weight)
+  }
+
+  /** Set by `from` for the constructor to adopt instead of creating. */
+  static #attaching: { native: NativeSemaphore; bells: SharedArrayBuffer } | undefined
+
+  /** @param permits how many permits exist (a positive integer); all start free. */
+  constructor(permits: number) {
+    const attaching = Semaphore.#attaching
+    Semaphore.#attaching = undefined
+    if (attaching === undefined) {
+      validateInteger(permits, 'permits', 1, MAX_PERMITS)
+      this.#native = new NativeSemaphore(permits)
+      this.#bells = new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
+    } else {
+      this.#native = attaching.native
+      this.#bells = attaching.bells
+    }
+    this.#doorbell = new Doorbell(this.#native, new Int32Array(this.#bells))
+  }
+
+  /**
+   * The semaphore that `handle` describes, attached to this thread.
+   *
+   * @throws {TypeError} if `handle` is not a semaphore handle
+   * @throws {InvalidHandleError} if its semaphore no longer exists
+   */
+  static from(handle: SemaphoreHandle): Semaphore {
+    const { kind, id, doorbells } = validateOptions<SemaphoreHandle>(handle, 'handle')
+    if (
+      kind !== 'sluice:Semaphore' ||
+      typeof id !== 'number' ||
+      !(doorbells instanceof SharedArrayBuffer) ||
+      doorbells.byteLength !== DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT
+    ) {
+      throw new TypeError(`handle must be a Semaphore handle (semaphore.handle), got ${show(handle)}`)
+    }
+    let native: NativeSemaphore
+    try {
+      native = NativeSemaphore.fromId(id)
+    } catch (cause) {
+      throw new InvalidHandleError(`handle refers to no live semaphore (id ${id})`, { cause })
+    }
+    Semaphore.#attaching = { native, bells: doorbells }
+    return new Semaphore(native.capacity)
+  }
+
+  get handle(): SemaphoreHandle {
+    return { kind: 'sluice:Semaphore', id: this.#native.id, doorbells: this.#bells }
+  }
+
+  /** Permits the semaphore was created with. */
+  get capacity(): number {
+    return this.#native.capacity
+  }
+
+  /** Permits free right now, in all threads (0 while anyone waits). */
+  get available(): number {
+    return this.#native.available
+  }
+
+  /** Waits queued right now, in all threads. */
+  get waiting(): number {
+    return this.#native.waiting
+  }
+
+  /**
+   * Takes `weight` permits if they are free and nobody is queued ahead;
+   * otherwise returns `null` at once.
+   */
+  tryAcquire(weight = 1): Permit | null {
+    this.#validateWeight(weight, 'weight')
+    return this.#native.tryAcquire(weight) ? new Permit(this, weight) : null
+  }
+
+  /**
+   * Waits for `weight` permits. Resolves with a `Permit` to release; rejects
+   * with `signal.reason` if the signal aborts first (at once if it already
+   * has), or with a `TimeoutError` after `timeout` ms. A cancelled wait takes
+   * nothing, and permits granted to it at the same moment are given back.
+   */
+  acquire(options?: AcquireOptions): Promise<Permit> {
+    let weight: number, signal: AbortSignal | undefined, timeout: number | undefined
+    try {
+      const opts = validateOptions<AcquireOptions>(options, 'options')
+      weight = this.#validateWeight(opts.weight ?? 1, 'options.weight')
+      signal = validateSignal(opts.signal, 'options.signal')
+      timeout = validateTimeout(opts.timeout, 'options.timeout')
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const token = nextToken()
+    if (this.#native.acquire(weight, token)) return Promise.resolve(new Permit(this, weight))
+    return new Promise<Permit>((resolve, reject) => {
+      const disconnect = onCancellation(signal, timeout, (reason) => {
+        if (!this.#doorbell.forget(token)) return
+        disconnect()
+        // Gives back whatever was granted meanwhile; that may wake others.
+        this.#doorbell.ring(this.#native.cancel(token))
+        reject(reason)
+      })
+      this.#doorbell.wait(token, () => {
+        disconnect()
+        resolve(new Permit(this, weight))
+      })
+    })
+  }
+
+  /** Runs `fn` holding `weight` permits, releasing them however it ends. */
+  async run<T>(fn: () => T | PromiseLike<T>, options?: AcquireOptions): Promise<Awaited<T>> {
+    using _permit = await this.acquire(options)
+    return await fn()
+  }
+
+  #release(weight: number): void {
+    this.#doorbell.ring(this.#native.release(weight))
+  }
+
+  #validateWeight(weight: unknown, name: string): number {
+    return validateInteger(weight, name, 1, this.#native.capacity)
+  }
+}

@@ -1,0 +1,52 @@
+import { inspect } from 'node:util'
+
+/** Shows a bad value in an error message: strings quoted, objects abridged. */
+export function show(value: unknown): string {
+  return inspect(value, { depth: 0, breakLength: Infinity, maxStringLength: 40 })
+}
+
+/**
+ * Checks that `value` is an integer in `[min, max]`, following Node's own
+ * convention: a non-number is a TypeError, a number out of range or with a
+ * fraction is a RangeError.
+ */
+export function validateInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') {
+    throw new TypeError(`${name} must be an integer, got ${show(value)}`)
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`
+    throw new RangeError(`${name} must be an integer ${range}, got ${show(value)}`)
+  }
+  return value
+}
+
+/** Longest delay `setTimeout` honours (2^31 - 1 ms); longer ones fire at once. */
+export const MAX_TIMEOUT = 2 ** 31 - 1
+
+export function validateTimeout(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number') {
+    throw new TypeError(`${name} must be a number of milliseconds, got ${show(value)}`)
+  }
+  if (Number.isNaN(value) || value < 0 || value > MAX_TIMEOUT) {
+    throw new RangeError(`${name} must be between 0 and ${MAX_TIMEOUT} ms, got ${show(value)}`)
+  }
+  return value
+}
+
+export function validateSignal(value: unknown, name: string): AbortSignal | undefined {
+  if (value === undefined) return undefined
+  if (!(value instanceof AbortSignal)) {
+    throw new TypeError(`${name} must be an AbortSignal, got ${show(value)}`)
+  }
+  return value
+}
+
+export function validateOptions<T extends object>(value: unknown, name: string): Partial<T> {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object') {
+    throw new TypeError(`${name} must be an object, got ${show(value)}`)
+  }
+  return value as Partial<T>
+}
