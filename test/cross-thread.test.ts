@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest'
+import { InvalidHandleError, Semaphore } from 'sluice'
+import { holdCycles } from './fixtures/hold-cycles.mjs'
+import { eventually, nextMessage, runWorker } from './helpers.js'
+
+describe('Semaphore across worker threads', () => {
+  it('never lets more than 3 of 4 workers hold a semaphore of 3 (1,000 cycles each)', async () => {
+    const sem = new Semaphore(3)
+    const counters = new SharedArrayBuffer(8)
+    const workers = Array.from({ length: 4 }, () =>
+      runWorker('hold-cycles.mjs', { task: 'hold-cycles', handle: sem.handle, counters, cycles: 1000 }),
+    )
+    expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0])
+    const [holding, mostSeen] = new Int32Array(counters)
+    expect(mostSeen).toBeGreaterThan(1) // they did overlap
+    expect(mostSeen).toBeLessThanOrEqual(3)
+    expect(holding).toBe(0)
+    expect(sem.available).toBe(3)
+    expect(sem.waiting).toBe(0)
+  })
+
+  it('shares one limit between the main thread and workers, with weighted waits', async () => {
+    const sem = new Semaphore(4)
+    const counters = new SharedArrayBuffer(8)
+    const workers = [1, 2, 3].map((weight) =>
+      runWorker('hold-cycles.mjs', { task: 'hold-cycles', handle: sem.handle, counters, cycles: 300, weight }),
+    )
+    await holdCycles(sem, new Int32Array(counters), 300, 1)
+    expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0])
+    expect(new Int32Array(counters)[1]).toBeLessThanOrEqual(4)
+    expect(sem.available).toBe(4)
+    expect(sem.waiting).toBe(0)
+  })
+
+  it('wakes a waiting worker when the main thread releases, and the worker stays alive meanwhile', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const { worker, exited } = runWorker('acquire-once.mjs', { handle: sem.handle })
+    expect(await nextMessage(worker)).toBe('waiting')
+    await eventually(() => sem.waiting === 1)
+    await new Promise((resolve) => setTimeout(resolve, 200)) // the worker must not exit meanwhile
+    held.release()
+    expect(await nextMessage(worker)).toBe('acquired')
+    expect(await exited).toBe(0)
+    expect(sem.available).toBe(1)
+  })
+
+  it('wakes the main thread when a worker releases', async () => {
+    const sem = new Semaphore(1)
+    const { worker, exited } = runWorker('hold-until-told.mjs', { handle: sem.handle })
+    expect(await nextMessage(worker)).toBe('holding')
+    const waiting = sem.acquire()
+    worker.postMessage('release')
+    const permit = await waiting
+    expect(sem.available).toBe(0)
+    permit.release()
+    expect(await exited).toBe(0)
+    expect(sem.available).toBe(1)
+  })
+
+  it('returns the permits of a worker terminated while holding them', async () => {
+    const sem = new Semaphore(2)
+    const { worker } = runWorker('hold-until-told.mjs', { handle: sem.handle, weight: 2 })
+    expect(await nextMessage(worker)).toBe('holding')
+    const waiting = sem.acquire({ weight: 2 })
+    await worker.terminate()
+    // No JS ran on the dying thread to ring us: the doorbell poll collects it.
+    const permit = await waiting
+    permit.release()
+    expect(sem.available).toBe(2)
+    expect(sem.waiting).toBe(0)
+  })
+
+  it('removes the waits of a worker terminated while waiting', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const { worker } = runWorker('acquire-once.mjs', { handle: sem.handle })
+    expect(await nextMessage(worker)).toBe('waiting')
+    await eventually(() => sem.waiting === 1)
+    await worker.terminate()
+    expect(sem.waiting).toBe(0)
+    held.release()
+    expect(sem.available).toBe(1)
+  })
+
+  it('returns permits a worker still held when it exited normally', async () => {
+    const sem = new Semaphore(3)
+    const { exited } = runWorker('leak-permit.mjs', { handle: sem.handle })
+    expect(await exited).toBe(0)
+    await eventually(() => sem.available === 3)
+  })
+
+  it('a handle to a semaphore that no longer exists gives InvalidHandleError', async () => {
+    const { worker, exited } = runWorker('make-semaphore.mjs', {})
+    const handle = await nextMessage<Parameters<typeof Semaphore.from>[0]>(worker)
+    expect(await exited).toBe(0)
+    // The worker held the only reference; its exit freed the semaphore.
+    expect(() => Semaphore.from(handle)).toThrow(InvalidHandleError)
+  })
+})

@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest'
+import { Permit, Semaphore } from 'sluice'
+import { isSettled } from './helpers.js'
+
+describe('Semaphore', () => {
+  it('tryAcquire takes free permits and returns null when there are not enough', () => {
+    const sem = new Semaphore(3)
+    const two = sem.tryAcquire(2)
+    expect(two).toBeInstanceOf(Permit)
+    expect(two?.weight).toBe(2)
+    expect(sem.available).toBe(1)
+    expect(sem.tryAcquire(2)).toBeNull()
+    expect(sem.available).toBe(1)
+    two?.release()
+    expect(sem.available).toBe(3)
+    expect(sem.capacity).toBe(3)
+  })
+
+  it('acquire resolves at once when permits are free', async () => {
+    const sem = new Semaphore(1)
+    const permit = await sem.acquire()
+    expect(sem.available).toBe(0)
+    expect(sem.waiting).toBe(0)
+    permit.release()
+    expect(sem.available).toBe(1)
+  })
+
+  it('acquire waits until a release and hands the permit over directly', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const waiting = sem.acquire()
+    expect(sem.waiting).toBe(1)
+    expect(await isSettled(waiting)).toBe(false)
+    held.release()
+    // Handed to the waiter, never visible as free in between.
+    expect(sem.available).toBe(0)
+    const permit = await waiting
+    expect(sem.waiting).toBe(0)
+    permit.release()
+    expect(sem.available).toBe(1)
+  })
+
+  it('serves waiters first come, first served', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const order: number[] = []
+    const waits = [0, 1, 2, 3].map((i) =>
+      sem.acquire().then((permit) => {
+        order.push(i)
+        permit.release()
+      }),
+    )
+    held.release()
+    await Promise.all(waits)
+    expect(order).toEqual([0, 1, 2, 3])
+  })
+
+  it('does not let tryAcquire barge past a queued waiter', async () => {
+    const sem = new Semaphore(2)
+    const held = sem.tryAcquire(2)!
+    const big = sem.acquire({ weight: 2 })
+    held.release()
+    expect(sem.tryAcquire()).toBeNull()
+    ;(await big).release()
+    expect(sem.tryAcquire()).not.toBeNull()
+  })
+
+  it('does not starve a weighted waiter behind later small requests', async () => {
+    const sem = new Semaphore(3)
+    const one = sem.tryAcquire(1)!
+    const two = sem.tryAcquire(2)!
+    const order: string[] = []
+    const big = sem.acquire({ weight: 3 }).then((p) => (order.push('big'), p))
+    const small = sem.acquire({ weight: 1 }).then((p) => (order.push('small'), p))
+    one.release() // one permit free: small could run, but big is ahead
+    expect(await isSettled(small)).toBe(false)
+    two.release()
+    ;(await big).release()
+    ;(await small).release()
+    expect(order).toEqual(['big', 'small'])
+    expect(sem.available).toBe(3)
+  })
+
+  it('one release of several permits wakes several waiters', async () => {
+    const sem = new Semaphore(3)
+    const all = sem.tryAcquire(3)!
+    const waits = [sem.acquire(), sem.acquire(), sem.acquire()]
+    all.release()
+    const permits = await Promise.all(waits)
+    expect(sem.available).toBe(0)
+    permits.forEach((p) => p.release())
+    expect(sem.available).toBe(3)
+  })
+
+  it('releasing a permit twice is a no-op and never creates a permit', () => {
+    const sem = new Semaphore(2)
+    const permit = sem.tryAcquire()!
+    permit.release()
+    expect(permit.released).toBe(true)
+    permit.release()
+    permit[Symbol.dispose]()
+    expect(sem.available).toBe(2)
+    expect(sem.tryAcquire(2)).not.toBeNull()
+    expect(sem.tryAcquire()).toBeNull()
+  })
+
+  it('releases the permit when a `using` block ends', async () => {
+    const sem = new Semaphore(1)
+    {
+      using permit = await sem.acquire()
+      expect(permit.released).toBe(false)
+      expect(sem.available).toBe(0)
+    }
+    expect(sem.available).toBe(1)
+  })
+
+  it('run releases the permits whether fn resolves or throws', async () => {
+    const sem = new Semaphore(2)
+    await expect(sem.run(() => sem.available, { weight: 2 })).resolves.toBe(0)
+    expect(sem.available).toBe(2)
+    await expect(
+      sem.run(async () => {
+        throw new Error('boom')
+      }),
+    ).rejects.toThrow('boom')
+    expect(sem.available).toBe(2)
+  })
+
+  it('limits concurrency of many async tasks to the permit count', async () => {
+    const sem = new Semaphore(4)
+    let running = 0
+    let most = 0
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        sem.run(async () => {
+          most = Math.max(most, ++running)
+          await new Promise((resolve) => (i % 3 ? setImmediate(resolve) : setTimeout(resolve, 1)))
+          running--
+        }),
+      ),
+    )
+    expect(most).toBe(4)
+    expect(sem.available).toBe(4)
+    expect(sem.waiting).toBe(0)
+  })
+
+  it('gives each semaphore its own permits', () => {
+    const a = new Semaphore(1)
+    const b = new Semaphore(1)
+    a.tryAcquire()
+    expect(b.available).toBe(1)
+  })
+})
