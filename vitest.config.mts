@@ -2,7 +2,6 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    // One folder, one glob; test/package-install.test.ts checks it matches.
     include: ['test/**/*.test.ts'],
     // Child processes, not worker threads: a test that terminates workers or
     // checks that a process exits must not share a thread with the runner.

@@ -1,0 +1,68 @@
+// Does what a user's `npm install sluice` does: pack the main package and the
+// linux-x64-gnu platform package, install both tarballs into an empty folder
+// offline, with no Rust toolchain on PATH, and use sluice from there on every
+// supported Node. Proves the optionalDependencies wiring, the generated loader
+// and that one N-API binary serves Node 20, 22 and 24.
+import { execFile } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { nodeBinary } from '../scripts/fetch-node.mjs'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+const pkg = join(root, 'packages', 'node')
+const platformPackage = 'linux-x64-gnu'
+const supported = process.platform === 'linux' && process.arch === 'x64'
+
+describe.runIf(supported)('the packed package, installed as a user installs it', () => {
+  let app: string
+  let bin: string
+
+  beforeAll(async () => {
+    const work = mkdtempSync(join(tmpdir(), 'sluice-install-'))
+    // The platform package gets the freshly built binary, as CI's artifacts step does.
+    const stage = join(work, 'stage')
+    cpSync(join(pkg, 'npm', platformPackage), stage, { recursive: true })
+    cpSync(join(pkg, `sluice.${platformPackage}.node`), join(stage, `sluice.${platformPackage}.node`))
+    await run('npm', ['pack', '--pack-destination', work], { cwd: stage })
+    await run('npm', ['pack', '--pack-destination', work], { cwd: pkg })
+    const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => join(work, f))
+    expect(tarballs).toHaveLength(2)
+
+    // PATH holds node and npm only: no cargo, no rustc, no compiler.
+    bin = join(work, 'bin')
+    mkdirSync(bin)
+    symlinkSync(process.execPath, join(bin, 'node'))
+    symlinkSync(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'), join(bin, 'npm'))
+    app = join(work, 'app')
+    mkdirSync(app)
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }))
+    cpSync(join(root, 'test', 'package'), app, { recursive: true })
+    await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--cache', join(work, 'cache'), ...tarballs], {
+      cwd: app,
+      env: { HOME: work, PATH: bin },
+    })
+  }, 300_000)
+
+  it('installs the binary from the platform package, not from a build', () => {
+    const modules = join(app, 'node_modules')
+    expect(existsSync(join(modules, `sluice-${platformPackage}`, `sluice.${platformPackage}.node`))).toBe(true)
+    expect(readdirSync(join(modules, 'sluice')).filter((f) => f.endsWith('.node'))).toEqual([])
+    expect(existsSync(join(modules, 'sluice', 'dist', 'index.mjs'))).toBe(true)
+  })
+
+  it.each(['current', '22', '24'])('require and import work on Node %s', async (major) => {
+    const node = major === 'current' ? process.execPath : nodeBinary(major)
+    const env = { HOME: app, PATH: bin }
+    const { stdout: required } = await run(node, ['smoke.cjs'], { cwd: app, env })
+    const { stdout: imported } = await run(node, ['smoke.mjs'], { cwd: app, env })
+    const version = major === 'current' ? process.version : `v${major}.`
+    expect(required).toContain(`require ok on ${version}`)
+    expect(imported).toContain(`import ok on ${version}`)
+  }, 300_000)
+})
+

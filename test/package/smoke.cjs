@@ -1,0 +1,30 @@
+// Runs inside a folder where sluice was installed from its tarballs, as a user
+// would: require it, use a Semaphore in this thread and across a worker.
+const assert = require('node:assert/strict')
+const { Worker } = require('node:worker_threads')
+const { Semaphore } = require('sluice')
+
+async function main() {
+  const sem = new Semaphore(2)
+  const permit = sem.tryAcquire(2)
+  assert.equal(sem.available, 0)
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads')
+     const { Semaphore } = require('sluice')
+     Semaphore.from(workerData).acquire().then((p) => { parentPort.postMessage('got'); p.release() })`,
+    { eval: true, workerData: sem.handle },
+  )
+  const got = new Promise((resolve) => worker.once('message', resolve))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.equal(sem.waiting, 1)
+  permit.release()
+  assert.equal(await got, 'got')
+  await new Promise((resolve) => worker.once('exit', resolve))
+  assert.equal(sem.available, 2)
+  console.log(`require ok on ${process.version}`)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
