@@ -21,14 +21,11 @@ export declare class NativeSemaphore {
   get waiting(): number
   /** Permits this thread holds. */
   get held(): number
-  tryAcquire(n: number): boolean
   /**
-   * Takes `n` permits now (returns `true`) or queues a wait under `token`
-   * (returns `false`); a queued wait is later collected with `takeGranted`.
+   * A handle for the fast calls `semTryAcquire`, `semAcquire` and
+   * `semRelease` (see `fast.rs` for why they are not methods).
    */
-  acquire(n: number, token: number): boolean
-  /** Releases `n` permits held by this thread; returns the slots to ring. */
-  release(n: number): Array<number> | null
+  fastHandle(): object
   /**
    * Tokens of this thread's waits granted since the last call; their permits
    * count as held by this thread from now on.

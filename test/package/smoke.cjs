@@ -15,8 +15,12 @@ async function main() {
     { eval: true, workerData: sem.handle },
   )
   const got = new Promise((resolve) => worker.once('message', resolve))
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  assert.equal(sem.waiting, 1)
+  // The worker queues behind our permits; wait until it has (it may take a
+  // while to start on a loaded machine).
+  for (const deadline = Date.now() + 20_000; sem.waiting !== 1; ) {
+    assert.ok(Date.now() < deadline, 'the worker never queued')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
   permit.release()
   assert.equal(await got, 'got')
   await new Promise((resolve) => worker.once('exit', resolve))

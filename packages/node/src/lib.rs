@@ -6,6 +6,7 @@
 #![deny(clippy::all)]
 
 mod attachment;
+mod fast;
 mod registry;
 mod semaphore;
 
@@ -15,3 +16,10 @@ pub use semaphore::NativeSemaphore;
 /// once. The TypeScript layer sizes the doorbell `SharedArrayBuffer` from it.
 #[napi_derive::napi]
 pub const DOORBELL_SLOTS: u32 = 256;
+
+
+#[napi_derive::napi(module_exports)]
+pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
+    use napi::JsValue;
+    fast::register(env.raw(), exports.raw())
+}

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_core::{Acquire, MAX_PERMITS};
+use sluice_core::MAX_PERMITS;
 
 use crate::attachment::Attachment;
 use crate::registry::SharedSemaphore;
@@ -31,9 +31,6 @@ fn to_token(token: f64) -> Result<u64> {
     }
 }
 
-fn rings(owners: Vec<u32>) -> Option<Vec<u32>> {
-    (!owners.is_empty()).then_some(owners)
-}
 
 #[napi]
 impl NativeSemaphore {
@@ -90,41 +87,11 @@ impl NativeSemaphore {
         self.attachment.held() as u32
     }
 
-    #[napi(catch_unwind)]
-    pub fn try_acquire(&self, n: u32) -> bool {
-        let acquired = self.attachment.shared.core.try_acquire(n as usize).is_ok();
-        if acquired {
-            self.attachment.add_held(n as usize);
-        }
-        acquired
-    }
-
-    /// Takes `n` permits now (returns `true`) or queues a wait under `token`
-    /// (returns `false`); a queued wait is later collected with `takeGranted`.
-    #[napi(catch_unwind)]
-    pub fn acquire(&self, n: u32, token: f64) -> Result<bool> {
-        let token = to_token(token)?;
-        let outcome = self.attachment.shared.core.acquire(n as usize, self.attachment.slot, token);
-        match outcome.map_err(|misuse| invalid(misuse.to_string()))? {
-            Acquire::Acquired => {
-                self.attachment.add_held(n as usize);
-                Ok(true)
-            }
-            Acquire::Queued => Ok(false),
-        }
-    }
-
-    /// Releases `n` permits held by this thread; returns the slots to ring.
-    #[napi(catch_unwind)]
-    pub fn release(&self, n: u32) -> Result<Option<Vec<u32>>> {
-        self.attachment.take_held(n as usize)?;
-        match self.attachment.shared.core.release(n as usize) {
-            Ok(woken) => Ok(rings(woken)),
-            Err(misuse) => {
-                self.attachment.add_held(n as usize);
-                Err(invalid(misuse.to_string()))
-            }
-        }
+    /// A handle for the fast calls `semTryAcquire`, `semAcquire` and
+    /// `semRelease` (see `fast.rs` for why they are not methods).
+    #[napi(ts_return_type = "object")]
+    pub fn fast_handle(&self, env: Env) -> Result<napi::sys::napi_value> {
+        crate::fast::create(env.raw(), &self.attachment)
     }
 
     /// Tokens of this thread's waits granted since the last call; their permits

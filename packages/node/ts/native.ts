@@ -4,6 +4,24 @@
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader is CommonJS, and so is this build
 import binding = require('../binding.js')
 
+/** An opaque, type-tagged handle made by `NativeSemaphore#fastHandle()`. */
+export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
+
+/**
+ * The hot paths, registered as raw N-API functions (src/fast.rs explains why),
+ * so the generated typings do not know them.
+ */
+interface FastCalls {
+  /** Takes `n` permits if free and nobody is queued; true if taken. */
+  semTryAcquire(handle: FastHandle, n: number): boolean
+  /** Takes `n` permits now (true) or queues the wait `token` (false). */
+  semAcquire(handle: FastHandle, n: number, token: number): boolean
+  /** Releases `n` permits this thread holds; returns the doorbell slots to ring. */
+  semRelease(handle: FastHandle, n: number): number[] | null
+}
+
+const fast = binding as unknown as FastCalls
+export const { semTryAcquire, semAcquire, semRelease } = fast
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = binding.NativeSemaphore
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS

@@ -1,7 +1,7 @@
 import { onCancellation } from './abort.js'
 import { Doorbell, nextToken } from './doorbell.js'
 import { InvalidHandleError } from './errors.js'
-import { DOORBELL_SLOTS, NativeSemaphore } from './native.js'
+import { DOORBELL_SLOTS, NativeSemaphore, semAcquire, semRelease, semTryAcquire, type FastHandle } from './native.js'
 import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 /** Most permits a semaphore can have (JS-side limit, far below the core's). */
@@ -70,6 +70,10 @@ let releasePermits: (semaphore: Semaphore, weight: number) => void
  */
 export class Semaphore {
   readonly #native: NativeSemaphore
+  /** For the hot calls, which skip napi-rs's per-call costs. */
+  readonly #fast: FastHandle
+  /** Cached: reading it from native costs a call. */
+  readonly #capacity: number
   readonly #doorbell: Doorbell
   readonly #bells: SharedArrayBuffer
 
@@ -92,6 +96,8 @@ export class Semaphore {
       this.#native = attaching.native
       this.#bells = attaching.bells
     }
+    this.#fast = this.#native.fastHandle() as FastHandle
+    this.#capacity = this.#native.capacity
     this.#doorbell = new Doorbell(this.#native, new Int32Array(this.#bells))
   }
 
@@ -127,7 +133,7 @@ export class Semaphore {
 
   /** Permits the semaphore was created with. */
   get capacity(): number {
-    return this.#native.capacity
+    return this.#capacity
   }
 
   /** Permits free right now, in all threads (0 while anyone waits). */
@@ -146,7 +152,7 @@ export class Semaphore {
    */
   tryAcquire(weight = 1): Permit | null {
     this.#validateWeight(weight, 'weight')
-    return this.#native.tryAcquire(weight) ? new Permit(this, weight) : null
+    return semTryAcquire(this.#fast, weight) ? new Permit(this, weight) : null
   }
 
   /**
@@ -167,7 +173,7 @@ export class Semaphore {
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
     const token = nextToken()
-    if (this.#native.acquire(weight, token)) return Promise.resolve(new Permit(this, weight))
+    if (semAcquire(this.#fast, weight, token)) return Promise.resolve(new Permit(this, weight))
     return new Promise<Permit>((resolve, reject) => {
       const disconnect = onCancellation(signal, timeout, (reason) => {
         if (!this.#doorbell.forget(token)) return
@@ -190,10 +196,10 @@ export class Semaphore {
   }
 
   #release(weight: number): void {
-    this.#doorbell.ring(this.#native.release(weight))
+    this.#doorbell.ring(semRelease(this.#fast, weight))
   }
 
   #validateWeight(weight: unknown, name: string): number {
-    return validateInteger(weight, name, 1, this.#native.capacity)
+    return validateInteger(weight, name, 1, this.#capacity)
   }
 }
