@@ -27,11 +27,6 @@ export declare class NativeSemaphore {
    */
   fastHandle(): object
   /**
-   * Tokens of this thread's waits granted since the last call; their permits
-   * count as held by this thread from now on.
-   */
-  takeGranted(): Array<number>
-  /**
    * Withdraws a wait (giving back anything granted to it). Returns `null` if
    * the wait is unknown (already collected), else the slots to ring, if any.
    */

@@ -1,4 +1,4 @@
-//! The hot paths (`tryAcquire`, `acquire`, `release`) in raw N-API.
+//! The hot paths (`tryAcquire`, `acquire`, `release`, collecting grants) in raw N-API.
 //!
 //! Measured on this machine with napi-rs 3.16: a `#[napi]` method call costs
 //! ~230 ns before it does anything (it creates a reference to `this` and
@@ -21,7 +21,10 @@ use sluice_core::Acquire;
 use crate::attachment::Attachment;
 
 /// Marks externals made by `create`; random, fixed for the life of the format.
-const TAG: sys::napi_type_tag = sys::napi_type_tag { lower: 0x5a1c_e5e7_0a7d_1e55, upper: 0x9c4b_2f1d_83e6_0c71 };
+const TAG: sys::napi_type_tag = sys::napi_type_tag {
+    lower: 0x5a1c_e5e7_0a7d_1e55,
+    upper: 0x9c4b_2f1d_83e6_0c71,
+};
 
 /// Wraps a clone of `attachment` in a tagged `External` for the fast calls.
 pub(crate) fn create(env: napi_env, attachment: &Rc<Attachment>) -> napi::Result<napi_value> {
@@ -29,11 +32,15 @@ pub(crate) fn create(env: napi_env, attachment: &Rc<Attachment>) -> napi::Result
     let mut external = ptr::null_mut();
     // SAFETY: `env` is the live env of the current call; `finalize` matches the
     // data's type and runs once, when the external is collected.
-    let status = unsafe { sys::napi_create_external(env, data, Some(finalize), ptr::null_mut(), &mut external) };
+    let status = unsafe {
+        sys::napi_create_external(env, data, Some(finalize), ptr::null_mut(), &mut external)
+    };
     if status != Status::napi_ok {
         // SAFETY: the external was not created, so we still own this count.
         drop(unsafe { Rc::from_raw(data as *const Attachment) });
-        return Err(napi::Error::from_reason("failed to create a semaphore handle"));
+        return Err(napi::Error::from_reason(
+            "failed to create a semaphore handle",
+        ));
     }
     // SAFETY: `external` is a fresh object of this env, tagged once.
     let status = unsafe { sys::napi_type_tag_object(env, external, &TAG) };
@@ -50,22 +57,32 @@ unsafe extern "C" fn finalize(_env: napi_env, data: *mut c_void, _hint: *mut c_v
 
 /// Registers the fast functions on the module's exports.
 pub(crate) fn register(env: napi_env, exports: napi_value) -> napi::Result<()> {
-    let functions: [(&CStr, sys::napi_callback); 3] = [
+    let functions: [(&CStr, sys::napi_callback); 4] = [
         (c"semTryAcquire", Some(try_acquire)),
         (c"semAcquire", Some(acquire)),
         (c"semRelease", Some(release)),
+        (c"semTakeGranted", Some(take_granted)),
     ];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();
         // SAFETY: `env` and `exports` are those of the module being initialised;
         // `name` is NUL-terminated; the callbacks have the N-API signature.
         let ok = unsafe {
-            sys::napi_create_function(env, name.as_ptr(), name.count_bytes() as isize, callback, ptr::null_mut(), &mut function)
-                == Status::napi_ok
-                && sys::napi_set_named_property(env, exports, name.as_ptr(), function) == Status::napi_ok
+            sys::napi_create_function(
+                env,
+                name.as_ptr(),
+                name.count_bytes() as isize,
+                callback,
+                ptr::null_mut(),
+                &mut function,
+            ) == Status::napi_ok
+                && sys::napi_set_named_property(env, exports, name.as_ptr(), function)
+                    == Status::napi_ok
         };
         if !ok {
-            return Err(napi::Error::from_reason("failed to register the fast semaphore functions"));
+            return Err(napi::Error::from_reason(
+                "failed to register the fast semaphore functions",
+            ));
         }
     }
     Ok(())
@@ -103,7 +120,16 @@ unsafe fn args<'a>(env: napi_env, info: napi_callback_info, expected: usize) -> 
     let mut argc = 3;
     let mut argv = [ptr::null_mut(); 3];
     // SAFETY: argv has room for `argc` values.
-    unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) };
+    unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
     if argc < expected + 1 {
         throw(env, true, "missing arguments");
         return None;
@@ -113,8 +139,15 @@ unsafe fn args<'a>(env: napi_env, info: napi_callback_info, expected: usize) -> 
     let status = unsafe { sys::napi_check_object_type_tag(env, argv[0], &TAG, &mut tagged) };
     let mut data = ptr::null_mut();
     // SAFETY: as above; only reached for a value carrying our tag, i.e. an external we made.
-    if status != Status::napi_ok || !tagged || unsafe { sys::napi_get_value_external(env, argv[0], &mut data) } != Status::napi_ok {
-        throw(env, true, "the first argument must be a sluice semaphore handle");
+    if status != Status::napi_ok
+        || !tagged
+        || unsafe { sys::napi_get_value_external(env, argv[0], &mut data) } != Status::napi_ok
+    {
+        throw(
+            env,
+            true,
+            "the first argument must be a sluice semaphore handle",
+        );
         return None;
     }
     let mut numbers = [0.0; 2];
@@ -128,7 +161,10 @@ unsafe fn args<'a>(env: napi_env, info: napi_callback_info, expected: usize) -> 
     // SAFETY: `data` is the pointer `create` made with `Rc::into_raw`; the
     // external holding it is alive for the duration of this call.
     let attachment = unsafe { &*(data as *const Attachment) };
-    Some(Args { attachment, numbers })
+    Some(Args {
+        attachment,
+        numbers,
+    })
 }
 
 /// A permit count from JS: an integer in 1..=u32::MAX (the TS layer has
@@ -137,7 +173,11 @@ fn permits(env: napi_env, n: f64) -> Option<usize> {
     if n.fract() == 0.0 && (1.0..=u32::MAX as f64).contains(&n) {
         Some(n as usize)
     } else {
-        throw(env, false, &format!("permits must be a positive integer, got {n}"));
+        throw(
+            env,
+            false,
+            &format!("permits must be a positive integer, got {n}"),
+        );
         None
     }
 }
@@ -152,10 +192,16 @@ fn boolean(env: napi_env, value: bool) -> napi_value {
 /// `semTryAcquire(handle, n) -> boolean`
 unsafe extern "C" fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: called by N-API with this invocation's env and info.
-    let Some(Args { attachment, numbers: [n, _] }) = (unsafe { args(env, info, 1) }) else {
+    let Some(Args {
+        attachment,
+        numbers: [n, _],
+    }) = (unsafe { args(env, info, 1) })
+    else {
         return ptr::null_mut();
     };
-    let Some(n) = permits(env, n) else { return ptr::null_mut() };
+    let Some(n) = permits(env, n) else {
+        return ptr::null_mut();
+    };
     let acquired = attachment.shared.core.try_acquire(n).is_ok();
     if acquired {
         attachment.add_held(n);
@@ -166,14 +212,28 @@ unsafe extern "C" fn try_acquire(env: napi_env, info: napi_callback_info) -> nap
 /// `semAcquire(handle, n, token) -> boolean`: true if taken now, false if queued.
 unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: called by N-API with this invocation's env and info.
-    let Some(Args { attachment, numbers: [n, token] }) = (unsafe { args(env, info, 2) }) else {
+    let Some(Args {
+        attachment,
+        numbers: [n, token],
+    }) = (unsafe { args(env, info, 2) })
+    else {
         return ptr::null_mut();
     };
-    let Some(n) = permits(env, n) else { return ptr::null_mut() };
+    let Some(n) = permits(env, n) else {
+        return ptr::null_mut();
+    };
     if !(token.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&token)) {
-        return throw(env, false, &format!("token must be a safe non-negative integer, got {token}"));
+        return throw(
+            env,
+            false,
+            &format!("token must be a safe non-negative integer, got {token}"),
+        );
     }
-    match attachment.shared.core.acquire(n, attachment.slot, token as u64) {
+    match attachment
+        .shared
+        .core
+        .acquire(n, attachment.slot, token as u64)
+    {
         Ok(Acquire::Acquired) => {
             attachment.add_held(n);
             boolean(env, true)
@@ -186,30 +246,52 @@ unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_va
 /// `semRelease(handle, n) -> number[] | null`: the doorbell slots to ring.
 unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: called by N-API with this invocation's env and info.
-    let Some(Args { attachment, numbers: [n, _] }) = (unsafe { args(env, info, 1) }) else {
+    let Some(Args {
+        attachment,
+        numbers: [n, _],
+    }) = (unsafe { args(env, info, 1) })
+    else {
         return ptr::null_mut();
     };
-    let Some(n) = permits(env, n) else { return ptr::null_mut() };
+    let Some(n) = permits(env, n) else {
+        return ptr::null_mut();
+    };
     if let Err(error) = attachment.take_held(n) {
         return throw(env, false, &error.reason);
     }
-    let woken = match attachment.shared.core.release(n) {
-        Ok(woken) => woken,
+    match attachment.shared.core.release(n) {
+        Ok(woken) => numbers_or_null(env, woken.into_iter().map(f64::from)),
         Err(misuse) => {
             attachment.add_held(n);
-            return throw(env, false, &misuse.to_string());
+            throw(env, false, &misuse.to_string())
         }
+    }
+}
+
+/// `semTakeGranted(handle) -> number[] | null`: tokens of this thread's waits
+/// granted since the last call; their permits count as held from now on.
+unsafe extern "C" fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let Some(Args { attachment, .. }) = (unsafe { args(env, info, 0) }) else {
+        return ptr::null_mut();
     };
+    let grants = attachment.shared.core.take_granted(attachment.slot);
+    attachment.add_held(grants.iter().map(|grant| grant.permits).sum());
+    numbers_or_null(env, grants.into_iter().map(|grant| grant.token as f64))
+}
+
+/// `null` for none (no allocation in the common case), else a JS array.
+fn numbers_or_null(env: napi_env, numbers: impl ExactSizeIterator<Item = f64>) -> napi_value {
     let mut result = ptr::null_mut();
     // SAFETY: `env` is live; out-pointers are valid; indices are in bounds.
     unsafe {
-        if woken.is_empty() {
+        if numbers.len() == 0 {
             sys::napi_get_null(env, &mut result);
         } else {
-            sys::napi_create_array_with_length(env, woken.len(), &mut result);
-            for (i, slot) in woken.into_iter().enumerate() {
+            sys::napi_create_array_with_length(env, numbers.len(), &mut result);
+            for (i, number) in numbers.enumerate() {
                 let mut value = ptr::null_mut();
-                sys::napi_create_uint32(env, slot, &mut value);
+                sys::napi_create_double(env, number, &mut value);
                 sys::napi_set_element(env, result, i as u32, value);
             }
         }

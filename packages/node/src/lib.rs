@@ -17,7 +17,6 @@ pub use semaphore::NativeSemaphore;
 #[napi_derive::napi]
 pub const DOORBELL_SLOTS: u32 = 256;
 
-
 #[napi_derive::napi(module_exports)]
 pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
     use napi::JsValue;

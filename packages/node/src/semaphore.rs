@@ -27,10 +27,11 @@ fn to_token(token: f64) -> Result<u64> {
     if token.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&token) {
         Ok(token as u64)
     } else {
-        Err(invalid(format!("token must be a safe non-negative integer, got {token}")))
+        Err(invalid(format!(
+            "token must be a safe non-negative integer, got {token}"
+        )))
     }
 }
-
 
 #[napi]
 impl NativeSemaphore {
@@ -38,7 +39,9 @@ impl NativeSemaphore {
     pub fn new(env: Env, permits: u32) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
-            return Err(invalid(format!("permits must be a positive integer, got {permits}")));
+            return Err(invalid(format!(
+                "permits must be a positive integer, got {permits}"
+            )));
         }
         let attachment = Attachment::get_or_attach(&env, SharedSemaphore::create(permits))?;
         Ok(Self { attachment })
@@ -50,7 +53,12 @@ impl NativeSemaphore {
         let shared = (id.fract() == 0.0 && id >= 1.0)
             .then(|| SharedSemaphore::lookup(id as u64))
             .flatten()
-            .ok_or_else(|| Error::new(Status::GenericFailure, format!("no live semaphore has id {id}")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    Status::GenericFailure,
+                    format!("no live semaphore has id {id}"),
+                )
+            })?;
         let attachment = Attachment::get_or_attach(&env, shared)?;
         Ok(Self { attachment })
     }
@@ -94,26 +102,17 @@ impl NativeSemaphore {
         crate::fast::create(env.raw(), &self.attachment)
     }
 
-    /// Tokens of this thread's waits granted since the last call; their permits
-    /// count as held by this thread from now on.
-    #[napi(catch_unwind)]
-    pub fn take_granted(&self) -> Vec<f64> {
-        let grants = self.attachment.shared.core.take_granted(self.attachment.slot);
-        grants
-            .into_iter()
-            .map(|grant| {
-                self.attachment.add_held(grant.permits);
-                grant.token as f64
-            })
-            .collect()
-    }
-
     /// Withdraws a wait (giving back anything granted to it). Returns `null` if
     /// the wait is unknown (already collected), else the slots to ring, if any.
     #[napi(catch_unwind)]
     pub fn cancel(&self, token: f64) -> Result<Option<Vec<u32>>> {
         let token = to_token(token)?;
-        match self.attachment.shared.core.cancel(self.attachment.slot, token) {
+        match self
+            .attachment
+            .shared
+            .core
+            .cancel(self.attachment.slot, token)
+        {
             None => Ok(None),
             Some(woken) => Ok(Some(woken)),
         }

@@ -22,8 +22,8 @@
 export interface NativeWaitable {
   /** This thread's doorbell slot for the primitive. */
   readonly slot: number
-  /** Tokens of this thread's waits granted since the last call. */
-  takeGranted(): number[]
+  /** Tokens of this thread's waits granted since the last call (null for none). */
+  takeGranted(): number[] | null
 }
 
 /** How one pending wait ends when granted. */
@@ -115,7 +115,9 @@ export class Doorbell {
   /** Collects this thread's grants and settles their waits. */
   collect(): void {
     if (this.#tokens.size === 0) return
-    for (const token of this.#native.takeGranted()) {
+    const granted = this.#native.takeGranted()
+    if (granted === null) return
+    for (const token of granted) {
       const onGrant = pending.get(token)
       this.forget(token)
       onGrant?.()

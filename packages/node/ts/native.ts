@@ -18,10 +18,12 @@ interface FastCalls {
   semAcquire(handle: FastHandle, n: number, token: number): boolean
   /** Releases `n` permits this thread holds; returns the doorbell slots to ring. */
   semRelease(handle: FastHandle, n: number): number[] | null
+  /** Tokens of this thread's waits granted since the last call. */
+  semTakeGranted(handle: FastHandle): number[] | null
 }
 
 const fast = binding as unknown as FastCalls
-export const { semTryAcquire, semAcquire, semRelease } = fast
+export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = fast
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = binding.NativeSemaphore
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS

@@ -1,7 +1,7 @@
 import { onCancellation } from './abort.js'
 import { Doorbell, nextToken } from './doorbell.js'
 import { InvalidHandleError } from './errors.js'
-import { DOORBELL_SLOTS, NativeSemaphore, semAcquire, semRelease, semTryAcquire, type FastHandle } from './native.js'
+import { DOORBELL_SLOTS, NativeSemaphore, semAcquire, semRelease, semTakeGranted, semTryAcquire, type FastHandle } from './native.js'
 import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 /** Most permits a semaphore can have (JS-side limit, far below the core's). */
@@ -98,7 +98,9 @@ export class Semaphore {
     }
     this.#fast = this.#native.fastHandle() as FastHandle
     this.#capacity = this.#native.capacity
-    this.#doorbell = new Doorbell(this.#native, new Int32Array(this.#bells))
+    const fast = this.#fast
+    const waitable = { slot: this.#native.slot, takeGranted: () => semTakeGranted(fast) }
+    this.#doorbell = new Doorbell(waitable, new Int32Array(this.#bells))
   }
 
   /**
