@@ -32,6 +32,48 @@ describe('Semaphore across worker threads', () => {
     expect(sem.waiting).toBe(0)
   })
 
+  it('keeps its invariants when waits in every thread are aborted or time out while permits circulate', async () => {
+    const sem = new Semaphore(2)
+    const counters = new SharedArrayBuffer(12)
+    const workers = Array.from({ length: 4 }, (_, i) =>
+      runWorker('hold-cycles.mjs', {
+        task: 'hold-cycles',
+        handle: sem.handle,
+        counters,
+        cycles: 500,
+        weight: 1 + (i % 2),
+        cancelEvery: 3,
+      }),
+    )
+    await holdCycles(sem, new Int32Array(counters), 500, 1, 3)
+    expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0])
+    const [holding, mostSeen, cancelled] = new Int32Array(counters)
+    expect(cancelled).toBeGreaterThan(0) // cancellations did happen
+    expect(mostSeen).toBeLessThanOrEqual(2)
+    expect(holding).toBe(0)
+    expect(sem.waiting).toBe(0)
+    expect(sem.available).toBe(2)
+  })
+
+  it('gets every permit back when contending workers are terminated at random moments', async () => {
+    const sem = new Semaphore(3)
+    const counters = new SharedArrayBuffer(12)
+    const start = (): ReturnType<typeof runWorker> =>
+      runWorker('hold-cycles.mjs', { task: 'hold-cycles', handle: sem.handle, counters, cycles: 1_000_000, weight: 1 })
+    const doomed = Array.from({ length: 6 }, start)
+    const survivor = runWorker('hold-cycles.mjs', { task: 'hold-cycles', handle: sem.handle, counters, cycles: 300 })
+    for (const { worker } of doomed) {
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 60))
+      await worker.terminate()
+    }
+    expect(await survivor.exited).toBe(0)
+    expect(new Int32Array(counters)[1]).toBeLessThanOrEqual(3)
+    expect(sem.waiting).toBe(0)
+    expect(sem.available).toBe(3)
+    // The main thread can still take all of them.
+    expect(sem.tryAcquire(3)).not.toBeNull()
+  })
+
   it('wakes a waiting worker when the main thread releases, and the worker stays alive meanwhile', async () => {
     const sem = new Semaphore(1)
     const held = sem.tryAcquire()!

@@ -4,7 +4,7 @@
 // supported Node. Proves the optionalDependencies wiring, the generated loader
 // and that one N-API binary serves Node 20, 22 and 24.
 import { execFile } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -29,8 +29,20 @@ describe.runIf(supported)('the packed package, installed as a user installs it',
     cpSync(join(pkg, 'npm', platformPackage), stage, { recursive: true })
     cpSync(join(pkg, `sluice.${platformPackage}.node`), join(stage, `sluice.${platformPackage}.node`))
     await run('npm', ['pack', '--pack-destination', work], { cwd: stage })
-    await run('npm', ['pack', '--pack-destination', work], { cwd: pkg })
-    const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => join(work, f))
+    // The main package as `napi prepublish` leaves it at release time: with an
+    // optional dependency on every platform package of napi.targets.
+    const main = join(work, 'main')
+    mkdirSync(main)
+    for (const file of ['binding.js', 'binding.d.ts', 'dist']) cpSync(join(pkg, file), join(main, file), { recursive: true })
+    const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'))
+    const platforms = readdirSync(join(pkg, 'npm'))
+    expect(platforms).toHaveLength(manifest.napi.targets.length)
+    manifest.optionalDependencies = Object.fromEntries(platforms.map((p) => [`sluice-${p}`, manifest.version]))
+    writeFileSync(join(main, 'package.json'), JSON.stringify(manifest, null, 2))
+    await run('npm', ['pack', '--pack-destination', work], { cwd: main })
+    const tarballs = readdirSync(work)
+      .filter((f) => f.endsWith('.tgz'))
+      .map((f) => join(work, f))
     expect(tarballs).toHaveLength(2)
 
     // PATH holds node and npm only: no cargo, no rustc, no compiler.
