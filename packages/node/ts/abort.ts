@@ -11,6 +11,7 @@ export function onCancellation(
   timeout: number | undefined,
   onCancel: (reason: unknown) => void,
 ): () => void {
+  if (signal === undefined && timeout === undefined) return disconnected
   let timer: NodeJS.Timeout | undefined
   const onAbort = (): void => onCancel(signal?.reason)
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -22,3 +23,6 @@ export function onCancellation(
     if (timer !== undefined) clearTimeout(timer)
   }
 }
+
+/** Nothing to disconnect: shared, so an uncancellable wait allocates no closure. */
+function disconnected(): void {}

@@ -78,13 +78,33 @@ export class Doorbell {
   ring(slots: readonly number[] | null): void {
     if (slots === null) return
     for (const slot of slots) {
-      if (slot === this.#slot) {
-        this.collect()
-      } else {
-        Atomics.add(this.#bells, slot, 1)
-        Atomics.notify(this.#bells, slot)
-      }
+      if (slot === this.#slot) this.collect()
+      else this.#ringOther(slot)
     }
+  }
+
+  /**
+   * Settles what a release granted: this thread's waits (positive tokens,
+   * already collected natively) at once, other threads' doorbells (encoded
+   * as `-(slot + 1)`) rung.
+   */
+  settle(granted: readonly number[] | null): void {
+    if (granted === null) return
+    for (const entry of granted) {
+      if (entry > 0) this.#grant(entry)
+      else this.#ringOther(-entry - 1)
+    }
+  }
+
+  #ringOther(slot: number): void {
+    Atomics.add(this.#bells, slot, 1)
+    Atomics.notify(this.#bells, slot)
+  }
+
+  #grant(token: number): void {
+    const onGrant = pending.get(token)
+    this.forget(token)
+    onGrant?.()
   }
 
   /** Registers a queued wait; `onGrant` runs when native code grants it. */
@@ -117,11 +137,7 @@ export class Doorbell {
     if (this.#tokens.size === 0) return
     const granted = this.#native.takeGranted()
     if (granted === null) return
-    for (const token of granted) {
-      const onGrant = pending.get(token)
-      this.forget(token)
-      onGrant?.()
-    }
+    for (const token of granted) this.#grant(token)
   }
 
   #listen(): void {

@@ -16,9 +16,13 @@ interface FastCalls {
   semTryAcquire(handle: FastHandle, n: number): boolean
   /** Takes `n` permits now (true) or queues the wait `token` (false). */
   semAcquire(handle: FastHandle, n: number, token: number): boolean
-  /** Releases `n` permits this thread holds; returns the doorbell slots to ring. */
+  /**
+   * Releases `n` permits this thread holds. Returns what that granted: tokens
+   * of this thread's waits (positive, already collected) and doorbell slots of
+   * other threads to ring (as `-(slot + 1)`).
+   */
   semRelease(handle: FastHandle, n: number): number[] | null
-  /** Tokens of this thread's waits granted since the last call. */
+  /** Tokens of this thread's waits granted since the last call (tokens must be >= 1). */
   semTakeGranted(handle: FastHandle): number[] | null
 }
 

@@ -193,12 +193,16 @@ export class Semaphore {
 
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
   async run<T>(fn: () => T | PromiseLike<T>, options?: AcquireOptions): Promise<Awaited<T>> {
-    using _permit = await this.acquire(options)
-    return await fn()
+    const permit = await this.acquire(options)
+    try {
+      return await fn()
+    } finally {
+      permit.release()
+    }
   }
 
   #release(weight: number): void {
-    this.#doorbell.ring(semRelease(this.#fast, weight))
+    this.#doorbell.settle(semRelease(this.#fast, weight))
   }
 
   #validateWeight(weight: unknown, name: string): number {
