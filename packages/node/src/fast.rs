@@ -251,10 +251,16 @@ unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_va
 /// same call saves a second crossing in the common single-thread case.
 unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: called by N-API with this invocation's env and info.
-    let Some(Args { attachment, numbers: [n, _] }) = (unsafe { args(env, info, 1) }) else {
+    let Some(Args {
+        attachment,
+        numbers: [n, _],
+    }) = (unsafe { args(env, info, 1) })
+    else {
         return ptr::null_mut();
     };
-    let Some(n) = permits(env, n) else { return ptr::null_mut() };
+    let Some(n) = permits(env, n) else {
+        return ptr::null_mut();
+    };
     if let Err(error) = attachment.take_held(n) {
         return throw(env, false, &error.reason);
     }
