@@ -1,18 +1,31 @@
 //! The engine of sluice: concurrency primitives written against plain atomics,
 //! with no dependency on Node.
 //!
+//! - [`ArrayQueue`]: a bounded lock-free MPMC queue (Vyukov's algorithm).
+//! - [`Semaphore`]: a fair, weighted, closeable semaphore whose waiters are
+//!   woken by the caller, however it likes.
+//! - [`TokenBucket`]: a GCRA rate limiter on one atomic word.
+//!
 //! Every primitive is safe to share between OS threads (`Send + Sync`) and never
 //! blocks: operations that cannot complete at once hand back a decision (queue a
-//! waiter, report which owners to wake) and leave the waiting to the caller. That
-//! is what lets the Node binding wait on an event loop instead of a thread.
+//! waiter, report which owners to wake, say how long to wait) and leave the
+//! waiting to the caller. That is what lets the Node binding wait on an event
+//! loop instead of a thread.
 
 #![warn(missing_docs)]
 
+pub mod array_queue;
+mod backoff;
 mod cache_padded;
+pub mod clock;
 pub mod semaphore;
 mod sync;
+pub mod token_bucket;
 mod wait_queue;
 
+pub use array_queue::ArrayQueue;
+pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use semaphore::{
-    Acquire, Grant, Misuse, Owner, Semaphore, Token, TryAcquireError, MAX_PERMITS,
+    Acquire, AcquireError, CapacityOverflow, Grant, Owner, ReleaseError, Semaphore, Token, TryAcquireError, MAX_PERMITS,
 };
+pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket};

@@ -11,11 +11,11 @@
 //!
 //! # Implementation
 //!
-//! `state` holds the permits that the fast path may take, shifted left by one,
-//! and the `QUEUED` flag in bit 0, set exactly while the wait queue is non-empty.
-//! Two invariants make the fast path fair:
+//! `state` holds the permits that the fast path may take, shifted left by two,
+//! the `QUEUED` flag in bit 0, set exactly while the wait queue is non-empty,
+//! and the `CLOSED` flag in bit 1. Two invariants make the fast path fair:
 //!
-//! - `QUEUED` only changes under the queue lock;
+//! - `QUEUED` and `CLOSED` only change under the queue lock;
 //! - while `QUEUED` is set, the permit count in `state` is zero: a waiter that
 //!   joins an empty queue takes whatever was available as a partial grant, and
 //!   every later release goes to the queue. So a fast-path `try_acquire` never
@@ -40,11 +40,12 @@ pub type Owner = u32;
 /// Names one wait of an owner; chosen by the caller, unique per owner while queued.
 pub type Token = u64;
 
-/// The most permits a semaphore can hold (the count is stored shifted by one bit).
-pub const MAX_PERMITS: usize = usize::MAX >> 1;
+/// The most permits a semaphore can hold (the count is stored shifted by two bits).
+pub const MAX_PERMITS: usize = usize::MAX >> 2;
 
 const QUEUED: usize = 1;
-const PERMIT_SHIFT: u32 = 1;
+const CLOSED: usize = 2;
+const PERMIT_SHIFT: u32 = 2;
 
 /// A counting semaphore with FIFO hand-off to queued waiters.
 ///
@@ -73,9 +74,10 @@ const PERMIT_SHIFT: u32 = 1;
 /// pairs an `Acquire` CAS with the `Release` CAS or store that published the
 /// permits; the slow path goes through the queue lock on both sides.
 pub struct Semaphore {
-    /// `permits << 1 | QUEUED`; see the module docs for the invariants.
+    /// `permits << 2 | CLOSED | QUEUED`; see the module docs for the invariants.
     state: CachePadded<AtomicUsize>,
-    capacity: usize,
+    /// Permits in existence: free, held, or promised to waiters.
+    capacity: AtomicUsize,
     queue: Mutex<Queue>,
     /// Number of queued waiters, mirrored from the queue for lock-free reads.
     waiting: AtomicUsize,
@@ -109,13 +111,17 @@ pub struct Grant {
 /// Why [`Semaphore::try_acquire`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryAcquireError {
+    /// The semaphore was closed.
+    Closed,
     /// Not enough permits are free, or waiters are queued ahead.
     NoPermits,
 }
 
-/// Why [`Semaphore::acquire`] or [`Semaphore::release`] refused a request.
+/// Why [`Semaphore::acquire`] refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Misuse {
+pub enum AcquireError {
+    /// The semaphore was closed.
+    Closed,
     /// More permits asked for than the semaphore has: the wait could never end.
     TooManyPermits {
         /// Permits asked for.
@@ -125,47 +131,63 @@ pub enum Misuse {
     },
     /// The token is already queued or granted for that owner.
     DuplicateToken,
-    /// Releasing this many would leave more permits than the capacity.
-    ReleaseOverflow {
-        /// Permits released.
-        released: usize,
-        /// The semaphore's capacity.
-        capacity: usize,
-    },
 }
+
+/// Releasing this many permits would leave more than the capacity: a double
+/// release. [`Semaphore::release`] refuses it and changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseError {
+    /// Permits released.
+    pub released: usize,
+    /// The semaphore's capacity.
+    pub capacity: usize,
+}
+
+/// [`Semaphore::add_permits`] would take the capacity past [`MAX_PERMITS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityOverflow;
 
 impl fmt::Display for TryAcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no permits available")
-    }
-}
-
-impl std::error::Error for TryAcquireError {}
-
-impl fmt::Display for Misuse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Misuse::TooManyPermits {
-                requested,
-                capacity,
-            } => {
-                write!(
-                    f,
-                    "requested {requested} permits from a semaphore of {capacity}"
-                )
-            }
-            Misuse::DuplicateToken => f.write_str("token is already waiting"),
-            Misuse::ReleaseOverflow { released, capacity } => {
-                write!(
-                    f,
-                    "releasing {released} permits would exceed the capacity of {capacity}"
-                )
-            }
+            TryAcquireError::Closed => f.write_str("semaphore closed"),
+            TryAcquireError::NoPermits => f.write_str("no permits available"),
         }
     }
 }
 
-impl std::error::Error for Misuse {}
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::Closed => f.write_str("semaphore closed"),
+            AcquireError::TooManyPermits { requested, capacity } => {
+                write!(f, "requested {requested} permits from a semaphore of {capacity}")
+            }
+            AcquireError::DuplicateToken => f.write_str("token is already waiting"),
+        }
+    }
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "releasing {} permits would exceed the capacity of {}",
+            self.released, self.capacity
+        )
+    }
+}
+
+impl fmt::Display for CapacityOverflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a semaphore holds at most {MAX_PERMITS} permits")
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+impl std::error::Error for AcquireError {}
+impl std::error::Error for ReleaseError {}
+impl std::error::Error for CapacityOverflow {}
 
 impl Semaphore {
     /// Creates a semaphore with `permits` free permits, which is also its capacity.
@@ -180,7 +202,7 @@ impl Semaphore {
         );
         Self {
             state: CachePadded(AtomicUsize::new(permits << PERMIT_SHIFT)),
-            capacity: permits,
+            capacity: AtomicUsize::new(permits),
             queue: Mutex::new(Queue {
                 waiters: WaitQueue::new(),
                 granted: HashMap::new(),
@@ -189,9 +211,15 @@ impl Semaphore {
         }
     }
 
-    /// The number of permits the semaphore was created with.
+    /// Permits in existence: those it was created with, plus
+    /// [`add_permits`](Self::add_permits), minus [`forget_permits`](Self::forget_permits).
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`close`](Self::close) has run.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLOSED != 0
     }
 
     /// Permits free right now (zero while waiters are queued).
@@ -208,10 +236,14 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::NoPermits`] when fewer than `n` are free or waiters are queued.
+    /// [`TryAcquireError::Closed`] once closed; [`TryAcquireError::NoPermits`]
+    /// when fewer than `n` are free or waiters are queued.
     pub fn try_acquire(&self, n: usize) -> Result<(), TryAcquireError> {
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
+            if current & CLOSED != 0 {
+                return Err(TryAcquireError::Closed);
+            }
             if current & QUEUED != 0 || current >> PERMIT_SHIFT < n {
                 return Err(TryAcquireError::NoPermits);
             }
@@ -238,17 +270,18 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`Misuse::TooManyPermits`] if `n` exceeds the capacity;
-    /// [`Misuse::DuplicateToken`] if `(owner, token)` is already waiting or granted.
-    pub fn acquire(&self, n: usize, owner: Owner, token: Token) -> Result<Acquire, Misuse> {
-        if n > self.capacity {
-            return Err(Misuse::TooManyPermits {
-                requested: n,
-                capacity: self.capacity,
-            });
+    /// [`AcquireError::Closed`] once closed; [`AcquireError::TooManyPermits`]
+    /// if `n` exceeds the capacity; [`AcquireError::DuplicateToken`] if
+    /// `(owner, token)` is already waiting or granted.
+    pub fn acquire(&self, n: usize, owner: Owner, token: Token) -> Result<Acquire, AcquireError> {
+        let capacity = self.capacity();
+        if n > capacity {
+            return Err(AcquireError::TooManyPermits { requested: n, capacity });
         }
-        if self.try_acquire(n).is_ok() {
-            return Ok(Acquire::Acquired);
+        match self.try_acquire(n) {
+            Ok(()) => return Ok(Acquire::Acquired),
+            Err(TryAcquireError::Closed) => return Err(AcquireError::Closed),
+            Err(TryAcquireError::NoPermits) => {}
         }
         let mut queue = self.lock();
         if queue.waiters.contains(owner, token)
@@ -257,7 +290,10 @@ impl Semaphore {
                 .get(&owner)
                 .is_some_and(|g| g.iter().any(|g| g.token == token))
         {
-            return Err(Misuse::DuplicateToken);
+            return Err(AcquireError::DuplicateToken);
+        }
+        if self.is_closed() {
+            return Err(AcquireError::Closed);
         }
         let mut assigned = 0;
         let mut current = self.state.load(Ordering::Relaxed);
@@ -267,16 +303,15 @@ impl Semaphore {
             let (next, took) = if free >= n {
                 (current - (n << PERMIT_SHIFT), n)
             } else {
-                // Take what is there as a partial grant and close the fast path.
+                // Take what is there as a partial grant and close the fast path
+                // (CLOSED is known clear: it only changes under our lock).
                 (QUEUED, free)
             };
             // Acquire: pairs with the Release CAS of a fast-path `release`.
-            match self.state.compare_exchange_weak(
-                current,
-                next,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(current, next, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) if took == n => return Ok(Acquire::Acquired),
                 Ok(_) => {
                     assigned = took;
@@ -300,16 +335,14 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`Misuse::ReleaseOverflow`] if the release would leave more free permits
-    /// than the capacity (a double release); nothing changes then.
-    pub fn release(&self, n: usize) -> Result<Vec<Owner>, Misuse> {
+    /// [`ReleaseError`] if the release would leave more free permits than the
+    /// capacity (a double release); nothing changes then.
+    pub fn release(&self, n: usize) -> Result<Vec<Owner>, ReleaseError> {
         let mut current = self.state.load(Ordering::Relaxed);
         while current & QUEUED == 0 {
-            if (current >> PERMIT_SHIFT) + n > self.capacity {
-                return Err(Misuse::ReleaseOverflow {
-                    released: n,
-                    capacity: self.capacity,
-                });
+            let capacity = self.capacity();
+            if (current >> PERMIT_SHIFT) + n > capacity {
+                return Err(ReleaseError { released: n, capacity });
             }
             // Release: pairs with the Acquire CAS of whoever takes these permits.
             match self.state.compare_exchange_weak(
@@ -324,13 +357,83 @@ impl Semaphore {
         }
         let mut queue = self.lock();
         let head_assigned = queue.waiters.front_mut().map_or(0, |w| w.assigned);
-        if self.available() + head_assigned + n > self.capacity {
-            return Err(Misuse::ReleaseOverflow {
-                released: n,
-                capacity: self.capacity,
-            });
+        let capacity = self.capacity();
+        if self.available() + head_assigned + n > capacity {
+            return Err(ReleaseError { released: n, capacity });
         }
         Ok(self.release_locked(n, &mut queue))
+    }
+
+    /// Closes the semaphore: every queued wait is withdrawn (permits partly
+    /// granted to it go back), and every later `acquire` or `try_acquire`
+    /// fails with `Closed`. Permits already held can still be released, and
+    /// waits already granted stay granted. Returns the owners whose waits were
+    /// withdrawn, to be told. Closing twice does nothing more.
+    pub fn close(&self) -> Vec<Owner> {
+        let mut queue = self.lock();
+        // Relaxed: CLOSED is only acted on under the lock (slow path) or as a
+        // refusal (fast path), which publishes nothing.
+        self.state.fetch_or(CLOSED, Ordering::Relaxed);
+        let mut owners = Vec::new();
+        let mut returned = 0;
+        while let Some(waiter) = queue.waiters.pop_front() {
+            returned += waiter.assigned;
+            if !owners.contains(&waiter.owner) {
+                owners.push(waiter.owner);
+            }
+        }
+        self.release_locked(returned, &mut queue);
+        owners
+    }
+
+    /// Adds `n` permits to the capacity and hands them out as a release would.
+    /// Returns the owners to wake.
+    ///
+    /// # Errors
+    ///
+    /// [`CapacityOverflow`] if the capacity would exceed [`MAX_PERMITS`];
+    /// nothing changes then.
+    pub fn add_permits(&self, n: usize) -> Result<Vec<Owner>, CapacityOverflow> {
+        let mut queue = self.lock();
+        let capacity = self.capacity();
+        if capacity.checked_add(n).is_none_or(|total| total > MAX_PERMITS) {
+            return Err(CapacityOverflow);
+        }
+        self.capacity.store(capacity + n, Ordering::Relaxed);
+        Ok(self.release_locked(n, &mut queue))
+    }
+
+    /// Removes up to `n` free permits from the semaphore for good, shrinking
+    /// its capacity; returns how many it removed. Permits promised to queued
+    /// waiters are not free, so nothing is removed while anyone waits.
+    pub fn forget_permits(&self, n: usize) -> usize {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let free = if current & QUEUED != 0 {
+                0
+            } else {
+                current >> PERMIT_SHIFT
+            };
+            let taken = n.min(free);
+            if taken == 0 {
+                return 0;
+            }
+            // Acquire: these permits are taken, as by `try_acquire`.
+            match self.state.compare_exchange_weak(
+                current,
+                current - (taken << PERMIT_SHIFT),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    // After the permits left `state`, so a concurrent release
+                    // never sees the smaller capacity with the larger count.
+                    self.capacity.fetch_sub(taken, Ordering::Relaxed);
+                    return taken;
+                }
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     /// Collects the waits of `owner` that were granted since the last call.
@@ -364,12 +467,7 @@ impl Semaphore {
     /// to wake.
     pub fn remove_owner(&self, owner: Owner) -> Vec<Owner> {
         let mut queue = self.lock();
-        let queued: usize = queue
-            .waiters
-            .remove_owner(owner)
-            .iter()
-            .map(|w| w.assigned)
-            .sum();
+        let queued: usize = queue.waiters.remove_owner(owner).iter().map(|w| w.assigned).sum();
         let granted: usize = queue
             .granted
             .remove(&owner)
@@ -393,15 +491,13 @@ impl Semaphore {
                 break;
             }
             let Waiter {
-                owner,
-                token,
-                needed,
-                ..
+                owner, token, needed, ..
             } = queue.waiters.pop_front().expect("head exists");
-            queue.granted.entry(owner).or_default().push(Grant {
-                token,
-                permits: needed,
-            });
+            queue
+                .granted
+                .entry(owner)
+                .or_default()
+                .push(Grant { token, permits: needed });
             if !woken.contains(&owner) {
                 woken.push(owner);
             }
@@ -411,9 +507,11 @@ impl Semaphore {
             let current = self.state.load(Ordering::Relaxed);
             if current & QUEUED != 0 {
                 // While QUEUED is set nobody but a lock holder writes `state`, and
-                // its permit count is zero, so a plain store is exact. Release:
-                // pairs with the Acquire CAS of the fast path that takes these.
-                self.state.store(n << PERMIT_SHIFT, Ordering::Release);
+                // its permit count is zero, so a plain store is exact (CLOSED is
+                // kept). Release: pairs with the Acquire CAS of the fast path
+                // that takes these.
+                self.state
+                    .store(n << PERMIT_SHIFT | (current & CLOSED), Ordering::Release);
             } else if n > 0 {
                 // The queue was already empty: the fast path is open and may race.
                 self.state.fetch_add(n << PERMIT_SHIFT, Ordering::Release);
@@ -428,16 +526,15 @@ impl Semaphore {
         // A panic while the lock was held cannot leave the queue half-updated in
         // a way that matters more than losing the process, and the binding must
         // never panic into Node: so recover the guard instead of propagating.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
             .field("available", &self.available())
             .field("waiting", &self.waiting())
             .finish()

@@ -32,7 +32,9 @@ enum Entry {
         next: u32,
     },
     /// A free slot; `next_free` links the free list.
-    Vacant { next_free: u32 },
+    Vacant {
+        next_free: u32,
+    },
 }
 
 pub(crate) struct WaitQueue {
@@ -134,12 +136,8 @@ impl WaitQueue {
     }
 
     fn unlink(&mut self, at: u32) -> Waiter {
-        let vacant = Entry::Vacant {
-            next_free: self.free,
-        };
-        let Entry::Occupied { waiter, prev, next } =
-            std::mem::replace(&mut self.entries[at as usize], vacant)
-        else {
+        let vacant = Entry::Vacant { next_free: self.free };
+        let Entry::Occupied { waiter, prev, next } = std::mem::replace(&mut self.entries[at as usize], vacant) else {
             unreachable!("unlinking a vacant entry")
         };
         self.free = at;
@@ -185,9 +183,7 @@ mod tests {
     }
 
     fn drain(q: &mut WaitQueue) -> Vec<Token> {
-        std::iter::from_fn(|| q.pop_front())
-            .map(|w| w.token)
-            .collect()
+        std::iter::from_fn(|| q.pop_front()).map(|w| w.token).collect()
     }
 
     #[test]

@@ -52,11 +52,7 @@ fn weighted_contention_conserves_permits() {
             Acquire::Acquired => {}
             Acquire::Queued => {
                 other.join().unwrap();
-                assert_eq!(
-                    sem.take_granted(0).len(),
-                    1,
-                    "the release must have granted the head"
-                );
+                assert_eq!(sem.take_granted(0).len(), 1, "the release must have granted the head");
                 sem.release(2).unwrap();
                 assert_eq!(sem.available(), 2);
                 return;
@@ -82,12 +78,33 @@ fn cancel_races_grant() {
         };
         let cancelled = sem.cancel(0, 1);
         releaser.join().unwrap();
-        assert!(
-            cancelled.is_some(),
-            "queued or granted-uncollected, the wait is found"
-        );
+        assert!(cancelled.is_some(), "queued or granted-uncollected, the wait is found");
         assert!(sem.take_granted(0).is_empty());
         assert_eq!(sem.available(), 1);
         assert_eq!(sem.waiting(), 0);
+    });
+}
+
+/// `close` races a waiter joining the queue: either the wait is refused with
+/// `Closed`, or it is queued and then withdrawn with its owner reported.
+#[test]
+fn close_races_enqueue() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        sem.try_acquire(1).unwrap();
+        let closer = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.close())
+        };
+        let outcome = sem.acquire(1, 3, 1);
+        let told = closer.join().unwrap();
+        match outcome {
+            Err(sluice_core::AcquireError::Closed) => assert!(told.is_empty()),
+            Ok(Acquire::Queued) => assert_eq!(told, vec![3]),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(sem.waiting(), 0);
+        sem.release(1).unwrap();
+        assert_eq!(sem.available(), 1);
     });
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 
 use proptest::prelude::*;
-use sluice_core::{Acquire, Grant, Misuse, Semaphore, TryAcquireError};
+use sluice_core::{Acquire, AcquireError, Grant, ReleaseError, Semaphore, TryAcquireError};
 
 #[test]
 fn smoke() {
@@ -28,7 +28,7 @@ fn release_beyond_capacity_is_refused_and_changes_nothing() {
     assert_eq!(sem.release(1), Ok(vec![]));
     assert_eq!(
         sem.release(1),
-        Err(Misuse::ReleaseOverflow {
+        Err(ReleaseError {
             released: 1,
             capacity: 2
         })
@@ -44,7 +44,7 @@ fn release_overflow_is_refused_while_waiters_are_queued() {
     assert_eq!(sem.release(1), Ok(vec![])); // partial grant to the head
     assert_eq!(
         sem.release(2),
-        Err(Misuse::ReleaseOverflow {
+        Err(ReleaseError {
             released: 2,
             capacity: 2
         })
@@ -57,7 +57,7 @@ fn acquire_more_than_capacity_is_an_error_not_a_hang() {
     let sem = Semaphore::new(2);
     assert_eq!(
         sem.acquire(3, 0, 1),
-        Err(Misuse::TooManyPermits {
+        Err(AcquireError::TooManyPermits {
             requested: 3,
             capacity: 2
         })
@@ -70,7 +70,7 @@ fn duplicate_token_is_refused() {
     let sem = Semaphore::new(1);
     sem.try_acquire(1).unwrap();
     assert_eq!(sem.acquire(1, 0, 9), Ok(Acquire::Queued));
-    assert_eq!(sem.acquire(1, 0, 9), Err(Misuse::DuplicateToken));
+    assert_eq!(sem.acquire(1, 0, 9), Err(AcquireError::DuplicateToken));
     assert_eq!(sem.acquire(1, 1, 9), Ok(Acquire::Queued)); // other owner, same token: fine
 }
 
@@ -82,29 +82,11 @@ fn waiters_are_served_in_fifo_order_across_owners() {
         assert_eq!(sem.acquire(1, owner, token), Ok(Acquire::Queued));
     }
     assert_eq!(sem.release(1), Ok(vec![1]));
-    assert_eq!(
-        sem.take_granted(1),
-        vec![Grant {
-            token: 10,
-            permits: 1
-        }]
-    );
+    assert_eq!(sem.take_granted(1), vec![Grant { token: 10, permits: 1 }]);
     assert_eq!(sem.release(1), Ok(vec![2]));
-    assert_eq!(
-        sem.take_granted(2),
-        vec![Grant {
-            token: 20,
-            permits: 1
-        }]
-    );
+    assert_eq!(sem.take_granted(2), vec![Grant { token: 20, permits: 1 }]);
     assert_eq!(sem.release(1), Ok(vec![1]));
-    assert_eq!(
-        sem.take_granted(1),
-        vec![Grant {
-            token: 11,
-            permits: 1
-        }]
-    );
+    assert_eq!(sem.take_granted(1), vec![Grant { token: 11, permits: 1 }]);
     assert_eq!(sem.waiting(), 0);
 }
 
@@ -118,13 +100,7 @@ fn no_barging_past_a_queued_waiter() {
     assert_eq!(sem.try_acquire(1), Err(TryAcquireError::NoPermits));
     assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
     assert_eq!(sem.release(1), Ok(vec![0]));
-    assert_eq!(
-        sem.take_granted(0),
-        vec![Grant {
-            token: 1,
-            permits: 2
-        }]
-    );
+    assert_eq!(sem.take_granted(0), vec![Grant { token: 1, permits: 2 }]);
 }
 
 #[test]
@@ -136,13 +112,7 @@ fn a_weighted_head_is_not_starved_by_small_requests() {
         assert_eq!(sem.acquire(1, 1, token), Ok(Acquire::Queued));
     }
     assert_eq!(sem.release(3), Ok(vec![0]));
-    assert_eq!(
-        sem.take_granted(0),
-        vec![Grant {
-            token: 1,
-            permits: 4
-        }]
-    );
+    assert_eq!(sem.take_granted(0), vec![Grant { token: 1, permits: 4 }]);
     assert!(sem.take_granted(1).is_empty());
 }
 
@@ -164,13 +134,7 @@ fn cancel_returns_a_partial_grant_to_the_next_waiter() {
     assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued)); // holds 1 of 3
     assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
     assert_eq!(sem.cancel(0, 1), Some(vec![1]));
-    assert_eq!(
-        sem.take_granted(1),
-        vec![Grant {
-            token: 1,
-            permits: 1
-        }]
-    );
+    assert_eq!(sem.take_granted(1), vec![Grant { token: 1, permits: 1 }]);
     assert_eq!(sem.cancel(0, 1), None);
     assert_eq!(sem.waiting(), 0);
 }
@@ -206,15 +170,79 @@ fn remove_owner_returns_queued_and_uncollected_permits() {
     sem.acquire(2, 8, 1).unwrap();
     assert_eq!(sem.release(3), Ok(vec![7])); // grants 7/1, 1 permit partially to 7/2
     assert_eq!(sem.remove_owner(7), vec![8]); // 2 granted + 1 partial go on to owner 8
-    assert_eq!(
-        sem.take_granted(8),
-        vec![Grant {
-            token: 1,
-            permits: 2
-        }]
-    );
+    assert_eq!(sem.take_granted(8), vec![Grant { token: 1, permits: 2 }]);
     assert_eq!(sem.available(), 1);
     assert_eq!(sem.waiting(), 0);
+}
+
+#[test]
+fn close_withdraws_waiters_and_refuses_new_acquires() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(3, 4, 1), Ok(Acquire::Queued)); // holds the 1 free permit
+    assert_eq!(sem.acquire(1, 5, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.close(), vec![4, 5]);
+    assert!(sem.is_closed());
+    assert_eq!(sem.waiting(), 0);
+    assert_eq!(sem.available(), 1, "the partial grant came back");
+    assert_eq!(sem.try_acquire(1), Err(TryAcquireError::Closed));
+    assert_eq!(sem.acquire(1, 4, 2), Err(AcquireError::Closed));
+    assert!(sem.take_granted(4).is_empty());
+    // Holders can still give permits back, and closing again does nothing.
+    assert_eq!(sem.release(2), Ok(vec![]));
+    assert_eq!(sem.available(), 3);
+    assert_eq!(sem.close(), vec![]);
+}
+
+#[test]
+fn a_wait_granted_before_close_stays_granted() {
+    let sem = Semaphore::new(1);
+    sem.try_acquire(1).unwrap();
+    sem.acquire(1, 0, 1).unwrap();
+    sem.release(1).unwrap();
+    sem.close();
+    assert_eq!(sem.take_granted(0), vec![Grant { token: 1, permits: 1 }]);
+}
+
+#[test]
+fn add_permits_grows_capacity_and_wakes_waiters() {
+    let sem = Semaphore::new(1);
+    sem.try_acquire(1).unwrap();
+    sem.acquire(2, 3, 1).unwrap_err(); // more than the capacity of 1
+    assert_eq!(sem.acquire(1, 3, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.add_permits(2), Ok(vec![3]));
+    assert_eq!(sem.capacity(), 3);
+    assert_eq!(sem.available(), 1);
+    assert_eq!(
+        sem.acquire(3, 3, 2),
+        Ok(Acquire::Queued),
+        "3 permits is no longer too many"
+    );
+    assert_eq!(sem.add_permits(usize::MAX), Err(sluice_core::CapacityOverflow));
+}
+
+#[test]
+fn forget_permits_takes_only_free_permits_and_shrinks_capacity() {
+    let sem = Semaphore::new(4);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.forget_permits(2), 2);
+    assert_eq!((sem.capacity(), sem.available()), (2, 1));
+    assert_eq!(sem.forget_permits(5), 1);
+    assert_eq!((sem.capacity(), sem.available()), (1, 0));
+    assert_eq!(sem.acquire(1, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.forget_permits(1), 0, "nothing is free while someone waits");
+    assert_eq!(sem.release(1), Ok(vec![0]));
+    assert_eq!(sem.take_granted(0).len(), 1);
+    assert_eq!(sem.release(1), Ok(vec![]));
+    assert_eq!(sem.available(), 1);
+    assert_eq!(
+        sem.release(1),
+        Err(ReleaseError {
+            released: 1,
+            capacity: 1
+        }),
+        "capacity shrank"
+    );
 }
 
 /// One operation of the property test.

@@ -115,11 +115,7 @@ impl Drop for Attachment {
         // `try_with`: during thread teardown the thread-local may be gone already.
         let _ = THREAD.try_with(|thread| {
             if let Ok(mut thread) = thread.try_borrow_mut() {
-                if thread
-                    .attachments
-                    .get(&id)
-                    .is_some_and(|weak| weak.strong_count() == 0)
-                {
+                if thread.attachments.get(&id).is_some_and(|weak| weak.strong_count() == 0) {
                     thread.attachments.remove(&id);
                 }
             }
@@ -130,14 +126,7 @@ impl Drop for Attachment {
 /// The env cleanup hook: this thread's JS is gone for good.
 fn detach_thread() {
     let attachments: Vec<Rc<Attachment>> = THREAD
-        .try_with(|thread| {
-            thread
-                .borrow()
-                .attachments
-                .values()
-                .filter_map(Weak::upgrade)
-                .collect()
-        })
+        .try_with(|thread| thread.borrow().attachments.values().filter_map(Weak::upgrade).collect())
         .unwrap_or_default();
     for attachment in attachments {
         attachment.detach();

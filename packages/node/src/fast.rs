@@ -32,15 +32,11 @@ pub(crate) fn create(env: napi_env, attachment: &Rc<Attachment>) -> napi::Result
     let mut external = ptr::null_mut();
     // SAFETY: `env` is the live env of the current call; `finalize` matches the
     // data's type and runs once, when the external is collected.
-    let status = unsafe {
-        sys::napi_create_external(env, data, Some(finalize), ptr::null_mut(), &mut external)
-    };
+    let status = unsafe { sys::napi_create_external(env, data, Some(finalize), ptr::null_mut(), &mut external) };
     if status != Status::napi_ok {
         // SAFETY: the external was not created, so we still own this count.
         drop(unsafe { Rc::from_raw(data as *const Attachment) });
-        return Err(napi::Error::from_reason(
-            "failed to create a semaphore handle",
-        ));
+        return Err(napi::Error::from_reason("failed to create a semaphore handle"));
     }
     // SAFETY: `external` is a fresh object of this env, tagged once.
     let status = unsafe { sys::napi_type_tag_object(env, external, &TAG) };
@@ -76,8 +72,7 @@ pub(crate) fn register(env: napi_env, exports: napi_value) -> napi::Result<()> {
                 ptr::null_mut(),
                 &mut function,
             ) == Status::napi_ok
-                && sys::napi_set_named_property(env, exports, name.as_ptr(), function)
-                    == Status::napi_ok
+                && sys::napi_set_named_property(env, exports, name.as_ptr(), function) == Status::napi_ok
         };
         if !ok {
             return Err(napi::Error::from_reason(
@@ -143,11 +138,7 @@ unsafe fn args<'a>(env: napi_env, info: napi_callback_info, expected: usize) -> 
         || !tagged
         || unsafe { sys::napi_get_value_external(env, argv[0], &mut data) } != Status::napi_ok
     {
-        throw(
-            env,
-            true,
-            "the first argument must be a sluice semaphore handle",
-        );
+        throw(env, true, "the first argument must be a sluice semaphore handle");
         return None;
     }
     let mut numbers = [0.0; 2];
@@ -161,10 +152,7 @@ unsafe fn args<'a>(env: napi_env, info: napi_callback_info, expected: usize) -> 
     // SAFETY: `data` is the pointer `create` made with `Rc::into_raw`; the
     // external holding it is alive for the duration of this call.
     let attachment = unsafe { &*(data as *const Attachment) };
-    Some(Args {
-        attachment,
-        numbers,
-    })
+    Some(Args { attachment, numbers })
 }
 
 /// A permit count from JS: an integer in 1..=u32::MAX (the TS layer has
@@ -173,11 +161,7 @@ fn permits(env: napi_env, n: f64) -> Option<usize> {
     if n.fract() == 0.0 && (1.0..=u32::MAX as f64).contains(&n) {
         Some(n as usize)
     } else {
-        throw(
-            env,
-            false,
-            &format!("permits must be a positive integer, got {n}"),
-        );
+        throw(env, false, &format!("permits must be a positive integer, got {n}"));
         None
     }
 }
@@ -229,11 +213,7 @@ unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_va
             &format!("token must be a safe non-negative integer, got {token}"),
         );
     }
-    match attachment
-        .shared
-        .core
-        .acquire(n, attachment.slot, token as u64)
-    {
+    match attachment.shared.core.acquire(n, attachment.slot, token as u64) {
         Ok(Acquire::Acquired) => {
             attachment.add_held(n);
             boolean(env, true)

@@ -21,13 +21,10 @@ pub(crate) struct SharedSemaphore {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static REGISTRY: LazyLock<Mutex<HashMap<u64, Weak<SharedSemaphore>>>> =
-    LazyLock::new(Default::default);
+static REGISTRY: LazyLock<Mutex<HashMap<u64, Weak<SharedSemaphore>>>> = LazyLock::new(Default::default);
 
 fn registry() -> std::sync::MutexGuard<'static, HashMap<u64, Weak<SharedSemaphore>>> {
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SharedSemaphore {
@@ -52,20 +49,14 @@ impl SharedSemaphore {
     }
 
     pub(crate) fn take_slot(&self) -> Option<u32> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let free = slots.iter().position(|taken| !taken)?;
         slots[free] = true;
         u32::try_from(free).ok()
     }
 
     pub(crate) fn free_slot(&self, slot: u32) {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(taken) = slots.get_mut(slot as usize) {
             *taken = false;
         }

@@ -39,9 +39,7 @@ impl NativeSemaphore {
     pub fn new(env: Env, permits: u32) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
-            return Err(invalid(format!(
-                "permits must be a positive integer, got {permits}"
-            )));
+            return Err(invalid(format!("permits must be a positive integer, got {permits}")));
         }
         let attachment = Attachment::get_or_attach(&env, SharedSemaphore::create(permits))?;
         Ok(Self { attachment })
@@ -53,12 +51,7 @@ impl NativeSemaphore {
         let shared = (id.fract() == 0.0 && id >= 1.0)
             .then(|| SharedSemaphore::lookup(id as u64))
             .flatten()
-            .ok_or_else(|| {
-                Error::new(
-                    Status::GenericFailure,
-                    format!("no live semaphore has id {id}"),
-                )
-            })?;
+            .ok_or_else(|| Error::new(Status::GenericFailure, format!("no live semaphore has id {id}")))?;
         let attachment = Attachment::get_or_attach(&env, shared)?;
         Ok(Self { attachment })
     }
@@ -107,12 +100,7 @@ impl NativeSemaphore {
     #[napi(catch_unwind)]
     pub fn cancel(&self, token: f64) -> Result<Option<Vec<u32>>> {
         let token = to_token(token)?;
-        match self
-            .attachment
-            .shared
-            .core
-            .cancel(self.attachment.slot, token)
-        {
+        match self.attachment.shared.core.cancel(self.attachment.slot, token) {
             None => Ok(None),
             Some(woken) => Ok(Some(woken)),
         }

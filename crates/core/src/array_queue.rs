@@ -1,0 +1,279 @@
+//! A bounded, lock-free, multi-producer multi-consumer queue.
+//!
+//! The algorithm is Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>)
+//! in the form crossbeam-queue's `ArrayQueue` gives it: `head` and `tail`
+//! carry a lap count above the slot index, so a full queue and an empty one
+//! are told apart without a spare slot and any capacity works, not only powers
+//! of two.
+//!
+//! # Implementation
+//!
+//! Every slot has a `stamp`. With `one_lap` the smallest power of two above the
+//! capacity, a position is `lap * one_lap + index`, and a slot at `index`:
+//!
+//! - is free for the push at position `p` when its stamp equals `p`;
+//! - holds the value for the pop at position `p` when its stamp equals `p + 1`.
+//!
+//! A producer claims position `tail` by CAS-ing `tail` forward, writes the
+//! value, then publishes it by storing `stamp = tail + 1`. A consumer claims
+//! position `head` the same way, reads the value, then frees the slot for the
+//! next lap by storing `stamp = head + one_lap`. Between the CAS and the stamp
+//! store, the claiming thread owns the slot's value exclusively: no one else
+//! can claim the same position, and the slot's stamp tells everyone else that
+//! its turn has not come.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+
+use crate::backoff::Backoff;
+use crate::cache_padded::CachePadded;
+use crate::sync::{fence, AtomicUsize, Ordering, UnsafeCell};
+
+struct Slot<T> {
+    /// The position this slot is ready for (see the module docs).
+    stamp: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// A bounded MPMC queue. `push` hands the value back when the queue is full;
+/// `pop` returns `None` when it is empty. Neither ever blocks.
+///
+/// # Examples
+///
+/// ```
+/// use sluice_core::ArrayQueue;
+///
+/// let queue = ArrayQueue::new(2);
+/// assert_eq!(queue.push('a'), Ok(()));
+/// assert_eq!(queue.push('b'), Ok(()));
+/// assert_eq!(queue.push('c'), Err('c'));
+/// assert!(queue.is_full());
+/// assert_eq!(queue.pop(), Some('a'));
+/// assert_eq!(queue.len(), 1);
+/// ```
+///
+/// # Memory ordering
+///
+/// A value pushed by one thread is fully visible to the thread that pops it:
+/// the producer's `Release` store of the slot's stamp pairs with the consumer's
+/// `Acquire` load of it. Likewise the consumer's `Release` store that frees the
+/// slot pairs with the next producer's `Acquire` load, so a read of the old
+/// value never overlaps the write of the new one.
+pub struct ArrayQueue<T> {
+    /// The position of the next pop: slot index below `one_lap`, lap above.
+    head: CachePadded<AtomicUsize>,
+    /// The position of the next push, in the same encoding.
+    tail: CachePadded<AtomicUsize>,
+    buffer: Box<[Slot<T>]>,
+    capacity: usize,
+    /// The smallest power of two above `capacity`: adding it to a position
+    /// moves to the same index one lap later.
+    one_lap: usize,
+}
+
+// SAFETY: values move between threads through the queue, hence `T: Send`; the
+// stamp protocol gives at most one thread access to a slot's value at a time,
+// so sharing `&ArrayQueue<T>` never shares a `&T`, and `T: Sync` is not needed.
+unsafe impl<T: Send> Send for ArrayQueue<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for ArrayQueue<T> {}
+
+impl<T> ArrayQueue<T> {
+    /// Creates a queue that holds at most `capacity` values.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is zero, or so large that positions would overflow.
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity > 0, "capacity must be non-zero");
+        let one_lap = (capacity + 1).next_power_of_two();
+        assert!(one_lap <= usize::MAX / 4, "capacity is too large");
+        let buffer = (0..capacity)
+            .map(|index| Slot {
+                stamp: AtomicUsize::new(index),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
+            .collect();
+        Self {
+            head: CachePadded(AtomicUsize::new(0)),
+            tail: CachePadded(AtomicUsize::new(0)),
+            buffer,
+            capacity,
+            one_lap,
+        }
+    }
+
+    /// The most values the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The position after `position`: the next index, or index 0 of the next lap.
+    #[inline]
+    fn advance(&self, position: usize) -> usize {
+        let index = position & (self.one_lap - 1);
+        if index + 1 < self.capacity {
+            position + 1
+        } else {
+            (position & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+        }
+    }
+
+    /// Appends `value`, or hands it back if the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// `Err(value)` when the queue is full.
+    pub fn push(&self, value: T) -> Result<(), T> {
+        let mut backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.buffer[tail & (self.one_lap - 1)];
+            // Acquire: pairs with the Release store in `pop` that freed this
+            // slot, so the old value was read before we overwrite it.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                // SeqCst: claims are totally ordered with the fences of the
+                // full/empty checks below, so a check that finds this slot
+                // taken sees a `tail` at least as new as this claim.
+                match self
+                    .tail
+                    .compare_exchange_weak(tail, self.advance(tail), Ordering::SeqCst, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        // SAFETY: the CAS made us the only owner of this slot
+                        // until the stamp store below; the slot is empty (its
+                        // previous value, if any, was read out by `pop`).
+                        slot.value
+                            .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+                        // Release: pairs with the Acquire load in `pop`, which
+                        // then sees the value written above.
+                        slot.stamp.store(tail + 1, Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(current) => {
+                        tail = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
+                // The slot still holds the value pushed one lap ago: full,
+                // unless a pop has claimed it since. SeqCst fence: see above.
+                fence(Ordering::SeqCst);
+                let head = self.head.load(Ordering::Relaxed);
+                if head.wrapping_add(self.one_lap) == tail {
+                    return Err(value);
+                }
+                backoff.spin();
+                tail = self.tail.load(Ordering::Relaxed);
+            } else {
+                // Another producer claimed this position and has not finished,
+                // or our `tail` is stale: wait for it to move on.
+                backoff.snooze();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Removes the oldest value, or returns `None` if the queue is empty.
+    pub fn pop(&self) -> Option<T> {
+        let mut backoff = Backoff::new();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.buffer[head & (self.one_lap - 1)];
+            // Acquire: pairs with the Release store in `push` that published
+            // the value.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head + 1 {
+                // SeqCst: as in `push`.
+                match self
+                    .head
+                    .compare_exchange_weak(head, self.advance(head), Ordering::SeqCst, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        // SAFETY: the CAS made us the only owner of this slot
+                        // until the stamp store below, and the stamp said a
+                        // value was written into it; we read it out once.
+                        let value = slot.value.with_mut(|cell| unsafe { cell.read().assume_init() });
+                        // Release: pairs with the Acquire load in `push` of
+                        // the next lap, which may then overwrite the slot.
+                        slot.stamp.store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        return Some(value);
+                    }
+                    Err(current) => {
+                        head = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp == head {
+                // Nothing written at this position yet: empty, unless a push
+                // has claimed it since. SeqCst fence: see `push`.
+                fence(Ordering::SeqCst);
+                let tail = self.tail.load(Ordering::Relaxed);
+                if tail == head {
+                    return None;
+                }
+                backoff.spin();
+                head = self.head.load(Ordering::Relaxed);
+            } else {
+                // A consumer of the previous lap has not freed the slot yet, or
+                // our `head` is stale.
+                backoff.snooze();
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Number of values in the queue; exact when no push or pop runs concurrently.
+    pub fn len(&self) -> usize {
+        loop {
+            // SeqCst loads, re-checking `tail`, give a consistent pair.
+            let tail = self.tail.load(Ordering::SeqCst);
+            let head = self.head.load(Ordering::SeqCst);
+            if self.tail.load(Ordering::SeqCst) == tail {
+                let head_index = head & (self.one_lap - 1);
+                let tail_index = tail & (self.one_lap - 1);
+                return if head_index < tail_index {
+                    tail_index - head_index
+                } else if head_index > tail_index {
+                    self.capacity - head_index + tail_index
+                } else if tail == head {
+                    0
+                } else {
+                    self.capacity
+                };
+            }
+        }
+    }
+
+    /// Whether the queue holds no value.
+    pub fn is_empty(&self) -> bool {
+        let head = self.head.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::SeqCst);
+        tail == head
+    }
+
+    /// Whether the queue holds `capacity` values.
+    pub fn is_full(&self) -> bool {
+        let tail = self.tail.load(Ordering::SeqCst);
+        let head = self.head.load(Ordering::SeqCst);
+        head.wrapping_add(self.one_lap) == tail
+    }
+}
+
+impl<T> Drop for ArrayQueue<T> {
+    /// Drops the values still queued, each exactly once.
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+impl<T> fmt::Debug for ArrayQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayQueue")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
+}

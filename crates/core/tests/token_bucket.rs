@@ -1,0 +1,199 @@
+//! Behaviour of the GCRA token bucket on a fake clock, a property test
+//! against a plain leaky-bucket reference, and a contended rate check.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use proptest::prelude::*;
+use sluice_core::{BucketConfigError, Clock, FakeClock, TakeError, TokenBucket};
+
+fn bucket(capacity: u64, interval: u64) -> TokenBucket<FakeClock> {
+    TokenBucket::with_clock(capacity, interval, FakeClock::new(1_000)).unwrap()
+}
+
+#[test]
+fn starts_full_and_refills_one_token_per_interval() {
+    let b = bucket(3, 10);
+    assert_eq!(b.available(), 3);
+    assert_eq!(b.try_take(3), Ok(()));
+    assert_eq!(b.try_take(1), Err(TakeError::Insufficient { retry_after: 10 }));
+    b.clock().advance(9);
+    assert_eq!(b.try_take(1), Err(TakeError::Insufficient { retry_after: 1 }));
+    b.clock().advance(1);
+    assert_eq!(b.try_take(1), Ok(()));
+    b.clock().advance(1_000);
+    assert_eq!(b.available(), 3, "never more than the capacity");
+}
+
+#[test]
+fn more_than_capacity_is_an_error_not_a_hang() {
+    let b = bucket(3, 10);
+    assert_eq!(
+        b.try_take(4),
+        Err(TakeError::TooMany {
+            requested: 4,
+            capacity: 3
+        })
+    );
+    assert_eq!(
+        b.reserve(4),
+        Err(TakeError::TooMany {
+            requested: 4,
+            capacity: 3
+        })
+    );
+    assert_eq!(b.available(), 3);
+}
+
+#[test]
+fn bad_configuration_is_refused() {
+    assert_eq!(
+        TokenBucket::with_clock(0, 10, FakeClock::new(0)).unwrap_err(),
+        BucketConfigError::ZeroCapacity
+    );
+    assert_eq!(
+        TokenBucket::with_clock(1, 0, FakeClock::new(0)).unwrap_err(),
+        BucketConfigError::ZeroInterval
+    );
+    assert_eq!(
+        TokenBucket::with_clock(u64::MAX, 2, FakeClock::new(0)).unwrap_err(),
+        BucketConfigError::Overflow
+    );
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e9] {
+        assert!(
+            matches!(TokenBucket::new(1, rate), Err(BucketConfigError::Rate(_))),
+            "rate {rate}"
+        );
+    }
+    assert_eq!(TokenBucket::new(5, 1000.0).unwrap().interval(), 1_000_000);
+}
+
+#[test]
+fn reservations_are_served_in_order_and_not_overtaken() {
+    let b = bucket(4, 10);
+    b.try_take(4).unwrap();
+    let big = b.reserve(4).unwrap();
+    let small = b.reserve(1).unwrap();
+    assert_eq!(big.wait(b.clock().now()), 40);
+    assert_eq!(
+        small.wait(b.clock().now()),
+        50,
+        "the small request waits behind the big one"
+    );
+    b.clock().advance(45);
+    assert!(
+        b.try_take(1).is_err(),
+        "try_take cannot take tokens owed to reservations"
+    );
+}
+
+#[test]
+fn reserve_when_tokens_are_there_is_ready_now() {
+    let b = bucket(2, 10);
+    let r = b.reserve(2).unwrap();
+    assert_eq!(r.wait(b.clock().now()), 0);
+    assert_eq!(b.available(), 0);
+}
+
+#[test]
+fn cancelling_a_pending_reservation_refunds_its_tokens() {
+    let b = bucket(2, 10);
+    b.try_take(2).unwrap();
+    let r = b.reserve(2).unwrap();
+    assert!(b.cancel(&r));
+    b.clock().advance(20);
+    assert_eq!(b.available(), 2);
+    assert_eq!(b.try_take(2), Ok(()));
+}
+
+#[test]
+fn cancelling_a_due_reservation_changes_nothing() {
+    let b = bucket(2, 10);
+    b.try_take(2).unwrap();
+    let r = b.reserve(1).unwrap();
+    b.clock().advance(10);
+    assert!(!b.cancel(&r));
+    assert_eq!(b.available(), 0, "the reservation's token was consumed");
+}
+
+/// The reference: the "continuous-state leaky bucket" form of GCRA (the other
+/// of the two equivalent algorithms in ITU-T I.371), kept as a level of debt
+/// in nanoseconds that drains at one per nanosecond.
+struct LeakyBucket {
+    debt: u64,
+    last: u64,
+    interval: u64,
+    burst: u64,
+}
+
+impl LeakyBucket {
+    fn try_take(&mut self, n: u64, now: u64) -> bool {
+        let drained = self.debt.saturating_sub(now - self.last);
+        self.last = now;
+        self.debt = drained;
+        if drained + n * self.interval <= self.burst {
+            self.debt += n * self.interval;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+proptest! {
+    /// GCRA decisions equal the leaky-bucket reference's, step by step.
+    #[test]
+    fn gcra_matches_the_leaky_bucket_reference(
+        capacity in 1u64..6,
+        interval in 1u64..50,
+        steps in proptest::collection::vec((0u64..120, 1u64..6), 1..200),
+    ) {
+        let b = TokenBucket::with_clock(capacity, interval, FakeClock::new(0)).unwrap();
+        let mut reference = LeakyBucket { debt: 0, last: 0, interval, burst: capacity * interval };
+        for (elapsed, n) in steps {
+            b.clock().advance(elapsed);
+            let now = b.clock().now();
+            let expected = if n > capacity { None } else { Some(reference.try_take(n, now)) };
+            let got = match b.try_take(n) {
+                Ok(()) => Some(true),
+                Err(TakeError::Insufficient { .. }) => Some(false),
+                Err(TakeError::TooMany { .. }) => None,
+            };
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
+
+/// Four threads hammer one bucket on a clock that four advancing steps move
+/// forward: the total granted never exceeds burst + refills.
+#[test]
+fn contended_takes_never_exceed_the_rate() {
+    let clock = Arc::new(FakeClock::new(0));
+    let b = Arc::new(TokenBucket::with_clock(10, 100, clock.clone()).unwrap());
+    let granted = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (b, granted) = (b.clone(), granted.clone());
+            thread::spawn(move || {
+                for _ in 0..50_000 {
+                    if b.try_take(1).is_ok() {
+                        granted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..1_000 {
+        clock.advance(10);
+        thread::yield_now();
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let elapsed = clock.now();
+    let limit = 10 + elapsed / 100;
+    let granted = granted.load(Ordering::Relaxed);
+    assert!(granted <= limit, "granted {granted}, limit {limit}");
+}
