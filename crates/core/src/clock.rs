@@ -1,8 +1,5 @@
 //! Time for the token bucket, behind a trait so tests can drive it.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
 use crate::sync::{AtomicU64, Ordering};
 
 /// A monotonic timeline in nanoseconds. Every thread that shares a bucket
@@ -12,21 +9,32 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> u64;
 }
 
-/// The process's monotonic clock (`Instant`), counted from a process-wide
-/// epoch, so every `MonotonicClock` reads the same timeline.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MonotonicClock;
+/// A monotonic clock for real use: quanta's clock, which reads the CPU's
+/// time-stamp counter where that is invariant and synchronised across cores
+/// (calibrated against the OS clock once per process) and the OS monotonic
+/// clock elsewhere. Reading `Instant::now()` cost ~20 ns here against ~7 ns,
+/// which made it most of a `try_take`. Clones share the timeline.
+#[derive(Debug, Clone)]
+pub struct MonotonicClock {
+    clock: quanta::Clock,
+    /// Raw reading taken at creation; `now` counts from it.
+    epoch: u64,
+}
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        let clock = quanta::Clock::new();
+        let epoch = clock.raw();
+        Self { clock, epoch }
+    }
 }
 
 impl Clock for MonotonicClock {
     #[inline]
     fn now(&self) -> u64 {
-        // 2^64 ns is 584 years of uptime: the conversion cannot truncate in practice.
-        epoch().elapsed().as_nanos() as u64
+        // Saturates at 0 if a core's counter reads behind the epoch, which
+        // GCRA treats as "no time passed": conservative, never over-granting.
+        self.clock.delta_as_nanos(self.epoch, self.clock.raw())
     }
 }
 

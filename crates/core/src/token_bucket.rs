@@ -149,7 +149,7 @@ impl TokenBucket<MonotonicClock> {
             return Err(BucketConfigError::Rate(refill_per_second));
         }
         let interval = (1e9 / refill_per_second).round() as u64;
-        Self::with_clock(capacity, interval, MonotonicClock)
+        Self::with_clock(capacity, interval, MonotonicClock::default())
     }
 }
 
