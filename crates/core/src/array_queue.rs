@@ -22,6 +22,11 @@
 //! store, the claiming thread owns the slot's value exclusively: no one else
 //! can claim the same position, and the slot's stamp tells everyone else that
 //! its turn has not come.
+//!
+//! `Relaxed` loads of `head` and `tail` only pick the position to try: the
+//! slot's `Acquire` stamp and the claiming CAS decide. `len`, `is_empty` and
+//! `is_full` use `SeqCst` loads so that, taken alone, they see a head and a
+//! tail from one moment of the claims' total order.
 
 use std::fmt;
 use std::mem::MaybeUninit;

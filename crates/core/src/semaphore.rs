@@ -24,6 +24,11 @@
 //!
 //! Only the head waiter ever holds a partial grant, so a large request at the
 //! head is served before smaller requests behind it (tokio's rule).
+//!
+//! Orderings not commented where they appear: a `Relaxed` load that seeds a
+//! CAS loop is only a first guess, which the CAS checks; the getters
+//! (`available`, `waiting`, `capacity`, `is_closed`) are snapshots that
+//! publish nothing; `waiting` and `capacity` are written under the lock.
 
 use std::collections::HashMap;
 use std::fmt;
