@@ -10,7 +10,8 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class NativeSemaphore {
-  constructor(permits: number)
+  /** `maxWaiters`: most waits queued at once (across threads); unbounded if absent. */
+  constructor(permits: number, maxWaiters?: number | undefined | null)
   /** Attaches this thread to the semaphore with id `id`, made in any thread. */
   static fromId(id: number): NativeSemaphore
   get id(): number
@@ -19,18 +20,21 @@ export declare class NativeSemaphore {
   get capacity(): number
   get available(): number
   get waiting(): number
+  get closed(): boolean
   /** Permits this thread holds. */
   get held(): number
-  /**
-   * A handle for the fast calls `semTryAcquire`, `semAcquire` and
-   * `semRelease` (see `fast.rs` for why they are not methods).
-   */
+  /** A handle for the raw hot calls. */
   fastHandle(): object
   /**
    * Withdraws a wait (giving back anything granted to it). Returns `null` if
-   * the wait is unknown (already collected), else the slots to ring, if any.
+   * the wait is unknown (already collected), else settle entries (`wake.rs`).
    */
   cancel(token: number): Array<number> | null
+  /**
+   * Closes the semaphore; returns ring entries for the threads whose waits
+   * were withdrawn (this one's included).
+   */
+  close(): Array<number>
 }
 
 /**

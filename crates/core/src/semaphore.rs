@@ -86,6 +86,8 @@ pub struct Semaphore {
     queue: Mutex<Queue>,
     /// Number of queued waiters, mirrored from the queue for lock-free reads.
     waiting: AtomicUsize,
+    /// Most waiters that may queue at once; more fail with `QueueFull`.
+    max_waiters: usize,
 }
 
 struct Queue {
@@ -136,6 +138,8 @@ pub enum AcquireError {
     },
     /// The token is already queued or granted for that owner.
     DuplicateToken,
+    /// `max_waiters` waits are queued already.
+    QueueFull,
 }
 
 /// Releasing this many permits would leave more than the capacity: a double
@@ -169,6 +173,7 @@ impl fmt::Display for AcquireError {
                 write!(f, "requested {requested} permits from a semaphore of {capacity}")
             }
             AcquireError::DuplicateToken => f.write_str("token is already waiting"),
+            AcquireError::QueueFull => f.write_str("too many waiters"),
         }
     }
 }
@@ -213,6 +218,21 @@ impl Semaphore {
                 granted: HashMap::new(),
             }),
             waiting: AtomicUsize::new(0),
+            max_waiters: usize::MAX,
+        }
+    }
+
+    /// Like [`new`](Self::new), but at most `max_waiters` waits may be queued
+    /// at once; [`acquire`](Self::acquire) fails with
+    /// [`AcquireError::QueueFull`] beyond that instead of queueing.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`MAX_PERMITS`].
+    pub fn with_max_waiters(permits: usize, max_waiters: usize) -> Self {
+        Self {
+            max_waiters,
+            ..Self::new(permits)
         }
     }
 
@@ -277,7 +297,8 @@ impl Semaphore {
     ///
     /// [`AcquireError::Closed`] once closed; [`AcquireError::TooManyPermits`]
     /// if `n` exceeds the capacity; [`AcquireError::DuplicateToken`] if
-    /// `(owner, token)` is already waiting or granted.
+    /// `(owner, token)` is already waiting or granted; [`AcquireError::QueueFull`]
+    /// if it would have to wait behind `max_waiters` others.
     pub fn acquire(&self, n: usize, owner: Owner, token: Token) -> Result<Acquire, AcquireError> {
         let capacity = self.capacity();
         if n > capacity {
@@ -299,6 +320,9 @@ impl Semaphore {
         }
         if self.is_closed() {
             return Err(AcquireError::Closed);
+        }
+        if queue.waiters.len() >= self.max_waiters {
+            return Err(AcquireError::QueueFull);
         }
         let mut assigned = 0;
         let mut current = self.state.load(Ordering::Relaxed);

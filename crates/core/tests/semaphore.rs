@@ -195,6 +195,18 @@ fn close_withdraws_waiters_and_refuses_new_acquires() {
 }
 
 #[test]
+fn max_waiters_refuses_the_wait_beyond_it() {
+    let sem = Semaphore::with_max_waiters(1, 2);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.acquire(1, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 0, 2), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 0, 3), Err(AcquireError::QueueFull));
+    assert_eq!(sem.waiting(), 2);
+    assert_eq!(sem.cancel(0, 1), Some(vec![]));
+    assert_eq!(sem.acquire(1, 0, 3), Ok(Acquire::Queued));
+}
+
+#[test]
 fn a_wait_granted_before_close_stays_granted() {
     let sem = Semaphore::new(1);
     sem.try_acquire(1).unwrap();

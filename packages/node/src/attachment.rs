@@ -1,12 +1,13 @@
 //! A thread's attachment to a shared primitive: its doorbell slot (its identity
-//! as a waiter) and the permits it holds. One per thread per primitive, however
-//! many JS objects that thread makes for it.
+//! as a waiter) and its thread-local state (what it holds or has reserved).
+//! One per thread per primitive, however many JS objects that thread makes.
 //!
 //! When the thread goes away, even by `worker.terminate()`, the env cleanup hook
 //! detaches everything the thread was attached to: its waits are withdrawn and
-//! its permits go back. Threads waiting elsewhere learn of grants made then by
-//! their own periodic poll, since no JS runs on a dying thread to ring a doorbell.
+//! what it held goes back. Threads waiting elsewhere learn of grants made then
+//! by their own periodic poll, since no JS runs on a dying thread to ring them.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -14,21 +15,40 @@ use std::sync::Arc;
 
 use napi::{Env, Error, Result, Status};
 
-use crate::registry::SharedSemaphore;
+use crate::registry::Shared;
 use crate::DOORBELL_SLOTS;
 
-pub(crate) struct Attachment {
-    pub(crate) shared: Arc<SharedSemaphore>,
+/// A primitive the binding can attach threads to.
+pub(crate) trait Primitive: Send + Sync + 'static {
+    /// One thread's state for the primitive.
+    type Local: Default + 'static;
+
+    /// The thread behind `slot` is gone: withdraw its waits and give back what
+    /// `local` says it holds.
+    fn detach(&self, slot: u32, local: &Self::Local);
+}
+
+pub(crate) struct Attachment<P: Primitive> {
+    pub(crate) shared: Arc<Shared<P>>,
     pub(crate) slot: u32,
-    /// Permits this thread has collected and not released. Only this thread
-    /// touches it, hence a `Cell`.
-    held: Cell<usize>,
+    pub(crate) local: P::Local,
     detached: Cell<bool>,
+}
+
+/// Type-erased view of an attachment, for the thread's cleanup list.
+trait Detach: Any {
+    fn detach(&self);
+}
+
+impl<P: Primitive> Detach for Attachment<P> {
+    fn detach(&self) {
+        Attachment::detach(self);
+    }
 }
 
 #[derive(Default)]
 struct ThreadState {
-    attachments: HashMap<u64, Weak<Attachment>>,
+    attachments: HashMap<u64, Weak<dyn Detach>>,
     cleanup_hook_installed: bool,
 }
 
@@ -36,12 +56,16 @@ thread_local! {
     static THREAD: RefCell<ThreadState> = RefCell::default();
 }
 
-impl Attachment {
+impl<P: Primitive> Attachment<P> {
     /// This thread's attachment to `shared`, made on first use.
-    pub(crate) fn get_or_attach(env: &Env, shared: Arc<SharedSemaphore>) -> Result<Rc<Self>> {
+    pub(crate) fn get_or_attach(env: &Env, shared: Arc<Shared<P>>) -> Result<Rc<Self>> {
         THREAD.with_borrow_mut(|thread| {
             if let Some(existing) = thread.attachments.get(&shared.id).and_then(Weak::upgrade) {
-                return Ok(existing);
+                // Ids are unique across kinds, so this downcast only fails if the
+                // table is corrupt; fall through and attach anew then.
+                if let Ok(existing) = (existing as Rc<dyn Any>).downcast::<Self>() {
+                    return Ok(existing);
+                }
             }
             if !thread.cleanup_hook_installed {
                 env.add_env_cleanup_hook((), |()| detach_thread())?;
@@ -53,62 +77,34 @@ impl Attachment {
                     format!("more than {DOORBELL_SLOTS} threads are attached to one primitive"),
                 )
             })?;
+            let id = shared.id;
             let attachment = Rc::new(Self {
                 shared,
                 slot,
-                held: Cell::new(0),
+                local: P::Local::default(),
                 detached: Cell::new(false),
             });
-            thread
-                .attachments
-                .insert(attachment.shared.id, Rc::downgrade(&attachment));
+            let weak: Weak<dyn Detach> = Rc::downgrade(&attachment) as Weak<dyn Detach>;
+            thread.attachments.insert(id, weak);
             Ok(attachment)
         })
     }
 
-    pub(crate) fn held(&self) -> usize {
-        self.held.get()
-    }
-
-    pub(crate) fn add_held(&self, n: usize) {
-        self.held.set(self.held.get() + n);
-    }
-
-    /// Records that `n` held permits are being released; refuses to release
-    /// permits this thread does not hold, so no release can create a permit.
-    pub(crate) fn take_held(&self, n: usize) -> Result<()> {
-        let held = self.held.get();
-        if n > held {
-            return Err(Error::new(
-                Status::InvalidArg,
-                format!("cannot release {n} permits: this thread holds {held}"),
-            ));
-        }
-        self.held.set(held - n);
-        Ok(())
-    }
-
-    /// Withdraws this thread's waits, returns its permits and frees its slot.
-    /// Idempotent: runs at thread exit and again (as a no-op) on drop.
+    /// Withdraws this thread's waits, gives back what it holds and frees its
+    /// slot. Idempotent: runs at thread exit and again (as a no-op) on drop.
     fn detach(&self) {
         if self.detached.replace(true) {
             return;
         }
-        let core = &self.shared.core;
-        core.remove_owner(self.slot);
-        let held = self.held.replace(0);
-        if held > 0 {
-            // Cannot overflow: these permits were taken from this semaphore.
-            let _ = core.release(held);
-        }
+        self.shared.primitive.detach(self.slot, &self.local);
         self.shared.free_slot(self.slot);
     }
 }
 
-impl Drop for Attachment {
+impl<P: Primitive> Drop for Attachment<P> {
     /// The last JS object for this primitive in this thread was collected. No
-    /// permit object can still exist (each keeps its semaphore alive), so what
-    /// is still held was leaked: give it back.
+    /// permit or wait object can still exist (each keeps its primitive alive),
+    /// so what is still held was leaked: give it back.
     fn drop(&mut self) {
         self.detach();
         let id = self.shared.id;
@@ -125,10 +121,40 @@ impl Drop for Attachment {
 
 /// The env cleanup hook: this thread's JS is gone for good.
 fn detach_thread() {
-    let attachments: Vec<Rc<Attachment>> = THREAD
+    let attachments: Vec<Rc<dyn Detach>> = THREAD
         .try_with(|thread| thread.borrow().attachments.values().filter_map(Weak::upgrade).collect())
         .unwrap_or_default();
     for attachment in attachments {
         attachment.detach();
+    }
+}
+
+/// A count of permits a thread holds, kept so that a release can never give
+/// back more than the thread took, and a dead thread's permits can be returned.
+#[derive(Default)]
+pub(crate) struct Held(Cell<usize>);
+
+impl Held {
+    pub(crate) fn get(&self) -> usize {
+        self.0.get()
+    }
+
+    pub(crate) fn add(&self, n: usize) {
+        self.0.set(self.0.get() + n);
+    }
+
+    /// Takes `n` from the count, or says why not.
+    pub(crate) fn take(&self, n: usize) -> std::result::Result<(), String> {
+        let held = self.0.get();
+        if n > held {
+            return Err(format!("cannot release {n} permits: this thread holds {held}"));
+        }
+        self.0.set(held - n);
+        Ok(())
+    }
+
+    /// Empties the count, returning it.
+    pub(crate) fn take_all(&self) -> usize {
+        self.0.replace(0)
     }
 }

@@ -6,9 +6,10 @@
 #![deny(clippy::all)]
 
 mod attachment;
-mod fast;
+mod raw;
 mod registry;
 mod semaphore;
+mod wake;
 
 pub use semaphore::NativeSemaphore;
 
@@ -20,5 +21,5 @@ pub const DOORBELL_SLOTS: u32 = 256;
 #[napi_derive::napi(module_exports)]
 pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
     use napi::JsValue;
-    fast::register(env.raw(), exports.raw())
+    raw::register(env.raw(), exports.raw(), &semaphore::RAW)
 }

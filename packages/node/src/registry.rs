@@ -1,51 +1,56 @@
 //! Process-wide table from a primitive's id to the primitive, shared by every
 //! thread's copy of the addon. It holds `Weak` references: a primitive lives as
 //! long as some thread has a JS object for it, and an id whose primitive is gone
-//! fails to resolve instead of reaching freed memory.
+//! (or is of another kind) fails to resolve instead of reaching freed memory.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
-
-use sluice_core::Semaphore;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use crate::DOORBELL_SLOTS;
 
-/// A semaphore plus what the binding needs to wake its waiters.
-pub(crate) struct SharedSemaphore {
+/// A primitive plus what the binding needs to wake its waiters.
+pub(crate) struct Shared<P> {
     pub(crate) id: u64,
-    pub(crate) core: Semaphore,
+    pub(crate) primitive: P,
     /// Which doorbell slots are taken, one per attached thread; the slot number
-    /// is the thread's `Owner` in the core semaphore.
+    /// is the thread's `Owner` in the core primitives.
     slots: Mutex<Vec<bool>>,
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static REGISTRY: LazyLock<Mutex<HashMap<u64, Weak<SharedSemaphore>>>> = LazyLock::new(Default::default);
+type Table = HashMap<u64, Weak<dyn Any + Send + Sync>>;
 
-fn registry() -> std::sync::MutexGuard<'static, HashMap<u64, Weak<SharedSemaphore>>> {
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static REGISTRY: LazyLock<Mutex<Table>> = LazyLock::new(Default::default);
+
+fn registry() -> MutexGuard<'static, Table> {
     REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl SharedSemaphore {
-    pub(crate) fn create(permits: usize) -> Arc<Self> {
+impl<P: Send + Sync + 'static> Shared<P> {
+    pub(crate) fn create(primitive: P) -> Arc<Self> {
         // Relaxed: the id only has to be unique; the registry lock orders the rest.
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Self {
             id,
-            core: Semaphore::new(permits),
+            primitive,
             slots: Mutex::new(vec![false; DOORBELL_SLOTS as usize]),
         });
-        registry().insert(id, Arc::downgrade(&shared));
+        let weak: Weak<dyn Any + Send + Sync> = Arc::downgrade(&shared) as Weak<dyn Any + Send + Sync>;
+        registry().insert(id, weak);
         shared
     }
 
-    /// The live primitive with this id, if any.
-    pub(crate) fn lookup(id: u64) -> Option<Arc<Self>> {
+    /// The live primitive of this kind with this id, if any.
+    pub(crate) fn lookup(id: f64) -> Option<Arc<Self>> {
+        if !(id.fract() == 0.0 && id >= 1.0 && id <= u64::MAX as f64) {
+            return None;
+        }
         // The guard is dropped at the end of this statement, before the `Arc` can
         // be: dropping the last `Arc` takes the registry lock in `Drop`.
-        let found = registry().get(&id).and_then(Weak::upgrade);
-        found
+        let found = registry().get(&(id as u64)).and_then(Weak::upgrade);
+        found?.downcast::<Self>().ok()
     }
 
     pub(crate) fn take_slot(&self) -> Option<u32> {
@@ -63,7 +68,7 @@ impl SharedSemaphore {
     }
 }
 
-impl Drop for SharedSemaphore {
+impl<P> Drop for Shared<P> {
     fn drop(&mut self) {
         registry().remove(&self.id);
     }

@@ -1,59 +1,77 @@
 //! `NativeSemaphore`: one thread's handle to a shared `sluice_core::Semaphore`.
 //!
 //! Waits are identified by a token the JS side picks; the owner is the
-//! thread's doorbell slot. Calls that can grant waits return the slots whose
-//! doorbells the caller must ring (`undefined` when there are none, which is
-//! the common, allocation-free case).
+//! thread's doorbell slot. The hot calls are raw (see `raw.rs`):
+//! `semTryAcquire`, `semAcquire`, `semRelease`, `semTakeGranted`.
 
+use std::ffi::CStr;
 use std::rc::Rc;
 
+use napi::sys::{self, napi_callback_info, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_core::MAX_PERMITS;
+use sluice_core::{Acquire, AcquireError, Semaphore, TryAcquireError, MAX_PERMITS};
 
-use crate::attachment::Attachment;
-use crate::registry::SharedSemaphore;
+use crate::attachment::{Attachment, Held, Primitive};
+use crate::raw::{self, code, Call};
+use crate::registry::Shared;
+use crate::wake;
+
+impl Primitive for Semaphore {
+    type Local = Held;
+
+    fn detach(&self, slot: u32, held: &Held) {
+        self.remove_owner(slot);
+        let held = held.take_all();
+        if held > 0 {
+            // Cannot overflow: these permits were taken from this semaphore.
+            let _ = self.release(held);
+        }
+    }
+}
+
+type SemaphoreAttachment = Attachment<Semaphore>;
+
+/// Marks externals of `NativeSemaphore#fastHandle`; random, fixed.
+const TAG: sys::napi_type_tag = sys::napi_type_tag {
+    lower: 0x5a1c_e5e7_0a7d_1e55,
+    upper: 0x9c4b_2f1d_83e6_0c71,
+};
 
 #[napi]
 pub struct NativeSemaphore {
-    attachment: Rc<Attachment>,
-}
-
-fn invalid(message: String) -> Error {
-    Error::new(Status::InvalidArg, message)
-}
-
-fn to_token(token: f64) -> Result<u64> {
-    if token.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&token) {
-        Ok(token as u64)
-    } else {
-        Err(invalid(format!(
-            "token must be a safe non-negative integer, got {token}"
-        )))
-    }
+    attachment: Rc<SemaphoreAttachment>,
 }
 
 #[napi]
 impl NativeSemaphore {
+    /// `maxWaiters`: most waits queued at once (across threads); unbounded if absent.
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, permits: u32) -> Result<Self> {
+    pub fn new(env: Env, permits: u32, max_waiters: Option<u32>) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
-            return Err(invalid(format!("permits must be a positive integer, got {permits}")));
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("permits must be a positive integer, got {permits}"),
+            ));
         }
-        let attachment = Attachment::get_or_attach(&env, SharedSemaphore::create(permits))?;
-        Ok(Self { attachment })
+        let core = match max_waiters {
+            Some(max) => Semaphore::with_max_waiters(permits, max as usize),
+            None => Semaphore::new(permits),
+        };
+        Ok(Self {
+            attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
+        })
     }
 
     /// Attaches this thread to the semaphore with id `id`, made in any thread.
     #[napi(factory, catch_unwind)]
     pub fn from_id(env: Env, id: f64) -> Result<Self> {
-        let shared = (id.fract() == 0.0 && id >= 1.0)
-            .then(|| SharedSemaphore::lookup(id as u64))
-            .flatten()
+        let shared = Shared::<Semaphore>::lookup(id)
             .ok_or_else(|| Error::new(Status::GenericFailure, format!("no live semaphore has id {id}")))?;
-        let attachment = Attachment::get_or_attach(&env, shared)?;
-        Ok(Self { attachment })
+        Ok(Self {
+            attachment: Attachment::get_or_attach(&env, shared)?,
+        })
     }
 
     #[napi(getter)]
@@ -69,40 +87,152 @@ impl NativeSemaphore {
 
     #[napi(getter)]
     pub fn capacity(&self) -> u32 {
-        self.attachment.shared.core.capacity() as u32
+        self.core().capacity() as u32
     }
 
     #[napi(getter)]
     pub fn available(&self) -> u32 {
-        self.attachment.shared.core.available() as u32
+        self.core().available() as u32
     }
 
     #[napi(getter)]
     pub fn waiting(&self) -> u32 {
-        self.attachment.shared.core.waiting() as u32
+        self.core().waiting() as u32
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.core().is_closed()
     }
 
     /// Permits this thread holds.
     #[napi(getter)]
     pub fn held(&self) -> u32 {
-        self.attachment.held() as u32
+        self.attachment.local.get() as u32
     }
 
-    /// A handle for the fast calls `semTryAcquire`, `semAcquire` and
-    /// `semRelease` (see `fast.rs` for why they are not methods).
+    /// A handle for the raw hot calls.
     #[napi(ts_return_type = "object")]
-    pub fn fast_handle(&self, env: Env) -> Result<napi::sys::napi_value> {
-        crate::fast::create(env.raw(), &self.attachment)
+    pub fn fast_handle(&self, env: Env) -> Result<sys::napi_value> {
+        raw::external(env.raw(), &self.attachment, &TAG)
     }
 
     /// Withdraws a wait (giving back anything granted to it). Returns `null` if
-    /// the wait is unknown (already collected), else the slots to ring, if any.
+    /// the wait is unknown (already collected), else settle entries (`wake.rs`).
     #[napi(catch_unwind)]
-    pub fn cancel(&self, token: f64) -> Result<Option<Vec<u32>>> {
-        let token = to_token(token)?;
-        match self.attachment.shared.core.cancel(self.attachment.slot, token) {
-            None => Ok(None),
-            Some(woken) => Ok(Some(woken)),
+    pub fn cancel(&self, token: f64) -> Option<Vec<f64>> {
+        let woken = self.core().cancel(self.attachment.slot, token as u64)?;
+        let mut out = Vec::new();
+        wake::settle(
+            self.core(),
+            self.attachment.slot,
+            &self.attachment.local,
+            woken,
+            &mut out,
+        );
+        Some(out)
+    }
+
+    /// Closes the semaphore; returns ring entries for the threads whose waits
+    /// were withdrawn (this one's included).
+    #[napi(catch_unwind)]
+    pub fn close(&self) -> Vec<f64> {
+        wake::rings(self.core().close())
+    }
+
+    fn core(&self) -> &Semaphore {
+        &self.attachment.shared.primitive
+    }
+}
+
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
+    (c"semTryAcquire", Some(try_acquire)),
+    (c"semAcquire", Some(acquire)),
+    (c"semRelease", Some(release)),
+    (c"semTakeGranted", Some(take_granted)),
+];
+
+/// `semTryAcquire(handle, n) -> 0 | 1 | 2` (not now, acquired, closed).
+unsafe extern "C" fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let (Some(attachment), Some(n)) = (call.handle::<SemaphoreAttachment>(0, &TAG), call.count(1)) else {
+        return std::ptr::null_mut();
+    };
+    let outcome = match attachment.shared.primitive.try_acquire(n) {
+        Ok(()) => {
+            attachment.local.add(n);
+            code::DONE
+        }
+        Err(TryAcquireError::NoPermits) => code::NOT_NOW,
+        Err(TryAcquireError::Closed) => code::CLOSED,
+    };
+    raw::code(env, outcome)
+}
+
+/// `semAcquire(handle, n, token) -> 0 | 1 | 2 | 3` (queued, acquired, closed, queue full).
+unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let (Some(attachment), Some(n), Some(token)) = (
+        call.handle::<SemaphoreAttachment>(0, &TAG),
+        call.count(1),
+        call.token(2),
+    ) else {
+        return std::ptr::null_mut();
+    };
+    let outcome = match attachment.shared.primitive.acquire(n, attachment.slot, token) {
+        Ok(Acquire::Acquired) => {
+            attachment.local.add(n);
+            code::DONE
+        }
+        Ok(Acquire::Queued) => code::NOT_NOW,
+        Err(AcquireError::Closed) => code::CLOSED,
+        Err(AcquireError::QueueFull) => code::QUEUE_FULL,
+        Err(misuse) => return raw::throw_range(env, &misuse.to_string()),
+    };
+    raw::code(env, outcome)
+}
+
+/// `semRelease(handle, n) -> settle entries | null`.
+unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let (Some(attachment), Some(n)) = (call.handle::<SemaphoreAttachment>(0, &TAG), call.count(1)) else {
+        return std::ptr::null_mut();
+    };
+    if let Err(message) = attachment.local.take(n) {
+        return raw::throw_range(env, &message);
+    }
+    let core = &attachment.shared.primitive;
+    match core.release(n) {
+        Ok(woken) if woken.is_empty() => raw::null(env),
+        Ok(woken) => {
+            let mut out = Vec::with_capacity(woken.len());
+            wake::settle(core, attachment.slot, &attachment.local, woken, &mut out);
+            raw::numbers_or_null(env, &out)
+        }
+        Err(error) => {
+            attachment.local.add(n);
+            raw::throw_range(env, &error.to_string())
         }
     }
+}
+
+/// `semTakeGranted(handle) -> tokens | null`: this thread's waits granted since
+/// the last call; their permits count as held from now on.
+unsafe extern "C" fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<SemaphoreAttachment>(0, &TAG) else {
+        return std::ptr::null_mut();
+    };
+    let mut out = Vec::new();
+    wake::collect(
+        &attachment.shared.primitive,
+        attachment.slot,
+        &attachment.local,
+        &mut out,
+    );
+    raw::numbers_or_null(env, &out)
 }

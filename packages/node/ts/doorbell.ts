@@ -18,22 +18,31 @@
  *   waiter sleeps for long next to a free permit.
  */
 
+import type { SettleEntries } from './native.js'
+
 /** What the doorbell needs from a native primitive. */
 export interface NativeWaitable {
   /** This thread's doorbell slot for the primitive. */
   readonly slot: number
   /** Tokens of this thread's waits granted since the last call (null for none). */
   takeGranted(): number[] | null
+  /** Whether the primitive was closed (which withdraws every queued wait). */
+  isClosed(): boolean
 }
 
-/** How one pending wait ends when granted. */
-type OnGrant = () => void
+/** How one pending wait ends. */
+export interface Wait {
+  /** Native code granted it. */
+  onGrant(): void
+  /** The primitive was closed and the wait withdrawn. */
+  onWithdrawn(): void
+}
 
 /** Safety-net period for collecting grants that nobody rang for. */
 const POLL_MS = 50
 
 /** Pending waits of this thread, by token, across every primitive. */
-const pending = new Map<number, OnGrant>()
+const pending = new Map<number, Wait>()
 /** Doorbells with pending waits, polled by the keep-alive interval. */
 const active = new Set<Doorbell>()
 let keepAlive: NodeJS.Timeout | undefined
@@ -71,45 +80,26 @@ export class Doorbell {
     this.#slot = native.slot
   }
 
-  /**
-   * Wakes the owners of `slots` (as returned by a native call). This thread's
-   * own waits are granted at once, without a trip through the event loop.
-   */
-  ring(slots: readonly number[] | null): void {
-    if (slots === null) return
-    for (const slot of slots) {
-      if (slot === this.#slot) this.collect()
-      else this.#ringOther(slot)
-    }
+  /** The number of waits of this thread queued through this doorbell. */
+  get size(): number {
+    return this.#tokens.size
   }
 
   /**
-   * Settles what a release granted: this thread's waits (positive tokens,
-   * already collected natively) at once, other threads' doorbells (encoded
-   * as `-(slot + 1)`) rung.
+   * Settles what a native call granted (see `SettleEntries`): this thread's
+   * waits at once, other threads' doorbells rung.
    */
-  settle(granted: readonly number[] | null): void {
-    if (granted === null) return
-    for (const entry of granted) {
+  settle(entries: SettleEntries): void {
+    if (entries === null) return
+    for (const entry of entries) {
       if (entry > 0) this.#grant(entry)
-      else this.#ringOther(-entry - 1)
+      else this.#ring(-entry - 1)
     }
   }
 
-  #ringOther(slot: number): void {
-    Atomics.add(this.#bells, slot, 1)
-    Atomics.notify(this.#bells, slot)
-  }
-
-  #grant(token: number): void {
-    const onGrant = pending.get(token)
-    this.forget(token)
-    onGrant?.()
-  }
-
-  /** Registers a queued wait; `onGrant` runs when native code grants it. */
-  wait(token: number, onGrant: OnGrant): void {
-    pending.set(token, onGrant)
+  /** Registers a queued wait. */
+  wait(token: number, wait: Wait): void {
+    pending.set(token, wait)
     this.#tokens.add(token)
     active.add(this)
     keepAlive ??= setInterval(poll, POLL_MS)
@@ -117,8 +107,8 @@ export class Doorbell {
   }
 
   /**
-   * Forgets a wait that was withdrawn natively. Returns false if it was
-   * already granted (and so its `onGrant` has run).
+   * Forgets a wait about to be withdrawn natively. Returns false if it had
+   * already ended (granted or withdrawn), so the caller must do nothing.
    */
   forget(token: number): boolean {
     if (!this.#tokens.delete(token)) return false
@@ -127,17 +117,33 @@ export class Doorbell {
     return true
   }
 
-  /** Whether `token` is still waiting here. */
-  has(token: number): boolean {
-    return this.#tokens.has(token)
-  }
-
   /** Collects this thread's grants and settles their waits. */
   collect(): void {
     if (this.#tokens.size === 0) return
     const granted = this.#native.takeGranted()
-    if (granted === null) return
-    for (const token of granted) this.#grant(token)
+    if (granted !== null) for (const token of granted) this.#grant(token)
+    if (this.#tokens.size > 0 && this.#native.isClosed()) {
+      for (const token of [...this.#tokens]) {
+        const wait = pending.get(token)
+        this.forget(token)
+        wait?.onWithdrawn()
+      }
+    }
+  }
+
+  #ring(slot: number): void {
+    if (slot === this.#slot) {
+      this.collect()
+    } else {
+      Atomics.add(this.#bells, slot, 1)
+      Atomics.notify(this.#bells, slot)
+    }
+  }
+
+  #grant(token: number): void {
+    const wait = pending.get(token)
+    this.forget(token)
+    wait?.onGrant()
   }
 
   #listen(): void {

@@ -22,3 +22,17 @@ export class InvalidHandleError extends SluiceError {
     super(message, 'ERR_SLUICE_INVALID_HANDLE', options)
   }
 }
+
+/** The primitive was closed: no new waits, and queued ones were withdrawn. */
+export class ClosedError extends SluiceError {
+  constructor(message = 'closed', options?: ErrorOptions) {
+    super(message, 'ERR_SLUICE_CLOSED', options)
+  }
+}
+
+/** `maxWaiters` waits are queued already. */
+export class QueueFullError extends SluiceError {
+  constructor(maxWaiters: number, options?: ErrorOptions) {
+    super(`${maxWaiters} waits are queued already (maxWaiters)`, 'ERR_SLUICE_QUEUE_FULL', options)
+  }
+}

@@ -1,3 +1,5 @@
 export { Semaphore, Permit, MAX_PERMITS } from './semaphore.js'
-export type { AcquireOptions, SemaphoreHandle } from './semaphore.js'
-export { SluiceError, TimeoutError, InvalidHandleError } from './errors.js'
+export type { AcquireOptions, SemaphoreHandle, SemaphoreOptions } from './semaphore.js'
+export { Mutex } from './mutex.js'
+export type { LockOptions, MutexHandle } from './mutex.js'
+export { SluiceError, TimeoutError, InvalidHandleError, ClosedError, QueueFullError } from './errors.js'

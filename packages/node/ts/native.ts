@@ -4,30 +4,35 @@
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader is CommonJS, and so is this build
 import binding = require('../binding.js')
 
-/** An opaque, type-tagged handle made by `NativeSemaphore#fastHandle()`. */
+/** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
 export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
 
+/** Outcome codes of the raw calls (src/raw.rs `code`). */
+export const NOT_NOW = 0
+export const DONE = 1
+export const CLOSED = 2
+export const QUEUE_FULL = 3
+export type Outcome = typeof NOT_NOW | typeof DONE | typeof CLOSED | typeof QUEUE_FULL
+
 /**
- * The hot paths, registered as raw N-API functions (src/fast.rs explains why),
+ * Settle entries (src/wake.rs): positive numbers are tokens of this thread's
+ * waits, granted and collected; `-(slot + 1)` is another thread's doorbell.
+ */
+export type SettleEntries = number[] | null
+
+/**
+ * The hot paths, registered as raw N-API functions (src/raw.rs explains why),
  * so the generated typings do not know them.
  */
-interface FastCalls {
-  /** Takes `n` permits if free and nobody is queued; true if taken. */
-  semTryAcquire(handle: FastHandle, n: number): boolean
-  /** Takes `n` permits now (true) or queues the wait `token` (false). */
-  semAcquire(handle: FastHandle, n: number, token: number): boolean
-  /**
-   * Releases `n` permits this thread holds. Returns what that granted: tokens
-   * of this thread's waits (positive, already collected) and doorbell slots of
-   * other threads to ring (as `-(slot + 1)`).
-   */
-  semRelease(handle: FastHandle, n: number): number[] | null
-  /** Tokens of this thread's waits granted since the last call (tokens must be >= 1). */
+interface RawCalls {
+  semTryAcquire(handle: FastHandle, n: number): Outcome
+  semAcquire(handle: FastHandle, n: number, token: number): Outcome
+  semRelease(handle: FastHandle, n: number): SettleEntries
   semTakeGranted(handle: FastHandle): number[] | null
 }
 
-const fast = binding as unknown as FastCalls
-export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = fast
+const raw = binding as unknown as RawCalls
+export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = binding.NativeSemaphore
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS

@@ -1,11 +1,31 @@
 import { onCancellation } from './abort.js'
 import { Doorbell, nextToken } from './doorbell.js'
-import { InvalidHandleError } from './errors.js'
-import { DOORBELL_SLOTS, NativeSemaphore, semAcquire, semRelease, semTakeGranted, semTryAcquire, type FastHandle } from './native.js'
+import { ClosedError, InvalidHandleError, QueueFullError } from './errors.js'
+import {
+  CLOSED,
+  DONE,
+  DOORBELL_SLOTS,
+  NativeSemaphore,
+  QUEUE_FULL,
+  semAcquire,
+  semRelease,
+  semTakeGranted,
+  semTryAcquire,
+  type FastHandle,
+} from './native.js'
 import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 /** Most permits a semaphore can have (JS-side limit, far below the core's). */
 export const MAX_PERMITS = 2 ** 31 - 1
+
+export interface SemaphoreOptions {
+  /**
+   * Most waits that may be queued at once, across all threads; an `acquire`
+   * beyond it rejects with a `QueueFullError` instead of waiting. Unbounded
+   * by default.
+   */
+  maxWaiters?: number
+}
 
 export interface AcquireOptions {
   /** Permits to take at once (default 1, at most the capacity). */
@@ -76,6 +96,8 @@ export class Semaphore {
   readonly #capacity: number
   readonly #doorbell: Doorbell
   readonly #bells: SharedArrayBuffer
+  /** Only in the thread that closed it: the reason given to `close`. */
+  #closeReason: unknown
 
   static {
     releasePermits = (semaphore, weight) => semaphore.#release(weight)
@@ -84,13 +106,17 @@ export class Semaphore {
   /** Set by `from` for the constructor to adopt instead of creating. */
   static #attaching: { native: NativeSemaphore; bells: SharedArrayBuffer } | undefined
 
-  /** @param permits how many permits exist (a positive integer); all start free. */
-  constructor(permits: number) {
+  /**
+   * @param permits how many permits exist (a positive integer); all start free.
+   */
+  constructor(permits: number, options?: SemaphoreOptions) {
     const attaching = Semaphore.#attaching
     Semaphore.#attaching = undefined
     if (attaching === undefined) {
       validateInteger(permits, 'permits', 1, MAX_PERMITS)
-      this.#native = new NativeSemaphore(permits)
+      const { maxWaiters } = validateOptions<SemaphoreOptions>(options, 'options')
+      if (maxWaiters !== undefined) validateInteger(maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
+      this.#native = new NativeSemaphore(permits, maxWaiters)
       this.#bells = new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
     } else {
       this.#native = attaching.native
@@ -99,7 +125,8 @@ export class Semaphore {
     this.#fast = this.#native.fastHandle() as FastHandle
     this.#capacity = this.#native.capacity
     const fast = this.#fast
-    const waitable = { slot: this.#native.slot, takeGranted: () => semTakeGranted(fast) }
+    const native = this.#native
+    const waitable = { slot: native.slot, takeGranted: () => semTakeGranted(fast), isClosed: () => native.closed }
     this.#doorbell = new Doorbell(waitable, new Int32Array(this.#bells))
   }
 
@@ -148,13 +175,35 @@ export class Semaphore {
     return this.#native.waiting
   }
 
+  /** Whether `close` has run, in any thread. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
   /**
    * Takes `weight` permits if they are free and nobody is queued ahead;
    * otherwise returns `null` at once.
+   *
+   * @throws {ClosedError} once the semaphore is closed
    */
   tryAcquire(weight = 1): Permit | null {
     this.#validateWeight(weight, 'weight')
-    return semTryAcquire(this.#fast, weight) ? new Permit(this, weight) : null
+    const outcome = semTryAcquire(this.#fast, weight)
+    if (outcome === DONE) return new Permit(this, weight)
+    if (outcome === CLOSED) throw this.#closedError()
+    return null
+  }
+
+  /**
+   * Closes the semaphore in every thread: each queued wait rejects with a
+   * `ClosedError` (with `reason` as its `cause` in this thread), and so does
+   * every later `acquire` or `tryAcquire`. Permits already held can still be
+   * released. Closing again does nothing.
+   */
+  close(reason?: unknown): void {
+    if (this.#native.closed) return
+    this.#closeReason = reason
+    this.#doorbell.settle(this.#native.close())
   }
 
   /**
@@ -175,18 +224,27 @@ export class Semaphore {
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
     const token = nextToken()
-    if (semAcquire(this.#fast, weight, token)) return Promise.resolve(new Permit(this, weight))
+    const outcome = semAcquire(this.#fast, weight, token)
+    if (outcome === DONE) return Promise.resolve(new Permit(this, weight))
+    if (outcome === CLOSED) return Promise.reject(this.#closedError())
+    if (outcome === QUEUE_FULL) return Promise.reject(new QueueFullError(this.#native.waiting))
     return new Promise<Permit>((resolve, reject) => {
       const disconnect = onCancellation(signal, timeout, (reason) => {
         if (!this.#doorbell.forget(token)) return
         disconnect()
         // Gives back whatever was granted meanwhile; that may wake others.
-        this.#doorbell.ring(this.#native.cancel(token))
+        this.#doorbell.settle(this.#native.cancel(token))
         reject(reason)
       })
-      this.#doorbell.wait(token, () => {
-        disconnect()
-        resolve(new Permit(this, weight))
+      this.#doorbell.wait(token, {
+        onGrant: () => {
+          disconnect()
+          resolve(new Permit(this, weight))
+        },
+        onWithdrawn: () => {
+          disconnect()
+          reject(this.#closedError())
+        },
       })
     })
   }
@@ -203,6 +261,11 @@ export class Semaphore {
 
   #release(weight: number): void {
     this.#doorbell.settle(semRelease(this.#fast, weight))
+  }
+
+  #closedError(): ClosedError {
+    const options = this.#closeReason === undefined ? undefined : { cause: this.#closeReason }
+    return new ClosedError('semaphore closed', options)
   }
 
   #validateWeight(weight: unknown, name: string): number {

@@ -1,0 +1,60 @@
+import { Permit, Semaphore, type AcquireOptions, type SemaphoreHandle } from './semaphore.js'
+import { show, validateOptions } from './validate.js'
+
+export type LockOptions = Omit<AcquireOptions, 'weight'>
+
+/** A cloneable description of a mutex, for `Mutex.from` in another thread. */
+export interface MutexHandle {
+  readonly kind: 'sluice:Mutex'
+  readonly semaphore: SemaphoreHandle
+}
+
+/**
+ * A mutual-exclusion lock shared across threads: a semaphore of one permit,
+ * with the vocabulary of locks. Waiters are served in arrival order.
+ */
+export class Mutex {
+  readonly #semaphore: Semaphore
+
+  constructor(semaphore: Semaphore = new Semaphore(1)) {
+    if (semaphore.capacity !== 1) {
+      throw new RangeError(`a Mutex needs a semaphore of 1 permit, got ${semaphore.capacity}`)
+    }
+    this.#semaphore = semaphore
+  }
+
+  /** The mutex that `handle` describes, attached to this thread. */
+  static from(handle: MutexHandle): Mutex {
+    const { kind, semaphore } = validateOptions<MutexHandle>(handle, 'handle')
+    if (kind !== 'sluice:Mutex' || semaphore === undefined) {
+      throw new TypeError(`handle must be a Mutex handle (mutex.handle), got ${show(handle)}`)
+    }
+    return new Mutex(Semaphore.from(semaphore))
+  }
+
+  get handle(): MutexHandle {
+    return { kind: 'sluice:Mutex', semaphore: this.#semaphore.handle }
+  }
+
+  /** Whether some thread holds the lock (or is queued for it). */
+  get isLocked(): boolean {
+    return this.#semaphore.available === 0
+  }
+
+  /** Waits for the lock; the returned guard unlocks on `release()` or disposal. */
+  lock(options?: LockOptions): Promise<Permit> {
+    const { signal, timeout } = validateOptions<LockOptions>(options, 'options')
+    return this.#semaphore.acquire({ signal, timeout })
+  }
+
+  /** Takes the lock if it is free and nobody is queued; otherwise `null`. */
+  tryLock(): Permit | null {
+    return this.#semaphore.tryAcquire(1)
+  }
+
+  /** Runs `fn` holding the lock, unlocking however it ends. */
+  runExclusive<T>(fn: () => T | PromiseLike<T>, options?: LockOptions): Promise<Awaited<T>> {
+    const { signal, timeout } = validateOptions<LockOptions>(options, 'options')
+    return this.#semaphore.run(fn, { signal, timeout })
+  }
+}
