@@ -37,6 +37,19 @@ export declare class NativeSemaphore {
   close(): Array<number>
 }
 
+export declare class NativeTokenBucket {
+  /** A full bucket of `capacity` tokens, one more every `interval_nanos`. */
+  constructor(capacity: number, intervalNanos: number)
+  static fromId(id: number): NativeTokenBucket
+  get id(): number
+  get capacity(): number
+  get intervalNanos(): number
+  get available(): number
+  /** Reservations of this thread still waiting. */
+  get pending(): number
+  fastHandle(): object
+}
+
 /**
  * Doorbell slots per primitive: how many threads can wait on one primitive at
  * once. The TypeScript layer sizes the doorbell `SharedArrayBuffer` from it.

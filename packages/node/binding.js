@@ -836,4 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
+module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket
 module.exports.DOORBELL_SLOTS = nativeBinding.DOORBELL_SLOTS

@@ -9,9 +9,11 @@ mod attachment;
 mod raw;
 mod registry;
 mod semaphore;
+mod token_bucket;
 mod wake;
 
 pub use semaphore::NativeSemaphore;
+pub use token_bucket::NativeTokenBucket;
 
 /// Doorbell slots per primitive: how many threads can wait on one primitive at
 /// once. The TypeScript layer sizes the doorbell `SharedArrayBuffer` from it.
@@ -21,5 +23,6 @@ pub const DOORBELL_SLOTS: u32 = 256;
 #[napi_derive::napi(module_exports)]
 pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
     use napi::JsValue;
-    raw::register(env.raw(), exports.raw(), &semaphore::RAW)
+    raw::register(env.raw(), exports.raw(), &semaphore::RAW)?;
+    raw::register(env.raw(), exports.raw(), &token_bucket::RAW)
 }

@@ -1,5 +1,7 @@
 export { Semaphore, Permit, MAX_PERMITS } from './semaphore.js'
 export type { AcquireOptions, SemaphoreHandle, SemaphoreOptions } from './semaphore.js'
 export { Mutex } from './mutex.js'
+export { TokenBucket } from './token-bucket.js'
+export type { TakeOptions, TokenBucketHandle, TokenBucketOptions } from './token-bucket.js'
 export type { LockOptions, MutexHandle } from './mutex.js'
 export { SluiceError, TimeoutError, InvalidHandleError, ClosedError, QueueFullError } from './errors.js'

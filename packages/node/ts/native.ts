@@ -29,10 +29,20 @@ interface RawCalls {
   semAcquire(handle: FastHandle, n: number, token: number): Outcome
   semRelease(handle: FastHandle, n: number): SettleEntries
   semTakeGranted(handle: FastHandle): number[] | null
+  bucketTryTake(handle: FastHandle, n: number): Outcome
+  /** Reserves `n` tokens; returns the nanoseconds to wait (0: taken now). */
+  bucketReserve(handle: FastHandle, n: number, token: number): number
+  /** The wait `token` ended: its tokens were due. */
+  bucketSettle(handle: FastHandle, token: number): null
+  /** Gives back the tokens of the pending wait `token`; 1 if refunded. */
+  bucketCancel(handle: FastHandle, token: number): 0 | 1
 }
 
 const raw = binding as unknown as RawCalls
 export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
+export const { bucketTryTake, bucketReserve, bucketSettle, bucketCancel } = raw
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = binding.NativeSemaphore
+export const NativeTokenBucket = binding.NativeTokenBucket
+export type NativeTokenBucket = binding.NativeTokenBucket
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS

@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest'
+import { InvalidHandleError, TimeoutError, TokenBucket } from 'sluice'
+import { eventually, nextMessage, runWorker } from './helpers.js'
+
+describe('TokenBucket', () => {
+  it('starts full and tryTake takes until empty', () => {
+    const bucket = new TokenBucket({ capacity: 3, refillPerSecond: 1 })
+    expect(bucket.available).toBe(3)
+    expect(bucket.tryTake(2)).toBe(true)
+    expect(bucket.tryTake(2)).toBe(false)
+    expect(bucket.tryTake()).toBe(true)
+    expect(bucket.tryTake()).toBe(false)
+  })
+
+  it('take waits for the refill', async () => {
+    const bucket = new TokenBucket({ capacity: 2, tokensPerInterval: 1, interval: 20 })
+    expect(bucket.tryTake(2)).toBe(true)
+    const started = performance.now()
+    await bucket.take(2)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(35) // 2 tokens at 1 per 20 ms
+  })
+
+  it('serves waiting takes in order, a large one before later small ones', async () => {
+    const bucket = new TokenBucket({ capacity: 4, refillPerSecond: 400 })
+    bucket.tryTake(4)
+    const order: string[] = []
+    const big = bucket.take(4).then(() => order.push('big'))
+    const small = bucket.take(1).then(() => order.push('small'))
+    expect(bucket.tryTake()).toBe(false) // owed to the waiters
+    await Promise.all([big, small])
+    expect(order).toEqual(['big', 'small'])
+  })
+
+  it('abort rejects with the reason and gives the tokens back', async () => {
+    const bucket = new TokenBucket({ capacity: 2, refillPerSecond: 10 })
+    bucket.tryTake(2)
+    const controller = new AbortController()
+    const waiting = bucket.take(2, { signal: controller.signal })
+    controller.abort(new Error('stop'))
+    await expect(waiting).rejects.toThrow('stop')
+    // The refund means the next 2 tokens come after 200 ms, not 400.
+    const started = performance.now()
+    await bucket.take(2)
+    expect(performance.now() - started).toBeLessThan(350)
+  })
+
+  it('an already-aborted signal rejects at once and takes nothing', async () => {
+    const bucket = new TokenBucket({ capacity: 1, refillPerSecond: 1 })
+    await expect(bucket.take(1, { signal: AbortSignal.abort('no') })).rejects.toBe('no')
+    expect(bucket.available).toBe(1)
+  })
+
+  it('a take that cannot be served within its timeout rejects at once, taking nothing', async () => {
+    const bucket = new TokenBucket({ capacity: 1, refillPerSecond: 1 })
+    bucket.tryTake()
+    const started = performance.now()
+    await expect(bucket.take(1, { timeout: 100 })).rejects.toBeInstanceOf(TimeoutError)
+    expect(performance.now() - started).toBeLessThan(50)
+    await expect(bucket.take(1, { timeout: 5_000 })).resolves.toBeUndefined()
+  })
+
+  it.each([
+    [{ capacity: 0, refillPerSecond: 1 }, RangeError, /options\.capacity/],
+    [{ capacity: 1.5, refillPerSecond: 1 }, RangeError, /options\.capacity/],
+    [{ capacity: '1', refillPerSecond: 1 }, TypeError, /options\.capacity/],
+    [{ capacity: 1, refillPerSecond: 0 }, RangeError, /options\.refillPerSecond/],
+    [{ capacity: 1, refillPerSecond: Number.NaN }, RangeError, /options\.refillPerSecond/],
+    [{ capacity: 1, refillPerSecond: 2e9 }, RangeError, /refill rate/],
+    [{ capacity: 1 }, TypeError, /refillPerSecond/],
+    [{ capacity: 1, tokensPerInterval: 1 }, TypeError, /options\.interval/],
+    [{ capacity: 1, refillPerSecond: 1, interval: 5 }, TypeError, /not both/],
+  ])('new TokenBucket(%o) throws naming the field', (options, type, message) => {
+    expect(() => new TokenBucket(options as never)).toThrow(type)
+    expect(() => new TokenBucket(options as never)).toThrow(message)
+  })
+
+  it('rejects n outside 1..capacity', async () => {
+    const bucket = new TokenBucket({ capacity: 2, refillPerSecond: 1 })
+    expect(() => bucket.tryTake(3)).toThrow(new RangeError('n must be an integer between 1 and 2, got 3'))
+    await expect(bucket.take(0)).rejects.toThrow(RangeError)
+    expect(bucket.available).toBe(2)
+  })
+
+  it('a forged handle gives InvalidHandleError', () => {
+    expect(() => TokenBucket.from({ kind: 'sluice:TokenBucket', id: 2 ** 40 })).toThrow(InvalidHandleError)
+  })
+
+  it('one bucket limits four workers together to the configured rate (within 5%)', async () => {
+    const rate = 400
+    const seconds = 2
+    const bucket = new TokenBucket({ capacity: 10, refillPerSecond: rate })
+    const counts = new Int32Array(new SharedArrayBuffer(4))
+    const deadline = Date.now() + seconds * 1000 + 300
+    const workers = Array.from({ length: 4 }, () =>
+      runWorker('bucket-takes.mjs', { handle: bucket.handle, counts: counts.buffer, deadline }),
+    )
+    // Measure over the window the workers actually ran: from the first grant
+    // (the initial burst of `capacity`) to the deadline.
+    const started = Date.now()
+    await Promise.all(workers.map((w) => w.exited))
+    const elapsed = (deadline - started) / 1000
+    const expected = 10 + rate * elapsed
+    expect(Math.abs(counts[0]! - expected) / expected).toBeLessThan(0.05)
+  })
+
+  it('gives back the tokens of a worker terminated while its take waits', async () => {
+    const bucket = new TokenBucket({ capacity: 5, refillPerSecond: 5 })
+    bucket.tryTake(5)
+    const { worker } = runWorker('bucket-take-once.mjs', { handle: bucket.handle, n: 5 })
+    expect(await nextMessage(worker)).toBe('waiting')
+    await worker.terminate()
+    // Without the refund, 5 more tokens would be due only after 2 s.
+    await eventually(() => bucket.tryTake(1), 1_500)
+  })
+})
