@@ -222,6 +222,20 @@ impl Semaphore {
         }
     }
 
+    /// A semaphore of `capacity` permits of which only `available` are free at
+    /// first: the rest count as held. A channel counts its queued items this
+    /// way (capacity = room, none available until something is sent).
+    ///
+    /// # Panics
+    ///
+    /// If `available > capacity` or `capacity` exceeds [`MAX_PERMITS`].
+    pub fn with_available(capacity: usize, available: usize) -> Self {
+        assert!(available <= capacity, "available must not exceed capacity");
+        let semaphore = Self::new(capacity);
+        semaphore.state.store(available << PERMIT_SHIFT, Ordering::Relaxed);
+        semaphore
+    }
+
     /// Like [`new`](Self::new), but at most `max_waiters` waits may be queued
     /// at once; [`acquire`](Self::acquire) fails with
     /// [`AcquireError::QueueFull`] beyond that instead of queueing.

@@ -195,6 +195,28 @@ fn close_withdraws_waiters_and_refuses_new_acquires() {
 }
 
 #[test]
+fn with_available_starts_with_the_rest_held() {
+    let sem = Semaphore::with_available(3, 0);
+    assert_eq!((sem.capacity(), sem.available()), (3, 0));
+    assert_eq!(sem.acquire(1, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![0]));
+    assert_eq!(sem.release(2), Ok(vec![]));
+    assert_eq!(
+        sem.release(1),
+        Err(ReleaseError {
+            released: 1,
+            capacity: 3
+        })
+    );
+}
+
+#[test]
+#[should_panic(expected = "available must not exceed capacity")]
+fn with_available_above_capacity_panics() {
+    let _ = Semaphore::with_available(1, 2);
+}
+
+#[test]
 fn max_waiters_refuses_the_wait_beyond_it() {
     let sem = Semaphore::with_max_waiters(1, 2);
     sem.try_acquire(1).unwrap();

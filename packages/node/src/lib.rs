@@ -6,12 +6,14 @@
 #![deny(clippy::all)]
 
 mod attachment;
+mod channel;
 mod raw;
 mod registry;
 mod semaphore;
 mod token_bucket;
 mod wake;
 
+pub use channel::NativeChannel;
 pub use semaphore::NativeSemaphore;
 pub use token_bucket::NativeTokenBucket;
 
@@ -24,5 +26,6 @@ pub const DOORBELL_SLOTS: u32 = 256;
 pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
     use napi::JsValue;
     raw::register(env.raw(), exports.raw(), &semaphore::RAW)?;
-    raw::register(env.raw(), exports.raw(), &token_bucket::RAW)
+    raw::register(env.raw(), exports.raw(), &token_bucket::RAW)?;
+    raw::register(env.raw(), exports.raw(), &channel::RAW)
 }

@@ -219,7 +219,6 @@ pub(crate) fn null(env: napi_env) -> napi_value {
     result
 }
 
-#[allow(dead_code)] // used by the channel
 pub(crate) fn undefined(env: napi_env) -> napi_value {
     let mut result = ptr::null_mut();
     // SAFETY: as above.

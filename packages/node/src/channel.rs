@@ -1,0 +1,556 @@
+//! `NativeChannel`: one thread's handle to a bounded channel shared by threads.
+//!
+//! A channel is a lock-free `ArrayQueue` of messages plus two semaphores that
+//! count free slots and queued items (the textbook bounded buffer): a send
+//! takes a slot permit, pushes, and releases an item permit; a receive takes
+//! an item permit, pops, and releases a slot permit. The semaphores give the
+//! channel everything the `Semaphore` has for free: FIFO waiting senders and
+//! receivers across threads, cancellation, doorbell wake-ups, and a dead
+//! thread's waits withdrawn and its permits returned.
+//!
+//! Closing closes both semaphores: senders fail from then on; receivers that
+//! were waiting are withdrawn, and every receive after the close pops the
+//! queue directly until it is empty. A push racing the close may land after
+//! the receivers were told the channel was drained; it stays in the queue for
+//! the next receive rather than being lost.
+
+use std::ffi::{c_void, CStr};
+use std::ptr;
+use std::rc::Rc;
+
+use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status};
+use napi::{Env, Error, Result};
+use napi_derive::napi;
+use sluice_core::{Acquire, AcquireError, ArrayQueue, Semaphore, TryAcquireError};
+
+use crate::attachment::{Attachment, Held, Primitive};
+use crate::raw::{self, code, Call};
+use crate::registry::Shared;
+use crate::wake;
+
+/// One message: numbers travel without allocating, everything else as bytes
+/// (the TypeScript layer's codec has encoded it).
+pub(crate) enum Message {
+    Number(f64),
+    Bytes(Box<[u8]>),
+}
+
+pub(crate) struct ChannelCore {
+    /// Free places in the queue; senders wait here.
+    slots: Semaphore,
+    /// Messages in the queue; receivers wait here.
+    items: Semaphore,
+    queue: ArrayQueue<Message>,
+}
+
+/// Permits this thread holds between a granted wait and its push or pop.
+#[derive(Default)]
+pub(crate) struct ChannelLocal {
+    slots: Held,
+    items: Held,
+}
+
+impl Primitive for ChannelCore {
+    type Local = ChannelLocal;
+
+    fn detach(&self, slot: u32, local: &ChannelLocal) {
+        for (semaphore, held) in [(&self.slots, &local.slots), (&self.items, &local.items)] {
+            semaphore.remove_owner(slot);
+            let held = held.take_all();
+            if held > 0 {
+                // Cannot overflow: these permits were taken from this semaphore.
+                let _ = semaphore.release(held);
+            }
+        }
+    }
+}
+
+impl ChannelCore {
+    /// Pops the message an item permit guarantees. A sender that claimed an
+    /// earlier position may still be copying into it (inside its native call,
+    /// so only briefly): the queue's `pop` waits for that, and this loop covers
+    /// the instant before the claim is visible. Once the channel is closed,
+    /// receivers pop without permits, so the message may have been taken:
+    /// then `None` (drained) rather than waiting forever.
+    fn pop_owed(&self) -> Option<Message> {
+        loop {
+            if let Some(message) = self.queue.pop() {
+                return Some(message);
+            }
+            if self.items.is_closed() {
+                return self.queue.pop();
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Pushes into a place a slot permit guarantees.
+    fn push_owed(&self, message: Message) {
+        let mut message = message;
+        while let Err(back) = self.queue.push(message) {
+            message = back;
+            std::thread::yield_now();
+        }
+    }
+}
+
+type ChannelAttachment = Attachment<ChannelCore>;
+
+const TAG: sys::napi_type_tag = sys::napi_type_tag {
+    lower: 0x3c8e_19f0_b26a_d471,
+    upper: 0xe07b_5d93_4a1c_68f2,
+};
+
+#[napi]
+pub struct NativeChannel {
+    attachment: Rc<ChannelAttachment>,
+}
+
+#[napi]
+impl NativeChannel {
+    #[napi(constructor, catch_unwind)]
+    pub fn new(env: Env, capacity: u32) -> Result<Self> {
+        if capacity == 0 {
+            return Err(Error::from_reason("capacity must be a positive integer"));
+        }
+        let capacity = capacity as usize;
+        let core = ChannelCore {
+            slots: Semaphore::new(capacity),
+            // Counts messages, so none are free until something is sent.
+            items: Semaphore::with_available(capacity, 0),
+            queue: ArrayQueue::new(capacity),
+        };
+        Ok(Self {
+            attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
+        })
+    }
+
+    #[napi(factory, catch_unwind)]
+    pub fn from_id(env: Env, id: f64) -> Result<Self> {
+        let shared = Shared::<ChannelCore>::lookup(id)
+            .ok_or_else(|| Error::from_reason(format!("no live channel has id {id}")))?;
+        Ok(Self {
+            attachment: Attachment::get_or_attach(&env, shared)?,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn id(&self) -> f64 {
+        self.attachment.shared.id as f64
+    }
+
+    #[napi(getter)]
+    pub fn slot(&self) -> u32 {
+        self.attachment.slot
+    }
+
+    #[napi(getter)]
+    pub fn capacity(&self) -> u32 {
+        self.core().queue.capacity() as u32
+    }
+
+    /// Messages queued right now.
+    #[napi(getter)]
+    pub fn length(&self) -> u32 {
+        self.core().queue.len() as u32
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.core().slots.is_closed()
+    }
+
+    #[napi(getter)]
+    pub fn waiting_senders(&self) -> u32 {
+        self.core().slots.waiting() as u32
+    }
+
+    #[napi(getter)]
+    pub fn waiting_receivers(&self) -> u32 {
+        self.core().items.waiting() as u32
+    }
+
+    #[napi(ts_return_type = "object")]
+    pub fn fast_handle(&self, env: Env) -> Result<sys::napi_value> {
+        raw::external(env.raw(), &self.attachment, &TAG)
+    }
+
+    /// Withdraws a send or receive wait; `null` if unknown, else settle entries.
+    #[napi(catch_unwind)]
+    pub fn cancel(&self, token: f64) -> Option<Vec<f64>> {
+        let (core, slot, local) = (self.core(), self.attachment.slot, &self.attachment.local);
+        let mut out = Vec::new();
+        if let Some(woken) = core.slots.cancel(slot, token as u64) {
+            wake::settle(&core.slots, slot, &local.slots, woken, &mut out);
+        } else {
+            let woken = core.items.cancel(slot, token as u64)?;
+            wake::settle(&core.items, slot, &local.items, woken, &mut out);
+        }
+        Some(out)
+    }
+
+    /// Closes the channel; returns ring entries for every thread with a wait.
+    #[napi(catch_unwind)]
+    pub fn close(&self) -> Vec<f64> {
+        let mut owners = self.core().slots.close();
+        for owner in self.core().items.close() {
+            if !owners.contains(&owner) {
+                owners.push(owner);
+            }
+        }
+        wake::rings(owners)
+    }
+
+    fn core(&self) -> &ChannelCore {
+        &self.attachment.shared.primitive
+    }
+}
+
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 9] = [
+    (c"chanTakeGranted", Some(take_granted)),
+    (c"chanSend", Some(send)),
+    (c"chanSendMany", Some(send_many)),
+    (c"chanQueueSend", Some(queue_send)),
+    (c"chanPushHeld", Some(push_held)),
+    (c"chanRecv", Some(recv)),
+    (c"chanRecvMany", Some(recv_many)),
+    (c"chanQueueRecv", Some(queue_recv)),
+    (c"chanPopHeld", Some(pop_held)),
+];
+
+/// Reads a message: a number, or the bytes of a `Uint8Array` (copied).
+fn read_message(env: napi_env, value: napi_value) -> Option<Message> {
+    let mut kind = 0;
+    // SAFETY: `value` belongs to the current call; out-pointers are valid.
+    unsafe { sys::napi_typeof(env, value, &mut kind) };
+    if kind == sys::ValueType::napi_number {
+        let mut number = 0.0;
+        // SAFETY: as above; `value` is a number.
+        unsafe { sys::napi_get_value_double(env, value, &mut number) };
+        return Some(Message::Number(number));
+    }
+    let mut is_typed_array = false;
+    // SAFETY: as above.
+    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+    if is_typed_array {
+        let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
+        // SAFETY: `value` is a typed array; out-pointers are valid.
+        let status = unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                &mut length,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if status == Status::napi_ok && kind == sys::TypedarrayType::uint8_array {
+            let bytes: Box<[u8]> = if length == 0 || data.is_null() {
+                Box::default()
+            } else {
+                // SAFETY: N-API reports `length` bytes at `data` (already offset
+                // to the view's start), alive for this call; we copy them out.
+                unsafe { std::slice::from_raw_parts(data as *const u8, length) }.into()
+            };
+            return Some(Message::Bytes(bytes));
+        }
+    }
+    raw::throw_type(env, "a message must be a number or a Uint8Array");
+    None
+}
+
+fn message_value(env: napi_env, message: Message) -> napi_value {
+    match message {
+        Message::Number(number) => raw::number(env, number),
+        Message::Bytes(bytes) => {
+            let mut result = ptr::null_mut();
+            // SAFETY: `env` is live; the source holds `bytes.len()` bytes; N-API copies them.
+            unsafe {
+                sys::napi_create_buffer_copy(
+                    env,
+                    bytes.len(),
+                    bytes.as_ptr() as *const c_void,
+                    ptr::null_mut(),
+                    &mut result,
+                )
+            };
+            result
+        }
+    }
+}
+
+/// Releases one item permit per message sent and returns the settle entries.
+fn after_push(attachment: &ChannelAttachment, pushed: usize, out: &mut Vec<f64>) {
+    let core = &attachment.shared.primitive;
+    // Cannot overflow: each pushed message took a slot, so items <= capacity.
+    if let Ok(woken) = core.items.release(pushed) {
+        wake::settle(&core.items, attachment.slot, &attachment.local.items, woken, out);
+    }
+}
+
+/// Releases one slot permit per message received and returns the settle entries.
+fn after_pop(attachment: &ChannelAttachment, popped: usize, out: &mut Vec<f64>) {
+    let core = &attachment.shared.primitive;
+    if let Ok(woken) = core.slots.release(popped) {
+        wake::settle(&core.slots, attachment.slot, &attachment.local.slots, woken, out);
+    }
+}
+
+/// `chanSend(handle, message) -> null | settle entries | 0 (full) | 2 (closed)`.
+unsafe extern "C" fn send(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let Some(message) = call.arg(1).and_then(|value| read_message(env, value)) else {
+        return ptr::null_mut();
+    };
+    let core = &attachment.shared.primitive;
+    match core.slots.try_acquire(1) {
+        Ok(()) => {
+            core.push_owed(message);
+            let mut out = Vec::new();
+            after_push(attachment, 1, &mut out);
+            raw::numbers_or_null(env, &out)
+        }
+        Err(TryAcquireError::NoPermits) => raw::code(env, code::NOT_NOW),
+        Err(TryAcquireError::Closed) => raw::code(env, code::CLOSED),
+    }
+}
+
+/// `chanSendMany(handle, messages[]) -> [sent, ...settle entries] | 2 (closed)`:
+/// sends from the front of the array while there is room.
+unsafe extern "C" fn send_many(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let Some(array) = call.arg(1) else {
+        return raw::throw_type(env, "expected an array of messages");
+    };
+    let mut length = 0u32;
+    // SAFETY: `array` is a value of this call; a non-array fails the call.
+    if unsafe { sys::napi_get_array_length(env, array, &mut length) } != Status::napi_ok {
+        return raw::throw_type(env, "expected an array of messages");
+    }
+    let core = &attachment.shared.primitive;
+    let mut sent = 0usize;
+    for i in 0..length {
+        let mut value = ptr::null_mut();
+        // SAFETY: `array` is an array of this call; `i` is in bounds.
+        unsafe { sys::napi_get_element(env, array, i, &mut value) };
+        match core.slots.try_acquire(1) {
+            Ok(()) => {}
+            Err(TryAcquireError::Closed) if sent == 0 => return raw::code(env, code::CLOSED),
+            Err(_) => break,
+        }
+        let Some(message) = read_message(env, value) else {
+            // Give the slot back and report what was sent before the bad value:
+            // the exception is pending, so the caller sees it; messages already
+            // pushed stay sent (and their receivers are woken).
+            let _ = core.slots.release(1);
+            let mut out = Vec::new();
+            after_push(attachment, sent, &mut out);
+            return ptr::null_mut();
+        };
+        core.push_owed(message);
+        sent += 1;
+    }
+    let mut out = vec![sent as f64];
+    if sent > 0 {
+        after_push(attachment, sent, &mut out);
+    }
+    raw::array(env, out.into_iter().map(|n| raw::number(env, n)))
+}
+
+/// `chanQueueSend(handle, token) -> 0 (queued) | 1 (a slot is held now) | 2 (closed)`.
+unsafe extern "C" fn queue_send(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let (Some(attachment), Some(token)) = (call.handle::<ChannelAttachment>(0, &TAG), call.token(1)) else {
+        return ptr::null_mut();
+    };
+    queue_wait(
+        env,
+        &attachment.shared.primitive.slots,
+        attachment.slot,
+        &attachment.local.slots,
+        token,
+    )
+}
+
+/// `chanQueueRecv(handle, token) -> 0 (queued) | 1 (an item is held now) | 2 (closed)`.
+unsafe extern "C" fn queue_recv(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let (Some(attachment), Some(token)) = (call.handle::<ChannelAttachment>(0, &TAG), call.token(1)) else {
+        return ptr::null_mut();
+    };
+    queue_wait(
+        env,
+        &attachment.shared.primitive.items,
+        attachment.slot,
+        &attachment.local.items,
+        token,
+    )
+}
+
+fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, token: u64) -> napi_value {
+    match semaphore.acquire(1, slot, token) {
+        Ok(Acquire::Acquired) => {
+            held.add(1);
+            raw::code(env, code::DONE)
+        }
+        Ok(Acquire::Queued) => raw::code(env, code::NOT_NOW),
+        Err(AcquireError::Closed) => raw::code(env, code::CLOSED),
+        Err(other) => raw::throw_range(env, &other.to_string()),
+    }
+}
+
+/// `chanPushHeld(handle, message) -> null | settle entries | 2 (closed)`: sends
+/// into the slot this thread's granted wait holds.
+unsafe extern "C" fn push_held(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let Some(message) = call.arg(1).and_then(|value| read_message(env, value)) else {
+        return ptr::null_mut();
+    };
+    if let Err(reason) = attachment.local.slots.take(1) {
+        return raw::throw_range(env, &reason);
+    }
+    let core = &attachment.shared.primitive;
+    if core.slots.is_closed() {
+        let _ = core.slots.release(1);
+        return raw::code(env, code::CLOSED);
+    }
+    core.push_owed(message);
+    let mut out = Vec::new();
+    after_push(attachment, 1, &mut out);
+    raw::numbers_or_null(env, &out)
+}
+
+/// Wraps a received message with the settle entries its receive produced.
+fn received(env: napi_env, message: Message, settle: Vec<f64>) -> napi_value {
+    let value = message_value(env, message);
+    if settle.is_empty() {
+        value
+    } else {
+        raw::array(
+            env,
+            std::iter::once(value)
+                .chain(settle.into_iter().map(|n| raw::number(env, n)))
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
+    }
+}
+
+/// `chanRecv(handle) -> message | [message, ...settle] | undefined (empty) | null (closed and drained)`.
+unsafe extern "C" fn recv(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let core = &attachment.shared.primitive;
+    match core.items.try_acquire(1) {
+        Ok(()) => {
+            let mut out = Vec::new();
+            after_pop(attachment, 1, &mut out);
+            match core.pop_owed() {
+                Some(message) => received(env, message, out),
+                None => raw::null(env),
+            }
+        }
+        Err(TryAcquireError::NoPermits) => raw::undefined(env),
+        Err(TryAcquireError::Closed) => match core.queue.pop() {
+            Some(message) => message_value(env, message),
+            None => raw::null(env),
+        },
+    }
+}
+
+/// `chanRecvMany(handle, max) -> [count, ...messages, ...settle] | undefined | null`.
+unsafe extern "C" fn recv_many(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let (Some(attachment), Some(max)) = (call.handle::<ChannelAttachment>(0, &TAG), call.count(1)) else {
+        return ptr::null_mut();
+    };
+    let core = &attachment.shared.primitive;
+    let mut messages = Vec::new();
+    let mut closed = false;
+    while messages.len() < max {
+        match core.items.try_acquire(1) {
+            Ok(()) => match core.pop_owed() {
+                Some(message) => messages.push(message),
+                None => {
+                    closed = true;
+                    break;
+                }
+            },
+            Err(TryAcquireError::NoPermits) => break,
+            Err(TryAcquireError::Closed) => {
+                closed = true;
+                match core.queue.pop() {
+                    Some(message) => messages.push(message),
+                    None => break,
+                }
+            }
+        }
+    }
+    if messages.is_empty() {
+        return if closed { raw::null(env) } else { raw::undefined(env) };
+    }
+    let mut settle = Vec::new();
+    if !closed {
+        after_pop(attachment, messages.len(), &mut settle);
+    }
+    let values: Vec<napi_value> = std::iter::once(raw::number(env, messages.len() as f64))
+        .chain(messages.into_iter().map(|m| message_value(env, m)))
+        .chain(settle.into_iter().map(|n| raw::number(env, n)))
+        .collect();
+    raw::array(env, values.into_iter())
+}
+
+/// `chanPopHeld(handle) -> message | [message, ...settle] | null (closed and drained)`:
+/// receives with the item permit this thread's granted wait holds.
+unsafe extern "C" fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    if let Err(reason) = attachment.local.items.take(1) {
+        return raw::throw_range(env, &reason);
+    }
+    let core = &attachment.shared.primitive;
+    let mut out = Vec::new();
+    after_pop(attachment, 1, &mut out);
+    match core.pop_owed() {
+        Some(message) => received(env, message, out),
+        None => raw::null(env),
+    }
+}
+
+/// `chanTakeGranted(handle) -> tokens | null`: this thread's send and receive
+/// waits granted since the last call (their permits now count as held).
+unsafe extern "C" fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let (core, slot, local) = (&attachment.shared.primitive, attachment.slot, &attachment.local);
+    let mut out = Vec::new();
+    wake::collect(&core.slots, slot, &local.slots, &mut out);
+    wake::collect(&core.items, slot, &local.items, &mut out);
+    raw::numbers_or_null(env, &out)
+}
