@@ -201,6 +201,9 @@ fn with_available_starts_with_the_rest_held() {
     assert_eq!(sem.acquire(1, 0, 1), Ok(Acquire::Queued));
     assert_eq!(sem.release(1), Ok(vec![0]));
     assert_eq!(sem.release(2), Ok(vec![]));
+    assert_eq!(sem.take_granted(0).len(), 1);
+    assert_eq!(sem.release(1), Ok(vec![]));
+    assert_eq!(sem.available(), 3);
     assert_eq!(
         sem.release(1),
         Err(ReleaseError {
