@@ -9,6 +9,24 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class NativeChannel {
+  constructor(capacity: number)
+  static fromId(id: number): NativeChannel
+  get id(): number
+  get slot(): number
+  get capacity(): number
+  /** Messages queued right now. */
+  get length(): number
+  get closed(): boolean
+  get waitingSenders(): number
+  get waitingReceivers(): number
+  fastHandle(): object
+  /** Withdraws a send or receive wait; `null` if unknown, else settle entries. */
+  cancel(token: number): Array<number> | null
+  /** Closes the channel; returns ring entries for every thread with a wait. */
+  close(): Array<number>
+}
+
 export declare class NativeSemaphore {
   /** `maxWaiters`: most waits queued at once (across threads); unbounded if absent. */
   constructor(permits: number, maxWaiters?: number | undefined | null)

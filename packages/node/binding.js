@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
 module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket
 module.exports.DOORBELL_SLOTS = nativeBinding.DOORBELL_SLOTS

@@ -89,9 +89,10 @@ export class Doorbell {
    * Settles what a native call granted (see `SettleEntries`): this thread's
    * waits at once, other threads' doorbells rung.
    */
-  settle(entries: SettleEntries): void {
+  settle(entries: SettleEntries | readonly unknown[], start = 0): void {
     if (entries === null) return
-    for (const entry of entries) {
+    for (let i = start; i < entries.length; i++) {
+      const entry = entries[i] as number
       if (entry > 0) this.#grant(entry)
       else this.#ring(-entry - 1)
     }

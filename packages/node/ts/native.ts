@@ -36,13 +36,37 @@ interface RawCalls {
   bucketSettle(handle: FastHandle, token: number): null
   /** Gives back the tokens of the pending wait `token`; 1 if refunded. */
   bucketCancel(handle: FastHandle, token: number): 0 | 1
+  /** Sent (null or settle entries), or NOT_NOW (full) or CLOSED. */
+  chanSend(handle: FastHandle, message: Message): SettleEntries | typeof NOT_NOW | typeof CLOSED
+  /** Sends from the front while there is room: `[sent, ...settle]`, or CLOSED. */
+  chanSendMany(handle: FastHandle, messages: readonly Message[]): number[] | typeof CLOSED
+  chanQueueSend(handle: FastHandle, token: number): typeof NOT_NOW | typeof DONE | typeof CLOSED
+  /** Sends into the slot a granted wait holds. */
+  chanPushHeld(handle: FastHandle, message: Message): SettleEntries | typeof CLOSED
+  /** A message, or `[message, ...settle]`; undefined if empty; null if closed and drained. */
+  chanRecv(handle: FastHandle): Received | undefined | null
+  /** `[count, ...messages, ...settle]`; undefined if empty; null if closed and drained. */
+  chanRecvMany(handle: FastHandle, max: number): unknown[] | undefined | null
+  chanQueueRecv(handle: FastHandle, token: number): typeof NOT_NOW | typeof DONE | typeof CLOSED
+  /** Receives with the item a granted wait holds; null if closed and drained. */
+  chanPopHeld(handle: FastHandle): Received | null
+  chanTakeGranted(handle: FastHandle): number[] | null
 }
+
+/** What crosses into a channel: a number, or bytes. */
+export type Message = number | Uint8Array
+/** A received message, alone or followed by settle entries. */
+export type Received = Message | [Message, ...number[]]
 
 const raw = binding as unknown as RawCalls
 export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
 export const { bucketTryTake, bucketReserve, bucketSettle, bucketCancel } = raw
+export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
+export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = binding.NativeSemaphore
 export const NativeTokenBucket = binding.NativeTokenBucket
 export type NativeTokenBucket = binding.NativeTokenBucket
+export const NativeChannel = binding.NativeChannel
+export type NativeChannel = binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS

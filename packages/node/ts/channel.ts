@@ -1,0 +1,418 @@
+import { onCancellation } from './abort.js'
+import { codecs, type Codec, type CodecName } from './codec.js'
+import { Doorbell, nextToken } from './doorbell.js'
+import { ClosedError, InvalidHandleError } from './errors.js'
+import {
+  chanPopHeld,
+  chanPushHeld,
+  chanQueueRecv,
+  chanQueueSend,
+  chanRecv,
+  chanRecvMany,
+  chanSend,
+  chanSendMany,
+  chanTakeGranted,
+  CLOSED,
+  DONE,
+  DOORBELL_SLOTS,
+  NativeChannel,
+  NOT_NOW,
+  type FastHandle,
+  type Message,
+  type Received,
+} from './native.js'
+import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
+
+export interface ChannelOptions<T> {
+  /** Most messages queued at once; `send` waits for room beyond it. */
+  capacity: number
+  /** How values become bytes: a built-in codec's name (default `'v8'`) or your own. */
+  codec?: CodecName | Codec<T>
+  /** Largest encoded message, in bytes (default 1 MiB); larger sends throw a `RangeError`. */
+  maxMessageBytes?: number
+}
+
+export interface WaitOptions {
+  /** Aborting it withdraws the wait; the promise rejects with `signal.reason`. */
+  signal?: AbortSignal
+  /** Milliseconds to wait before rejecting with a `TimeoutError`. */
+  timeout?: number
+}
+
+/** A cloneable description of a channel, for `Channel.from` in another thread. */
+export interface ChannelHandle {
+  readonly kind: 'sluice:Channel'
+  readonly id: number
+  readonly doorbells: SharedArrayBuffer
+  /** The built-in codec's name, or `'custom'` (pass the codec to `Channel.from`). */
+  readonly codec: CodecName | 'custom'
+  readonly maxMessageBytes: number
+}
+
+const kDefaultOptions = { codec: 'v8' as const, maxMessageBytes: 1024 * 1024 }
+const MAX_CAPACITY = 2 ** 31 - 1
+
+/**
+ * A bounded channel shared by threads: sends wait for room (backpressure),
+ * receives wait for messages, both FIFO across threads and cancellable.
+ * Values cross as bytes through a codec; numbers cross as numbers.
+ */
+export class Channel<T = unknown> implements AsyncIterable<T> {
+  readonly #native: NativeChannel
+  readonly #fast: FastHandle
+  readonly #bells: SharedArrayBuffer
+  readonly #doorbell: Doorbell
+  readonly #codec: Codec<T>
+  readonly #codecName: CodecName | 'custom'
+  readonly #maxMessageBytes: number
+
+  static #attaching: { native: NativeChannel; bells: SharedArrayBuffer; maxMessageBytes: number } | undefined
+
+  constructor(options: ChannelOptions<T>) {
+    const attaching = Channel.#attaching
+    Channel.#attaching = undefined
+    const opts = validateOptions<ChannelOptions<T>>(options, 'options')
+    const codec = opts.codec ?? kDefaultOptions.codec
+    if (typeof codec === 'string') {
+      if (!Object.hasOwn(codecs, codec)) {
+        throw new TypeError(`options.codec must be one of ${Object.keys(codecs).join(', ')} or a codec, got ${show(codec)}`)
+      }
+      this.#codec = codecs[codec] as Codec<T>
+      this.#codecName = codec
+    } else if (typeof codec?.encode === 'function' && typeof codec?.decode === 'function') {
+      this.#codec = codec
+      this.#codecName = 'custom'
+    } else {
+      throw new TypeError(`options.codec must be a codec name or { encode, decode }, got ${show(codec)}`)
+    }
+    if (attaching === undefined) {
+      const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CAPACITY)
+      this.#maxMessageBytes = validateInteger(
+        opts.maxMessageBytes ?? kDefaultOptions.maxMessageBytes,
+        'options.maxMessageBytes',
+        0,
+        2 ** 32 - 1,
+      )
+      this.#native = new NativeChannel(capacity)
+      this.#bells = new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
+    } else {
+      ;({ native: this.#native, bells: this.#bells, maxMessageBytes: this.#maxMessageBytes } = attaching)
+    }
+    const fast = (this.#fast = this.#native.fastHandle() as FastHandle)
+    const native = this.#native
+    const waitable = { slot: native.slot, takeGranted: () => chanTakeGranted(fast), isClosed: () => native.closed }
+    this.#doorbell = new Doorbell(waitable, new Int32Array(this.#bells))
+  }
+
+  /**
+   * The channel that `handle` describes, attached to this thread. A channel
+   * made with a custom codec needs the same codec here.
+   */
+  static from<T = unknown>(handle: ChannelHandle, options?: { codec?: Codec<T> }): Channel<T> {
+    const { kind, id, doorbells, codec, maxMessageBytes } = validateOptions<ChannelHandle>(handle, 'handle')
+    if (
+      kind !== 'sluice:Channel' ||
+      typeof id !== 'number' ||
+      !(doorbells instanceof SharedArrayBuffer) ||
+      doorbells.byteLength !== DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT ||
+      typeof maxMessageBytes !== 'number' ||
+      typeof codec !== 'string'
+    ) {
+      throw new TypeError(`handle must be a Channel handle (channel.handle), got ${show(handle)}`)
+    }
+    const custom = validateOptions<{ codec?: Codec<T> }>(options, 'options').codec
+    if (codec === 'custom' && custom === undefined) {
+      throw new TypeError('options.codec is required: this channel was made with a custom codec')
+    }
+    let native: NativeChannel
+    try {
+      native = NativeChannel.fromId(id)
+    } catch (cause) {
+      throw new InvalidHandleError(`handle refers to no live channel (id ${id})`, { cause })
+    }
+    Channel.#attaching = { native, bells: doorbells, maxMessageBytes }
+    return new Channel<T>({ capacity: native.capacity, codec: custom ?? (codec as CodecName) })
+  }
+
+  get handle(): ChannelHandle {
+    return {
+      kind: 'sluice:Channel',
+      id: this.#native.id,
+      doorbells: this.#bells,
+      codec: this.#codecName,
+      maxMessageBytes: this.#maxMessageBytes,
+    }
+  }
+
+  /** Most messages queued at once. */
+  get capacity(): number {
+    return this.#native.capacity
+  }
+
+  /** Messages queued right now. */
+  get length(): number {
+    return this.#native.length
+  }
+
+  /** Whether `close` has run, in any thread. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /**
+   * Sends now if there is room and no sender is waiting ahead.
+   *
+   * @returns whether it was sent
+   * @throws {ClosedError} once the channel is closed
+   * @throws {TypeError | RangeError} if the codec refuses the value or it is
+   *   larger than `maxMessageBytes`; the channel is unchanged
+   */
+  trySend(value: T): boolean {
+    const outcome = chanSend(this.#fast, this.#encode(value))
+    if (outcome === NOT_NOW) return false
+    if (outcome === CLOSED) throw new ClosedError('channel closed')
+    this.#doorbell.settle(outcome)
+    return true
+  }
+
+  /**
+   * Sends, waiting for room while the channel is full. Rejects with a
+   * `ClosedError` if the channel is (or gets) closed before it is sent.
+   */
+  send(value: T, options?: WaitOptions): Promise<void> {
+    let message: Message, signal: AbortSignal | undefined, timeout: number | undefined
+    try {
+      message = this.#encode(value)
+      ;({ signal, timeout } = validateWaitOptions(options))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    return this.#send(message, signal, timeout)
+  }
+
+  /** Sends as many of `values` as fit now, in order; returns how many. */
+  trySendMany(values: Iterable<T>): number {
+    const messages = Array.from(values, (value) => this.#encode(value))
+    if (messages.length === 0) return 0
+    const outcome = chanSendMany(this.#fast, messages)
+    if (outcome === CLOSED) throw new ClosedError('channel closed')
+    this.#doorbell.settle(outcome, 1)
+    return outcome[0]!
+  }
+
+  /**
+   * Sends every value, in order, waiting for room as needed; one native call
+   * per batch that fits. Every value is encoded (and checked) before any is
+   * sent. If it rejects (abort, timeout, close), the values before the one it
+   * was waiting to send have been sent.
+   */
+  async sendMany(values: Iterable<T>, options?: WaitOptions): Promise<void> {
+    const messages = Array.from(values, (value) => this.#encode(value))
+    const { signal, timeout } = validateWaitOptions(options)
+    if (signal?.aborted) throw signal.reason
+    let next = 0
+    while (next < messages.length) {
+      const outcome = chanSendMany(this.#fast, next === 0 ? messages : messages.slice(next))
+      if (outcome === CLOSED) throw new ClosedError('channel closed')
+      this.#doorbell.settle(outcome, 1)
+      next += outcome[0]!
+      if (next < messages.length) {
+        // Full: wait for room for the next one, then try a batch again.
+        await this.#send(messages[next]!, signal, timeout)
+        next++
+      }
+    }
+  }
+
+  /** Receives now if a message is there; otherwise `undefined` (also once closed and drained). */
+  tryRecv(): T | undefined {
+    const received = chanRecv(this.#fast)
+    return received === undefined || received === null ? undefined : this.#deliver(received)
+  }
+
+  /**
+   * Receives, waiting for a message. After `close`, receives what is left,
+   * then rejects with a `ClosedError`.
+   */
+  recv(options?: WaitOptions): Promise<T> {
+    let signal: AbortSignal | undefined, timeout: number | undefined
+    try {
+      ;({ signal, timeout } = validateWaitOptions(options))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const received = chanRecv(this.#fast)
+    if (received === null) return Promise.reject(new ClosedError('channel closed'))
+    if (received !== undefined) return this.#settled(received)
+    return this.#waitRecv(signal, timeout)
+  }
+
+  /**
+   * Receives up to `max` messages in one native call, waiting for the first
+   * if none is there. Resolves with `[]` once the channel is closed and drained.
+   */
+  async recvMany(max: number, options?: WaitOptions): Promise<T[]> {
+    validateInteger(max, 'max', 1, 2 ** 32 - 1)
+    const { signal, timeout } = validateWaitOptions(options)
+    if (signal?.aborted) throw signal.reason
+    const batch = chanRecvMany(this.#fast, max)
+    if (batch === null) return []
+    if (batch !== undefined) {
+      const count = batch[0] as number
+      this.#doorbell.settle(batch, 1 + count)
+      const values: T[] = new Array(count)
+      for (let i = 0; i < count; i++) values[i] = this.#codec.decode(batch[1 + i] as Message)
+      return values
+    }
+    try {
+      const first = await this.#waitRecv(signal, timeout)
+      const rest = max > 1 ? chanRecvMany(this.#fast, max - 1) : undefined
+      if (rest === undefined || rest === null) return [first]
+      const count = rest[0] as number
+      this.#doorbell.settle(rest, 1 + count)
+      const values: T[] = [first]
+      for (let i = 0; i < count; i++) values.push(this.#codec.decode(rest[1 + i] as Message))
+      return values
+    } catch (error) {
+      if (error instanceof ClosedError) return []
+      throw error
+    }
+  }
+
+  /** Receives until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      let value: T
+      try {
+        value = await this.recv()
+      } catch (error) {
+        if (error instanceof ClosedError) return
+        throw error
+      }
+      yield value
+    }
+  }
+
+  /**
+   * Closes the channel in every thread: sends fail with `ClosedError` from
+   * now on (waiting senders too); receivers get what is left, then end.
+   */
+  close(): void {
+    this.#doorbell.settle(this.#native.close())
+  }
+
+  #encode(value: T): Message {
+    const message = this.#codec.encode(value)
+    if (typeof message !== 'number') {
+      if (!(message instanceof Uint8Array)) {
+        throw new TypeError(`the codec must encode to a number or a Uint8Array, got ${show(message)}`)
+      }
+      if (message.byteLength > this.#maxMessageBytes) {
+        throw new RangeError(
+          `message is ${message.byteLength} bytes, more than maxMessageBytes (${this.#maxMessageBytes})`,
+        )
+      }
+    }
+    return message
+  }
+
+  #deliver(received: Received): T {
+    if (Array.isArray(received)) {
+      this.#doorbell.settle(received, 1)
+      return this.#codec.decode(received[0])
+    }
+    return this.#codec.decode(received)
+  }
+
+  #settled(received: Received): Promise<T> {
+    try {
+      return Promise.resolve(this.#deliver(received))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  #send(message: Message, signal: AbortSignal | undefined, timeout: number | undefined): Promise<void> {
+    const outcome = chanSend(this.#fast, message)
+    if (outcome === CLOSED) return Promise.reject(new ClosedError('channel closed'))
+    if (outcome !== NOT_NOW) {
+      this.#doorbell.settle(outcome)
+      return Promise.resolve()
+    }
+    const token = nextToken()
+    const queued = chanQueueSend(this.#fast, token)
+    if (queued === CLOSED) return Promise.reject(new ClosedError('channel closed'))
+    if (queued === DONE) return this.#pushHeld(message)
+    return new Promise<void>((resolve, reject) => {
+      const disconnect = onCancellation(signal, timeout, (reason) => {
+        if (!this.#doorbell.forget(token)) return
+        disconnect()
+        this.#doorbell.settle(this.#native.cancel(token))
+        reject(reason)
+      })
+      this.#doorbell.wait(token, {
+        onGrant: () => {
+          disconnect()
+          this.#pushHeld(message).then(resolve, reject)
+        },
+        onWithdrawn: () => {
+          disconnect()
+          reject(new ClosedError('channel closed'))
+        },
+      })
+    })
+  }
+
+  #pushHeld(message: Message): Promise<void> {
+    const outcome = chanPushHeld(this.#fast, message)
+    if (outcome === CLOSED) return Promise.reject(new ClosedError('channel closed'))
+    this.#doorbell.settle(outcome)
+    return Promise.resolve()
+  }
+
+  #waitRecv(signal: AbortSignal | undefined, timeout: number | undefined): Promise<T> {
+    const token = nextToken()
+    const queued = chanQueueRecv(this.#fast, token)
+    if (queued === DONE) return this.#popHeld()
+    if (queued === CLOSED) {
+      const received = chanRecv(this.#fast)
+      return received === null || received === undefined
+        ? Promise.reject(new ClosedError('channel closed'))
+        : this.#settled(received)
+    }
+    return new Promise<T>((resolve, reject) => {
+      const disconnect = onCancellation(signal, timeout, (reason) => {
+        if (!this.#doorbell.forget(token)) return
+        disconnect()
+        // Gives back an item granted meanwhile: the message stays queued.
+        this.#doorbell.settle(this.#native.cancel(token))
+        reject(reason)
+      })
+      this.#doorbell.wait(token, {
+        onGrant: () => {
+          disconnect()
+          this.#popHeld().then(resolve, reject)
+        },
+        onWithdrawn: () => {
+          // Closed while waiting: take what is left, if anything.
+          disconnect()
+          const received = chanRecv(this.#fast)
+          if (received === null || received === undefined) reject(new ClosedError('channel closed'))
+          else this.#settled(received).then(resolve, reject)
+        },
+      })
+    })
+  }
+
+  #popHeld(): Promise<T> {
+    const received = chanPopHeld(this.#fast)
+    return received === null ? Promise.reject(new ClosedError('channel closed')) : this.#settled(received)
+  }
+}
+
+function validateWaitOptions(options: unknown): { signal?: AbortSignal; timeout?: number } {
+  const opts = validateOptions<WaitOptions>(options, 'options')
+  return { signal: validateSignal(opts.signal, 'options.signal'), timeout: validateTimeout(opts.timeout, 'options.timeout') }
+}

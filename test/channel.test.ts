@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest'
+import { Channel, ClosedError, TimeoutError, type Codec } from 'sluice'
+import { isSettled } from './helpers.js'
+
+describe('Channel', () => {
+  it('delivers in order and reports its length', async () => {
+    const ch = new Channel<unknown>({ capacity: 4 })
+    for (const value of [1, 'two', { three: [3] }, null]) expect(ch.trySend(value)).toBe(true)
+    expect(ch.length).toBe(4)
+    expect(ch.trySend('full')).toBe(false)
+    expect([ch.tryRecv(), await ch.recv(), ch.tryRecv(), await ch.recv()]).toEqual([1, 'two', { three: [3] }, null])
+    expect(ch.tryRecv()).toBeUndefined()
+  })
+
+  it('send waits for room (backpressure) and recv waits for a message', async () => {
+    const ch = new Channel<number>({ capacity: 1, codec: 'number' })
+    await ch.send(1)
+    const blocked = ch.send(2)
+    expect(await isSettled(blocked)).toBe(false)
+    expect(await ch.recv()).toBe(1)
+    await blocked
+    const waiting = ch.recv()
+    expect(await waiting).toBe(2)
+    const empty = ch.recv()
+    expect(await isSettled(empty)).toBe(false)
+    ch.trySend(3)
+    expect(await empty).toBe(3)
+  })
+
+  it('waiting senders and receivers are served first come, first served', async () => {
+    const ch = new Channel<number>({ capacity: 1, codec: 'number' })
+    const receivers = [ch.recv(), ch.recv(), ch.recv()]
+    await ch.sendMany([10, 20, 30])
+    expect(await Promise.all(receivers)).toEqual([10, 20, 30])
+    ch.trySend(0)
+    const senders = [1, 2, 3].map((v) => ch.send(v))
+    const got = [await ch.recv(), await ch.recv(), await ch.recv(), await ch.recv()]
+    await Promise.all(senders)
+    expect(got).toEqual([0, 1, 2, 3])
+  })
+
+  it('an aborted recv consumes nothing; a timed-out send sends nothing', async () => {
+    const ch = new Channel<number>({ capacity: 1, codec: 'number' })
+    const controller = new AbortController()
+    const recv = ch.recv({ signal: controller.signal })
+    controller.abort(new Error('stop'))
+    await expect(recv).rejects.toThrow('stop')
+    ch.trySend(1)
+    await expect(ch.send(2, { timeout: 10 })).rejects.toBeInstanceOf(TimeoutError)
+    expect(ch.length).toBe(1)
+    expect(ch.tryRecv()).toBe(1)
+    expect(ch.tryRecv()).toBeUndefined()
+  })
+
+  it('an abort in the same tick as the grant loses no message', async () => {
+    const ch = new Channel<number>({ capacity: 1, codec: 'number' })
+    for (let i = 0; i < 100; i++) {
+      const controller = new AbortController()
+      const recv = ch.recv({ signal: controller.signal })
+      ch.trySend(i)
+      controller.abort()
+      const outcome = await recv.then(
+        (value) => value,
+        () => 'aborted',
+      )
+      // Granted synchronously by the send, so the value was delivered.
+      expect(outcome).toBe(i)
+      expect(ch.length).toBe(0)
+    }
+  })
+
+  it('close: receivers drain what is left, then end; senders get ClosedError', async () => {
+    const ch = new Channel<number>({ capacity: 3, codec: 'number' })
+    await ch.sendMany([1, 2])
+    ch.close()
+    expect(ch.closed).toBe(true)
+    expect(() => ch.trySend(3)).toThrow(ClosedError)
+    await expect(ch.send(3)).rejects.toBeInstanceOf(ClosedError)
+    const seen: number[] = []
+    for await (const value of ch) seen.push(value)
+    expect(seen).toEqual([1, 2])
+    await expect(ch.recv()).rejects.toBeInstanceOf(ClosedError)
+    expect(await ch.recvMany(10)).toEqual([])
+  })
+
+  it('close wakes waiting receivers (they end) and waiting senders (they reject)', async () => {
+    const receiver = new Channel<number>({ capacity: 1, codec: 'number' })
+    const waiting = receiver.recv()
+    receiver.close()
+    await expect(waiting).rejects.toBeInstanceOf(ClosedError)
+
+    const sender = new Channel<number>({ capacity: 1, codec: 'number' })
+    sender.trySend(1)
+    const blocked = sender.send(2)
+    sender.close()
+    await expect(blocked).rejects.toBeInstanceOf(ClosedError)
+    expect(sender.tryRecv()).toBe(1)
+  })
+
+  it('sendMany and recvMany move batches, waiting as needed', async () => {
+    const ch = new Channel<number>({ capacity: 8, codec: 'number' })
+    const values = Array.from({ length: 100 }, (_, i) => i)
+    const sending = ch.sendMany(values)
+    const received: number[] = []
+    while (received.length < values.length) received.push(...(await ch.recvMany(16)))
+    await sending
+    expect(received).toEqual(values)
+    expect(ch.trySendMany([1, 2, 3])).toBe(3)
+    expect(await ch.recvMany(2)).toEqual([1, 2])
+  })
+
+  it.each([
+    ['v8', new Map([[1, { at: new Date(0) }]])],
+    ['json', { list: [1, 'a', true, null] }],
+    ['bytes', new Uint8Array([0, 255, 7])],
+    ['number', -0.5],
+  ] as const)('the %s codec round-trips its values', async (codec, value) => {
+    const ch = new Channel<unknown>({ capacity: 1, codec })
+    await ch.send(value)
+    const back = await ch.recv()
+    if (value instanceof Uint8Array) expect(new Uint8Array(back as Uint8Array)).toEqual(value)
+    else expect(back).toEqual(value)
+  })
+
+  it('a custom codec is used both ways', async () => {
+    const upper: Codec<string> = {
+      encode: (s) => Buffer.from(s.toUpperCase()),
+      decode: (m) => Buffer.from(m as Uint8Array).toString(),
+    }
+    const ch = new Channel({ capacity: 1, codec: upper })
+    await ch.send('hi')
+    expect(await ch.recv()).toBe('HI')
+    expect(ch.handle.codec).toBe('custom')
+  })
+
+  it('a message over maxMessageBytes is a RangeError and leaves the channel unchanged', async () => {
+    const ch = new Channel<Uint8Array>({ capacity: 2, codec: 'bytes', maxMessageBytes: 4 })
+    expect(() => ch.trySend(new Uint8Array(5))).toThrow(RangeError)
+    await expect(ch.send(new Uint8Array(5))).rejects.toThrow('more than maxMessageBytes (4)')
+    await expect(ch.sendMany([new Uint8Array(1), new Uint8Array(9)])).rejects.toThrow(RangeError)
+    expect(ch.length).toBe(0)
+    expect(ch.trySend(new Uint8Array(4))).toBe(true)
+  })
+
+  it.each([
+    [{ capacity: 0 }, RangeError, /options\.capacity/],
+    [{ capacity: '1' }, TypeError, /options\.capacity/],
+    [{ capacity: 1, codec: 'yaml' }, TypeError, /options\.codec/],
+    [{ capacity: 1, codec: {} }, TypeError, /options\.codec/],
+    [{ capacity: 1, maxMessageBytes: -1 }, RangeError, /options\.maxMessageBytes/],
+  ])('new Channel(%o) throws naming the field', (options, type, message) => {
+    expect(() => new Channel(options as never)).toThrow(type)
+    expect(() => new Channel(options as never)).toThrow(message)
+  })
+
+  it('values a codec cannot encode are refused and nothing is sent', async () => {
+    const numbers = new Channel<number>({ capacity: 1, codec: 'number' })
+    expect(() => numbers.trySend('1' as never)).toThrow(TypeError)
+    const v8 = new Channel({ capacity: 1 })
+    await expect(v8.send(() => 1)).rejects.toThrow()
+    const json = new Channel({ capacity: 1, codec: 'json' })
+    await expect(json.send(undefined)).rejects.toThrow(TypeError)
+    expect(numbers.length + v8.length + json.length).toBe(0)
+  })
+})
