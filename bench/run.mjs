@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 // Runs every benchmark suite, prints a table per suite with the ratio of each
-// row to the pure-JS baseline of the same run, and writes the raw numbers to
-// bench/results/<timestamp>.json.  `--quick` runs each task briefly (a smoke).
+// row to the suite's baseline and of sluice to each peer (all measured in
+// this run), and writes the raw numbers to bench/results/<timestamp>.json.
+// `--quick` runs each task briefly (a smoke that every scenario produces numbers).
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { parseArgs } from 'node:util'
+import { suites as channelSuites } from './channel.bench.mjs'
 import { suites as semaphoreSuites } from './semaphore.bench.mjs'
+import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
 const time = args.quick ? 100 : 2000
-const BASELINE = 'pure-JS baseline'
+const DEFAULT_BASELINE = 'pure-JS baseline'
 
 function version(command, ...argv) {
   try {
@@ -20,29 +23,27 @@ function version(command, ...argv) {
   }
 }
 
+function packageVersion(name) {
+  const manifest = new URL(`../node_modules/${name}/package.json`, import.meta.url)
+  return JSON.parse(readFileSync(manifest, 'utf8')).version
+}
+
 const environment = {
   node: process.version,
   rustc: version('rustc', '--version'),
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: cpus().length,
+  peers: Object.fromEntries(['p-limit', 'async-mutex', 'limiter', 'tinybench'].map((p) => [p, packageVersion(p)])),
   quick: args.quick,
   date: new Date().toISOString(),
 }
 console.log(`sluice benchmarks — Node ${environment.node}, ${environment.rustc}, ${environment.cpu} x${environment.cores}`)
 
-const results = []
-let failed = false
-for (const bench of semaphoreSuites({ time })) {
-  process.stdout.write(`\n${bench.name}: running ${bench.tasks.length} tasks...`)
-  await bench.run()
-  process.stdout.write(' done\n')
-  const baseline = bench.tasks.find((t) => t.name === BASELINE)?.result?.throughput?.mean
-  const rows = bench.tasks.map((task) => {
+/** Rows of a tinybench run: ops/s and latency in ns. */
+function tinybenchRows(bench) {
+  return bench.tasks.map((task) => {
     const r = task.result
-    if (r?.state !== 'completed') {
-      failed = true
-      return { name: task.name, error: String(r?.error ?? r?.state) }
-    }
+    if (r?.state !== 'completed') return { name: task.name, error: String(r?.error ?? r?.state) }
     return {
       name: task.name,
       opsPerSecond: r.throughput.mean,
@@ -50,9 +51,33 @@ for (const bench of semaphoreSuites({ time })) {
       p50Ns: r.latency.p50 * 1e6,
       p99Ns: r.latency.p99 * 1e6,
       samples: r.latency.samplesCount,
-      vsBaseline: baseline ? r.throughput.mean / baseline : undefined,
     }
   })
+}
+
+const all = [...semaphoreSuites({ time }), ...tokenBucketSuites({ time }), ...channelSuites({ quick: args.quick })]
+const results = []
+let failed = false
+for (const suite of all) {
+  process.stdout.write(`\n${suite.name}: running...`)
+  let rows
+  if (typeof suite.run === 'function' && !('tasks' in suite)) {
+    rows = await suite.run()
+  } else {
+    await suite.run()
+    rows = tinybenchRows(suite)
+  }
+  process.stdout.write(' done\n')
+  const baselineName = suite.baseline ?? DEFAULT_BASELINE
+  const baseline = rows.find((row) => row.name === baselineName)?.opsPerSecond
+  const ours = rows.find((row) => row.name === 'sluice')?.opsPerSecond
+  for (const row of rows) {
+    if (row.error) failed = true
+    else {
+      row.vsBaseline = baseline ? row.opsPerSecond / baseline : undefined
+      if (!Number.isFinite(row.opsPerSecond) || row.opsPerSecond <= 0) failed = true
+    }
+  }
   console.table(
     rows.map((row) =>
       row.error
@@ -60,13 +85,17 @@ for (const bench of semaphoreSuites({ time })) {
         : {
             task: row.name,
             'ops/s': Math.round(row.opsPerSecond).toLocaleString('en-US'),
-            'mean ns/op': row.nsPerOp.toFixed(1),
-            'p99 ns': row.p99Ns.toFixed(0),
-            'vs baseline': row.vsBaseline === undefined ? '' : `${row.vsBaseline.toFixed(2)}x`,
+            'mean ns/op': row.nsPerOp?.toFixed(1) ?? '',
+            'p99 ns': row.p99Ns?.toFixed(0) ?? '',
+            [`vs ${baselineName}`]: row.vsBaseline === undefined ? '' : `${row.vsBaseline.toFixed(2)}x`,
           },
     ),
   )
-  results.push({ suite: bench.name, rows })
+  if (ours !== undefined) {
+    const peers = rows.filter((row) => !row.error && !row.name.startsWith('sluice') && row.name !== baselineName)
+    for (const peer of peers) console.log(`  sluice / ${peer.name}: ${(ours / peer.opsPerSecond).toFixed(2)}x`)
+  }
+  results.push({ suite: suite.name, baseline: baselineName, rows })
 }
 
 const dir = new URL('./results/', import.meta.url)
@@ -75,6 +104,6 @@ const file = new URL(`${environment.date.replace(/[:.]/g, '-')}.json`, dir)
 writeFileSync(file, JSON.stringify({ environment, results }, null, 2))
 console.log(`\nraw results: ${file.pathname}`)
 if (failed) {
-  console.error('some benchmark tasks failed')
+  console.error('some benchmark tasks failed or produced no numbers')
   process.exit(1)
 }

@@ -2,6 +2,7 @@
 // async-mutex, measured in the same run. Exports a list of tinybench suites
 // for bench/run.mjs.
 import { Semaphore as AsyncMutexSemaphore } from 'async-mutex'
+import pLimit from 'p-limit'
 import { Semaphore } from 'sluice'
 import { Bench } from 'tinybench'
 import { RingSemaphore } from './baselines/semaphore.mjs'
@@ -37,6 +38,7 @@ export function suites({ time }) {
   // most of them queue, so this measures the waiting path.
   const tasks = 1000
   const task = () => Promise.resolve()
+  const limit = pLimit(16)
   const limited = new Bench({ name: `${tasks} async tasks under a limit of 16`, time, iterations: 20 })
     .add('pure-JS baseline', async () => {
       await Promise.all(
@@ -49,6 +51,9 @@ export function suites({ time }) {
           }
         }),
       )
+    })
+    .add('p-limit', async () => {
+      await Promise.all(Array.from({ length: tasks }, () => limit(task)))
     })
     .add('async-mutex', async () => {
       await Promise.all(Array.from({ length: tasks }, () => asyncMutex.runExclusive(task)))

@@ -300,6 +300,41 @@ impl Semaphore {
         }
     }
 
+    /// Takes as many free permits as there are, up to `max`, if nobody is
+    /// queued; returns how many (possibly 0). For batches: one CAS instead of
+    /// one per item.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::Closed`] once closed.
+    pub fn try_acquire_up_to(&self, max: usize) -> Result<usize, TryAcquireError> {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            if current & CLOSED != 0 {
+                return Err(TryAcquireError::Closed);
+            }
+            let free = if current & QUEUED != 0 {
+                0
+            } else {
+                current >> PERMIT_SHIFT
+            };
+            let n = free.min(max);
+            if n == 0 {
+                return Ok(0);
+            }
+            // Acquire: as in `try_acquire`.
+            match self.state.compare_exchange_weak(
+                current,
+                current - (n << PERMIT_SHIFT),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(n),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
     /// Takes `n` permits now, or queues a wait for them under `(owner, token)`.
     ///
     /// A queued wait ends in one of three ways: a `release` grants it (its owner

@@ -22,6 +22,20 @@ fn smoke() {
 }
 
 #[test]
+fn try_acquire_up_to_takes_what_is_free_but_never_barges() {
+    let sem = Semaphore::new(5);
+    assert_eq!(sem.try_acquire_up_to(3), Ok(3));
+    assert_eq!(sem.try_acquire_up_to(3), Ok(2));
+    assert_eq!(sem.try_acquire_up_to(3), Ok(0));
+    sem.release(1).unwrap();
+    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued)); // takes the free one as a partial grant
+    sem.release(1).unwrap();
+    assert_eq!(sem.try_acquire_up_to(1), Ok(0), "the head waiter is owed it");
+    sem.close();
+    assert_eq!(sem.try_acquire_up_to(1), Err(TryAcquireError::Closed));
+}
+
+#[test]
 fn release_beyond_capacity_is_refused_and_changes_nothing() {
     let sem = Semaphore::new(2);
     sem.try_acquire(1).unwrap();

@@ -206,7 +206,9 @@ impl NativeChannel {
     }
 }
 
-pub(crate) const RAW: [(&CStr, sys::napi_callback); 9] = [
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 11] = [
+    (c"chanSendNumbers", Some(send_numbers)),
+    (c"chanRecvNumbers", Some(recv_numbers)),
     (c"chanTakeGranted", Some(take_granted)),
     (c"chanSend", Some(send)),
     (c"chanSendMany", Some(send_many)),
@@ -553,4 +555,119 @@ unsafe extern "C" fn take_granted(env: napi_env, info: napi_callback_info) -> na
     wake::collect(&core.slots, slot, &local.slots, &mut out);
     wake::collect(&core.items, slot, &local.items, &mut out);
     raw::numbers_or_null(env, &out)
+}
+
+/// The `f64`s of a `Float64Array` argument; throws a `TypeError` otherwise.
+/// The slice is valid for the rest of the call (the array is an argument).
+fn float64s<'a>(call: &Call, i: usize) -> Option<&'a mut [f64]> {
+    let env = call.env;
+    let value = call.arg(i)?;
+    let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
+    let mut is_typed_array = false;
+    // SAFETY: `value` belongs to the current call; out-pointers are valid.
+    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+    // SAFETY: as above, and `value` is a typed array when the call is made.
+    let ok = is_typed_array
+        && unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                &mut length,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        } == Status::napi_ok
+        && kind == sys::TypedarrayType::float64_array;
+    if !ok {
+        raw::throw_type(env, "expected a Float64Array");
+        return None;
+    }
+    if length == 0 || data.is_null() {
+        return Some(&mut []);
+    }
+    // SAFETY: N-API reports `length` f64s at `data` (a Float64Array's data is
+    // 8-byte aligned), alive for this call. JS cannot run during the call, so
+    // nothing else touches the array meanwhile.
+    Some(unsafe { std::slice::from_raw_parts_mut(data as *mut f64, length) })
+}
+
+/// `chanSendNumbers(handle, Float64Array) -> [sent, ...settle] | 2 (closed)`:
+/// sends from the front of the array while there is room, taking all the
+/// slots it can in one step and waking receivers once.
+unsafe extern "C" fn send_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let Some(numbers) = float64s(&call, 1) else {
+        return ptr::null_mut();
+    };
+    let core = &attachment.shared.primitive;
+    let sent = match core.slots.try_acquire_up_to(numbers.len()) {
+        Ok(sent) => sent,
+        Err(_) => return raw::code(env, code::CLOSED),
+    };
+    for &number in &numbers[..sent] {
+        core.push_owed(Message::Number(number));
+    }
+    let mut out = vec![sent as f64];
+    if sent > 0 {
+        after_push(attachment, sent, &mut out);
+    }
+    raw::array(env, out.into_iter().map(|n| raw::number(env, n)))
+}
+
+/// `chanRecvNumbers(handle, Float64Array) -> count | [count, ...settle] |
+/// null (closed and drained)`: fills the array from the front with what is
+/// queued, taking all the items it can in one step. A message that is not a
+/// number (only possible if a thread used another codec) reads as NaN.
+unsafe extern "C" fn recv_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this invocation's env and info.
+    let call = unsafe { Call::new(env, info) };
+    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
+        return ptr::null_mut();
+    };
+    let Some(out) = float64s(&call, 1) else {
+        return ptr::null_mut();
+    };
+    let core = &attachment.shared.primitive;
+    let as_number = |message: Message| match message {
+        Message::Number(number) => number,
+        Message::Bytes(_) => f64::NAN,
+    };
+    let mut count = 0;
+    match core.items.try_acquire_up_to(out.len()) {
+        Ok(owed) => {
+            for slot in &mut out[..owed] {
+                let Some(message) = core.pop_owed() else { break };
+                *slot = as_number(message);
+                count += 1;
+            }
+            let mut settle = Vec::new();
+            if owed > 0 {
+                after_pop(attachment, owed, &mut settle);
+            }
+            if settle.is_empty() {
+                return raw::number(env, count as f64);
+            }
+            let values = std::iter::once(count as f64).chain(settle).map(|n| raw::number(env, n));
+            raw::array(env, values.collect::<Vec<_>>().into_iter())
+        }
+        Err(_) => {
+            // Closed: drain without permits.
+            while count < out.len() {
+                let Some(message) = core.queue.pop() else { break };
+                out[count] = as_number(message);
+                count += 1;
+            }
+            if count == 0 {
+                raw::null(env)
+            } else {
+                raw::number(env, count as f64)
+            }
+        }
+    }
 }

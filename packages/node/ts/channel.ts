@@ -9,8 +9,10 @@ import {
   chanQueueSend,
   chanRecv,
   chanRecvMany,
+  chanRecvNumbers,
   chanSend,
   chanSendMany,
+  chanSendNumbers,
   chanTakeGranted,
   CLOSED,
   DONE,
@@ -193,12 +195,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   /** Sends as many of `values` as fit now, in order; returns how many. */
   trySendMany(values: Iterable<T>): number {
-    const messages = Array.from(values, (value) => this.#encode(value))
+    const messages = this.#encodeMany(values)
     if (messages.length === 0) return 0
-    const outcome = chanSendMany(this.#fast, messages)
-    if (outcome === CLOSED) throw new ClosedError('channel closed')
-    this.#doorbell.settle(outcome, 1)
-    return outcome[0]!
+    return this.#sendBatch(messages)
   }
 
   /**
@@ -208,15 +207,13 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * was waiting to send have been sent.
    */
   async sendMany(values: Iterable<T>, options?: WaitOptions): Promise<void> {
-    const messages = Array.from(values, (value) => this.#encode(value))
+    const messages = this.#encodeMany(values)
     const { signal, timeout } = validateWaitOptions(options)
     if (signal?.aborted) throw signal.reason
     let next = 0
     while (next < messages.length) {
-      const outcome = chanSendMany(this.#fast, next === 0 ? messages : messages.slice(next))
-      if (outcome === CLOSED) throw new ClosedError('channel closed')
-      this.#doorbell.settle(outcome, 1)
-      next += outcome[0]!
+      const rest = next === 0 ? messages : messages instanceof Float64Array ? messages.subarray(next) : messages.slice(next)
+      next += this.#sendBatch(rest)
       if (next < messages.length) {
         // Full: wait for room for the next one, then try a batch again.
         await this.#send(messages[next]!, signal, timeout)
@@ -257,6 +254,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     validateInteger(max, 'max', 1, 2 ** 32 - 1)
     const { signal, timeout } = validateWaitOptions(options)
     if (signal?.aborted) throw signal.reason
+    if (this.#codecName === 'number') return this.#recvNumbers(max, signal, timeout) as Promise<T[]>
     const batch = chanRecvMany(this.#fast, max)
     if (batch === null) return []
     if (batch !== undefined) {
@@ -301,6 +299,66 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    */
   close(): void {
     this.#doorbell.settle(this.#native.close())
+  }
+
+  /**
+   * Encodes a batch. With the number codec the batch is a `Float64Array`,
+   * which crosses into native code in one piece.
+   */
+  #encodeMany(values: Iterable<T>): Message[] | Float64Array {
+    if (this.#codecName === 'number') {
+      if (values instanceof Float64Array) return values
+      const list = Array.isArray(values) ? (values as unknown[]) : Array.from(values)
+      const numbers = new Float64Array(list.length)
+      for (let i = 0; i < list.length; i++) {
+        const value = list[i]
+        if (typeof value !== 'number') throw new TypeError(`message must be a number, got ${show(value)}`)
+        numbers[i] = value
+      }
+      return numbers
+    }
+    return Array.from(values, (value) => this.#encode(value))
+  }
+
+  /** Sends from the front of `messages` while there is room; returns how many. */
+  #sendBatch(messages: Message[] | Float64Array): number {
+    const outcome =
+      messages instanceof Float64Array ? chanSendNumbers(this.#fast, messages) : chanSendMany(this.#fast, messages)
+    if (outcome === CLOSED) throw new ClosedError('channel closed')
+    this.#doorbell.settle(outcome, 1)
+    return outcome[0]!
+  }
+
+  /** The scratch array numeric batches are received into. */
+  #numbers = new Float64Array(0)
+
+  async #recvNumbers(max: number, signal: AbortSignal | undefined, timeout: number | undefined): Promise<number[]> {
+    if (this.#numbers.length < max) this.#numbers = new Float64Array(max)
+    const take = (room: number, into: number[]): boolean => {
+      const out = room === this.#numbers.length ? this.#numbers : this.#numbers.subarray(0, room)
+      const outcome = chanRecvNumbers(this.#fast, out)
+      if (outcome === null) return false
+      let count: number
+      if (typeof outcome === 'number') {
+        count = outcome
+      } else {
+        count = outcome[0]!
+        this.#doorbell.settle(outcome, 1)
+      }
+      for (let i = 0; i < count; i++) into.push(out[i]!)
+      return true
+    }
+    const values: number[] = []
+    if (!take(max, values)) return values // closed and drained
+    if (values.length > 0) return values
+    try {
+      values.push((await this.#waitRecv(signal, timeout)) as number)
+    } catch (error) {
+      if (error instanceof ClosedError) return values
+      throw error
+    }
+    if (max > 1) take(max - 1, values)
+    return values
   }
 
   #encode(value: T): Message {

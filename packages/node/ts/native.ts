@@ -51,6 +51,10 @@ interface RawCalls {
   /** Receives with the item a granted wait holds; null if closed and drained. */
   chanPopHeld(handle: FastHandle): Received | null
   chanTakeGranted(handle: FastHandle): number[] | null
+  /** Sends numbers from the front while there is room: `[sent, ...settle]`, or CLOSED. */
+  chanSendNumbers(handle: FastHandle, numbers: Float64Array): number[] | typeof CLOSED
+  /** Fills `out` from the front: a count, `[count, ...settle]`, or null if closed and drained. */
+  chanRecvNumbers(handle: FastHandle, out: Float64Array): number | number[] | null
 }
 
 /** What crosses into a channel: a number, or bytes. */
@@ -63,6 +67,7 @@ export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
 export const { bucketTryTake, bucketReserve, bucketSettle, bucketCancel } = raw
 export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
 export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw
+export const { chanSendNumbers, chanRecvNumbers } = raw
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = binding.NativeSemaphore
 export const NativeTokenBucket = binding.NativeTokenBucket

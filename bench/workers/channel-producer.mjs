@@ -1,0 +1,20 @@
+// Benchmark worker: sends `count` numbers as fast as it can, through a sluice
+// Channel (one by one or in batches) or a MessagePort (one by one or batched).
+import { workerData } from 'node:worker_threads'
+import { Channel } from 'sluice'
+
+const { mode, count, batch, handle, port } = workerData
+if (mode === 'sluice') {
+  const ch = Channel.from(handle)
+  if (batch > 1) {
+    const values = Array.from({ length: batch }, (_, i) => i)
+    for (let sent = 0; sent < count; sent += batch) await ch.sendMany(values)
+  } else {
+    for (let i = 0; i < count; i++) if (!ch.trySend(i)) await ch.send(i)
+  }
+} else if (batch > 1) {
+  const values = Array.from({ length: batch }, (_, i) => i)
+  for (let sent = 0; sent < count; sent += batch) port.postMessage(values)
+} else {
+  for (let i = 0; i < count; i++) port.postMessage(i)
+}
