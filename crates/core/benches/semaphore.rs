@@ -73,9 +73,26 @@ fn contended(c: &mut Criterion) {
     group.finish();
 }
 
+/// The slow path alone (no anchor: tokio's queued acquire is a future): a
+/// wait queued behind a held permit, granted by the release, collected.
+fn handoff(c: &mut Criterion) {
+    let sem = sluice_core::Semaphore::new(1);
+    let mut token = 0u64;
+    c.bench_function("semaphore/handoff/sluice queue+grant+collect", |b| {
+        b.iter(|| {
+            sem.try_acquire(1).unwrap();
+            token += 1;
+            black_box(sem.acquire(1, 7, token).unwrap());
+            black_box(sem.release(1).unwrap());
+            black_box(sem.take_granted(7));
+            sem.release(1).unwrap();
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = uncontended, contended
+    targets = uncontended, contended, handoff
 }
 criterion_main!(benches);

@@ -18,6 +18,7 @@ pub mod array_queue;
 mod backoff;
 mod cache_padded;
 pub mod clock;
+mod fx_hash;
 pub mod semaphore;
 mod sync;
 pub mod token_bucket;

@@ -30,10 +30,10 @@
 //! (`available`, `waiting`, `capacity`, `is_closed`) are snapshots that
 //! publish nothing; `waiting` and `capacity` are written under the lock.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use crate::cache_padded::CachePadded;
+use crate::fx_hash::FxHashMap;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 use crate::wait_queue::{WaitQueue, Waiter};
 
@@ -92,8 +92,10 @@ pub struct Semaphore {
 
 struct Queue {
     waiters: WaitQueue,
-    /// Waits fully granted but not yet collected by their owner.
-    granted: HashMap<Owner, Vec<Grant>>,
+    /// Waits fully granted but not yet collected by their owner. Entries stay
+    /// once made (one per owner that ever waited), so their `Vec`s keep their
+    /// capacity and a grant allocates nothing.
+    granted: FxHashMap<Owner, Vec<Grant>>,
 }
 
 /// The outcome of [`Semaphore::acquire`].
@@ -215,7 +217,7 @@ impl Semaphore {
             capacity: AtomicUsize::new(permits),
             queue: Mutex::new(Queue {
                 waiters: WaitQueue::new(),
-                granted: HashMap::new(),
+                granted: FxHashMap::default(),
             }),
             waiting: AtomicUsize::new(0),
             max_waiters: usize::MAX,
@@ -516,7 +518,18 @@ impl Semaphore {
 
     /// Collects the waits of `owner` that were granted since the last call.
     pub fn take_granted(&self, owner: Owner) -> Vec<Grant> {
-        self.lock().granted.remove(&owner).unwrap_or_default()
+        let mut grants = Vec::new();
+        self.drain_granted(owner, |grant| grants.push(grant));
+        grants
+    }
+
+    /// Like [`take_granted`](Self::take_granted), but hands each grant to
+    /// `collect` instead of allocating a `Vec` (the binding's hot path).
+    /// `collect` runs under the semaphore's lock: it must not call back into it.
+    pub fn drain_granted(&self, owner: Owner, collect: impl FnMut(Grant)) {
+        if let Some(grants) = self.lock().granted.get_mut(&owner) {
+            grants.drain(..).for_each(collect);
+        }
     }
 
     /// Withdraws the wait `(owner, token)`. Permits it was partly or fully
@@ -530,11 +543,7 @@ impl Semaphore {
         } else {
             let grants = queue.granted.get_mut(&owner)?;
             let at = grants.iter().position(|g| g.token == token)?;
-            let grant = grants.swap_remove(at);
-            if grants.is_empty() {
-                queue.granted.remove(&owner);
-            }
-            grant.permits
+            grants.swap_remove(at).permits
         };
         Some(self.release_locked(returned, &mut queue))
     }

@@ -6,8 +6,7 @@
 //! and reuses memory instead of allocating a node per waiter. It is not
 //! thread-safe by itself: the semaphore keeps it behind its lock.
 
-use std::collections::HashMap;
-
+use crate::fx_hash::FxHashMap;
 use crate::semaphore::{Owner, Token};
 
 /// Marks the absence of a link (`prev` of the head, `next` of the tail, end of
@@ -43,7 +42,7 @@ pub(crate) struct WaitQueue {
     head: u32,
     tail: u32,
     len: usize,
-    index: HashMap<(Owner, Token), u32>,
+    index: FxHashMap<(Owner, Token), u32>,
 }
 
 impl WaitQueue {
@@ -54,7 +53,7 @@ impl WaitQueue {
             head: NIL,
             tail: NIL,
             len: 0,
-            index: HashMap::new(),
+            index: FxHashMap::default(),
         }
     }
 

@@ -194,7 +194,9 @@ unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_va
     raw::code(env, outcome)
 }
 
-/// `semRelease(handle, n) -> settle entries | null`.
+/// `semRelease(handle, n) -> null | entry | settle entries`: a single entry
+/// (the common case: one waiter granted) comes back as a bare number, which
+/// saves creating an array.
 unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: called by N-API with this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -210,7 +212,10 @@ unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_va
         Ok(woken) => {
             let mut out = Vec::with_capacity(woken.len());
             wake::settle(core, attachment.slot, &attachment.local, woken, &mut out);
-            raw::numbers_or_null(env, &out)
+            match out.as_slice() {
+                [single] => raw::number(env, *single),
+                entries => raw::numbers_or_null(env, entries),
+            }
         }
         Err(error) => {
             attachment.local.add(n);

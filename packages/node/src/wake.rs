@@ -24,10 +24,10 @@ pub(crate) fn settle(semaphore: &Semaphore, own: Owner, held: &Held, woken: Vec<
 
 /// Collects `own`'s grants from `semaphore` into `held`, appending their tokens.
 pub(crate) fn collect(semaphore: &Semaphore, own: Owner, held: &Held, out: &mut Vec<f64>) {
-    for grant in semaphore.take_granted(own) {
+    semaphore.drain_granted(own, |grant| {
         held.add(grant.permits);
         out.push(grant.token as f64);
-    }
+    });
 }
 
 /// Ring entries only (for `close`, which grants nothing): every owner's slot.

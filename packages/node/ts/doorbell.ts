@@ -38,11 +38,17 @@ export interface Wait {
   onWithdrawn(): void
 }
 
+/** A registered wait and the doorbell it waits on. */
+interface Entry {
+  wait: Wait
+  doorbell: Doorbell
+}
+
 /** Safety-net period for collecting grants that nobody rang for. */
 const POLL_MS = 50
 
 /** Pending waits of this thread, by token, across every primitive. */
-const pending = new Map<number, Wait>()
+const pending = new Map<number, Entry>()
 /** Doorbells with pending waits, polled by the keep-alive interval. */
 const active = new Set<Doorbell>()
 let keepAlive: NodeJS.Timeout | undefined
@@ -70,7 +76,7 @@ export class Doorbell {
   readonly #bells: Int32Array
   readonly #slot: number
   /** Waits of this thread queued through this doorbell. */
-  readonly #tokens = new Set<number>()
+  #waiting = 0
   /** An `Atomics.waitAsync` is outstanding (or a collect loop is running). */
   #listening = false
 
@@ -82,15 +88,20 @@ export class Doorbell {
 
   /** The number of waits of this thread queued through this doorbell. */
   get size(): number {
-    return this.#tokens.size
+    return this.#waiting
   }
 
   /**
    * Settles what a native call granted (see `SettleEntries`): this thread's
    * waits at once, other threads' doorbells rung.
    */
-  settle(entries: SettleEntries | readonly unknown[], start = 0): void {
+  settle(entries: SettleEntries | readonly unknown[] | number, start = 0): void {
     if (entries === null) return
+    if (typeof entries === 'number') {
+      if (entries > 0) this.#grant(entries)
+      else this.#ring(-entries - 1)
+      return
+    }
     for (let i = start; i < entries.length; i++) {
       const entry = entries[i] as number
       if (entry > 0) this.#grant(entry)
@@ -100,9 +111,8 @@ export class Doorbell {
 
   /** Registers a queued wait. */
   wait(token: number, wait: Wait): void {
-    pending.set(token, wait)
-    this.#tokens.add(token)
-    active.add(this)
+    pending.set(token, { wait, doorbell: this })
+    if (this.#waiting++ === 0) active.add(this)
     keepAlive ??= setInterval(poll, POLL_MS)
     this.#listen()
   }
@@ -112,23 +122,27 @@ export class Doorbell {
    * already ended (granted or withdrawn), so the caller must do nothing.
    */
   forget(token: number): boolean {
-    if (!this.#tokens.delete(token)) return false
+    return this.#take(token) !== undefined
+  }
+
+  /** Removes the wait `token` of this doorbell and returns it, if there is one. */
+  #take(token: number): Wait | undefined {
+    const entry = pending.get(token)
+    if (entry === undefined || entry.doorbell !== this) return undefined
     pending.delete(token)
-    if (this.#tokens.size === 0) active.delete(this)
-    return true
+    if (--this.#waiting === 0) active.delete(this)
+    return entry.wait
   }
 
   /** Collects this thread's grants and settles their waits. */
   collect(): void {
-    if (this.#tokens.size === 0) return
+    if (this.#waiting === 0) return
     const granted = this.#native.takeGranted()
     if (granted !== null) for (const token of granted) this.#grant(token)
-    if (this.#tokens.size > 0 && this.#native.isClosed()) {
-      for (const token of [...this.#tokens]) {
-        const wait = pending.get(token)
-        this.forget(token)
-        wait?.onWithdrawn()
-      }
+    if (this.#waiting > 0 && this.#native.isClosed()) {
+      // Closing withdrew every queued wait (rare: a scan is fine).
+      const mine = [...pending].filter(([, entry]) => entry.doorbell === this).map(([token]) => token)
+      for (const token of mine) this.#take(token)?.onWithdrawn()
     }
   }
 
@@ -142,9 +156,12 @@ export class Doorbell {
   }
 
   #grant(token: number): void {
-    const wait = pending.get(token)
-    this.forget(token)
-    wait?.onGrant()
+    // A token granted here may have been queued through another Doorbell
+    // object of the same primitive in this thread: look it up globally.
+    const entry = pending.get(token)
+    if (entry === undefined) return
+    entry.doorbell.#take(token)
+    entry.wait.onGrant()
   }
 
   #listen(): void {
@@ -155,7 +172,7 @@ export class Doorbell {
       // after this read, so the wait below sees a changed value and returns.
       const seen = Atomics.load(this.#bells, this.#slot)
       this.collect()
-      if (this.#tokens.size === 0) {
+      if (this.#waiting === 0) {
         this.#listening = false
         return
       }
@@ -163,7 +180,7 @@ export class Doorbell {
       if (result.async) {
         void result.value.then(() => {
           this.#listening = false
-          if (this.#tokens.size > 0) this.#listen()
+          if (this.#waiting > 0) this.#listen()
         })
         return
       }

@@ -27,7 +27,8 @@ export type SettleEntries = number[] | null
 interface RawCalls {
   semTryAcquire(handle: FastHandle, n: number): Outcome
   semAcquire(handle: FastHandle, n: number, token: number): Outcome
-  semRelease(handle: FastHandle, n: number): SettleEntries
+  /** Settle entries, a single one as a bare number. */
+  semRelease(handle: FastHandle, n: number): SettleEntries | number
   semTakeGranted(handle: FastHandle): number[] | null
   bucketTryTake(handle: FastHandle, n: number): Outcome
   /** Reserves `n` tokens; returns the nanoseconds to wait (0: taken now). */

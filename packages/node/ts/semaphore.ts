@@ -1,5 +1,5 @@
 import { onCancellation } from './abort.js'
-import { Doorbell, nextToken } from './doorbell.js'
+import { Doorbell, nextToken, type Wait } from './doorbell.js'
 import { ClosedError, InvalidHandleError, QueueFullError } from './errors.js'
 import {
   CLOSED,
@@ -228,25 +228,20 @@ export class Semaphore {
     if (outcome === DONE) return Promise.resolve(new Permit(this, weight))
     if (outcome === CLOSED) return Promise.reject(this.#closedError())
     if (outcome === QUEUE_FULL) return Promise.reject(new QueueFullError(this.#native.waiting))
-    return new Promise<Permit>((resolve, reject) => {
-      const disconnect = onCancellation(signal, timeout, (reason) => {
-        if (!this.#doorbell.forget(token)) return
-        disconnect()
-        // Gives back whatever was granted meanwhile; that may wake others.
-        this.#doorbell.settle(this.#native.cancel(token))
-        reject(reason)
-      })
-      this.#doorbell.wait(token, {
-        onGrant: () => {
-          disconnect()
-          resolve(new Permit(this, weight))
-        },
-        onWithdrawn: () => {
-          disconnect()
-          reject(this.#closedError())
-        },
-      })
+    const wait = new PendingAcquire(this, weight)
+    const promise = new Promise<Permit>((resolve, reject) => {
+      wait.resolve = resolve
+      wait.reject = reject
     })
+    wait.disconnect = onCancellation(signal, timeout, (reason) => {
+      if (!this.#doorbell.forget(token)) return
+      wait.disconnect()
+      // Gives back whatever was granted meanwhile; that may wake others.
+      this.#doorbell.settle(this.#native.cancel(token))
+      wait.reject(reason)
+    })
+    this.#doorbell.wait(token, wait)
+    return promise
   }
 
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
@@ -263,6 +258,11 @@ export class Semaphore {
     this.#doorbell.settle(semRelease(this.#fast, weight))
   }
 
+  /** @internal */
+  static closedError(semaphore: Semaphore): ClosedError {
+    return semaphore.#closedError()
+  }
+
   #closedError(): ClosedError {
     const options = this.#closeReason === undefined ? undefined : { cause: this.#closeReason }
     return new ClosedError('semaphore closed', options)
@@ -270,5 +270,29 @@ export class Semaphore {
 
   #validateWeight(weight: unknown, name: string): number {
     return validateInteger(weight, name, 1, this.#capacity)
+  }
+}
+
+/** A queued `acquire`: one object per wait, settled by the doorbell. */
+class PendingAcquire implements Wait {
+  resolve!: (permit: Permit) => void
+  reject!: (reason: unknown) => void
+  disconnect!: () => void
+  readonly #semaphore: Semaphore
+  readonly #weight: number
+
+  constructor(semaphore: Semaphore, weight: number) {
+    this.#semaphore = semaphore
+    this.#weight = weight
+  }
+
+  onGrant(): void {
+    this.disconnect()
+    this.resolve(new Permit(this.#semaphore, this.#weight))
+  }
+
+  onWithdrawn(): void {
+    this.disconnect()
+    this.reject(Semaphore.closedError(this.#semaphore))
   }
 }
