@@ -39,17 +39,21 @@ const environment = {
 }
 console.log(`sluice benchmarks — Node ${environment.node}, ${environment.rustc}, ${environment.cpu} x${environment.cores}`)
 
-/** Rows of a tinybench run: ops/s and latency in ns. */
+/**
+ * Rows of a tinybench run: ops/s and latency in ns per operation. A suite
+ * whose task runs `opsPerIteration` operations per call is scaled to one.
+ */
 function tinybenchRows(bench) {
+  const ops = bench.opsPerIteration ?? 1
   return bench.tasks.map((task) => {
     const r = task.result
     if (r?.state !== 'completed') return { name: task.name, error: String(r?.error ?? r?.state) }
     return {
       name: task.name,
-      opsPerSecond: r.throughput.mean,
-      nsPerOp: r.latency.mean * 1e6,
-      p50Ns: r.latency.p50 * 1e6,
-      p99Ns: r.latency.p99 * 1e6,
+      opsPerSecond: r.throughput.mean * ops,
+      nsPerOp: (r.latency.mean * 1e6) / ops,
+      p50Ns: (r.latency.p50 * 1e6) / ops,
+      p99Ns: (r.latency.p99 * 1e6) / ops,
       samples: r.latency.samplesCount,
     }
   })
@@ -70,7 +74,6 @@ for (const suite of all) {
   process.stdout.write(' done\n')
   const baselineName = suite.baseline ?? DEFAULT_BASELINE
   const baseline = rows.find((row) => row.name === baselineName)?.opsPerSecond
-  const ours = rows.find((row) => row.name === 'sluice')?.opsPerSecond
   for (const row of rows) {
     if (row.error) failed = true
     else {
@@ -86,14 +89,17 @@ for (const suite of all) {
             task: row.name,
             'ops/s': Math.round(row.opsPerSecond).toLocaleString('en-US'),
             'mean ns/op': row.nsPerOp?.toFixed(1) ?? '',
-            'p99 ns': row.p99Ns?.toFixed(0) ?? '',
+            'p99 ns': row.p99Ns?.toFixed(1) ?? '',
             [`vs ${baselineName}`]: row.vsBaseline === undefined ? '' : `${row.vsBaseline.toFixed(2)}x`,
           },
     ),
   )
-  if (ours !== undefined) {
-    const peers = rows.filter((row) => !row.error && !row.name.startsWith('sluice') && row.name !== baselineName)
-    for (const peer of peers) console.log(`  sluice / ${peer.name}: ${(ours / peer.opsPerSecond).toFixed(2)}x`)
+  const ours = rows.filter((row) => !row.error && row.name.startsWith('sluice'))
+  const peers = rows.filter((row) => !row.error && !row.name.startsWith('sluice'))
+  for (const mine of ours) {
+    for (const peer of peers) {
+      console.log(`  ${mine.name} / ${peer.name}: ${(mine.opsPerSecond / peer.opsPerSecond).toFixed(2)}x`)
+    }
   }
   results.push({ suite: suite.name, baseline: baselineName, rows })
 }

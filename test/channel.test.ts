@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Channel, ClosedError, TimeoutError, type Codec } from 'sluice'
+import { Channel, ClosedError, InvalidHandleError, Semaphore, TimeoutError, type Codec } from 'sluice'
 import { isSettled } from './helpers.js'
 
 describe('Channel', () => {
@@ -151,6 +151,15 @@ describe('Channel', () => {
   ])('new Channel(%o) throws naming the field', (options, type, message) => {
     expect(() => new Channel(options as never)).toThrow(type)
     expect(() => new Channel(options as never)).toThrow(message)
+  })
+
+  it('a forged handle, or the handle of another kind of primitive, is refused', () => {
+    const { doorbells } = new Channel({ capacity: 1 }).handle
+    const forged = { kind: 'sluice:Channel', id: 2 ** 40, doorbells, codec: 'v8', maxMessageBytes: 1 } as const
+    expect(() => Channel.from(forged)).toThrow(InvalidHandleError)
+    const semaphoreId = new Semaphore(1).handle.id
+    expect(() => Channel.from({ ...forged, id: semaphoreId })).toThrow(InvalidHandleError)
+    expect(() => Channel.from({ ...forged, kind: 'sluice:Semaphore' } as never)).toThrow(TypeError)
   })
 
   it('values a codec cannot encode are refused and nothing is sent', async () => {

@@ -146,6 +146,14 @@ describe('Semaphore across worker threads', () => {
     await eventually(() => sem.available === 3)
   })
 
+  it('returns the permits of a worker that throws while holding them', async () => {
+    const sem = new Semaphore(2)
+    const { exited } = runWorker('throw-holding.mjs', { handle: sem.handle })
+    await expect(exited).rejects.toThrow('worker failed inside its critical section')
+    await eventually(() => sem.available === 2)
+    expect(sem.tryAcquire(2)).not.toBeNull()
+  })
+
   it('a handle to a semaphore that no longer exists gives InvalidHandleError', async () => {
     const { worker, exited } = runWorker('make-semaphore.mjs', {})
     const handle = await nextMessage<Parameters<typeof Semaphore.from>[0]>(worker)
