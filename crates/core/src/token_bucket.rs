@@ -259,7 +259,8 @@ impl<C: Clock> TokenBucket<C> {
         let next = previous.max(now) + cost;
         Ok(Reservation {
             tokens: n,
-            ready_at: (next - self.burst).max(now),
+            // Saturating: early on a clock's timeline `next` can be below `burst`.
+            ready_at: next.saturating_sub(self.burst).max(now),
         })
     }
 

@@ -2,7 +2,7 @@ import { onCancellation } from './abort.js'
 import { nextToken } from './doorbell.js'
 import { InvalidHandleError, TimeoutError } from './errors.js'
 import { bucketCancel, bucketReserve, bucketSettle, bucketTryTake, DONE, NativeTokenBucket, type FastHandle } from './native.js'
-import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
+import { MAX_TIMEOUT, show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 /** Either `refillPerSecond`, or `tokensPerInterval` per `interval` ms. */
 export interface TokenBucketOptions {
@@ -133,17 +133,27 @@ export class TokenBucket {
       return Promise.reject(new TimeoutError(timeout))
     }
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days), which
+      // a slow bucket can need: wait in steps no longer than that.
+      const dueAt = Date.now() + waitMs
+      let timer: NodeJS.Timeout
+      const arm = (): void => {
+        const left = dueAt - Date.now()
+        if (left > 0) {
+          timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT))
+          return
+        }
         disconnect()
         bucketSettle(this.#fast, token)
         resolve()
-      }, waitMs)
+      }
       const disconnect = onCancellation(signal, undefined, (reason) => {
         clearTimeout(timer)
         disconnect()
         bucketCancel(this.#fast, token)
         reject(reason)
       })
+      timer = setTimeout(arm, Math.min(waitMs, MAX_TIMEOUT))
     })
   }
 }
