@@ -84,7 +84,7 @@ describe('Channel against a FIFO model', () => {
               if (queue.length > 0) pending.expected = leave()
               else receivers.push(pending)
             }
-          } else {
+          } else if (step.op === 'abortSend' || step.op === 'abortRecv') {
             const list: (PendingSend | PendingRecv)[] = step.op === 'abortSend' ? senders : receivers
             if (list.length > 0) list.splice(step.pick % list.length, 1)[0]!.controller.abort()
           }
@@ -137,7 +137,7 @@ describe('TokenBucket against a token-count model', () => {
               await flush()
               expect(take.done).toBe(true)
             }
-          } else if (pending.length > 0) {
+          } else if (step.op === 'abort' && pending.length > 0) {
             const [take] = pending.splice(step.pick % pending.length, 1)
             take!.controller.abort()
             tokens += take!.n
