@@ -306,6 +306,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * which crosses into native code in one piece.
    */
   #encodeMany(values: Iterable<T>): Message[] | Float64Array {
+    if (values === null || values === undefined || typeof (values as Iterable<T>)[Symbol.iterator] !== 'function') {
+      throw new TypeError(`values must be iterable, got ${show(values)}`)
+    }
     if (this.#codecName === 'number') {
       if (values instanceof Float64Array) return values
       const list = Array.isArray(values) ? (values as unknown[]) : Array.from(values)
@@ -362,7 +365,15 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   #encode(value: T): Message {
-    const message = this.#codec.encode(value)
+    let message: Message
+    try {
+      message = this.#codec.encode(value)
+    } catch (cause) {
+      if (cause instanceof TypeError || cause instanceof RangeError) throw cause
+      // v8.serialize throws a DataCloneError for functions and symbols, say:
+      // to the caller it is a bad argument like any other.
+      throw new TypeError(`message cannot be encoded by the ${this.#codecName} codec: ${show(value)}`, { cause })
+    }
     if (typeof message !== 'number') {
       if (!(message instanceof Uint8Array)) {
         throw new TypeError(`the codec must encode to a number or a Uint8Array, got ${show(message)}`)

@@ -17,6 +17,9 @@ export class Mutex {
   readonly #semaphore: Semaphore
 
   constructor(semaphore: Semaphore = new Semaphore(1)) {
+    if (!(semaphore instanceof Semaphore)) {
+      throw new TypeError(`semaphore must be a Semaphore, got ${show(semaphore)}`)
+    }
     if (semaphore.capacity !== 1) {
       throw new RangeError(`a Mutex needs a semaphore of 1 permit, got ${semaphore.capacity}`)
     }
@@ -42,7 +45,7 @@ export class Mutex {
   }
 
   /** Waits for the lock; the returned guard unlocks on `release()` or disposal. */
-  lock(options?: LockOptions): Promise<Permit> {
+  async lock(options?: LockOptions): Promise<Permit> {
     const { signal, timeout } = validateOptions<LockOptions>(options, 'options')
     return this.#semaphore.acquire({ signal, timeout })
   }
@@ -53,7 +56,7 @@ export class Mutex {
   }
 
   /** Runs `fn` holding the lock, unlocking however it ends. */
-  runExclusive<T>(fn: () => T | PromiseLike<T>, options?: LockOptions): Promise<Awaited<T>> {
+  async runExclusive<T>(fn: () => T | PromiseLike<T>, options?: LockOptions): Promise<Awaited<T>> {
     const { signal, timeout } = validateOptions<LockOptions>(options, 'options')
     return this.#semaphore.run(fn, { signal, timeout })
   }

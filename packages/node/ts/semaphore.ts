@@ -246,6 +246,7 @@ export class Semaphore {
 
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
   async run<T>(fn: () => T | PromiseLike<T>, options?: AcquireOptions): Promise<Awaited<T>> {
+    if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${show(fn)}`)
     const permit = await this.acquire(options)
     try {
       return await fn()
