@@ -24,7 +24,7 @@ use napi_derive::napi;
 use sluice_core::{Acquire, AcquireError, ArrayQueue, Semaphore, TryAcquireError};
 
 use crate::attachment::{Attachment, Held, Primitive};
-use crate::raw::{self, code, Call};
+use crate::raw::{self, code, guarded, Call};
 use crate::registry::Shared;
 use crate::wake;
 
@@ -207,17 +207,17 @@ impl NativeChannel {
 }
 
 pub(crate) const RAW: [(&CStr, sys::napi_callback); 11] = [
-    (c"chanSendNumbers", Some(send_numbers)),
-    (c"chanRecvNumbers", Some(recv_numbers)),
-    (c"chanTakeGranted", Some(take_granted)),
-    (c"chanSend", Some(send)),
-    (c"chanSendMany", Some(send_many)),
-    (c"chanQueueSend", Some(queue_send)),
-    (c"chanPushHeld", Some(push_held)),
-    (c"chanRecv", Some(recv)),
-    (c"chanRecvMany", Some(recv_many)),
-    (c"chanQueueRecv", Some(queue_recv)),
-    (c"chanPopHeld", Some(pop_held)),
+    (c"chanSendNumbers", guarded!(send_numbers)),
+    (c"chanRecvNumbers", guarded!(recv_numbers)),
+    (c"chanTakeGranted", guarded!(take_granted)),
+    (c"chanSend", guarded!(send)),
+    (c"chanSendMany", guarded!(send_many)),
+    (c"chanQueueSend", guarded!(queue_send)),
+    (c"chanPushHeld", guarded!(push_held)),
+    (c"chanRecv", guarded!(recv)),
+    (c"chanRecvMany", guarded!(recv_many)),
+    (c"chanQueueRecv", guarded!(queue_recv)),
+    (c"chanPopHeld", guarded!(pop_held)),
 ];
 
 /// Reads a message: a number, or the bytes of a `Uint8Array` (copied).
@@ -301,8 +301,8 @@ fn after_pop(attachment: &ChannelAttachment, popped: usize, out: &mut Vec<f64>) 
 }
 
 /// `chanSend(handle, message) -> null | settle entries | 0 (full) | 2 (closed)`.
-unsafe extern "C" fn send(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn send(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -325,8 +325,8 @@ unsafe extern "C" fn send(env: napi_env, info: napi_callback_info) -> napi_value
 
 /// `chanSendMany(handle, messages[]) -> [sent, ...settle entries] | 2 (closed)`:
 /// sends from the front of the array while there is room.
-unsafe extern "C" fn send_many(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn send_many(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -370,8 +370,8 @@ unsafe extern "C" fn send_many(env: napi_env, info: napi_callback_info) -> napi_
 }
 
 /// `chanQueueSend(handle, token) -> 0 (queued) | 1 (a slot is held now) | 2 (closed)`.
-unsafe extern "C" fn queue_send(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn queue_send(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(token)) = (call.handle::<ChannelAttachment>(0, &TAG), call.token(1)) else {
         return ptr::null_mut();
@@ -386,8 +386,8 @@ unsafe extern "C" fn queue_send(env: napi_env, info: napi_callback_info) -> napi
 }
 
 /// `chanQueueRecv(handle, token) -> 0 (queued) | 1 (an item is held now) | 2 (closed)`.
-unsafe extern "C" fn queue_recv(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn queue_recv(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(token)) = (call.handle::<ChannelAttachment>(0, &TAG), call.token(1)) else {
         return ptr::null_mut();
@@ -415,8 +415,8 @@ fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, toke
 
 /// `chanPushHeld(handle, message) -> null | settle entries | 2 (closed)`: sends
 /// into the slot this thread's granted wait holds.
-unsafe extern "C" fn push_held(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn push_held(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -455,8 +455,8 @@ fn received(env: napi_env, message: Message, settle: Vec<f64>) -> napi_value {
 }
 
 /// `chanRecv(handle) -> message | [message, ...settle] | undefined (empty) | null (closed and drained)`.
-unsafe extern "C" fn recv(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn recv(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -480,8 +480,8 @@ unsafe extern "C" fn recv(env: napi_env, info: napi_callback_info) -> napi_value
 }
 
 /// `chanRecvMany(handle, max) -> [count, ...messages, ...settle] | undefined | null`.
-unsafe extern "C" fn recv_many(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn recv_many(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(max)) = (call.handle::<ChannelAttachment>(0, &TAG), call.count(1)) else {
         return ptr::null_mut();
@@ -524,8 +524,8 @@ unsafe extern "C" fn recv_many(env: napi_env, info: napi_callback_info) -> napi_
 
 /// `chanPopHeld(handle) -> message | [message, ...settle] | null (closed and drained)`:
 /// receives with the item permit this thread's granted wait holds.
-unsafe extern "C" fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -544,8 +544,8 @@ unsafe extern "C" fn pop_held(env: napi_env, info: napi_callback_info) -> napi_v
 
 /// `chanTakeGranted(handle) -> tokens | null`: this thread's send and receive
 /// waits granted since the last call (their permits now count as held).
-unsafe extern "C" fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -596,8 +596,8 @@ fn float64s<'a>(call: &Call, i: usize) -> Option<&'a mut [f64]> {
 /// `chanSendNumbers(handle, Float64Array) -> [sent, ...settle] | 2 (closed)`:
 /// sends from the front of the array while there is room, taking all the
 /// slots it can in one step and waking receivers once.
-unsafe extern "C" fn send_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn send_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
@@ -624,8 +624,8 @@ unsafe extern "C" fn send_numbers(env: napi_env, info: napi_callback_info) -> na
 /// null (closed and drained)`: fills the array from the front with what is
 /// queued, taking all the items it can in one step. A message that is not a
 /// number (only possible if a thread used another codec) reads as NaN.
-unsafe extern "C" fn recv_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn recv_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();

@@ -25,7 +25,32 @@ pub const DOORBELL_SLOTS: u32 = 256;
 #[napi_derive::napi(module_exports)]
 pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
     use napi::JsValue;
+    #[cfg(feature = "test-panic")]
+    raw::register(env.raw(), exports.raw(), &test_panic::RAW)?;
     raw::register(env.raw(), exports.raw(), &semaphore::RAW)?;
     raw::register(env.raw(), exports.raw(), &token_bucket::RAW)?;
     raw::register(env.raw(), exports.raw(), &channel::RAW)
+}
+
+/// Entry points that panic on purpose, compiled only with `--features test-panic`.
+#[cfg(feature = "test-panic")]
+mod test_panic {
+    use std::ffi::CStr;
+
+    use napi::sys::{self, napi_callback_info, napi_env, napi_value};
+
+    use crate::raw::guarded;
+
+    /// A napi-rs function that panics: napi-rs's `catch_unwind` must turn it into a JS Error.
+    #[napi_derive::napi(catch_unwind)]
+    pub fn panic_for_test(message: String) {
+        panic!("{message}");
+    }
+
+    pub(crate) const RAW: [(&CStr, sys::napi_callback); 1] = [(c"rawPanicForTest", guarded!(raw_panic))];
+
+    /// A raw callback that panics: `guarded!` must turn it into a JS Error.
+    unsafe fn raw_panic(_env: napi_env, _info: napi_callback_info) -> napi_value {
+        panic!("raw panic for test");
+    }
 }

@@ -29,6 +29,42 @@ pub(crate) mod code {
     pub(crate) const QUEUE_FULL: u32 = 3;
 }
 
+/// Turns `unsafe fn(env, info) -> napi_value` into a raw N-API callback that
+/// cannot unwind into Node: a panic becomes a thrown JS `Error` with code
+/// `ERR_SLUICE_PANIC` (unwinding across `extern "C"` would abort the process).
+macro_rules! guarded {
+    ($body:path) => {{
+        unsafe extern "C" fn callback(
+            env: napi::sys::napi_env,
+            info: napi::sys::napi_callback_info,
+        ) -> napi::sys::napi_value {
+            // SAFETY: N-API calls this with the invocation's env and info,
+            // which is all `$body` asks for.
+            $crate::raw::guard(env, || unsafe { $body(env, info) })
+        }
+        Some(callback as unsafe extern "C" fn(_, _) -> _)
+    }};
+}
+pub(crate) use guarded;
+
+/// Runs `body`, converting a panic into a thrown JS `Error`.
+pub(crate) fn guard(env: napi_env, body: impl FnOnce() -> napi_value) -> napi_value {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let message = CString::new(format!("sluice internal error: {reason}")).unwrap_or_default();
+            // SAFETY: `env` is live; both strings are NUL-terminated.
+            unsafe { sys::napi_throw_error(env, c"ERR_SLUICE_PANIC".as_ptr(), message.as_ptr()) };
+            ptr::null_mut()
+        }
+    }
+}
+
 /// Registers raw callbacks on the module's exports.
 pub(crate) fn register(
     env: napi_env,

@@ -13,7 +13,7 @@ use napi_derive::napi;
 use sluice_core::{Acquire, AcquireError, Semaphore, TryAcquireError, MAX_PERMITS};
 
 use crate::attachment::{Attachment, Held, Primitive};
-use crate::raw::{self, code, Call};
+use crate::raw::{self, code, guarded, Call};
 use crate::registry::Shared;
 use crate::wake;
 
@@ -146,15 +146,15 @@ impl NativeSemaphore {
 }
 
 pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
-    (c"semTryAcquire", Some(try_acquire)),
-    (c"semAcquire", Some(acquire)),
-    (c"semRelease", Some(release)),
-    (c"semTakeGranted", Some(take_granted)),
+    (c"semTryAcquire", guarded!(try_acquire)),
+    (c"semAcquire", guarded!(acquire)),
+    (c"semRelease", guarded!(release)),
+    (c"semTakeGranted", guarded!(take_granted)),
 ];
 
 /// `semTryAcquire(handle, n) -> 0 | 1 | 2` (not now, acquired, closed).
-unsafe extern "C" fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(n)) = (call.handle::<SemaphoreAttachment>(0, &TAG), call.count(1)) else {
         return std::ptr::null_mut();
@@ -171,8 +171,8 @@ unsafe extern "C" fn try_acquire(env: napi_env, info: napi_callback_info) -> nap
 }
 
 /// `semAcquire(handle, n, token) -> 0 | 1 | 2 | 3` (queued, acquired, closed, queue full).
-unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(n), Some(token)) = (
         call.handle::<SemaphoreAttachment>(0, &TAG),
@@ -197,8 +197,8 @@ unsafe extern "C" fn acquire(env: napi_env, info: napi_callback_info) -> napi_va
 /// `semRelease(handle, n) -> null | entry | settle entries`: a single entry
 /// (the common case: one waiter granted) comes back as a bare number, which
 /// saves creating an array.
-unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn release(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(n)) = (call.handle::<SemaphoreAttachment>(0, &TAG), call.count(1)) else {
         return std::ptr::null_mut();
@@ -226,8 +226,8 @@ unsafe extern "C" fn release(env: napi_env, info: napi_callback_info) -> napi_va
 
 /// `semTakeGranted(handle) -> tokens | null`: this thread's waits granted since
 /// the last call; their permits count as held from now on.
-unsafe extern "C" fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<SemaphoreAttachment>(0, &TAG) else {
         return std::ptr::null_mut();

@@ -17,7 +17,7 @@ use napi_derive::napi;
 use sluice_core::{Clock, Reservation, TakeError, TokenBucket};
 
 use crate::attachment::{Attachment, Primitive};
-use crate::raw::{self, code, Call};
+use crate::raw::{self, code, guarded, Call};
 use crate::registry::Shared;
 
 /// This thread's reservations that are not yet due, by wait token.
@@ -111,15 +111,15 @@ impl NativeTokenBucket {
 }
 
 pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
-    (c"bucketTryTake", Some(try_take)),
-    (c"bucketReserve", Some(reserve)),
-    (c"bucketSettle", Some(settle)),
-    (c"bucketCancel", Some(cancel)),
+    (c"bucketTryTake", guarded!(try_take)),
+    (c"bucketReserve", guarded!(reserve)),
+    (c"bucketSettle", guarded!(settle)),
+    (c"bucketCancel", guarded!(cancel)),
 ];
 
 /// `bucketTryTake(handle, n) -> 0 | 1`.
-unsafe extern "C" fn try_take(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn try_take(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(n)) = (call.handle::<BucketAttachment>(0, &TAG), call.count(1)) else {
         return std::ptr::null_mut();
@@ -133,8 +133,8 @@ unsafe extern "C" fn try_take(env: napi_env, info: napi_callback_info) -> napi_v
 
 /// `bucketReserve(handle, n, token) -> nanoseconds to wait`. A reservation that
 /// is due at once is not remembered (its tokens are taken).
-unsafe extern "C" fn reserve(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn reserve(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(n), Some(token)) =
         (call.handle::<BucketAttachment>(0, &TAG), call.count(1), call.token(2))
@@ -155,8 +155,8 @@ unsafe extern "C" fn reserve(env: napi_env, info: napi_callback_info) -> napi_va
 }
 
 /// `bucketSettle(handle, token)`: the wait ended (its timer fired); forget it.
-unsafe extern "C" fn settle(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn settle(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(token)) = (call.handle::<BucketAttachment>(0, &TAG), call.token(1)) else {
         return std::ptr::null_mut();
@@ -167,8 +167,8 @@ unsafe extern "C" fn settle(env: napi_env, info: napi_callback_info) -> napi_val
 
 /// `bucketCancel(handle, token) -> boolean`: gives a pending reservation's
 /// tokens back; false if it was unknown or already due.
-unsafe extern "C" fn cancel(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: called by N-API with this invocation's env and info.
+unsafe fn cancel(env: napi_env, info: napi_callback_info) -> napi_value {
+    // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let (Some(attachment), Some(token)) = (call.handle::<BucketAttachment>(0, &TAG), call.token(1)) else {
         return std::ptr::null_mut();

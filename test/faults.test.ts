@@ -1,0 +1,59 @@
+// Fault injection: workers that die in awkward places, and codecs that fail
+// half-way. After each, the other threads carry on and everything is back.
+import { describe, expect, it } from 'vitest'
+import { Channel, Mutex, Semaphore, type Codec } from 'sluice'
+import { eventually, nextMessage, runWorker } from './helpers.js'
+
+describe('fault injection', () => {
+  it('a worker that calls process.exit() while holding permits gives them back', async () => {
+    const sem = new Semaphore(3)
+    const { exited } = runWorker('exit-holding.mjs', { handle: sem.handle, exit: true })
+    expect(await exited).toBe(3)
+    await eventually(() => sem.available === 3)
+  })
+
+  it('a worker terminated while holding a mutex unlocks it, and the next waiter gets it', async () => {
+    const sem = new Semaphore(2)
+    const mutex = new Mutex()
+    const { worker } = runWorker('exit-holding.mjs', { handle: sem.handle, mutex: mutex.handle, report: true })
+    expect(await nextMessage(worker)).toBe('holding')
+    expect(mutex.isLocked).toBe(true)
+    const waiting = mutex.lock()
+    await worker.terminate()
+    const guard = await waiting
+    expect(sem.available).toBe(2)
+    guard.release()
+    expect(mutex.isLocked).toBe(false)
+  })
+
+  it('a codec that throws in the middle of sendMany sends nothing (all or nothing)', async () => {
+    const flaky: Codec<number> = {
+      encode(value) {
+        if (value === 3) throw new Error('codec failed')
+        return value
+      },
+      decode: (message) => message as number,
+    }
+    const ch = new Channel({ capacity: 8, codec: flaky })
+    await expect(ch.sendMany([1, 2, 3, 4])).rejects.toMatchObject({ name: 'TypeError', cause: { message: 'codec failed' } })
+    expect(ch.length).toBe(0)
+    expect(() => ch.trySendMany([5, 6, 3])).toThrow(TypeError)
+    expect(ch.length).toBe(0)
+    await ch.sendMany([8, 9])
+    expect(await ch.recvMany(8)).toEqual([8, 9])
+  })
+
+  it('a codec whose decode throws rejects that receive; the next message is unaffected', async () => {
+    const picky: Codec<number> = {
+      encode: (value) => value,
+      decode(message) {
+        if (message === 13) throw new RangeError('unlucky')
+        return message as number
+      },
+    }
+    const ch = new Channel({ capacity: 4, codec: picky })
+    await ch.sendMany([13, 14])
+    await expect(ch.recv()).rejects.toThrow('unlucky')
+    expect(await ch.recv()).toBe(14)
+  })
+})
