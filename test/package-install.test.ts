@@ -3,10 +3,10 @@
 // offline, with no Rust toolchain on PATH, and use sluice from there on every
 // supported Node. Proves the optionalDependencies wiring, the generated loader
 // and that one N-API binary serves Node 20, 22 and 24.
-import { execFile } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { execFile, execFileSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -49,7 +49,9 @@ describe.runIf(supported)('the packed package, installed as a user installs it',
     bin = join(work, 'bin')
     mkdirSync(bin)
     symlinkSync(process.execPath, join(bin, 'node'))
-    symlinkSync(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'), join(bin, 'npm'))
+    // The machine's npm, whichever Node runs this test (Node 24's package has none).
+    const npmCli = realpathSync(execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim())
+    symlinkSync(npmCli, join(bin, 'npm'))
     app = join(work, 'app')
     mkdirSync(app)
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }))

@@ -10,6 +10,16 @@ use std::thread;
 use proptest::prelude::*;
 use sluice_core::ArrayQueue;
 
+/// Scales a stress test's iteration count down under valgrind
+/// (`SLUICE_STRESS_DIVISOR`, see scripts/valgrind.sh), which runs ~50x slower.
+fn stress(n: usize) -> usize {
+    let divisor: usize = std::env::var("SLUICE_STRESS_DIVISOR")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1);
+    (n / divisor.max(1)).max(1)
+}
+
 #[test]
 fn smoke() {
     let q = ArrayQueue::new(1);
@@ -149,15 +159,15 @@ fn mpmc(producers: usize, consumers: usize, capacity: usize, per_producer: usize
 
 #[test]
 fn spsc() {
-    mpmc(1, 1, 4, 100_000);
+    mpmc(1, 1, 4, stress(100_000));
 }
 
 #[test]
 fn mpmc_2x2() {
-    mpmc(2, 2, 16, 50_000);
+    mpmc(2, 2, 16, stress(50_000));
 }
 
 #[test]
 fn mpmc_4x4_small_capacity() {
-    mpmc(4, 4, 3, 20_000);
+    mpmc(4, 4, 3, stress(20_000));
 }

@@ -10,6 +10,16 @@ use std::thread;
 use proptest::prelude::*;
 use sluice_core::{Acquire, AcquireError, Grant, ReleaseError, Semaphore, TryAcquireError};
 
+/// Scales a stress test's iteration count down under valgrind
+/// (`SLUICE_STRESS_DIVISOR`, see scripts/valgrind.sh), which runs ~50x slower.
+fn stress(n: usize) -> usize {
+    let divisor: usize = std::env::var("SLUICE_STRESS_DIVISOR")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1);
+    (n / divisor.max(1)).max(1)
+}
+
 #[test]
 fn smoke() {
     let sem = Semaphore::new(3);
@@ -398,7 +408,7 @@ proptest! {
 fn mpmc_stress_never_exceeds_capacity() {
     const CAPACITY: usize = 3;
     const THREADS: u32 = 6;
-    const ROUNDS: u64 = 20_000;
+    let rounds = stress(20_000) as u64;
     let sem = Arc::new(Semaphore::new(CAPACITY));
     let holders = Arc::new(AtomicUsize::new(0));
     let max_seen = Arc::new(AtomicUsize::new(0));
@@ -406,7 +416,7 @@ fn mpmc_stress_never_exceeds_capacity() {
         .map(|owner| {
             let (sem, holders, max_seen) = (sem.clone(), holders.clone(), max_seen.clone());
             thread::spawn(move || {
-                for token in 0..ROUNDS {
+                for token in 0..rounds {
                     let n = 1 + (token as usize + owner as usize) % 2;
                     if let Ok(Acquire::Queued) = sem.acquire(n, owner, token) {
                         // Spin until granted; every 8th wait gives up after a few

@@ -13,6 +13,16 @@ fn bucket(capacity: u64, interval: u64) -> TokenBucket<FakeClock> {
     TokenBucket::with_clock(capacity, interval, FakeClock::new(1_000)).unwrap()
 }
 
+/// Scales a stress test's iteration count down under valgrind
+/// (`SLUICE_STRESS_DIVISOR`, see scripts/valgrind.sh), which runs ~50x slower.
+fn stress(n: usize) -> usize {
+    let divisor: usize = std::env::var("SLUICE_STRESS_DIVISOR")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1);
+    (n / divisor.max(1)).max(1)
+}
+
 #[test]
 fn starts_full_and_refills_one_token_per_interval() {
     let b = bucket(3, 10);
@@ -200,7 +210,7 @@ fn contended_takes_never_exceed_the_rate() {
         .map(|_| {
             let (b, granted) = (b.clone(), granted.clone());
             thread::spawn(move || {
-                for _ in 0..50_000 {
+                for _ in 0..stress(50_000) {
                     if b.try_take(1).is_ok() {
                         granted.fetch_add(1, Ordering::Relaxed);
                     }
