@@ -28,7 +28,14 @@ const counters = new Float64Array(new SharedArrayBuffer(CELLS * 8))
 const started = Date.now()
 const workers = Array.from(
   { length: WORKERS },
-  (_, index) => new Worker(new URL('./soak-worker.mjs', import.meta.url), { workerData: { handles, counters: counters.buffer, index } }),
+  (_, index) =>
+    new Worker(new URL('./soak-worker.mjs', import.meta.url), {
+      workerData: { handles, counters: counters.buffer, index },
+      // Pinned small, as for the main thread (npm run soak passes
+      // --max-semi-space-size): V8 otherwise grows each isolate's young
+      // generation under this allocation rate, which is not a leak.
+      resourceLimits: { maxYoungGenerationSizeMb: 6 },
+    }),
 )
 const exits = workers.map((worker) => once(worker, 'exit'))
 for (const worker of workers) worker.on('error', (error) => fail(`worker error: ${error.stack ?? error}`))
