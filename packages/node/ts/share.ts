@@ -1,0 +1,46 @@
+// Handing primitives to other threads by name: what WorkerPool puts in
+// workerData and `sluice/worker` turns back into primitives.
+import { Channel, type ChannelHandle } from './channel.js'
+import { Mutex, type MutexHandle } from './mutex.js'
+import { Semaphore, type SemaphoreHandle } from './semaphore.js'
+import { TokenBucket, type TokenBucketHandle } from './token-bucket.js'
+import { show } from './validate.js'
+
+export type Shareable = Semaphore | Mutex | TokenBucket | Channel<never>
+export type ShareableHandle = SemaphoreHandle | MutexHandle | TokenBucketHandle | ChannelHandle
+
+/** The handles of `share`, checked: each value must be a sluice primitive. */
+export function handlesOf(share: Record<string, unknown>): Record<string, ShareableHandle> {
+  const handles: Record<string, ShareableHandle> = {}
+  for (const [name, primitive] of Object.entries(share)) {
+    if (
+      !(primitive instanceof Semaphore || primitive instanceof Mutex || primitive instanceof TokenBucket || primitive instanceof Channel)
+    ) {
+      throw new TypeError(`options.share.${name} must be a Semaphore, Mutex, TokenBucket or Channel, got ${show(primitive)}`)
+    }
+    handles[name] = primitive.handle
+  }
+  return handles
+}
+
+/** Attaches this thread to each handle's primitive. */
+export function fromHandles(handles: Record<string, ShareableHandle>): Record<string, unknown> {
+  const shared: Record<string, unknown> = {}
+  for (const [name, handle] of Object.entries(handles)) {
+    switch (handle.kind) {
+      case 'sluice:Semaphore':
+        shared[name] = Semaphore.from(handle)
+        break
+      case 'sluice:Mutex':
+        shared[name] = Mutex.from(handle)
+        break
+      case 'sluice:TokenBucket':
+        shared[name] = TokenBucket.from(handle)
+        break
+      case 'sluice:Channel':
+        shared[name] = Channel.from(handle)
+        break
+    }
+  }
+  return shared
+}
