@@ -151,3 +151,34 @@ describe('Semaphore', () => {
     expect(b.available).toBe(1)
   })
 })
+
+describe('Semaphore capacity changes', () => {
+  it('addPermits grows the capacity and hands the new permits to waiters first', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const waiting = sem.acquire()
+    sem.addPermits(2) // the waiter gets one at once; one stays free
+    const permit = await waiting
+    expect(sem.capacity).toBe(3)
+    expect(sem.available).toBe(1)
+    permit.release()
+    held.release()
+    const all = await sem.acquire({ weight: 3 }) // validated against the new capacity
+    all.release()
+    expect(sem.available).toBe(3)
+  })
+
+  it('forgetPermits removes only free permits; permit.forget removes held ones', () => {
+    const sem = new Semaphore(4)
+    const permit = sem.tryAcquire(2)!
+    expect(sem.forgetPermits(3)).toBe(2)
+    expect(sem.capacity).toBe(2)
+    permit.forget()
+    expect(permit.released).toBe(true)
+    expect(sem.capacity).toBe(0) // shrank by the 2 forgotten
+    expect(sem.available).toBe(0)
+    permit.release() // a no-op after forget
+    expect(sem.available).toBe(0)
+    expect(() => sem.addPermits(0)).toThrow(RangeError)
+  })
+})

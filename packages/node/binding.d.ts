@@ -49,6 +49,15 @@ export declare class NativeSemaphore {
    */
   cancel(token: number): Array<number> | null
   /**
+   * Adds `n` permits to the capacity, handing them out as a release would;
+   * returns settle entries (`wake.rs`).
+   */
+  addPermits(n: number): Array<number>
+  /** Removes up to `n` free permits for good; returns how many. */
+  forgetPermits(n: number): number
+  /** Gives up `n` permits this thread holds, for good (the capacity shrinks). */
+  forgetHeld(n: number): void
+  /**
    * Closes the semaphore; returns ring entries for the threads whose waits
    * were withdrawn (this one's included).
    */

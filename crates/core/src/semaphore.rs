@@ -483,6 +483,23 @@ impl Semaphore {
         Ok(self.release_locked(n, &mut queue))
     }
 
+    /// The caller gives up `n` permits it holds, for good: the capacity
+    /// shrinks by `n` instead of the permits coming back (tokio's
+    /// `SemaphorePermit::forget`).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError`] if `n` exceeds the capacity; nothing changes then.
+    pub fn forget_held(&self, n: usize) -> Result<(), ReleaseError> {
+        let _queue = self.lock(); // orders with add_permits and the slow path's capacity reads
+        let capacity = self.capacity();
+        if n > capacity {
+            return Err(ReleaseError { released: n, capacity });
+        }
+        self.capacity.store(capacity - n, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Removes up to `n` free permits from the semaphore for good, shrinking
     /// its capacity; returns how many it removed. Permits promised to queued
     /// waiters are not free, so nothing is removed while anyone waits.

@@ -283,6 +283,30 @@ fn add_permits_grows_capacity_and_wakes_waiters() {
 }
 
 #[test]
+fn forget_held_shrinks_capacity_without_returning_the_permits() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.forget_held(1), Ok(()));
+    assert_eq!((sem.capacity(), sem.available()), (2, 1));
+    assert_eq!(sem.release(1), Ok(vec![]));
+    assert_eq!(sem.available(), 2);
+    assert_eq!(
+        sem.release(1),
+        Err(ReleaseError {
+            released: 1,
+            capacity: 2
+        })
+    );
+    assert_eq!(
+        sem.forget_held(3),
+        Err(ReleaseError {
+            released: 3,
+            capacity: 2
+        })
+    );
+}
+
+#[test]
 fn forget_permits_takes_only_free_permits_and_shrinks_capacity() {
     let sem = Semaphore::new(4);
     sem.try_acquire(1).unwrap();

@@ -133,6 +133,45 @@ impl NativeSemaphore {
         Some(out)
     }
 
+    /// Adds `n` permits to the capacity, handing them out as a release would;
+    /// returns settle entries (`wake.rs`).
+    #[napi(catch_unwind)]
+    pub fn add_permits(&self, n: u32) -> Result<Vec<f64>> {
+        let woken = self
+            .core()
+            .add_permits(n as usize)
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+        let mut out = Vec::new();
+        wake::settle(
+            self.core(),
+            self.attachment.slot,
+            &self.attachment.local,
+            woken,
+            &mut out,
+        );
+        Ok(out)
+    }
+
+    /// Removes up to `n` free permits for good; returns how many.
+    #[napi(catch_unwind)]
+    pub fn forget_permits(&self, n: u32) -> u32 {
+        self.core().forget_permits(n as usize) as u32
+    }
+
+    /// Gives up `n` permits this thread holds, for good (the capacity shrinks).
+    #[napi(catch_unwind)]
+    pub fn forget_held(&self, n: u32) -> Result<()> {
+        let n = n as usize;
+        self.attachment
+            .local
+            .take(n)
+            .map_err(|reason| Error::new(Status::InvalidArg, reason))?;
+        self.core().forget_held(n).map_err(|e| {
+            self.attachment.local.add(n);
+            Error::new(Status::InvalidArg, e.to_string())
+        })
+    }
+
     /// Closes the semaphore; returns ring entries for the threads whose waits
     /// were withdrawn (this one's included).
     #[napi(catch_unwind)]

@@ -75,12 +75,24 @@ export class Permit implements Disposable {
     releasePermits(semaphore, this.weight)
   }
 
+  /**
+   * Gives the permits up for good instead of releasing them: the semaphore's
+   * capacity shrinks by `weight` (as tokio's `SemaphorePermit::forget`).
+   */
+  forget(): void {
+    const semaphore = this.#semaphore
+    if (semaphore === undefined) return
+    this.#semaphore = undefined
+    forgetPermits(semaphore, this.weight)
+  }
+
   [Symbol.dispose](): void {
     this.release()
   }
 }
 
 let releasePermits: (semaphore: Semaphore, weight: number) => void
+let forgetPermits: (semaphore: Semaphore, weight: number) => void
 
 /**
  * A counting semaphore whose state lives in native memory, shared by every
@@ -92,8 +104,8 @@ export class Semaphore {
   readonly #native: NativeSemaphore
   /** For the hot calls, which skip napi-rs's per-call costs. */
   readonly #fast: FastHandle
-  /** Cached: reading it from native costs a call. */
-  readonly #capacity: number
+  /** Cached: reading it from native costs a call (refreshed when it matters). */
+  #capacity: number
   readonly #doorbell: Doorbell
   readonly #bells: SharedArrayBuffer
   /** Only in the thread that closed it: the reason given to `close`. */
@@ -101,6 +113,7 @@ export class Semaphore {
 
   static {
     releasePermits = (semaphore, weight) => semaphore.#release(weight)
+    forgetPermits = (semaphore, weight) => semaphore.#native.forgetHeld(weight)
   }
 
   /** Set by `from` for the constructor to adopt instead of creating. */
@@ -160,9 +173,29 @@ export class Semaphore {
     return { kind: 'sluice:Semaphore', id: this.#native.id, doorbells: this.#bells }
   }
 
-  /** Permits the semaphore was created with. */
+  /** Permits in existence: created with, plus added, minus forgotten. */
   get capacity(): number {
-    return this.#capacity
+    return this.#native.capacity
+  }
+
+  /**
+   * Adds `n` permits (in every thread), handing them to waiters first.
+   */
+  addPermits(n: number): void {
+    validateInteger(n, 'n', 1, MAX_PERMITS)
+    if (this.#native.capacity + n > MAX_PERMITS) {
+      throw new RangeError(`the capacity would exceed ${MAX_PERMITS} permits`)
+    }
+    this.#doorbell.settle(this.#native.addPermits(n))
+  }
+
+  /**
+   * Removes up to `n` free permits for good (in every thread); returns how
+   * many. Permits promised to queued waiters are not free.
+   */
+  forgetPermits(n: number): number {
+    validateInteger(n, 'n', 1, MAX_PERMITS)
+    return this.#native.forgetPermits(n)
   }
 
   /** Permits free right now, in all threads (0 while anyone waits). */
@@ -270,6 +303,9 @@ export class Semaphore {
   }
 
   #validateWeight(weight: unknown, name: string): number {
+    // The cached capacity is exact unless permits were added or forgotten;
+    // only then is the native one read.
+    if (typeof weight === 'number' && weight > this.#capacity) this.#capacity = this.#native.capacity
     return validateInteger(weight, name, 1, this.#capacity)
   }
 }
