@@ -1,0 +1,184 @@
+/**
+ * `sluice/compat/p-limit`: the API of p-limit 7 (`pLimit`, `activeCount`,
+ * `pendingCount`, settable `concurrency`, `clearQueue`, `map`,
+ * `limitFunction`, `rejectOnClear`), backed by a sluice Semaphore. Swap the
+ * import and code keeps working; pass `{ semaphore: Semaphore.from(handle) }`
+ * and the limit holds across threads.
+ */
+import { Semaphore, type Permit } from '../semaphore.js'
+
+export interface Options {
+  /** Most promises running at once (an integer >= 1, or Infinity). */
+  readonly concurrency?: number
+  /** Reject the promises `clearQueue` discards (with an AbortError) instead of leaving them pending. */
+  readonly rejectOnClear?: boolean
+  /**
+   * sluice extension: the semaphore that bounds concurrency, e.g. one shared
+   * with other threads (`Semaphore.from(handle)`). `concurrency` defaults to
+   * its capacity; setting `concurrency` changes it for every thread.
+   */
+  readonly semaphore?: Semaphore
+}
+
+export interface LimitFunction {
+  <Arguments extends unknown[], ReturnType>(
+    fn: (...arguments_: Arguments) => PromiseLike<ReturnType> | ReturnType,
+    ...arguments_: Arguments
+  ): Promise<ReturnType>
+  /** Promises running now (in this limiter). */
+  readonly activeCount: number
+  /** Promises waiting to run (in this limiter). */
+  readonly pendingCount: number
+  /** The limit; setting it takes effect at once. */
+  concurrency: number
+  /** Discards the promises waiting to run (running ones continue). */
+  clearQueue(): void
+  /** Runs `fn(value, index)` over `iterable` under the limit; results in order. */
+  map<Input, ReturnType>(
+    iterable: Iterable<Input>,
+    fn: (value: Input, index: number) => PromiseLike<ReturnType> | ReturnType,
+  ): Promise<ReturnType[]>
+}
+
+function validateConcurrency(concurrency: unknown): asserts concurrency is number {
+  if (!((Number.isInteger(concurrency) || concurrency === Number.POSITIVE_INFINITY) && (concurrency as number) > 0)) {
+    throw new TypeError('Expected `concurrency` to be a number from 1 and up')
+  }
+}
+
+export default function pLimit(options: number | Options): LimitFunction {
+  let concurrency: number
+  let rejectOnClear = false
+  let semaphore: Semaphore | undefined
+  if (typeof options === 'object' && options !== null) {
+    ;({ rejectOnClear = false, semaphore } = options)
+    if (semaphore !== undefined && !(semaphore instanceof Semaphore)) {
+      throw new TypeError('Expected `semaphore` to be a sluice Semaphore')
+    }
+    concurrency = options.concurrency ?? semaphore?.capacity ?? Number.NaN
+  } else {
+    concurrency = options
+  }
+  validateConcurrency(concurrency)
+  if (typeof rejectOnClear !== 'boolean') throw new TypeError('Expected `rejectOnClear` to be a boolean')
+  if (semaphore !== undefined && concurrency !== semaphore.capacity) {
+    throw new TypeError('Expected `concurrency` to equal the capacity of `semaphore`')
+  }
+  if (semaphore === undefined && concurrency !== Number.POSITIVE_INFINITY) semaphore = new Semaphore(concurrency)
+
+  let activeCount = 0
+  /** Permits to give up as running tasks finish, after `concurrency` was lowered. */
+  let debt = 0
+  const pending = new Set<{ controller: AbortController; reject: (reason: unknown) => void }>()
+
+  const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit?: Permit): void => {
+    activeCount++
+    // As p-limit: resolve with the function's promise at once, so its
+    // rejection reaches the caller, and count it done when it settles.
+    const result = (async () => fn())()
+    resolve(result)
+    const done = (): void => {
+      activeCount--
+      if (permit === undefined) return
+      if (debt > 0) {
+        debt--
+        permit.forget()
+      } else {
+        permit.release()
+      }
+    }
+    result.then(done, done)
+  }
+
+  const generator = <Arguments extends unknown[], R>(
+    fn: (...arguments_: Arguments) => PromiseLike<R> | R,
+    ...arguments_: Arguments
+  ): Promise<R> =>
+    new Promise<R>((resolve, reject) => {
+      const run = (): PromiseLike<R> | R => fn(...arguments_)
+      if (semaphore === undefined || concurrency === Number.POSITIVE_INFINITY) {
+        // Asynchronously, as p-limit starts every function.
+        queueMicrotask(() => start(run, resolve))
+        return
+      }
+      const item = { controller: new AbortController(), reject }
+      pending.add(item)
+      semaphore.acquire({ signal: item.controller.signal }).then(
+        (permit) => {
+          pending.delete(item)
+          start(run, resolve, permit)
+        },
+        () => {
+          // Only clearQueue aborts these waits.
+          pending.delete(item)
+        },
+      )
+    })
+
+  Object.defineProperties(generator, {
+    activeCount: { get: () => activeCount },
+    pendingCount: { get: () => pending.size },
+    clearQueue: {
+      value(): void {
+        const abortError = AbortSignal.abort().reason
+        for (const item of pending) {
+          item.controller.abort()
+          if (rejectOnClear) item.reject(abortError)
+        }
+        pending.clear()
+      },
+    },
+    concurrency: {
+      get: () => concurrency,
+      set(next: number) {
+        validateConcurrency(next)
+        if (next === concurrency) return
+        if (next === Number.POSITIVE_INFINITY) {
+          // Unlimited from now on: let everything waiting through.
+          if (pending.size > 0) semaphore?.addPermits(pending.size)
+        } else if (concurrency === Number.POSITIVE_INFINITY || semaphore === undefined) {
+          semaphore ??= new Semaphore(next)
+        } else if (next > concurrency) {
+          let add = next - concurrency
+          const repaid = Math.min(debt, add)
+          debt -= repaid
+          add -= repaid
+          if (add > 0) semaphore.addPermits(add)
+        } else {
+          const remove = concurrency - next
+          debt += remove - semaphore.forgetPermits(remove)
+        }
+        concurrency = next
+      },
+    },
+    map: {
+      async value<Input, R>(iterable: Iterable<Input>, fn: (value: Input, index: number) => PromiseLike<R> | R) {
+        const promises: Promise<R>[] = []
+        try {
+          Array.from(iterable, (value, index) => {
+            const promise = generator(fn, value, index)
+            promises.push(promise)
+            return promise
+          })
+        } catch (error) {
+          for (const promise of promises) promise.catch(() => {})
+          throw error
+        }
+        return Promise.all(promises)
+      },
+    },
+  })
+  return generator as LimitFunction
+}
+
+/** `fn` wrapped so that calls run under a limit of their own (p-limit's `limitFunction`). */
+export function limitFunction<Arguments extends unknown[], ReturnType>(
+  fn: (...arguments_: Arguments) => PromiseLike<ReturnType> | ReturnType,
+  options: Options,
+): ((...arguments_: Arguments) => Promise<ReturnType>) & { clearQueue(): void } {
+  const limit = pLimit(options)
+  const limited = (...arguments_: Arguments): Promise<ReturnType> => limit(() => fn(...arguments_))
+  return Object.defineProperty(limited, 'clearQueue', { value: limit.clearQueue }) as typeof limited & {
+    clearQueue(): void
+  }
+}
