@@ -2,9 +2,18 @@
 // It loads the CommonJS build (one instance per thread): importing CommonJS
 // from ESM yields `module.exports` as the default, not `exports.default`.
 import { createRequire } from 'node:module'
-import type * as PLimit from './p-limit.js'
+import type { LimitFunction, Options } from './p-limit.js'
 
-const cjs = createRequire(import.meta.url)('./p-limit.js') as typeof PLimit
+interface PLimitModule {
+  default: (options: number | Options) => LimitFunction
+  limitFunction: <Arguments extends unknown[], ReturnType>(
+    fn: (...arguments_: Arguments) => PromiseLike<ReturnType> | ReturnType,
+    options: Options,
+  ) => ((...arguments_: Arguments) => Promise<ReturnType>) & { clearQueue(): void }
+}
+
+const cjs = createRequire(import.meta.url)('./p-limit.js') as PLimitModule
 export type { LimitFunction, Options } from './p-limit.js'
 export const limitFunction = cjs.limitFunction
-export default cjs.default
+const pLimit = cjs.default
+export default pLimit
