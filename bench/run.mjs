@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { parseArgs } from 'node:util'
 import { suites as channelSuites } from './channel.bench.mjs'
+import { suites as poolSuites } from './pool.bench.mjs'
 import { suites as semaphoreSuites } from './semaphore.bench.mjs'
 import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
 
@@ -33,7 +34,7 @@ const environment = {
   rustc: version('rustc', '--version'),
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: cpus().length,
-  peers: Object.fromEntries(['p-limit', 'async-mutex', 'limiter', 'tinybench'].map((p) => [p, packageVersion(p)])),
+  peers: Object.fromEntries(['p-limit', 'async-mutex', 'limiter', 'piscina', 'tinybench'].map((p) => [p, packageVersion(p)])),
   quick: args.quick,
   date: new Date().toISOString(),
 }
@@ -59,7 +60,12 @@ function tinybenchRows(bench) {
   })
 }
 
-const all = [...semaphoreSuites({ time }), ...tokenBucketSuites({ time }), ...channelSuites({ quick: args.quick })]
+const all = [
+  ...semaphoreSuites({ time }),
+  ...tokenBucketSuites({ time }),
+  ...channelSuites({ quick: args.quick }),
+  ...poolSuites({ quick: args.quick }),
+]
 const results = []
 let failed = false
 for (const suite of all) {
