@@ -56,6 +56,12 @@ describe.runIf(supported)('the packed package, installed as a user installs it',
     mkdirSync(app)
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }))
     cpSync(join(root, 'test', 'package'), app, { recursive: true })
+    // sluice's one runtime dependency comes from the registry into the
+    // empty cache first; the install itself is then offline.
+    const manifestDeps = Object.entries(manifest.dependencies ?? {}) as [string, string][]
+    for (const [name, version] of manifestDeps) {
+      await run('npm', ['cache', 'add', `${name}@${version}`, '--cache', join(work, 'cache')], { cwd: work })
+    }
     await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--cache', join(work, 'cache'), ...tarballs], {
       cwd: app,
       env: { HOME: work, PATH: bin },
@@ -63,6 +69,7 @@ describe.runIf(supported)('the packed package, installed as a user installs it',
   }, 300_000)
 
   it('installs the binary from the platform package, not from a build', () => {
+    expect(existsSync(join(app, 'node_modules', 'piscina', 'package.json'))).toBe(true)
     const modules = join(app, 'node_modules')
     expect(existsSync(join(modules, `sluice-${platformPackage}`, `sluice.${platformPackage}.node`))).toBe(true)
     expect(readdirSync(join(modules, 'sluice')).filter((f) => f.endsWith('.node'))).toEqual([])
