@@ -3,22 +3,15 @@
 //! on real threads.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use common::stress;
 use proptest::prelude::*;
 use sluice_core::{Acquire, AcquireError, Grant, ReleaseError, Semaphore, TryAcquireError};
-
-/// Scales a stress test's iteration count down under valgrind
-/// (`SLUICE_STRESS_DIVISOR`, see scripts/valgrind.sh), which runs ~50x slower.
-fn stress(n: usize) -> usize {
-    let divisor: usize = std::env::var("SLUICE_STRESS_DIVISOR")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(1);
-    (n / divisor.max(1)).max(1)
-}
 
 #[test]
 fn smoke() {

@@ -2,25 +2,18 @@
 //! against a plain leaky-bucket reference, and a contended rate check.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use common::stress;
 use proptest::prelude::*;
 use sluice_core::{BucketConfigError, Clock, FakeClock, TakeError, TokenBucket};
 
 fn bucket(capacity: u64, interval: u64) -> TokenBucket<FakeClock> {
     TokenBucket::with_clock(capacity, interval, FakeClock::new(1_000)).unwrap()
-}
-
-/// Scales a stress test's iteration count down under valgrind
-/// (`SLUICE_STRESS_DIVISOR`, see scripts/valgrind.sh), which runs ~50x slower.
-fn stress(n: usize) -> usize {
-    let divisor: usize = std::env::var("SLUICE_STRESS_DIVISOR")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(1);
-    (n / divisor.max(1)).max(1)
 }
 
 #[test]
