@@ -27,7 +27,10 @@ const number = (n) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toPr
 const slug = (name) => name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60)
 const escape = (text) => String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
-/** A horizontal bar chart of ops/s, sluice rows in one colour, the rest in another. */
+const measure = (row) => row.opsPerSecond ?? row.value
+const unitOf = (suite) => (suite.unit === undefined ? '/s' : ` ${suite.unit}`)
+
+/** A horizontal bar chart, sluice rows in one colour, the rest in another. */
 function chart(suite) {
   const rows = suite.rows.filter((row) => !row.error)
   const width = 720
@@ -36,21 +39,21 @@ function chart(suite) {
   const gap = 8
   const top = 36
   const height = top + rows.length * (bar + gap) + 12
-  const max = Math.max(...rows.map((row) => row.opsPerSecond))
+  const max = Math.max(...rows.map(measure))
   const bars = rows.map((row, i) => {
     const y = top + i * (bar + gap)
-    const w = Math.max(1, ((width - label - 110) * row.opsPerSecond) / max)
+    const w = Math.max(1, ((width - label - 110) * measure(row)) / max)
     const fill = row.name.startsWith('sluice') ? '#1f77b4' : '#9e9e9e'
     return [
       `<text x="${label - 8}" y="${y + bar * 0.68}" text-anchor="end">${escape(row.name)}</text>`,
       `<rect x="${label}" y="${y}" width="${w.toFixed(1)}" height="${bar}" fill="${fill}"/>`,
-      `<text x="${label + w + 6}" y="${y + bar * 0.68}">${number(row.opsPerSecond)}/s</text>`,
+      `<text x="${label + w + 6}" y="${y + bar * 0.68}">${number(measure(row))}${unitOf(suite)}</text>`,
     ].join('')
   })
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="8" y="22" font-weight="bold">${escape(suite.suite)} (operations per second, higher is better)</text>`,
+    `<text x="8" y="22" font-weight="bold">${escape(suite.suite)} (${suite.lowerIsBetter ? 'lower' : 'higher'} is better)</text>`,
     ...bars,
     '</svg>',
   ].join('\n')
@@ -72,7 +75,8 @@ for (const suite of results) {
   const chartFile = `${slug(suite.suite)}.svg`
   writeFileSync(new URL(chartFile, chartsDir), chart(suite))
   lines.push(`## ${suite.suite}`, '', `![${suite.suite}](charts/${chartFile})`, '')
-  lines.push(`| contender | ops/s | mean ns/op | p99 ns | vs ${suite.baseline} |`, '| --- | ---: | ---: | ---: | ---: |')
+  const unitHeader = suite.unit === undefined ? 'ops/s' : suite.unit
+  lines.push(`| contender | ${unitHeader} | mean ns/op | p99 ns | vs ${suite.baseline} (higher is better) |`, '| --- | ---: | ---: | ---: | ---: |')
   for (const row of suite.rows) {
     if (row.error) {
       lines.push(`| ${row.name} | error: ${row.error} | | | |`)
@@ -81,19 +85,21 @@ for (const suite of results) {
     const ns = row.nsPerOp === undefined ? '' : row.nsPerOp.toFixed(1)
     const p99 = row.p99Ns === undefined ? '' : row.p99Ns.toFixed(1)
     const ratio = row.vsBaseline === undefined ? '' : `${row.vsBaseline.toFixed(2)}x`
-    lines.push(`| ${row.name} | ${number(row.opsPerSecond)} | ${ns} | ${p99} | ${ratio} |`)
+    lines.push(`| ${row.name} | ${number(measure(row))} | ${ns} | ${p99} | ${ratio} |`)
   }
+  // Higher is better for every score.
+  const score = (row) => (suite.lowerIsBetter ? 1 / measure(row) : measure(row))
   const ours = rows.filter((row) => row.name.startsWith('sluice'))
   const others = rows.filter((row) => !row.name.startsWith('sluice'))
   if (ours.length > 0 && others.length > 0) {
-    const best = ours.reduce((a, b) => (a.opsPerSecond >= b.opsPerSecond ? a : b))
-    const fastest = others.reduce((a, b) => (a.opsPerSecond >= b.opsPerSecond ? a : b))
-    const ratio = best.opsPerSecond / fastest.opsPerSecond
+    const best = ours.reduce((a, b) => (score(a) >= score(b) ? a : b))
+    const fastest = others.reduce((a, b) => (score(a) >= score(b) ? a : b))
+    const ratio = score(best) / score(fastest)
     lines.push(
       '',
       ratio >= 1
-        ? `sluice's best row is ${ratio.toFixed(2)}x the fastest other contender (${fastest.name}).`
-        : `**sluice is behind here**: its best row is ${ratio.toFixed(2)}x the fastest other contender (${fastest.name}).`,
+        ? `sluice's best row is ${ratio.toFixed(2)}x the best other contender (${fastest.name}).`
+        : `**sluice is behind here**: its best row is ${ratio.toFixed(2)}x the best other contender (${fastest.name}).`,
     )
   }
   lines.push('')

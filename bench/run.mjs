@@ -11,6 +11,7 @@ import { suites as channelSuites } from './channel.bench.mjs'
 import { suites as poolSuites } from './pool.bench.mjs'
 import { suites as semaphoreSuites } from './semaphore.bench.mjs'
 import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
+import { suites as waiterSuites } from './waiters.bench.mjs'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
 const time = args.quick ? 100 : 2000
@@ -65,6 +66,7 @@ const all = [
   ...tokenBucketSuites({ time }),
   ...channelSuites({ quick: args.quick }),
   ...poolSuites({ quick: args.quick }),
+  ...waiterSuites({ quick: args.quick }),
 ]
 const results = []
 let failed = false
@@ -79,13 +81,19 @@ for (const suite of all) {
   }
   process.stdout.write(' done\n')
   const baselineName = suite.baseline ?? DEFAULT_BASELINE
-  const baseline = rows.find((row) => row.name === baselineName)?.opsPerSecond
+  // Rows carry ops/s (higher is better) or a measured `value` in `suite.unit`
+  // (lower is better when `suite.lowerIsBetter`); `score` makes both "higher
+  // is better" so one ratio formula serves.
+  const score = (row) => row.opsPerSecond ?? (suite.lowerIsBetter ? 1 / row.value : row.value)
+  const baselineRow = rows.find((row) => row.name === baselineName && !row.error)
   for (const row of rows) {
-    if (row.error) failed = true
-    else {
-      row.vsBaseline = baseline ? row.opsPerSecond / baseline : undefined
-      if (!Number.isFinite(row.opsPerSecond) || row.opsPerSecond <= 0) failed = true
+    if (row.error) {
+      failed = true
+      continue
     }
+    const measured = row.opsPerSecond ?? row.value
+    if (!Number.isFinite(measured) || measured < 0 || (row.opsPerSecond !== undefined && measured === 0)) failed = true
+    row.vsBaseline = baselineRow ? score(row) / score(baselineRow) : undefined
   }
   console.table(
     rows.map((row) =>
@@ -93,9 +101,13 @@ for (const suite of all) {
         ? { task: row.name, error: row.error }
         : {
             task: row.name,
-            'ops/s': Math.round(row.opsPerSecond).toLocaleString('en-US'),
-            'mean ns/op': row.nsPerOp?.toFixed(1) ?? '',
-            'p99 ns': row.p99Ns?.toFixed(1) ?? '',
+            ...(row.opsPerSecond !== undefined
+              ? {
+                  'ops/s': Math.round(row.opsPerSecond).toLocaleString('en-US'),
+                  'mean ns/op': row.nsPerOp?.toFixed(1) ?? '',
+                  'p99 ns': row.p99Ns?.toFixed(1) ?? '',
+                }
+              : { [suite.unit ?? 'value']: row.value.toFixed(row.value < 10 ? 3 : 1) }),
             [`vs ${baselineName}`]: row.vsBaseline === undefined ? '' : `${row.vsBaseline.toFixed(2)}x`,
           },
     ),
@@ -104,10 +116,10 @@ for (const suite of all) {
   const peers = rows.filter((row) => !row.error && !row.name.startsWith('sluice'))
   for (const mine of ours) {
     for (const peer of peers) {
-      console.log(`  ${mine.name} / ${peer.name}: ${(mine.opsPerSecond / peer.opsPerSecond).toFixed(2)}x`)
+      console.log(`  ${mine.name} / ${peer.name}: ${(score(mine) / score(peer)).toFixed(2)}x (higher is better)`)
     }
   }
-  results.push({ suite: suite.name, baseline: baselineName, rows })
+  results.push({ suite: suite.name, baseline: baselineName, unit: suite.unit, lowerIsBetter: suite.lowerIsBetter, rows })
 }
 
 const dir = new URL('./results/', import.meta.url)
