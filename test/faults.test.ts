@@ -1,5 +1,6 @@
 // Fault injection: workers that die in awkward places, and codecs that fail
 // half-way. After each, the other threads carry on and everything is back.
+import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
 import { Channel, Mutex, Semaphore, type Codec } from 'sluice'
 import { eventually, nextMessage, runWorker } from './helpers.js'
@@ -55,5 +56,16 @@ describe('fault injection', () => {
     await ch.sendMany([13, 14])
     await expect(ch.recv()).rejects.toThrow('unlucky')
     expect(await ch.recv()).toBe(14)
+  })
+
+  it('a native batch holding a value that is not a message throws, sends nothing and keeps all the room', () => {
+    // Below the TypeScript layer (which encodes every value first), straight
+    // at the binding: the throw must not leave half a batch or lost places.
+    const binding = createRequire(import.meta.url)('../packages/node/binding.js')
+    const native = new binding.NativeChannel(4)
+    const handle = native.fastHandle()
+    expect(() => binding.chanSendMany(handle, [1, 'not a message', 2])).toThrow(TypeError)
+    expect(native.length).toBe(0)
+    expect(binding.chanSendMany(handle, [1, 2, 3, 4, 5])[0]).toBe(4)
   })
 })

@@ -90,6 +90,14 @@ impl<P: Primitive> Attachment<P> {
         })
     }
 
+    /// This thread's attachment to the live primitive of this kind with id
+    /// `id`, made in any thread; `kind` names it in the error otherwise.
+    pub(crate) fn by_id(env: &Env, id: f64, kind: &str) -> Result<Rc<Self>> {
+        let shared = Shared::<P>::lookup(id)
+            .ok_or_else(|| Error::new(Status::GenericFailure, format!("no live {kind} has id {id}")))?;
+        Self::get_or_attach(env, shared)
+    }
+
     /// Withdraws this thread's waits, gives back what it holds and frees its
     /// slot. Idempotent: runs at thread exit and again (as a no-op) on drop.
     fn detach(&self) {

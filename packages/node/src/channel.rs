@@ -127,10 +127,8 @@ impl NativeChannel {
 
     #[napi(factory, catch_unwind)]
     pub fn from_id(env: Env, id: f64) -> Result<Self> {
-        let shared = Shared::<ChannelCore>::lookup(id)
-            .ok_or_else(|| Error::from_reason(format!("no live channel has id {id}")))?;
         Ok(Self {
-            attachment: Attachment::get_or_attach(&env, shared)?,
+            attachment: Attachment::by_id(&env, id, "channel")?,
         })
     }
 
@@ -324,7 +322,8 @@ unsafe fn send(env: napi_env, info: napi_callback_info) -> napi_value {
 }
 
 /// `chanSendMany(handle, messages[]) -> [sent, ...settle entries] | 2 (closed)`:
-/// sends from the front of the array while there is room.
+/// sends from the front of the array while there is room; throws (sending
+/// nothing) if one of the messages it would send is not a message.
 unsafe fn send_many(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -340,25 +339,33 @@ unsafe fn send_many(env: napi_env, info: napi_callback_info) -> napi_value {
         return raw::throw_type(env, "expected an array of messages");
     }
     let core = &attachment.shared.primitive;
-    let mut sent = 0usize;
-    for i in 0..length {
+    // Take the room first, then read exactly that many messages: a value that
+    // is not a message gives all the room back and sends nothing, so no
+    // receiver is woken (and no grant collected) for a call that throws.
+    let room = match core.slots.try_acquire_up_to(length as usize) {
+        Ok(room) => room,
+        Err(_) => return raw::code(env, code::CLOSED),
+    };
+    let mut messages = Vec::with_capacity(room);
+    for i in 0..room {
         let mut value = ptr::null_mut();
         // SAFETY: `array` is an array of this call; `i` is in bounds.
-        unsafe { sys::napi_get_element(env, array, i, &mut value) };
-        match core.slots.try_acquire(1) {
-            Ok(()) => {}
-            Err(TryAcquireError::Closed) if sent == 0 => return raw::code(env, code::CLOSED),
-            Err(_) => break,
-        }
+        unsafe { sys::napi_get_element(env, array, i as u32, &mut value) };
         let Some(message) = read_message(env, value) else {
-            // Give the slot back and report what was sent before the bad value:
-            // the exception is pending, so the caller sees it; messages already
-            // pushed stay sent (and their receivers are woken).
-            let _ = core.slots.release(1);
-            let mut out = Vec::new();
-            after_push(attachment, sent, &mut out);
+            let _ = core.slots.release(room);
             return ptr::null_mut();
         };
+        messages.push(message);
+    }
+    push_batch(env, attachment, messages.into_iter())
+}
+
+/// Pushes messages whose slots are already taken and returns
+/// `[sent, ...settle entries]` (receivers woken once for the batch).
+fn push_batch(env: napi_env, attachment: &ChannelAttachment, messages: impl Iterator<Item = Message>) -> napi_value {
+    let core = &attachment.shared.primitive;
+    let mut sent = 0;
+    for message in messages {
         core.push_owed(message);
         sent += 1;
     }
@@ -605,19 +612,15 @@ unsafe fn send_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
     let Some(numbers) = float64s(&call, 1) else {
         return ptr::null_mut();
     };
-    let core = &attachment.shared.primitive;
-    let sent = match core.slots.try_acquire_up_to(numbers.len()) {
-        Ok(sent) => sent,
+    let room = match attachment.shared.primitive.slots.try_acquire_up_to(numbers.len()) {
+        Ok(room) => room,
         Err(_) => return raw::code(env, code::CLOSED),
     };
-    for &number in &numbers[..sent] {
-        core.push_owed(Message::Number(number));
-    }
-    let mut out = vec![sent as f64];
-    if sent > 0 {
-        after_push(attachment, sent, &mut out);
-    }
-    raw::array(env, out.into_iter().map(|n| raw::number(env, n)))
+    push_batch(
+        env,
+        attachment,
+        numbers[..room].iter().map(|&number| Message::Number(number)),
+    )
 }
 
 /// `chanRecvNumbers(handle, Float64Array) -> count | [count, ...settle] |

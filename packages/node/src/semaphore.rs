@@ -67,10 +67,8 @@ impl NativeSemaphore {
     /// Attaches this thread to the semaphore with id `id`, made in any thread.
     #[napi(factory, catch_unwind)]
     pub fn from_id(env: Env, id: f64) -> Result<Self> {
-        let shared = Shared::<Semaphore>::lookup(id)
-            .ok_or_else(|| Error::new(Status::GenericFailure, format!("no live semaphore has id {id}")))?;
         Ok(Self {
-            attachment: Attachment::get_or_attach(&env, shared)?,
+            attachment: Attachment::by_id(&env, id, "semaphore")?,
         })
     }
 

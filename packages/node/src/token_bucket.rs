@@ -67,10 +67,8 @@ impl NativeTokenBucket {
 
     #[napi(factory, catch_unwind)]
     pub fn from_id(env: Env, id: f64) -> Result<Self> {
-        let shared = Shared::<TokenBucket>::lookup(id)
-            .ok_or_else(|| Error::new(Status::GenericFailure, format!("no live token bucket has id {id}")))?;
         Ok(Self {
-            attachment: Attachment::get_or_attach(&env, shared)?,
+            attachment: Attachment::by_id(&env, id, "token bucket")?,
         })
     }
 

@@ -1,8 +1,9 @@
 import { onCancellation } from './abort.js'
 import { codecs, type Codec, type CodecName } from './codec.js'
 import { Doorbell, nextToken } from './doorbell.js'
-import { ClosedError, InvalidHandleError } from './errors.js'
+import { ClosedError } from './errors.js'
 import {
+  attachById,
   chanPopHeld,
   chanPushHeld,
   chanQueueRecv,
@@ -126,12 +127,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (codec === 'custom' && custom === undefined) {
       throw new TypeError('options.codec is required: this channel was made with a custom codec')
     }
-    let native: NativeChannel
-    try {
-      native = NativeChannel.fromId(id)
-    } catch (cause) {
-      throw new InvalidHandleError(`handle refers to no live channel (id ${id})`, { cause })
-    }
+    const native = attachById((id) => NativeChannel.fromId(id), id, 'channel')
     Channel.#attaching = { native, bells: doorbells, maxMessageBytes }
     return new Channel<T>({ capacity: native.capacity, codec: custom ?? (codec as CodecName) })
   }
@@ -414,23 +410,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const queued = chanQueueSend(this.#fast, token)
     if (queued === CLOSED) return Promise.reject(new ClosedError('channel closed'))
     if (queued === DONE) return this.#pushHeld(message)
-    return new Promise<void>((resolve, reject) => {
-      const disconnect = onCancellation(signal, timeout, (reason) => {
-        if (!this.#doorbell.forget(token)) return
-        disconnect()
-        this.#doorbell.settle(this.#native.cancel(token))
-        reject(reason)
-      })
-      this.#doorbell.wait(token, {
-        onGrant: () => {
-          disconnect()
-          this.#pushHeld(message).then(resolve, reject)
-        },
-        onWithdrawn: () => {
-          disconnect()
-          reject(new ClosedError('channel closed'))
-        },
-      })
+    return this.#wait(token, signal, timeout, {
+      onGrant: () => this.#pushHeld(message),
+      onWithdrawn: () => Promise.reject(new ClosedError('channel closed')),
     })
   }
 
@@ -451,25 +433,45 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         ? Promise.reject(new ClosedError('channel closed'))
         : this.#settled(received)
     }
-    return new Promise<T>((resolve, reject) => {
+    return this.#wait(token, signal, timeout, {
+      onGrant: () => this.#popHeld(),
+      // Closed while waiting: take what is left, if anything.
+      onWithdrawn: () => {
+        const received = chanRecv(this.#fast)
+        return received === null || received === undefined
+          ? Promise.reject(new ClosedError('channel closed'))
+          : this.#settled(received)
+      },
+    })
+  }
+
+  /**
+   * Waits for the queued wait `token` (a send or a receive) to be granted or
+   * withdrawn by a close, and settles with what the matching handler gives.
+   * An abort or timeout withdraws the wait natively; anything granted to it
+   * meanwhile goes back (a granted item stays queued for others).
+   */
+  #wait<R>(
+    token: number,
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+    on: { onGrant: () => Promise<R>; onWithdrawn: () => Promise<R> },
+  ): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
       const disconnect = onCancellation(signal, timeout, (reason) => {
         if (!this.#doorbell.forget(token)) return
         disconnect()
-        // Gives back an item granted meanwhile: the message stays queued.
         this.#doorbell.settle(this.#native.cancel(token))
         reject(reason)
       })
       this.#doorbell.wait(token, {
         onGrant: () => {
           disconnect()
-          this.#popHeld().then(resolve, reject)
+          on.onGrant().then(resolve, reject)
         },
         onWithdrawn: () => {
-          // Closed while waiting: take what is left, if anything.
           disconnect()
-          const received = chanRecv(this.#fast)
-          if (received === null || received === undefined) reject(new ClosedError('channel closed'))
-          else this.#settled(received).then(resolve, reject)
+          on.onWithdrawn().then(resolve, reject)
         },
       })
     })

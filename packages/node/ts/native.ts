@@ -3,6 +3,7 @@
 // `sluice-<platform>` package that npm installed as an optional dependency.
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader is CommonJS, and so is this build
 import binding = require('../binding.js')
+import { InvalidHandleError } from './errors.js'
 
 /** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
 export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
@@ -76,3 +77,15 @@ export type NativeTokenBucket = binding.NativeTokenBucket
 export const NativeChannel = binding.NativeChannel
 export type NativeChannel = binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
+
+/**
+ * Attaches this thread to the live primitive with id `id` through a native
+ * class's `fromId`, or throws InvalidHandleError naming `kind`.
+ */
+export function attachById<T>(fromId: (id: number) => T, id: number, kind: string): T {
+  try {
+    return fromId(id)
+  } catch (cause) {
+    throw new InvalidHandleError(`handle refers to no live ${kind} (id ${id})`, { cause })
+  }
+}

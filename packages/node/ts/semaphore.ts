@@ -1,7 +1,8 @@
 import { onCancellation } from './abort.js'
 import { Doorbell, nextToken, type Wait } from './doorbell.js'
-import { ClosedError, InvalidHandleError, QueueFullError } from './errors.js'
+import { ClosedError, QueueFullError } from './errors.js'
 import {
+  attachById,
   CLOSED,
   DONE,
   DOORBELL_SLOTS,
@@ -159,12 +160,7 @@ export class Semaphore {
     ) {
       throw new TypeError(`handle must be a Semaphore handle (semaphore.handle), got ${show(handle)}`)
     }
-    let native: NativeSemaphore
-    try {
-      native = NativeSemaphore.fromId(id)
-    } catch (cause) {
-      throw new InvalidHandleError(`handle refers to no live semaphore (id ${id})`, { cause })
-    }
+    const native = attachById((id) => NativeSemaphore.fromId(id), id, 'semaphore')
     Semaphore.#attaching = { native, bells: doorbells }
     return new Semaphore(native.capacity)
   }

@@ -1,7 +1,16 @@
 import { onCancellation } from './abort.js'
 import { nextToken } from './doorbell.js'
-import { InvalidHandleError, TimeoutError } from './errors.js'
-import { bucketCancel, bucketReserve, bucketSettle, bucketTryTake, DONE, NativeTokenBucket, type FastHandle } from './native.js'
+import { TimeoutError } from './errors.js'
+import {
+  attachById,
+  bucketCancel,
+  bucketReserve,
+  bucketSettle,
+  bucketTryTake,
+  DONE,
+  NativeTokenBucket,
+  type FastHandle,
+} from './native.js'
 import { MAX_TIMEOUT, show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 /** Either `refillPerSecond`, or `tokensPerInterval` per `interval` ms. */
@@ -72,12 +81,7 @@ export class TokenBucket {
     if (kind !== 'sluice:TokenBucket' || typeof id !== 'number') {
       throw new TypeError(`handle must be a TokenBucket handle (bucket.handle), got ${show(handle)}`)
     }
-    let native: NativeTokenBucket
-    try {
-      native = NativeTokenBucket.fromId(id)
-    } catch (cause) {
-      throw new InvalidHandleError(`handle refers to no live token bucket (id ${id})`, { cause })
-    }
+    const native = attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket')
     TokenBucket.#attaching = native
     return new TokenBucket(undefined as never)
   }
