@@ -106,6 +106,13 @@ describe('WorkerPool', () => {
     expect(await cut).toBeInstanceOf(Error)
   })
 
+  it('map and run reject bad arguments naming them', async () => {
+    await using pool = new WorkerPool({ filename, maxThreads: 1 })
+    await expect(pool.map(42 as never)).rejects.toThrow(new TypeError('items must be iterable, got 42'))
+    await expect(pool.map([1], { batchSize: 0 })).rejects.toThrow(/options\.batchSize/)
+    await expect(pool.run(1, { signal: 'x' as never })).rejects.toThrow(/options\.signal/)
+  })
+
   it('reports metrics', async () => {
     await using pool = new WorkerPool<number, number>({ filename, maxThreads: 2 })
     await Promise.all([1, 2, 3, 4].map((n) => pool.run(n)))

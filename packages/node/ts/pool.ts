@@ -130,6 +130,9 @@ export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDispos
    * error rejects, and batches still queued are cancelled.
    */
   async map(items: Iterable<Task>, options?: MapOptions): Promise<Result[]> {
+    if (items === null || items === undefined || typeof (items as Iterable<Task>)[Symbol.iterator] !== 'function') {
+      throw new TypeError(`items must be iterable, got ${show(items)}`)
+    }
     const list = Array.from(items)
     const opts = validateOptions<MapOptions>(options, 'options')
     const signal = validateSignal(opts.signal, 'options.signal')
