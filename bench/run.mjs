@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { parseArgs } from 'node:util'
 import { suites as channelSuites } from './channel.bench.mjs'
+import { suites as crossThreadSemaphoreSuites } from './cross-thread-semaphore.bench.mjs'
 import { suites as poolSuites } from './pool.bench.mjs'
 import { suites as semaphoreSuites } from './semaphore.bench.mjs'
 import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
@@ -35,7 +36,13 @@ const environment = {
   rustc: version('rustc', '--version'),
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: cpus().length,
-  peers: Object.fromEntries(['p-limit', 'async-mutex', 'limiter', 'piscina', 'tinybench'].map((p) => [p, packageVersion(p)])),
+  sluice: packageVersion('sluice'),
+  peers: Object.fromEntries(
+    ['p-limit', 'p-queue', 'async-mutex', 'limiter', 'rate-limiter-flexible', 'bottleneck', 'piscina', 'tinybench'].map((p) => [
+      p,
+      packageVersion(p),
+    ]),
+  ),
   quick: args.quick,
   date: new Date().toISOString(),
 }
@@ -62,16 +69,25 @@ function tinybenchRows(bench) {
 }
 
 const all = [
-  ...semaphoreSuites({ time }),
-  ...tokenBucketSuites({ time }),
+  ...semaphoreSuites({ time, quick: args.quick }),
+  ...tokenBucketSuites({ time, quick: args.quick }),
+  ...crossThreadSemaphoreSuites({ quick: args.quick }),
   ...channelSuites({ quick: args.quick }),
   ...poolSuites({ quick: args.quick }),
   ...waiterSuites({ quick: args.quick }),
 ]
 const results = []
 let failed = false
-for (const suite of all) {
-  process.stdout.write(`\n${suite.name}: running...`)
+const runStarted = performance.now()
+for (const [index, suite] of all.entries()) {
+  const progress = `[${index + 1}/${all.length}] ${suite.name}`
+  const suiteStarted = performance.now()
+  // Progress: a ticking elapsed time on a terminal, one line per suite otherwise.
+  const tty = process.stdout.isTTY
+  const tick = () => process.stdout.write(`\r${progress}: running ${((performance.now() - suiteStarted) / 1000).toFixed(0)} s`)
+  const ticker = tty ? setInterval(tick, 1000) : undefined
+  if (tty) tick()
+  else process.stdout.write(`\n${progress}: running...`)
   let rows
   if (typeof suite.run === 'function' && !('tasks' in suite)) {
     rows = await suite.run()
@@ -79,7 +95,10 @@ for (const suite of all) {
     await suite.run()
     rows = tinybenchRows(suite)
   }
-  process.stdout.write(' done\n')
+  clearInterval(ticker)
+  const elapsed = (performance.now() - suiteStarted) / 1000
+  const total = (performance.now() - runStarted) / 1000
+  process.stdout.write(`${tty ? `\r${progress}:` : ''} done in ${elapsed.toFixed(1)} s (${total.toFixed(0)} s so far)\n`)
   const baselineName = suite.baseline ?? DEFAULT_BASELINE
   // Rows carry ops/s (higher is better) or a measured `value` in `suite.unit`
   // (lower is better when `suite.lowerIsBetter`); `score` makes both "higher
@@ -113,7 +132,8 @@ for (const suite of all) {
     ),
   )
   const ours = rows.filter((row) => !row.error && row.name.startsWith('sluice'))
-  const peers = rows.filter((row) => !row.error && !row.name.startsWith('sluice'))
+  // Reference rows (an idle loop, say) are context, not contenders.
+  const peers = rows.filter((row) => !row.error && !row.reference && !row.name.startsWith('sluice'))
   for (const mine of ours) {
     for (const peer of peers) {
       console.log(`  ${mine.name} / ${peer.name}: ${(score(mine) / score(peer)).toFixed(2)}x (higher is better)`)

@@ -3,11 +3,12 @@
 // for bench/run.mjs.
 import { Semaphore as AsyncMutexSemaphore } from 'async-mutex'
 import pLimit from 'p-limit'
+import PQueue from 'p-queue'
 import { Semaphore } from 'sluice'
 import { Bench } from 'tinybench'
 import { RingSemaphore } from './baselines/semaphore.mjs'
 
-export function suites({ time }) {
+export function suites({ time, quick }) {
   const sluice = new Semaphore(16)
   const ring = new RingSemaphore(16)
   const asyncMutex = new AsyncMutexSemaphore(16)
@@ -39,12 +40,14 @@ export function suites({ time }) {
       ;(await sluice.acquire()).release()
     })
 
-  // 1,000 tasks per iteration through a limit of 16, each awaiting a microtask:
-  // most of them queue, so this measures the waiting path.
-  const tasks = 1000
+  // 100,000 tasks per iteration (1,000 in a quick run) through a limit of 16,
+  // each awaiting a microtask: nearly all of them queue, so this measures the
+  // waiting path. Rows are tasks per second.
+  const tasks = quick ? 1000 : 100_000
   const task = () => Promise.resolve()
   const limit = pLimit(16)
-  const limited = new Bench({ name: `${tasks} async tasks under a limit of 16`, time, iterations: 20 })
+  const queue = new PQueue({ concurrency: 16 })
+  const limited = new Bench({ name: `${tasks.toLocaleString('en-US')} async tasks under a limit of 16`, time, iterations: quick ? 5 : 10 })
     .add('pure-JS baseline', async () => {
       await Promise.all(
         Array.from({ length: tasks }, async () => {
@@ -60,6 +63,9 @@ export function suites({ time }) {
     .add('p-limit', async () => {
       await Promise.all(Array.from({ length: tasks }, () => limit(task)))
     })
+    .add('p-queue', async () => {
+      await Promise.all(Array.from({ length: tasks }, () => queue.add(task)))
+    })
     .add('async-mutex', async () => {
       await Promise.all(Array.from({ length: tasks }, () => asyncMutex.runExclusive(task)))
     })
@@ -67,5 +73,6 @@ export function suites({ time }) {
       await Promise.all(Array.from({ length: tasks }, () => sluice.run(task)))
     })
 
+  limited.opsPerIteration = tasks
   return [uncontendedSync, uncontendedAsync, limited]
 }
