@@ -1,5 +1,7 @@
 // Type tests for the public API: checked by `tsc` (npm run typecheck), and run
 // as ordinary (trivial) tests by vitest.
+import type { MutexInterface as RealMutexInterface, SemaphoreInterface as RealSemaphoreInterface } from 'async-mutex'
+import type * as asyncMutexCompat from 'sluice/compat/async-mutex'
 import { describe, expectTypeOf, it } from 'vitest'
 import {
   Channel,
@@ -50,5 +52,13 @@ describe('public types', () => {
   it('errors are classes with a code', () => {
     expectTypeOf<ClosedError>().toMatchTypeOf<SluiceError>()
     expectTypeOf<SluiceError['code']>().toEqualTypeOf<string>()
+  })
+})
+
+describe('sluice/compat/async-mutex types', () => {
+  it('its classes fit where async-mutex 0.5 interfaces are expected', () => {
+    expectTypeOf<asyncMutexCompat.Mutex>().toExtend<RealMutexInterface>()
+    expectTypeOf<asyncMutexCompat.Semaphore>().toExtend<RealSemaphoreInterface>()
+    expectTypeOf<asyncMutexCompat.MutexInterface.Releaser>().toEqualTypeOf<RealMutexInterface.Releaser>()
   })
 })

@@ -28,8 +28,12 @@ export declare class NativeChannel {
 }
 
 export declare class NativeSemaphore {
-  /** `maxWaiters`: most waits queued at once (across threads); unbounded if absent. */
-  constructor(permits: number, maxWaiters?: number | undefined | null)
+  /**
+   * `maxWaiters`: most waits queued at once (across threads); unbounded if
+   * absent. `available`: how many of the `permits` start free (all if
+   * absent); the rest are held by nobody until `releaseUnowned` frees them.
+   */
+  constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null)
   /** Attaches this thread to the semaphore with id `id`, made in any thread. */
   static fromId(id: number): NativeSemaphore
   get id(): number
@@ -53,6 +57,17 @@ export declare class NativeSemaphore {
    * returns settle entries (`wake.rs`).
    */
   addPermits(n: number): Array<number>
+  /**
+   * Releases `n` permits that no thread holds (counted out at construction
+   * with `available`, or given up with `forget`), as async-mutex's unchecked
+   * `release` does; returns settle entries. Fails beyond the capacity.
+   */
+  releaseUnowned(n: number): Array<number>
+  /**
+   * Permits set aside for the queue head while it waits for the rest: free
+   * permits that `available` does not show (it reads 0 while anyone waits).
+   */
+  get reserved(): number
   /** Removes up to `n` free permits for good; returns how many. */
   forgetPermits(n: number): number
   /** Gives up `n` permits this thread holds, for good (the capacity shrinks). */

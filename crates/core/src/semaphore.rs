@@ -337,6 +337,16 @@ impl Semaphore {
         }
     }
 
+    /// Permits set aside for the queue head, which waits for more: free
+    /// permits that [`available`](Self::available) does not count (it is 0
+    /// while anyone waits). Takes the lock only while someone waits.
+    pub fn reserved_for_head(&self) -> usize {
+        if self.state.load(Ordering::Relaxed) & QUEUED == 0 {
+            return 0;
+        }
+        self.lock().waiters.front_mut().map_or(0, |head| head.assigned)
+    }
+
     /// Takes `n` permits now, or queues a wait for them under `(owner, token)`.
     ///
     /// A queued wait ends in one of three ways: a `release` grants it (its owner
@@ -351,6 +361,25 @@ impl Semaphore {
     /// `(owner, token)` is already waiting or granted; [`AcquireError::QueueFull`]
     /// if it would have to wait behind `max_waiters` others.
     pub fn acquire(&self, n: usize, owner: Owner, token: Token) -> Result<Acquire, AcquireError> {
+        self.acquire_with_priority(n, 0, owner, token)
+    }
+
+    /// [`acquire`](Self::acquire) in a priority class: the wait is queued
+    /// after every waiter of `priority` or higher and before every lower one
+    /// (`acquire` is priority 0). A request that would stand first in the
+    /// queue takes the permits set aside for the waiter it overtakes, so it is
+    /// granted at once when they suffice (the semantics of async-mutex 0.5).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_with_priority(
+        &self,
+        n: usize,
+        priority: i32,
+        owner: Owner,
+        token: Token,
+    ) -> Result<Acquire, AcquireError> {
         let capacity = self.capacity();
         if n > capacity {
             return Err(AcquireError::TooManyPermits { requested: n, capacity });
@@ -400,11 +429,23 @@ impl Semaphore {
                 Err(actual) => current = actual,
             }
         }
-        queue.waiters.push_back(Waiter {
+        if queue.waiters.front_priority().is_some_and(|head| head < priority) {
+            // It overtakes the head, whose partial grant holds every free
+            // permit (QUEUED is set, so the count in `state` is zero): that
+            // grant moves to the newcomer, which may then need no wait at all.
+            let head = queue.waiters.front_mut().expect("a head has a priority");
+            if head.assigned >= n {
+                head.assigned -= n;
+                return Ok(Acquire::Acquired);
+            }
+            assigned = std::mem::take(&mut head.assigned);
+        }
+        queue.waiters.insert(Waiter {
             owner,
             token,
             needed: n,
             assigned,
+            priority,
         });
         self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
         Ok(Acquire::Queued)

@@ -1,9 +1,12 @@
-//! The FIFO of waiters behind [`Semaphore`](crate::Semaphore)'s slow path.
+//! The queue of waiters behind [`Semaphore`](crate::Semaphore)'s slow path:
+//! by priority (higher first), FIFO within a priority.
 //!
 //! A doubly linked list threaded through a slab (`Vec` of entries plus a free
 //! list), with an index from `(owner, token)` to the entry. That gives O(1)
 //! push, pop and removal of any waiter (a cancelled wait must not cost a scan),
-//! and reuses memory instead of allocating a node per waiter. It is not
+//! and reuses memory instead of allocating a node per waiter. Inserting by
+//! priority walks back from the tail past lower priorities only, so it stays
+//! O(1) while every waiter has the same priority (the common case). It is not
 //! thread-safe by itself: the semaphore keeps it behind its lock.
 
 use crate::fx_hash::FxHashMap;
@@ -22,6 +25,8 @@ pub(crate) struct Waiter {
     pub(crate) needed: usize,
     /// Permits already handed to it while it waits at the head (partial grant).
     pub(crate) assigned: usize,
+    /// Served before every lower priority, after earlier waiters of its own.
+    pub(crate) priority: i32,
 }
 
 enum Entry {
@@ -69,13 +74,32 @@ impl WaitQueue {
         self.index.contains_key(&(owner, token))
     }
 
-    /// Appends a waiter. The caller guarantees `(owner, token)` is not queued yet.
-    pub(crate) fn push_back(&mut self, waiter: Waiter) {
+    /// The head's priority, if anyone waits.
+    pub(crate) fn front_priority(&self) -> Option<i32> {
+        match self.entries.get(self.head as usize)? {
+            Entry::Occupied { waiter, .. } => Some(waiter.priority),
+            Entry::Vacant { .. } => unreachable!("head points at a vacant entry"),
+        }
+    }
+
+    /// Queues a waiter after every waiter of its priority or higher, and
+    /// before every lower one. The caller guarantees `(owner, token)` is not
+    /// queued yet.
+    pub(crate) fn insert(&mut self, waiter: Waiter) {
+        let mut after = self.tail;
+        while after != NIL {
+            match &self.entries[after as usize] {
+                Entry::Occupied { waiter: w, prev, .. } if w.priority < waiter.priority => after = *prev,
+                Entry::Occupied { .. } => break,
+                Entry::Vacant { .. } => unreachable!("list links a vacant entry"),
+            }
+        }
+        let before = if after == NIL { self.head } else { self.next_of(after) };
         let key = (waiter.owner, waiter.token);
         let entry = Entry::Occupied {
             waiter,
-            prev: self.tail,
-            next: NIL,
+            prev: after,
+            next: before,
         };
         let at = if self.free == NIL {
             self.entries.push(entry);
@@ -89,12 +113,16 @@ impl WaitQueue {
             self.entries[at as usize] = entry;
             at
         };
-        if self.tail == NIL {
+        if after == NIL {
             self.head = at;
         } else {
-            self.set_next(self.tail, at);
+            self.set_next(after, at);
         }
-        self.tail = at;
+        if before == NIL {
+            self.tail = at;
+        } else {
+            self.set_prev(before, at);
+        }
         self.len += 1;
         self.index.insert(key, at);
     }
@@ -155,6 +183,13 @@ impl WaitQueue {
         waiter
     }
 
+    fn next_of(&self, at: u32) -> u32 {
+        match &self.entries[at as usize] {
+            Entry::Occupied { next, .. } => *next,
+            Entry::Vacant { .. } => unreachable!("list links a vacant entry"),
+        }
+    }
+
     fn set_next(&mut self, at: u32, to: u32) {
         if let Entry::Occupied { next, .. } = &mut self.entries[at as usize] {
             *next = to;
@@ -178,6 +213,7 @@ mod tests {
             token,
             needed: 1,
             assigned: 0,
+            priority: 0,
         }
     }
 
@@ -189,7 +225,7 @@ mod tests {
     fn fifo_order() {
         let mut q = WaitQueue::new();
         for t in 0..5 {
-            q.push_back(waiter(0, t));
+            q.insert(waiter(0, t));
         }
         assert_eq!(q.len(), 5);
         assert_eq!(drain(&mut q), vec![0, 1, 2, 3, 4]);
@@ -200,7 +236,7 @@ mod tests {
     fn remove_from_middle_head_and_tail_keeps_order() {
         let mut q = WaitQueue::new();
         for t in 0..5 {
-            q.push_back(waiter(0, t));
+            q.insert(waiter(0, t));
         }
         assert_eq!(q.remove(0, 2).map(|w| w.token), Some(2));
         assert_eq!(q.remove(0, 0).map(|w| w.token), Some(0));
@@ -213,8 +249,8 @@ mod tests {
     fn slots_are_reused() {
         let mut q = WaitQueue::new();
         for round in 0..100 {
-            q.push_back(waiter(0, round));
-            q.push_back(waiter(1, round));
+            q.insert(waiter(0, round));
+            q.insert(waiter(1, round));
             assert!(q.remove(0, round).is_some());
             assert_eq!(q.pop_front().map(|w| w.owner), Some(1));
         }
@@ -225,11 +261,32 @@ mod tests {
     fn remove_owner_takes_only_that_owner() {
         let mut q = WaitQueue::new();
         for t in 0..6 {
-            q.push_back(waiter((t % 2) as Owner, t));
+            q.insert(waiter((t % 2) as Owner, t));
         }
         let removed: Vec<Token> = q.remove_owner(1).into_iter().map(|w| w.token).collect();
         assert_eq!(removed, vec![1, 3, 5]);
         assert!(!q.contains(1, 3));
         assert_eq!(drain(&mut q), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn higher_priority_first_fifo_within_a_priority() {
+        let mut q = WaitQueue::new();
+        // (token, priority) in arrival order.
+        for (token, priority) in [(0, 0), (1, 1), (2, 0), (3, -1), (4, 1), (5, 2), (6, -1), (7, 0)] {
+            q.insert(Waiter {
+                priority,
+                ..waiter(0, token)
+            });
+        }
+        assert_eq!(q.front_priority(), Some(2));
+        // Removal in the middle keeps both directions of the links right.
+        assert!(q.remove(0, 2).is_some());
+        q.insert(Waiter {
+            priority: 1,
+            ..waiter(0, 8)
+        });
+        assert_eq!(drain(&mut q), vec![5, 1, 4, 8, 0, 7, 3, 6]);
+        assert_eq!(q.front_priority(), None);
     }
 }

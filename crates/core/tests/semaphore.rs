@@ -121,6 +121,46 @@ fn no_barging_past_a_queued_waiter() {
 }
 
 #[test]
+fn higher_priorities_are_served_first_and_fifo_within_a_priority() {
+    let sem = Semaphore::new(1);
+    sem.try_acquire(1).unwrap();
+    for (token, priority) in [(1, 0), (2, 1), (3, 0), (4, -1), (5, 1)] {
+        assert_eq!(sem.acquire_with_priority(1, priority, 0, token), Ok(Acquire::Queued));
+    }
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        assert_eq!(sem.release(1), Ok(vec![0]));
+        order.extend(sem.take_granted(0).into_iter().map(|g| g.token));
+    }
+    assert_eq!(order, vec![2, 5, 1, 3, 4]);
+}
+
+#[test]
+fn a_higher_priority_takes_the_permits_set_aside_for_the_head() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(3).unwrap();
+    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(2), Ok(vec![]));
+    assert_eq!(sem.available(), 0);
+    assert_eq!(sem.reserved_for_head(), 2);
+    // Same priority: queues behind the head, no barging.
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    // Higher priority and enough set aside: granted at once (async-mutex 0.5).
+    assert_eq!(sem.acquire_with_priority(1, 5, 2, 1), Ok(Acquire::Acquired));
+    assert_eq!(sem.reserved_for_head(), 1);
+    // Higher priority but not enough: it becomes the head and takes the rest.
+    assert_eq!(sem.acquire_with_priority(2, 5, 2, 2), Ok(Acquire::Queued));
+    assert_eq!(sem.reserved_for_head(), 1);
+    assert_eq!(sem.release(1), Ok(vec![2]));
+    assert_eq!(sem.take_granted(2), vec![Grant { token: 2, permits: 2 }]);
+    // Back to the original head, which gets nothing set aside until releases come.
+    assert_eq!(sem.reserved_for_head(), 0);
+    assert_eq!(sem.release(3), Ok(vec![0]));
+    assert_eq!(sem.take_granted(0), vec![Grant { token: 1, permits: 3 }]);
+    assert_eq!(sem.waiting(), 1);
+}
+
+#[test]
 fn a_weighted_head_is_not_starved_by_small_requests() {
     let sem = Semaphore::new(4);
     sem.try_acquire(3).unwrap();
@@ -326,7 +366,7 @@ fn forget_permits_takes_only_free_permits_and_shrinks_capacity() {
 /// One operation of the property test.
 #[derive(Debug, Clone)]
 enum Op {
-    Acquire { owner: u32, n: usize },
+    Acquire { owner: u32, n: usize, priority: i32 },
     Release { owner: u32 },
     Cancel { owner: u32, pick: usize },
     Collect { owner: u32 },
@@ -336,7 +376,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let owner = 0u32..3;
     prop_oneof![
-        (owner.clone(), 1usize..=4).prop_map(|(owner, n)| Op::Acquire { owner, n }),
+        (owner.clone(), 1usize..=4, -1i32..=1).prop_map(|(owner, n, priority)| Op::Acquire { owner, n, priority }),
         owner.clone().prop_map(|owner| Op::Release { owner }),
         (owner.clone(), any::<usize>()).prop_map(|(owner, pick)| Op::Cancel { owner, pick }),
         owner.clone().prop_map(|owner| Op::Collect { owner }),
@@ -358,9 +398,9 @@ proptest! {
         let mut next_token = 0u64;
         for op in ops {
             match op {
-                Op::Acquire { owner, n } => {
+                Op::Acquire { owner, n, priority } => {
                     next_token += 1;
-                    match sem.acquire(n, owner, next_token).unwrap() {
+                    match sem.acquire_with_priority(n, priority, owner, next_token).unwrap() {
                         Acquire::Acquired => held[owner as usize].push(n),
                         Acquire::Queued => queued[owner as usize].push((next_token, n)),
                     }
@@ -406,6 +446,7 @@ proptest! {
             if waiting == 0 {
                 prop_assert_eq!(sem.available() + holding, CAPACITY);
             }
+            prop_assert!(sem.available() + sem.reserved_for_head() + holding <= CAPACITY);
         }
         // Drain: everyone collects, then releases everything.
         for owner in 0..3u32 {

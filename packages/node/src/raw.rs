@@ -198,6 +198,29 @@ impl Call {
         }
     }
 
+    /// Argument `i` as a priority: an integer in the i32 range, 0 when absent
+    /// or undefined; throws a `RangeError` otherwise.
+    pub(crate) fn priority(&self, i: usize) -> Option<i32> {
+        let Some(value) = self.arg(i) else { return Some(0) };
+        let mut kind = sys::ValueType::napi_undefined;
+        // SAFETY: the value is one of this call's; `kind` is a valid out-pointer.
+        if unsafe { sys::napi_typeof(self.env, value, &mut kind) } == Status::napi_ok
+            && kind == sys::ValueType::napi_undefined
+        {
+            return Some(0);
+        }
+        let p = self.number(i)?;
+        if p.fract() == 0.0 && (i32::MIN as f64..=i32::MAX as f64).contains(&p) {
+            Some(p as i32)
+        } else {
+            throw_range(
+                self.env,
+                &format!("priority must be an integer in the 32-bit range, got {p}"),
+            );
+            None
+        }
+    }
+
     /// Argument `i` as a wait token: a safe non-negative integer.
     pub(crate) fn token(&self, i: usize) -> Option<u64> {
         let token = self.number(i)?;

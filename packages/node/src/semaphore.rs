@@ -45,9 +45,11 @@ pub struct NativeSemaphore {
 
 #[napi]
 impl NativeSemaphore {
-    /// `maxWaiters`: most waits queued at once (across threads); unbounded if absent.
+    /// `maxWaiters`: most waits queued at once (across threads); unbounded if
+    /// absent. `available`: how many of the `permits` start free (all if
+    /// absent); the rest are held by nobody until `releaseUnowned` frees them.
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, permits: u32, max_waiters: Option<u32>) -> Result<Self> {
+    pub fn new(env: Env, permits: u32, max_waiters: Option<u32>, available: Option<u32>) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
             return Err(Error::new(
@@ -55,9 +57,22 @@ impl NativeSemaphore {
                 format!("permits must be a positive integer, got {permits}"),
             ));
         }
-        let core = match max_waiters {
-            Some(max) => Semaphore::with_max_waiters(permits, max as usize),
-            None => Semaphore::new(permits),
+        let core = match (max_waiters, available) {
+            (_, Some(free)) if free as usize > permits => {
+                return Err(Error::new(
+                    Status::InvalidArg,
+                    format!("available must be at most {permits}, got {free}"),
+                ))
+            }
+            (None, Some(free)) => Semaphore::with_available(permits, free as usize),
+            (Some(_), Some(_)) => {
+                return Err(Error::new(
+                    Status::InvalidArg,
+                    "maxWaiters and available cannot be combined".to_owned(),
+                ))
+            }
+            (Some(max), None) => Semaphore::with_max_waiters(permits, max as usize),
+            (None, None) => Semaphore::new(permits),
         };
         Ok(Self {
             attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
@@ -150,6 +165,33 @@ impl NativeSemaphore {
         Ok(out)
     }
 
+    /// Releases `n` permits that no thread holds (counted out at construction
+    /// with `available`, or given up with `forget`), as async-mutex's unchecked
+    /// `release` does; returns settle entries. Fails beyond the capacity.
+    #[napi(catch_unwind)]
+    pub fn release_unowned(&self, n: u32) -> Result<Vec<f64>> {
+        let woken = self
+            .core()
+            .release(n as usize)
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+        let mut out = Vec::new();
+        wake::settle(
+            self.core(),
+            self.attachment.slot,
+            &self.attachment.local,
+            woken,
+            &mut out,
+        );
+        Ok(out)
+    }
+
+    /// Permits set aside for the queue head while it waits for the rest: free
+    /// permits that `available` does not show (it reads 0 while anyone waits).
+    #[napi(getter)]
+    pub fn reserved(&self) -> u32 {
+        self.core().reserved_for_head() as u32
+    }
+
     /// Removes up to `n` free permits for good; returns how many.
     #[napi(catch_unwind)]
     pub fn forget_permits(&self, n: u32) -> u32 {
@@ -207,18 +249,24 @@ unsafe fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
     raw::code(env, outcome)
 }
 
-/// `semAcquire(handle, n, token) -> 0 | 1 | 2 | 3` (queued, acquired, closed, queue full).
+/// `semAcquire(handle, n, token, priority = 0) -> 0 | 1 | 2 | 3` (queued,
+/// acquired, closed, queue full).
 unsafe fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(n), Some(token)) = (
+    let (Some(attachment), Some(n), Some(token), Some(priority)) = (
         call.handle::<SemaphoreAttachment>(0, &TAG),
         call.count(1),
         call.token(2),
+        call.priority(3),
     ) else {
         return std::ptr::null_mut();
     };
-    let outcome = match attachment.shared.primitive.acquire(n, attachment.slot, token) {
+    let outcome = match attachment
+        .shared
+        .primitive
+        .acquire_with_priority(n, priority, attachment.slot, token)
+    {
         Ok(Acquire::Acquired) => {
             attachment.local.add(n);
             code::DONE

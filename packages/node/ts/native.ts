@@ -27,7 +27,7 @@ export type SettleEntries = number[] | null
  */
 interface RawCalls {
   semTryAcquire(handle: FastHandle, n: number): Outcome
-  semAcquire(handle: FastHandle, n: number, token: number): Outcome
+  semAcquire(handle: FastHandle, n: number, token: number, priority?: number): Outcome
   /** Settle entries, a single one as a bare number. */
   semRelease(handle: FastHandle, n: number): SettleEntries | number
   semTakeGranted(handle: FastHandle): number[] | null

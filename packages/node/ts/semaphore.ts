@@ -35,6 +35,13 @@ export interface AcquireOptions {
   signal?: AbortSignal
   /** Milliseconds to wait before rejecting with a `TimeoutError`. */
   timeout?: number
+  /**
+   * Waits are served higher priority first, first come first served within
+   * a priority (default 0; an integer in the 32-bit range). A wait that would
+   * stand first in the queue takes the permits set aside for the waiter it
+   * overtakes, so it may be granted at once.
+   */
+  priority?: number
 }
 
 /**
@@ -96,6 +103,21 @@ let releasePermits: (semaphore: Semaphore, weight: number) => void
 let forgetPermits: (semaphore: Semaphore, weight: number) => void
 
 /**
+ * @internal Hooks for `compat/async-mutex`, whose semaphore is a counter that
+ * `release` may raise without limit: not part of the public API.
+ */
+export const unbounded = {} as {
+  /** A semaphore of MAX_PERMITS of which `value` are free; the rest are held by nobody. */
+  create(value: number): Semaphore
+  /** Frees `n` permits no thread holds. */
+  releaseUnowned(semaphore: Semaphore, n: number): void
+  /** Free permits set aside for a weighted head (not in `available`). */
+  reserved(semaphore: Semaphore): number
+  /** `acquire`, with `granted` run synchronously by the call that grants it. */
+  acquire(semaphore: Semaphore, options: AcquireOptions, granted: (permit: Permit) => void): Promise<Permit>
+}
+
+/**
  * A counting semaphore whose state lives in native memory, shared by every
  * thread that has its handle. Waiters are served first come, first served
  * across all threads; a waiter needing many permits is not overtaken by
@@ -115,9 +137,19 @@ export class Semaphore {
   static {
     releasePermits = (semaphore, weight) => semaphore.#release(weight)
     forgetPermits = (semaphore, weight) => semaphore.#native.forgetHeld(weight)
+    unbounded.create = (value) => {
+      Semaphore.#attaching = {
+        native: new NativeSemaphore(MAX_PERMITS, undefined, value),
+        bells: new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT),
+      }
+      return new Semaphore(MAX_PERMITS)
+    }
+    unbounded.releaseUnowned = (semaphore, n) => semaphore.#doorbell.settle(semaphore.#native.releaseUnowned(n))
+    unbounded.reserved = (semaphore) => semaphore.#native.reserved
+    unbounded.acquire = (semaphore, options, granted) => semaphore.#acquire(options, granted)
   }
 
-  /** Set by `from` for the constructor to adopt instead of creating. */
+  /** Set by `from` (and `unbounded.create`) for the constructor to adopt instead of creating. */
   static #attaching: { native: NativeSemaphore; bells: SharedArrayBuffer } | undefined
 
   /**
@@ -242,22 +274,31 @@ export class Semaphore {
    * nothing, and permits granted to it at the same moment are given back.
    */
   acquire(options?: AcquireOptions): Promise<Permit> {
-    let weight: number, signal: AbortSignal | undefined, timeout: number | undefined
+    return this.#acquire(options, undefined)
+  }
+
+  #acquire(options: AcquireOptions | undefined, granted: ((permit: Permit) => void) | undefined): Promise<Permit> {
+    let weight: number, signal: AbortSignal | undefined, timeout: number | undefined, priority: number
     try {
       const opts = validateOptions<AcquireOptions>(options, 'options')
       weight = this.#validateWeight(opts.weight ?? 1, 'options.weight')
       signal = validateSignal(opts.signal, 'options.signal')
       timeout = validateTimeout(opts.timeout, 'options.timeout')
+      priority = opts.priority === undefined ? 0 : validateInteger(opts.priority, 'options.priority', -(2 ** 31), 2 ** 31 - 1)
     } catch (error) {
       return Promise.reject(error)
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
     const token = nextToken()
-    const outcome = semAcquire(this.#fast, weight, token)
-    if (outcome === DONE) return Promise.resolve(new Permit(this, weight))
+    const outcome = semAcquire(this.#fast, weight, token, priority)
+    if (outcome === DONE) {
+      const permit = new Permit(this, weight)
+      granted?.(permit)
+      return Promise.resolve(permit)
+    }
     if (outcome === CLOSED) return Promise.reject(this.#closedError())
     if (outcome === QUEUE_FULL) return Promise.reject(new QueueFullError(this.#native.waiting))
-    const wait = new PendingAcquire(this, weight)
+    const wait = new PendingAcquire(this, weight, granted)
     const promise = new Promise<Permit>((resolve, reject) => {
       wait.resolve = resolve
       wait.reject = reject
@@ -313,15 +354,19 @@ class PendingAcquire implements Wait {
   disconnect!: () => void
   readonly #semaphore: Semaphore
   readonly #weight: number
+  readonly #granted: ((permit: Permit) => void) | undefined
 
-  constructor(semaphore: Semaphore, weight: number) {
+  constructor(semaphore: Semaphore, weight: number, granted: ((permit: Permit) => void) | undefined) {
     this.#semaphore = semaphore
     this.#weight = weight
+    this.#granted = granted
   }
 
   onGrant(): void {
     this.disconnect()
-    this.resolve(new Permit(this.#semaphore, this.#weight))
+    const permit = new Permit(this.#semaphore, this.#weight)
+    this.#granted?.(permit)
+    this.resolve(permit)
   }
 
   onWithdrawn(): void {

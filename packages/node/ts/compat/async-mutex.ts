@@ -1,0 +1,350 @@
+/**
+ * `sluice/compat/async-mutex`: the API of async-mutex 0.5 (`Mutex`,
+ * `Semaphore`, `withTimeout`, `tryAcquire`, `E_TIMEOUT`, `E_ALREADY_LOCKED`,
+ * `E_CANCELED`) with its documented semantics: weights, priorities (higher
+ * first, FIFO within a priority; a request that would stand first is served
+ * at once when the value allows), `cancel`, `waitForUnlock`, a value that
+ * `release` and `setValue` may raise beyond the initial one. Backed by a
+ * native sluice semaphore, so `Semaphore.from(semaphore.handle)` (or
+ * `Mutex.from`) in a worker gives the same lock, served in one queue across
+ * threads.
+ *
+ * Where it differs (each a RangeError, never a silent change):
+ * - values and weights are integers, the value never below 0 (async-mutex
+ *   accepts any number, e.g. `setValue(-1)`);
+ * - priorities are integers in [-2^30, 2^30);
+ * - `cancel()` rejects the waits queued through this object in this thread,
+ *   not those of other threads.
+ * The value in `acquire`'s `[value, release]` is exact when the permits
+ * were free; for a wait that was queued it is the value when its grant is
+ * collected, plus its weight.
+ */
+import { MAX_PERMITS, Permit, Semaphore as NativeBackedSemaphore, unbounded, type SemaphoreHandle } from '../semaphore.js'
+import { show, validateInteger } from '../validate.js'
+
+export const E_TIMEOUT = new Error('timeout while waiting for mutex to become available')
+export const E_ALREADY_LOCKED = new Error('mutex already locked')
+export const E_CANCELED = new Error('request for lock canceled')
+
+export type MutexInterface = {
+  acquire(priority?: number): Promise<MutexInterface.Releaser>
+  runExclusive<T>(callback: MutexInterface.Worker<T>, priority?: number): Promise<T>
+  waitForUnlock(priority?: number): Promise<void>
+  isLocked(): boolean
+  release(): void
+  cancel(): void
+}
+
+// Namespaces, as in async-mutex's own typings: code that names
+// `MutexInterface.Releaser` must keep compiling after swapping the import.
+// eslint-disable-next-line @typescript-eslint/no-namespace
+export namespace MutexInterface {
+  export type Releaser = () => void
+  export type Worker<T> = () => Promise<T> | T
+}
+
+export type SemaphoreInterface = {
+  acquire(weight?: number, priority?: number): Promise<[number, SemaphoreInterface.Releaser]>
+  runExclusive<T>(callback: SemaphoreInterface.Worker<T>, weight?: number, priority?: number): Promise<T>
+  waitForUnlock(weight?: number, priority?: number): Promise<void>
+  isLocked(): boolean
+  getValue(): number
+  setValue(value: number): void
+  release(weight?: number): void
+  cancel(): void
+}
+
+// eslint-disable-next-line @typescript-eslint/no-namespace
+export namespace SemaphoreInterface {
+  export type Releaser = () => void
+  export type Worker<T> = (value: number) => Promise<T> | T
+}
+
+const MAX_PRIORITY = 2 ** 30
+
+function validateWeight(weight: unknown): number {
+  if (typeof weight === 'number' && weight <= 0) throw new RangeError(`invalid weight ${weight}: must be positive`)
+  return validateInteger(weight, 'weight', 1, MAX_PERMITS)
+}
+
+function validatePriority(priority: unknown): number {
+  return validateInteger(priority, 'priority', -MAX_PRIORITY, MAX_PRIORITY - 1)
+}
+
+/**
+ * Native priorities: acquires at 2p, `waitForUnlock` at 2p - 1, so an unlock
+ * waiter lets every acquire of its priority or higher go first, even one that
+ * comes later, as in async-mutex (whose unlock waiters are not in the queue).
+ */
+const acquirePriority = (priority: number) => 2 * priority
+const unlockPriority = (priority: number) => 2 * priority - 1
+
+export class Semaphore implements SemaphoreInterface {
+  readonly #semaphore: NativeBackedSemaphore
+  readonly #cancelError: Error
+  /** This object's queued acquires in this thread, for `cancel`. */
+  readonly #queued = new Set<AbortController>()
+  /** Permits acquired through this object in this thread, oldest first, for `release(weight)`. */
+  readonly #held = new Set<Permit>()
+
+  /** Set by `from` for the constructor to adopt instead of creating. */
+  static #adopting: NativeBackedSemaphore | undefined
+
+  constructor(value: number, cancelError: Error = E_CANCELED) {
+    const adopting = Semaphore.#adopting
+    Semaphore.#adopting = undefined
+    if (adopting === undefined) validateInteger(value, 'value', 0, MAX_PERMITS)
+    this.#semaphore = adopting ?? unbounded.create(value)
+    this.#cancelError = cancelError
+  }
+
+  /** The same semaphore in another thread (sluice extension). */
+  static from(handle: SemaphoreHandle, cancelError: Error = E_CANCELED): Semaphore {
+    Semaphore.#adopting = NativeBackedSemaphore.from(handle)
+    return new Semaphore(0, cancelError)
+  }
+
+  /** A cloneable handle for `Semaphore.from` in another thread (sluice extension). */
+  get handle(): SemaphoreHandle {
+    return this.#semaphore.handle
+  }
+
+  acquire(weight = 1, priority = 0): Promise<[number, SemaphoreInterface.Releaser]> {
+    validateWeight(weight)
+    validatePriority(priority)
+    const immediate = this.#semaphore.tryAcquire(weight)
+    if (immediate !== null) {
+      this.#held.add(immediate)
+      return Promise.resolve([this.#semaphore.available + weight, this.#releaser(immediate)])
+    }
+    const controller = new AbortController()
+    this.#queued.add(controller)
+    let value = 0
+    const granted = (permit: Permit) => {
+      this.#queued.delete(controller)
+      this.#held.add(permit)
+      value = this.getValue() + weight
+    }
+    const options = { weight, priority: acquirePriority(priority), signal: controller.signal }
+    return unbounded.acquire(this.#semaphore, options, granted).then(
+      (permit) => [value, this.#releaser(permit)],
+      (error: unknown) => {
+        this.#queued.delete(controller)
+        throw error
+      },
+    )
+  }
+
+  async runExclusive<T>(callback: SemaphoreInterface.Worker<T>, weight = 1, priority = 0): Promise<T> {
+    if (typeof callback !== 'function') throw new TypeError(`callback must be a function, got ${show(callback)}`)
+    const [value, release] = await this.acquire(weight, priority)
+    try {
+      return await callback(value)
+    } finally {
+      release()
+    }
+  }
+
+  /**
+   * Resolves once `weight` could be acquired at `priority` without waiting,
+   * without acquiring it. `cancel` does not reject it.
+   */
+  waitForUnlock(weight = 1, priority = 0): Promise<void> {
+    validateWeight(weight)
+    validatePriority(priority)
+    // Queued as an acquire that gives its permits back in the very call that
+    // grants them, so nobody observes them taken.
+    const options = { weight, priority: unlockPriority(priority) }
+    return unbounded.acquire(this.#semaphore, options, (permit) => permit.release()).then(() => undefined)
+  }
+
+  isLocked(): boolean {
+    return this.getValue() <= 0
+  }
+
+  /** Free permits, in every thread: those set aside for a waiting weighted request included. */
+  getValue(): number {
+    return this.#semaphore.available + unbounded.reserved(this.#semaphore)
+  }
+
+  setValue(value: number): void {
+    validateInteger(value, 'value', 0, MAX_PERMITS)
+    const current = this.getValue()
+    if (value > current) unbounded.releaseUnowned(this.#semaphore, value - current)
+    else if (value < current) this.#semaphore.forgetPermits(current - value)
+  }
+
+  /**
+   * Raises the value by `weight`, serving waiters. Permits this object
+   * acquired in this thread are given back first (so a worker that dies
+   * later does not return them twice), the rest are added.
+   */
+  release(weight = 1): void {
+    validateWeight(weight)
+    let rest = weight
+    for (const permit of this.#held) {
+      if (permit.weight > rest) continue
+      this.#held.delete(permit)
+      permit.release()
+      rest -= permit.weight
+      if (rest === 0) return
+    }
+    unbounded.releaseUnowned(this.#semaphore, rest)
+  }
+
+  /** Rejects every acquire this object has queued in this thread with the cancel error. */
+  cancel(): void {
+    const queued = [...this.#queued]
+    this.#queued.clear()
+    for (const controller of queued) controller.abort(this.#cancelError)
+  }
+
+  #releaser(permit: Permit): SemaphoreInterface.Releaser {
+    return () => {
+      if (!this.#held.delete(permit)) return
+      permit.release()
+    }
+  }
+}
+
+export class Mutex implements MutexInterface {
+  readonly #semaphore: Semaphore
+
+  constructor(cancelError: Error = E_CANCELED, semaphore?: Semaphore) {
+    this.#semaphore = semaphore ?? new Semaphore(1, cancelError)
+  }
+
+  /** The same mutex in another thread (sluice extension). */
+  static from(handle: SemaphoreHandle, cancelError: Error = E_CANCELED): Mutex {
+    return new Mutex(cancelError, Semaphore.from(handle, cancelError))
+  }
+
+  /** A cloneable handle for `Mutex.from` in another thread (sluice extension). */
+  get handle(): SemaphoreHandle {
+    return this.#semaphore.handle
+  }
+
+  async acquire(priority = 0): Promise<MutexInterface.Releaser> {
+    const [, releaser] = await this.#semaphore.acquire(1, priority)
+    return releaser
+  }
+
+  runExclusive<T>(callback: MutexInterface.Worker<T>, priority = 0): Promise<T> {
+    if (typeof callback !== 'function') return Promise.reject(new TypeError(`callback must be a function, got ${show(callback)}`))
+    return this.#semaphore.runExclusive(() => callback(), 1, priority)
+  }
+
+  isLocked(): boolean {
+    return this.#semaphore.isLocked()
+  }
+
+  waitForUnlock(priority = 0): Promise<void> {
+    return this.#semaphore.waitForUnlock(1, priority)
+  }
+
+  /** Unlocks if locked; unlike a semaphore's, never raises the value above 1. */
+  release(): void {
+    if (this.#semaphore.isLocked()) this.#semaphore.release()
+  }
+
+  cancel(): void {
+    this.#semaphore.cancel()
+  }
+}
+
+type Sync = MutexInterface | SemaphoreInterface
+
+const isSemaphore = (sync: Sync): sync is SemaphoreInterface => 'getValue' in sync
+
+/**
+ * Decorates a mutex or semaphore so that `acquire` and `waitForUnlock`
+ * reject with `timeoutError` after `timeout` ms. As in async-mutex, an
+ * acquire that times out keeps its place and releases at once when granted.
+ */
+export function withTimeout(mutex: MutexInterface, timeout: number, timeoutError?: Error): MutexInterface
+export function withTimeout(semaphore: SemaphoreInterface, timeout: number, timeoutError?: Error): SemaphoreInterface
+export function withTimeout(sync: Sync, timeout: number, timeoutError: Error = E_TIMEOUT): Sync {
+  if (typeof sync !== 'object' || sync === null || typeof sync.acquire !== 'function') {
+    throw new TypeError(`sync must be a Mutex or a Semaphore, got ${show(sync)}`)
+  }
+  if (typeof timeout !== 'number' || Number.isNaN(timeout)) throw new TypeError(`timeout must be a number, got ${show(timeout)}`)
+  const semaphore = isSemaphore(sync)
+  const acquire = (weightOrPriority?: number, priority?: number): Promise<unknown> => {
+    const weight = semaphore ? weightOrPriority : undefined
+    if (weight !== undefined && weight <= 0) throw new RangeError(`invalid weight ${weight}: must be positive`)
+    return new Promise((resolve, reject) => {
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        reject(timeoutError)
+      }, timeout)
+      const ticket = semaphore ? sync.acquire(weight, priority) : (sync as MutexInterface).acquire(weightOrPriority)
+      ticket.then(
+        (granted: unknown) => {
+          if (timedOut) {
+            const release = Array.isArray(granted) ? (granted[1] as () => void) : (granted as () => void)
+            release()
+          } else {
+            clearTimeout(timer)
+            resolve(granted)
+          }
+        },
+        (error: unknown) => {
+          if (timedOut) return
+          clearTimeout(timer)
+          reject(error)
+        },
+      )
+    })
+  }
+  const decorated = {
+    acquire,
+    async runExclusive(callback: (value?: number) => unknown, weight?: number, priority?: number) {
+      const ticket = await acquire(weight, priority)
+      if (Array.isArray(ticket)) {
+        try {
+          return await callback(ticket[0] as number)
+        } finally {
+          ;(ticket[1] as () => void)()
+        }
+      }
+      try {
+        return await callback()
+      } finally {
+        ;(ticket as () => void)()
+      }
+    },
+    release(weight?: number) {
+      sync.release(weight)
+    },
+    cancel() {
+      sync.cancel()
+    },
+    waitForUnlock(weightOrPriority?: number, priority?: number): Promise<void> {
+      const weight = semaphore ? weightOrPriority : undefined
+      if (weight !== undefined && weight <= 0) throw new RangeError(`invalid weight ${weight}: must be positive`)
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(timeoutError), timeout)
+        const unlocked = semaphore ? sync.waitForUnlock(weight, priority) : (sync as MutexInterface).waitForUnlock(weightOrPriority)
+        void unlocked.then(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    },
+    isLocked: () => sync.isLocked(),
+    getValue: () => (sync as SemaphoreInterface).getValue(),
+    setValue: (value: number) => (sync as SemaphoreInterface).setValue(value),
+  }
+  return decorated as unknown as Sync
+}
+
+/**
+ * Decorates a mutex or semaphore so that `acquire` rejects with
+ * `alreadyAcquiredError` unless it can be granted at once.
+ */
+export function tryAcquire(mutex: MutexInterface, alreadyAcquiredError?: Error): MutexInterface
+export function tryAcquire(semaphore: SemaphoreInterface, alreadyAcquiredError?: Error): SemaphoreInterface
+export function tryAcquire(sync: Sync, alreadyAcquiredError: Error = E_ALREADY_LOCKED): Sync {
+  return withTimeout(sync as SemaphoreInterface, 0, alreadyAcquiredError)
+}
