@@ -14,14 +14,21 @@ const count = Number(countArg)
 const size = 4096
 const party = new URL('./workers/channel-party.mjs', import.meta.url)
 
+// Peak RSS, sampled every 256 messages by the consumer itself (a timer would
+// not fire while it works). Not process.resourceUsage().maxRSS: on Linux a
+// child inherits its parent's peak across fork and exec, so a child of a big
+// benchmark process would report the parent's.
+let peak = 0
+let received = 0
+
 function slowly(message) {
   const until = performance.now() + 0.02
   while (performance.now() < until);
+  if ((received & 255) === 0) peak = Math.max(peak, process.memoryUsage.rss())
   return message.length
 }
 
-const before = process.memoryUsage().rss
-let received = 0
+const before = process.memoryUsage.rss()
 if (mode === 'sluice') {
   const channel = new Channel({ capacity: 1024, codec: 'bytes' })
   const worker = new Worker(party, { workerData: { role: 'producer', mode, count, size, batch: 1, handle: channel.handle } })
@@ -53,5 +60,4 @@ if (mode === 'sluice') {
   await exited
 }
 if (received !== count) throw new Error(`received ${received} of ${count}`)
-const peak = process.resourceUsage().maxRSS * 1024
 console.log(JSON.stringify({ peakMiB: (peak - before) / 2 ** 20 }))

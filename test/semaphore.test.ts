@@ -55,6 +55,46 @@ describe('Semaphore', () => {
     expect(order).toEqual([0, 1, 2, 3])
   })
 
+  it('serves higher priorities first, first come first served within a priority', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const order: string[] = []
+    const waits = (
+      [
+        ['low', -1],
+        ['a', 0],
+        ['high', 3],
+        ['b', 0],
+        ['high2', 3],
+      ] as const
+    ).map(([name, priority]) => sem.run(() => void order.push(name), { priority }))
+    held.release()
+    await Promise.all(waits)
+    expect(order).toEqual(['high', 'high2', 'a', 'b', 'low'])
+  })
+
+  it('a request that overtakes a weighted head takes the permits set aside for it', async () => {
+    const sem = new Semaphore(2)
+    const first = sem.tryAcquire()!
+    const second = sem.tryAcquire()!
+    const heavy = sem.acquire({ weight: 2 })
+    second.release() // set aside for the heavy head: not available
+    expect(sem.available).toBe(0)
+    expect(sem.tryAcquire()).toBeNull()
+    const urgent = await sem.acquire({ priority: 1 })
+    expect(await isSettled(heavy)).toBe(false)
+    urgent.release()
+    first.release()
+    ;(await heavy).release()
+    expect(sem.available).toBe(2)
+  })
+
+  it.each([0.5, 2 ** 31, -(2 ** 31) - 1, Number.NaN])('rejects priority %o with a RangeError', async (priority) => {
+    const sem = new Semaphore(1)
+    await expect(sem.acquire({ priority })).rejects.toThrow(RangeError)
+    await expect(sem.acquire({ priority: '1' as unknown as number })).rejects.toThrow(TypeError)
+  })
+
   it('does not let tryAcquire barge past a queued waiter', async () => {
     const sem = new Semaphore(2)
     const held = sem.tryAcquire(2)!

@@ -36,19 +36,15 @@ export interface Wait {
   onGrant(): void
   /** The primitive was closed and the wait withdrawn. */
   onWithdrawn(): void
-}
-
-/** A registered wait and the doorbell it waits on. */
-interface Entry {
-  wait: Wait
-  doorbell: Doorbell
+  /** Set by `Doorbell.wait`: the doorbell it was queued through. */
+  doorbell?: Doorbell
 }
 
 /** Safety-net period for collecting grants that nobody rang for. */
 const POLL_MS = 50
 
 /** Pending waits of this thread, by token, across every primitive. */
-const pending = new Map<number, Entry>()
+const pending = new Map<number, Wait>()
 /** Doorbells with pending waits, polled by the keep-alive interval. */
 const active = new Set<Doorbell>()
 let keepAlive: NodeJS.Timeout | undefined
@@ -111,7 +107,9 @@ export class Doorbell {
 
   /** Registers a queued wait. */
   wait(token: number, wait: Wait): void {
-    pending.set(token, { wait, doorbell: this })
+    // The doorbell rides on the wait: no extra object per wait.
+    wait.doorbell = this
+    pending.set(token, wait)
     if (this.#waiting++ === 0) active.add(this)
     keepAlive ??= setInterval(poll, POLL_MS)
     this.#listen()
@@ -127,11 +125,15 @@ export class Doorbell {
 
   /** Removes the wait `token` of this doorbell and returns it, if there is one. */
   #take(token: number): Wait | undefined {
-    const entry = pending.get(token)
-    if (entry === undefined || entry.doorbell !== this) return undefined
+    const wait = pending.get(token)
+    if (wait === undefined || wait.doorbell !== this) return undefined
+    this.#remove(token)
+    return wait
+  }
+
+  #remove(token: number): void {
     pending.delete(token)
     if (--this.#waiting === 0) active.delete(this)
-    return entry.wait
   }
 
   /** Collects this thread's grants and settles their waits. */
@@ -141,7 +143,7 @@ export class Doorbell {
     if (granted !== null) for (const token of granted) this.#grant(token)
     if (this.#waiting > 0 && this.#native.isClosed()) {
       // Closing withdrew every queued wait (rare: a scan is fine).
-      const mine = [...pending].filter(([, entry]) => entry.doorbell === this).map(([token]) => token)
+      const mine = [...pending].filter(([, wait]) => wait.doorbell === this).map(([token]) => token)
       for (const token of mine) this.#take(token)?.onWithdrawn()
     }
   }
@@ -158,10 +160,10 @@ export class Doorbell {
   #grant(token: number): void {
     // A token granted here may have been queued through another Doorbell
     // object of the same primitive in this thread: look it up globally.
-    const entry = pending.get(token)
-    if (entry === undefined) return
-    entry.doorbell.#take(token)
-    entry.wait.onGrant()
+    const wait = pending.get(token)
+    if (wait === undefined) return
+    wait.doorbell!.#remove(token)
+    wait.onGrant()
   }
 
   #listen(): void {

@@ -303,13 +303,15 @@ export class Semaphore {
       wait.resolve = resolve
       wait.reject = reject
     })
-    wait.disconnect = onCancellation(signal, timeout, (reason) => {
-      if (!this.#doorbell.forget(token)) return
-      wait.disconnect()
-      // Gives back whatever was granted meanwhile; that may wake others.
-      this.#doorbell.settle(this.#native.cancel(token))
-      wait.reject(reason)
-    })
+    if (signal !== undefined || timeout !== undefined) {
+      wait.disconnect = onCancellation(signal, timeout, (reason) => {
+        if (!this.#doorbell.forget(token)) return
+        wait.disconnect()
+        // Gives back whatever was granted meanwhile; that may wake others.
+        this.#doorbell.settle(this.#native.cancel(token))
+        wait.reject(reason)
+      })
+    }
     this.#doorbell.wait(token, wait)
     return promise
   }
@@ -351,7 +353,9 @@ export class Semaphore {
 class PendingAcquire implements Wait {
   resolve!: (permit: Permit) => void
   reject!: (reason: unknown) => void
-  disconnect!: () => void
+  /** Replaced when the wait has a signal or timeout to disconnect from. */
+  disconnect: () => void = noCancellation
+  doorbell?: Doorbell = undefined
   readonly #semaphore: Semaphore
   readonly #weight: number
   readonly #granted: ((permit: Permit) => void) | undefined
@@ -374,3 +378,6 @@ class PendingAcquire implements Wait {
     this.reject(Semaphore.closedError(this.#semaphore))
   }
 }
+
+/** What an uncancellable wait disconnects: nothing. */
+function noCancellation(): void {}
