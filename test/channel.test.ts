@@ -109,6 +109,19 @@ describe('Channel', () => {
     expect(await ch.recvMany(2)).toEqual([1, 2])
   })
 
+  it('recvMany of byte messages gives each its own bytes (views over one buffer per batch), empty ones included', async () => {
+    const ch = new Channel<Uint8Array>({ capacity: 8, codec: 'bytes' })
+    const sent = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([4, 5, 6, 7, 8]), new Uint8Array([9])]
+    expect(ch.trySendMany(sent)).toBe(4)
+    const got = await ch.recvMany(8)
+    expect(got.map((m) => Array.from(m))).toEqual(sent.map((m) => Array.from(m)))
+    got[0]![0] = 99 // writing one message leaves the others alone
+    expect(Array.from(got[2]!)).toEqual([4, 5, 6, 7, 8])
+    const objects = new Channel<unknown>({ capacity: 4 }) // v8 codec over the same batch path
+    await objects.sendMany([{ a: 1 }, 'two', [3]])
+    expect(await objects.recvMany(4)).toEqual([{ a: 1 }, 'two', [3]])
+  })
+
   it.each([
     ['v8', new Map([[1, { at: new Date(0) }]])],
     ['json', { list: [1, 'a', true, null] }],
