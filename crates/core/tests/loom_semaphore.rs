@@ -108,3 +108,53 @@ fn close_races_enqueue() {
         assert_eq!(sem.available(), 1);
     });
 }
+
+/// A high-priority acquire overtakes a weighted head while another thread
+/// releases: whatever the interleaving, no permit is created or lost, and
+/// both waits end up served.
+#[test]
+fn priority_overtake_races_release() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(2));
+        sem.try_acquire(2).unwrap();
+        // The head waits for 2; one permit comes back and is set aside for it.
+        assert_eq!(sem.acquire(2, 0, 1).unwrap(), Acquire::Queued);
+        sem.release(1).unwrap();
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let urgent = sem.acquire_with_priority(1, 1, 1, 1).unwrap();
+        releaser.join().unwrap();
+        let granted_to = |owner| sem.take_granted(owner).iter().map(|g| g.permits).sum::<usize>();
+        let mut urgent_held = match urgent {
+            Acquire::Acquired => 1,
+            Acquire::Queued => granted_to(1),
+        };
+        let mut head_held = granted_to(0);
+        // Two permits in all, wherever they are; and someone was served.
+        assert_eq!(urgent_held + head_held + sem.available() + sem.reserved_for_head(), 2);
+        assert!(urgent_held + head_held > 0);
+        // Whoever holds releases; the other one is served by that.
+        let (mut urgent_served, mut head_served) = (urgent_held == 1, head_held == 2);
+        for _ in 0..2 {
+            if urgent_held > 0 {
+                sem.release(urgent_held).unwrap();
+                urgent_held = 0;
+            }
+            if head_held > 0 {
+                sem.release(head_held).unwrap();
+                head_held = 0;
+            }
+            if !urgent_served && granted_to(1) == 1 {
+                (urgent_served, urgent_held) = (true, 1);
+            }
+            if !head_served && granted_to(0) == 2 {
+                (head_served, head_held) = (true, 2);
+            }
+        }
+        assert!(urgent_served && head_served, "both waits are served");
+        assert_eq!(sem.available(), 2);
+        assert_eq!(sem.waiting(), 0);
+    });
+}
