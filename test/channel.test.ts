@@ -1,3 +1,4 @@
+import { MessageChannel } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
 import { Channel, ClosedError, InvalidHandleError, Semaphore, TimeoutError, type Codec } from 'sluice'
 import { isSettled } from './helpers.js'
@@ -117,6 +118,18 @@ describe('Channel', () => {
     expect(got.map((m) => Array.from(m))).toEqual(sent.map((m) => Array.from(m)))
     got[0]![0] = 99 // writing one message leaves the others alone
     expect(Array.from(got[2]!)).toEqual([4, 5, 6, 7, 8])
+    // Transferring the shared buffer would detach the siblings: it is marked
+    // untransferable, as Node's Buffer pool (Node 20 then copies, later Nodes throw).
+    const { port1, port2 } = new MessageChannel()
+    try {
+      port1.postMessage(got[2], [got[2]!.buffer])
+    } catch (error) {
+      expect((error as Error).name).toBe('DataCloneError')
+    }
+    port1.close()
+    port2.close()
+    expect(Array.from(got[2]!)).toEqual([4, 5, 6, 7, 8])
+    expect(Array.from(got[3]!)).toEqual([9])
     const objects = new Channel<unknown>({ capacity: 4 }) // v8 codec over the same batch path
     await objects.sendMany([{ a: 1 }, 'two', [3]])
     expect(await objects.recvMany(4)).toEqual([{ a: 1 }, 'two', [3]])

@@ -1,5 +1,6 @@
 import { onCancellation } from './abort.js'
 import { codecs, type Codec, type CodecName } from './codec.js'
+import { markAsUntransferable } from 'node:worker_threads'
 import { Doorbell, nextToken } from './doorbell.js'
 import { ClosedError } from './errors.js'
 import {
@@ -256,9 +257,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (batch !== undefined) {
       const count = batch[0] as number
       this.#doorbell.settle(batch, 1 + count)
-      const values: T[] = new Array(count)
-      for (let i = 0; i < count; i++) values[i] = this.#codec.decode(batch[1 + i] as Message)
-      return values
+      return this.#decodeBatch(batch, count, [])
     }
     try {
       const first = await this.#waitRecv(signal, timeout)
@@ -266,13 +265,22 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       if (rest === undefined || rest === null) return [first]
       const count = rest[0] as number
       this.#doorbell.settle(rest, 1 + count)
-      const values: T[] = [first]
-      for (let i = 0; i < count; i++) values.push(this.#codec.decode(rest[1 + i] as Message))
-      return values
+      return this.#decodeBatch(rest, count, [first])
     } catch (error) {
       if (error instanceof ClosedError) return []
       throw error
     }
+  }
+
+  /** Decodes the `count` messages of a native batch, after `into`'s values. */
+  #decodeBatch(batch: readonly unknown[], count: number, into: T[]): T[] {
+    // Byte messages of a batch are views over one ArrayBuffer: transferring
+    // it would detach the other messages too, so, as Node does for its Buffer
+    // pool, it is marked untransferable (postMessage then copies or throws).
+    const first = batch[1]
+    if (count > 1 && first instanceof Uint8Array) markAsUntransferable(first.buffer)
+    for (let i = 0; i < count; i++) into.push(this.#codec.decode(batch[1 + i] as Message))
+    return into
   }
 
   /** Receives until the channel is closed and drained. */
