@@ -122,7 +122,7 @@ describe('Channel', () => {
     // untransferable, as Node's Buffer pool (Node 20 then copies, later Nodes throw).
     const { port1, port2 } = new MessageChannel()
     try {
-      port1.postMessage(got[2], [got[2]!.buffer])
+      port1.postMessage(got[2], [got[2]!.buffer as ArrayBuffer])
     } catch (error) {
       expect((error as Error).name).toBe('DataCloneError')
     }
