@@ -38,7 +38,10 @@ function coordinate(workers) {
 
 async function acquisitionsPerSecond(mode, cycles) {
   const data = { mode, cycles }
-  if (mode === 'sluice') data.handle = new Semaphore(1).handle
+  // Kept referenced until the end: a semaphore nobody holds may be collected
+  // while its handle is in flight.
+  const semaphore = mode === 'sluice' ? new Semaphore(1) : undefined
+  if (semaphore) data.handle = semaphore.handle
   if (mode === 'sab') data.buffer = new SabSemaphore(1).buffer
   const workers = Array.from({ length: WORKERS }, () => new Worker(contender, { workerData: data }))
   const exited = workers.map((worker) => once(worker, 'exit'))
@@ -50,6 +53,7 @@ async function acquisitionsPerSecond(mode, cycles) {
   const waits = await Promise.all(done)
   const seconds = (performance.now() - started) / 1000
   await Promise.all(exited)
+  semaphore?.close()
   const sorted = Float64Array.from(waits.flatMap((w) => Array.from(w))).sort()
   const percentileNs = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] * 1e6
   return { opsPerSecond: (WORKERS * cycles) / seconds, p50Ns: percentileNs(0.5), p99Ns: percentileNs(0.99) }

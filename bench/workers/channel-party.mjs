@@ -8,11 +8,13 @@ import { Channel, ClosedError } from 'sluice'
 import { SabRing } from '../baselines/sab-ring.mjs'
 
 const { role, mode, count, size, batch, handle, ring: ringShape, ports } = workerData
+// Attached before saying 'ready'.
+const channel = handle ? Channel.from(handle) : undefined
 
 async function produce() {
   const payload = new Uint8Array(size).fill(7)
   if (mode === 'sluice') {
-    const ch = Channel.from(handle)
+    const ch = channel
     if (batch > 1) {
       const values = Array.from({ length: batch }, () => payload)
       for (let sent = 0; sent < count; sent += batch) await ch.sendMany(values.slice(0, Math.min(batch, count - sent)))
@@ -34,7 +36,7 @@ async function consume() {
   let messages = 0
   let bytes = 0
   if (mode === 'sluice') {
-    const ch = Channel.from(handle)
+    const ch = channel
     if (batch > 1) {
       for (let got = await ch.recvMany(batch); got.length > 0; got = await ch.recvMany(batch)) {
         messages += got.length

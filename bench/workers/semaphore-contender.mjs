@@ -11,8 +11,11 @@ const { mode, cycles, handle, buffer } = workerData
 // Milliseconds from asking for the permit to holding it, per acquisition.
 const waits = new Float64Array(cycles)
 
+// Attached before saying 'ready', so the main thread's semaphore is shared by then.
+const sluiceSemaphore = handle ? Semaphore.from(handle) : undefined
+
 async function viaSluice() {
-  const sem = Semaphore.from(handle)
+  const sem = sluiceSemaphore
   for (let i = 0; i < cycles; i++) {
     const asked = performance.now()
     const permit = sem.tryAcquire() ?? (await sem.acquire())
