@@ -9,7 +9,7 @@
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { Semaphore } from 'sluice'
-import { SabSemaphore } from './baselines/sab-semaphore.mjs'
+import { SabSemaphore, SabTicketLock } from './baselines/sab-semaphore.mjs'
 
 const contender = new URL('./workers/semaphore-contender.mjs', import.meta.url)
 const WORKERS = 4
@@ -43,6 +43,7 @@ async function acquisitionsPerSecond(mode, cycles) {
   const semaphore = mode === 'sluice' ? new Semaphore(1) : undefined
   if (semaphore) data.handle = semaphore.handle
   if (mode === 'sab') data.buffer = new SabSemaphore(1).buffer
+  if (mode === 'sab-fair') data.buffer = new SabTicketLock().buffer
   const workers = Array.from({ length: WORKERS }, () => new Worker(contender, { workerData: data }))
   const exited = workers.map((worker) => once(worker, 'exit'))
   await Promise.all(workers.map((worker) => once(worker, 'message')))
@@ -78,6 +79,7 @@ export function suites({ quick }) {
       async run() {
         return [
           await best('SAB + waitAsync baseline', 'sab', cycles),
+          await best('SAB ticket lock (fair, for reference)', 'sab-fair', cycles),
           // The coordinator is the slowest; fewer cycles keep the run short.
           await best('postMessage coordinator', 'port', Math.ceil(cycles / 5)),
           await best('sluice', 'sluice', cycles),

@@ -50,3 +50,43 @@ export class SabSemaphore {
     if (Atomics.load(cells, WAITERS) > 0) Atomics.notify(cells, PERMITS, 1)
   }
 }
+
+const NEXT_TICKET = 0
+const SERVING = 1
+
+/**
+ * The fair counterpart, for a limit of 1: a ticket lock in a
+ * SharedArrayBuffer. Each acquire takes the next ticket and waits
+ * (Atomics.waitAsync) until it is served, so permits go in arrival order
+ * across threads, as sluice's do; every hand-off to another thread is then a
+ * wake-up. It shows what fairness itself costs in plain JS.
+ */
+export class SabTicketLock {
+  #cells
+
+  constructor(buffer) {
+    this.#cells = new Int32Array(buffer ?? new SharedArrayBuffer(8))
+  }
+
+  get buffer() {
+    return this.#cells.buffer
+  }
+
+  async acquire() {
+    const cells = this.#cells
+    const ticket = Atomics.add(cells, NEXT_TICKET, 1)
+    for (;;) {
+      const serving = Atomics.load(cells, SERVING)
+      if (serving === ticket) return
+      const wait = Atomics.waitAsync(cells, SERVING, serving)
+      if (wait.async) await wait.value
+    }
+  }
+
+  release() {
+    Atomics.add(this.#cells, SERVING, 1)
+    // Every waiter wakes and checks its ticket: with a handful of threads a
+    // targeted wake-up is not worth its bookkeeping.
+    Atomics.notify(this.#cells, SERVING)
+  }
+}

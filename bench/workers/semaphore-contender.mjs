@@ -5,7 +5,7 @@
 import { once } from 'node:events'
 import { parentPort, workerData } from 'node:worker_threads'
 import { Semaphore } from 'sluice'
-import { SabSemaphore } from '../baselines/sab-semaphore.mjs'
+import { SabSemaphore, SabTicketLock } from '../baselines/sab-semaphore.mjs'
 
 const { mode, cycles, handle, buffer } = workerData
 // Milliseconds from asking for the permit to holding it, per acquisition.
@@ -25,8 +25,8 @@ async function viaSluice() {
   }
 }
 
-async function viaSab() {
-  const sem = new SabSemaphore(buffer)
+async function viaSab(fair) {
+  const sem = fair ? new SabTicketLock(buffer) : new SabSemaphore(buffer)
   for (let i = 0; i < cycles; i++) {
     const asked = performance.now()
     await sem.acquire()
@@ -53,6 +53,6 @@ async function viaCoordinator() {
 const keepAlive = setInterval(() => {}, 2 ** 30)
 parentPort.postMessage('ready')
 await once(parentPort, 'message')
-await { sluice: viaSluice, sab: viaSab, port: viaCoordinator }[mode]()
+await { sluice: viaSluice, sab: () => viaSab(false), 'sab-fair': () => viaSab(true), port: viaCoordinator }[mode]()
 parentPort.postMessage({ done: true, waits }, [waits.buffer])
 clearInterval(keepAlive)
