@@ -5,7 +5,7 @@
 // so it never replaces the committed report.
 //
 //   node bench/report.mjs [results.json]   (default: the newest in bench/results)
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 
 const resultsDir = new URL('./results/', import.meta.url)
@@ -22,6 +22,8 @@ const quick = environment.quick
 const outDir = quick ? resultsDir : new URL('./', import.meta.url)
 const chartsDir = new URL('./charts/', outDir)
 mkdirSync(chartsDir, { recursive: true })
+// Charts of suites that were renamed or removed must not linger beside the report.
+for (const stale of readdirSync(chartsDir).filter((f) => f.endsWith('.svg'))) rmSync(new URL(stale, chartsDir))
 
 const number = (n) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toPrecision(3))
 const slug = (name) => name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60)
