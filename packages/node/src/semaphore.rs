@@ -150,19 +150,8 @@ impl NativeSemaphore {
     /// returns settle entries (`wake.rs`).
     #[napi(catch_unwind)]
     pub fn add_permits(&self, n: u32) -> Result<Vec<f64>> {
-        let woken = self
-            .core()
-            .add_permits(n as usize)
-            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
-        let mut out = Vec::new();
-        wake::settle(
-            self.core(),
-            self.attachment.slot,
-            &self.attachment.local,
-            woken,
-            &mut out,
-        );
-        Ok(out)
+        let woken = self.core().add_permits(n as usize).map_err(invalid)?;
+        Ok(self.settle(woken))
     }
 
     /// Releases `n` permits that no thread holds (counted out at construction
@@ -170,19 +159,8 @@ impl NativeSemaphore {
     /// `release` does; returns settle entries. Fails beyond the capacity.
     #[napi(catch_unwind)]
     pub fn release_unowned(&self, n: u32) -> Result<Vec<f64>> {
-        let woken = self
-            .core()
-            .release(n as usize)
-            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
-        let mut out = Vec::new();
-        wake::settle(
-            self.core(),
-            self.attachment.slot,
-            &self.attachment.local,
-            woken,
-            &mut out,
-        );
-        Ok(out)
+        let woken = self.core().release(n as usize).map_err(invalid)?;
+        Ok(self.settle(woken))
     }
 
     /// Permits set aside for the queue head while it waits for the rest: free
@@ -217,6 +195,19 @@ impl NativeSemaphore {
     #[napi(catch_unwind)]
     pub fn close(&self) -> Vec<f64> {
         wake::rings(self.core().close())
+    }
+
+    /// Settle entries (`wake.rs`) for the owners a grant woke.
+    fn settle(&self, woken: Vec<u32>) -> Vec<f64> {
+        let mut out = Vec::new();
+        wake::settle(
+            self.core(),
+            self.attachment.slot,
+            &self.attachment.local,
+            woken,
+            &mut out,
+        );
+        out
     }
 
     fn core(&self) -> &Semaphore {
@@ -325,4 +316,9 @@ unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
         &mut out,
     );
     raw::numbers_or_null(env, &out)
+}
+
+/// A core error as napi-rs's InvalidArg, which the TS layer reports as is.
+fn invalid(error: impl std::fmt::Display) -> Error {
+    Error::new(Status::InvalidArg, error.to_string())
 }
