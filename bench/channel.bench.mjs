@@ -9,6 +9,7 @@ import { once } from 'node:events'
 import { MessageChannel, Worker } from 'node:worker_threads'
 import { Channel } from 'sluice'
 import { SabRing } from './baselines/sab-ring.mjs'
+import { bestOf } from './best-of.mjs'
 
 const producer = new URL('./workers/channel-producer.mjs', import.meta.url)
 const party = new URL('./workers/channel-party.mjs', import.meta.url)
@@ -108,11 +109,7 @@ export function suites({ quick }) {
     ['sluice', () => sluice(count, 1)],
     ['sluice, batches of 256', () => sluice(count, 256)],
   ]
-  const best = async (measure) => {
-    let top = 0
-    for (let i = 0; i < repeats; i++) top = Math.max(top, await measure())
-    return top
-  }
+  const best = (measure) => bestOf(repeats, measure)
   const slowCount = quick ? 5_000 : 40_000
   const shapes = [
     [1, 1, 64],
@@ -128,10 +125,10 @@ export function suites({ quick }) {
       baseline: 'MessagePort',
       async run() {
         return [
-          { name: 'MessagePort', opsPerSecond: await best(() => betweenWorkers('port', shape)) },
-          { name: 'SAB ring baseline', opsPerSecond: await best(() => betweenWorkers('sab', shape)) },
-          { name: 'sluice', opsPerSecond: await best(() => betweenWorkers('sluice', shape)) },
-          { name: 'sluice, batches of 64', opsPerSecond: await best(() => betweenWorkers('sluice', { ...shape, batch: 64 })) },
+          { name: 'MessagePort', ...await best(() => betweenWorkers('port', shape)) },
+          { name: 'SAB ring baseline', ...await best(() => betweenWorkers('sab', shape)) },
+          { name: 'sluice', ...await best(() => betweenWorkers('sluice', shape)) },
+          { name: 'sluice, batches of 64', ...await best(() => betweenWorkers('sluice', { ...shape, batch: 64 })) },
         ]
       },
     }
@@ -143,9 +140,7 @@ export function suites({ quick }) {
       async run() {
         const rows = []
         for (const [name, measure] of contenders) {
-          let best = 0
-          for (let i = 0; i < repeats; i++) best = Math.max(best, await measure())
-          rows.push({ name, opsPerSecond: best })
+          rows.push({ name, ...(await bestOf(repeats, measure)) })
         }
         return rows
       },

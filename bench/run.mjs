@@ -64,6 +64,8 @@ function tinybenchRows(bench) {
       p50Ns: (r.latency.p50 * 1e6) / ops,
       p99Ns: (r.latency.p99 * 1e6) / ops,
       samples: r.latency.samplesCount,
+      // Raw samples: ms per timed call (of `opsPerIteration` operations).
+      rawSamplesMs: r.latency.samples ? Array.from(r.latency.samples) : undefined,
     }
   })
 }

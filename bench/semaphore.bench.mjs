@@ -1,10 +1,12 @@
 // Single-thread Semaphore costs: sluice against the pure-JS baseline and
 // async-mutex, measured in the same run. Exports a list of tinybench suites
 // for bench/run.mjs.
-import { Semaphore as AsyncMutexSemaphore } from 'async-mutex'
+import { Semaphore as AsyncMutexSemaphore, tryAcquire as asyncMutexTryAcquire } from 'async-mutex'
 import pLimit from 'p-limit'
 import PQueue from 'p-queue'
 import { Semaphore } from 'sluice'
+import { Semaphore as CompatAsyncMutexSemaphore } from 'sluice/compat/async-mutex'
+import compatPLimit from 'sluice/compat/p-limit'
 import { Bench } from 'tinybench'
 import { RingSemaphore } from './baselines/semaphore.mjs'
 
@@ -15,7 +17,7 @@ export function suites({ time, quick }) {
 
   // 1,000 pairs per timed call: one pair is ~40-130 ns, comparable to the
   // harness's own overhead, which would otherwise compress the ratios.
-  const uncontendedSync = new Bench({ name: 'tryAcquire + release (uncontended, sync)', time })
+  const uncontendedSync = new Bench({ retainSamples: true, name: 'tryAcquire + release (uncontended, sync)', time })
     .add('pure-JS baseline', () => {
       for (let i = 0; i < 1000; i++) {
         ring.tryAcquire()
@@ -27,13 +29,18 @@ export function suites({ time, quick }) {
     })
   uncontendedSync.opsPerIteration = 1000
 
-  const uncontendedAsync = new Bench({ name: 'await acquire + release (uncontended)', time })
+  const uncontendedAsync = new Bench({ retainSamples: true, name: 'await acquire + release (uncontended)', time })
     .add('pure-JS baseline', async () => {
       await ring.acquire()
       ring.release()
     })
     .add('async-mutex', async () => {
       const [, release] = await asyncMutex.acquire()
+      release()
+    })
+    // async-mutex's own try-acquire: a decorator that races a 0 ms timer.
+    .add('async-mutex tryAcquire()', async () => {
+      const [, release] = await asyncMutexTryAcquire(asyncMutex).acquire()
       release()
     })
     .add('sluice', async () => {
@@ -47,6 +54,8 @@ export function suites({ time, quick }) {
   const task = () => Promise.resolve()
   const limit = pLimit(16)
   const queue = new PQueue({ concurrency: 16 })
+  const compatLimit = compatPLimit(16)
+  const compatAsyncMutex = new CompatAsyncMutexSemaphore(16)
   // A few whole iterations, warm-up included: with 100,000 queued, peers
   // whose queue is an array they shift() from take seconds per iteration
   // (V8 moves the rest of a large array on each shift), and tinybench's
@@ -55,6 +64,7 @@ export function suites({ time, quick }) {
   // pays for the previous one's garbage.
   const collected = { beforeAll: () => globalThis.gc?.() }
   const limited = new Bench({
+    retainSamples: true,
     name: `${tasks.toLocaleString('en-US')} async tasks under a limit of 16`,
     time: 0,
     iterations: 5,
@@ -81,6 +91,14 @@ export function suites({ time, quick }) {
     }, collected)
     .add('sluice', async () => {
       await Promise.all(Array.from({ length: tasks }, () => sluice.run(task)))
+    }, collected)
+    // The drop-in adapters: the same native semaphore behind p-limit's and
+    // async-mutex's APIs.
+    .add('sluice compat/p-limit', async () => {
+      await Promise.all(Array.from({ length: tasks }, () => compatLimit(task)))
+    }, collected)
+    .add('sluice compat/async-mutex', async () => {
+      await Promise.all(Array.from({ length: tasks }, () => compatAsyncMutex.runExclusive(task)))
     }, collected)
     // Last: its quadratic queue leaves the heap large for whoever comes next.
     .add('async-mutex', async () => {

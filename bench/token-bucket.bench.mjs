@@ -33,7 +33,7 @@ export function suites({ time, quick }) {
   const limiter = new LimiterBucket({ bucketSize: fast, tokensPerInterval: fast, interval: 'second' })
   // 1,000 takes per timed call: one call is ~20-80 ns, comparable to the
   // harness's own overhead, which would otherwise compress the ratios.
-  const tryTake = new Bench({ name: 'tryTake (uncontended)', time })
+  const tryTake = new Bench({ retainSamples: true, name: 'tryTake (uncontended)', time })
     .add('pure-JS baseline', () => {
       for (let i = 0; i < OPS; i++) baseline.tryTake(1)
     })
@@ -48,7 +48,7 @@ export function suites({ time, quick }) {
   const limiterAsync = new RateLimiter({ tokensPerInterval: fast, interval: 'second' })
   const flexible = new RateLimiterMemory({ points: fast, duration: 1 })
   const bottleneck = new Bottleneck({ reservoir: fast, reservoirRefreshAmount: fast, reservoirRefreshInterval: 1000 })
-  const awaited = new Bench({ name: 'await take(1), granted at once', time })
+  const awaited = new Bench({ retainSamples: true, name: 'await take(1), granted at once', time })
     .add('limiter', () => limiterAsync.removeTokens(1))
     .add('rate-limiter-flexible', () => flexible.consume('key', 1))
     .add('bottleneck', () => bottleneck.schedule(noop))

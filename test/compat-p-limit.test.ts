@@ -73,6 +73,19 @@ describe.each(implementations)('%s', (_, makeLimit, makeLimitFunction) => {
     expect(ran).toBe(1)
   })
 
+  it('clearQueue right after a call that found a free slot does not discard it (it holds its slot already)', async () => {
+    const limit = makeLimit(2)
+    let ran = 0
+    const call = limit(() => {
+      ran++
+    })
+    limit.clearQueue()
+    await call
+    expect(ran).toBe(1)
+    expect(limit.activeCount).toBe(0)
+    expect(await limit(() => 'still works')).toBe('still works')
+  })
+
   it('clearQueue with rejectOnClear rejects the discarded promises with an AbortError', async () => {
     const limit = makeLimit({ concurrency: 1, rejectOnClear: true })
     const first = limit(() => sleep(10))

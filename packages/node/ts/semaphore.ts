@@ -102,19 +102,33 @@ export class Permit implements Disposable {
 let releasePermits: (semaphore: Semaphore, weight: number) => void
 let forgetPermits: (semaphore: Semaphore, weight: number) => void
 
+/** Withdraws a queued wait, rejecting it with `reason`; does nothing once it has ended. */
+export type Cancel = (reason: unknown) => void
+
 /**
- * @internal Hooks for `compat/async-mutex`, whose semaphore is a counter that
- * `release` may raise without limit: not part of the public API.
+ * @internal Hooks for the compat adapters (p-limit, and async-mutex, whose
+ * semaphore is a counter that `release` may raise without limit): not part
+ * of the public API.
  */
-export const unbounded = {} as {
+export const internal = {} as {
   /** A semaphore of MAX_PERMITS of which `value` are free; the rest are held by nobody. */
   create(value: number): Semaphore
   /** Frees `n` permits no thread holds. */
   releaseUnowned(semaphore: Semaphore, n: number): void
   /** Free permits set aside for a weighted head (not in `available`). */
   reserved(semaphore: Semaphore): number
-  /** `acquire`, with `granted` run synchronously by the call that grants it. */
-  acquire(semaphore: Semaphore, options: AcquireOptions, granted: (permit: Permit) => void): Promise<Permit>
+  /**
+   * `acquire`, with `granted` run synchronously by the call that grants it,
+   * and, if it has to wait, `queued` handed a function that withdraws it:
+   * cancellation without an AbortSignal, whose listeners cost far more than
+   * the wait itself when thousands are queued.
+   */
+  acquire(
+    semaphore: Semaphore,
+    options: AcquireOptions | undefined,
+    granted?: (permit: Permit) => void,
+    queued?: (cancel: Cancel) => void,
+  ): Promise<Permit>
 }
 
 /**
@@ -137,19 +151,19 @@ export class Semaphore {
   static {
     releasePermits = (semaphore, weight) => semaphore.#release(weight)
     forgetPermits = (semaphore, weight) => semaphore.#native.forgetHeld(weight)
-    unbounded.create = (value) => {
+    internal.create = (value) => {
       Semaphore.#attaching = {
         native: new NativeSemaphore(MAX_PERMITS, undefined, value),
         bells: new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT),
       }
       return new Semaphore(MAX_PERMITS)
     }
-    unbounded.releaseUnowned = (semaphore, n) => semaphore.#doorbell.settle(semaphore.#native.releaseUnowned(n))
-    unbounded.reserved = (semaphore) => semaphore.#native.reserved
-    unbounded.acquire = (semaphore, options, granted) => semaphore.#acquire(options, granted)
+    internal.releaseUnowned = (semaphore, n) => semaphore.#doorbell.settle(semaphore.#native.releaseUnowned(n))
+    internal.reserved = (semaphore) => semaphore.#native.reserved
+    internal.acquire = (semaphore, options, granted, queued) => semaphore.#acquire(options, granted, queued)
   }
 
-  /** Set by `from` (and `unbounded.create`) for the constructor to adopt instead of creating. */
+  /** Set by `from` (and `internal.create`) for the constructor to adopt instead of creating. */
   static #attaching: { native: NativeSemaphore; bells: SharedArrayBuffer } | undefined
 
   /**
@@ -274,10 +288,14 @@ export class Semaphore {
    * nothing, and permits granted to it at the same moment are given back.
    */
   acquire(options?: AcquireOptions): Promise<Permit> {
-    return this.#acquire(options, undefined)
+    return this.#acquire(options, undefined, undefined)
   }
 
-  #acquire(options: AcquireOptions | undefined, granted: ((permit: Permit) => void) | undefined): Promise<Permit> {
+  #acquire(
+    options: AcquireOptions | undefined,
+    granted: ((permit: Permit) => void) | undefined,
+    queued: ((cancel: Cancel) => void) | undefined,
+  ): Promise<Permit> {
     let weight: number, signal: AbortSignal | undefined, timeout: number | undefined, priority: number
     try {
       const opts = validateOptions<AcquireOptions>(options, 'options')
@@ -303,14 +321,16 @@ export class Semaphore {
       wait.resolve = resolve
       wait.reject = reject
     })
-    if (signal !== undefined || timeout !== undefined) {
-      wait.disconnect = onCancellation(signal, timeout, (reason) => {
+    if (signal !== undefined || timeout !== undefined || queued !== undefined) {
+      const cancel: Cancel = (reason) => {
         if (!this.#doorbell.forget(token)) return
         wait.disconnect()
         // Gives back whatever was granted meanwhile; that may wake others.
         this.#doorbell.settle(this.#native.cancel(token))
         wait.reject(reason)
-      })
+      }
+      wait.disconnect = onCancellation(signal, timeout, cancel)
+      queued?.(cancel)
     }
     this.#doorbell.wait(token, wait)
     return promise

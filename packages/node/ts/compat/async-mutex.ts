@@ -19,7 +19,7 @@
  * were free; for a wait that was queued it is the value when its grant is
  * collected, plus its weight.
  */
-import { MAX_PERMITS, Permit, Semaphore as NativeBackedSemaphore, unbounded, type SemaphoreHandle } from '../semaphore.js'
+import { internal, MAX_PERMITS, Permit, Semaphore as NativeBackedSemaphore, type Cancel, type SemaphoreHandle } from '../semaphore.js'
 import { show, validateInteger } from '../validate.js'
 
 export const E_TIMEOUT = new Error('timeout while waiting for mutex to become available')
@@ -83,7 +83,7 @@ export class Semaphore implements SemaphoreInterface {
   readonly #semaphore: NativeBackedSemaphore
   readonly #cancelError: Error
   /** This object's queued acquires in this thread, for `cancel`. */
-  readonly #queued = new Set<AbortController>()
+  readonly #queued = new Set<Cancel>()
   /** Permits acquired through this object in this thread, oldest first, for `release(weight)`. */
   readonly #held = new Set<Permit>()
 
@@ -94,7 +94,7 @@ export class Semaphore implements SemaphoreInterface {
     const adopting = Semaphore.#adopting
     Semaphore.#adopting = undefined
     if (adopting === undefined) validateInteger(value, 'value', 0, MAX_PERMITS)
-    this.#semaphore = adopting ?? unbounded.create(value)
+    this.#semaphore = adopting ?? internal.create(value)
     this.#cancelError = cancelError
   }
 
@@ -117,19 +117,22 @@ export class Semaphore implements SemaphoreInterface {
       this.#held.add(immediate)
       return Promise.resolve([this.#semaphore.available + weight, this.#releaser(immediate)])
     }
-    const controller = new AbortController()
-    this.#queued.add(controller)
     let value = 0
+    let cancel: Cancel | undefined
     const granted = (permit: Permit) => {
-      this.#queued.delete(controller)
+      if (cancel !== undefined) this.#queued.delete(cancel)
       this.#held.add(permit)
       value = this.getValue() + weight
     }
-    const options = { weight, priority: acquirePriority(priority), signal: controller.signal }
-    return unbounded.acquire(this.#semaphore, options, granted).then(
+    const queued = (withdraw: Cancel) => {
+      cancel = withdraw
+      this.#queued.add(withdraw)
+    }
+    const options = { weight, priority: acquirePriority(priority) }
+    return internal.acquire(this.#semaphore, options, granted, queued).then(
       (permit) => [value, this.#releaser(permit)],
       (error: unknown) => {
-        this.#queued.delete(controller)
+        if (cancel !== undefined) this.#queued.delete(cancel)
         throw error
       },
     )
@@ -155,7 +158,7 @@ export class Semaphore implements SemaphoreInterface {
     // Queued as an acquire that gives its permits back in the very call that
     // grants them, so nobody observes them taken.
     const options = { weight, priority: unlockPriority(priority) }
-    return unbounded.acquire(this.#semaphore, options, (permit) => permit.release()).then(() => undefined)
+    return internal.acquire(this.#semaphore, options, (permit) => permit.release()).then(() => undefined)
   }
 
   isLocked(): boolean {
@@ -164,13 +167,13 @@ export class Semaphore implements SemaphoreInterface {
 
   /** Free permits, in every thread: those set aside for a waiting weighted request included. */
   getValue(): number {
-    return this.#semaphore.available + unbounded.reserved(this.#semaphore)
+    return this.#semaphore.available + internal.reserved(this.#semaphore)
   }
 
   setValue(value: number): void {
     validateInteger(value, 'value', 0, MAX_PERMITS)
     const current = this.getValue()
-    if (value > current) unbounded.releaseUnowned(this.#semaphore, value - current)
+    if (value > current) internal.releaseUnowned(this.#semaphore, value - current)
     else if (value < current) this.#semaphore.forgetPermits(current - value)
   }
 
@@ -189,14 +192,14 @@ export class Semaphore implements SemaphoreInterface {
       rest -= permit.weight
       if (rest === 0) return
     }
-    unbounded.releaseUnowned(this.#semaphore, rest)
+    internal.releaseUnowned(this.#semaphore, rest)
   }
 
   /** Rejects every acquire this object has queued in this thread with the cancel error. */
   cancel(): void {
     const queued = [...this.#queued]
     this.#queued.clear()
-    for (const controller of queued) controller.abort(this.#cancelError)
+    for (const cancel of queued) cancel(this.#cancelError)
   }
 
   #releaser(permit: Permit): SemaphoreInterface.Releaser {

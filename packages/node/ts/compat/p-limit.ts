@@ -5,7 +5,7 @@
  * import and code keeps working; pass `{ semaphore: Semaphore.from(handle) }`
  * and the limit holds across threads.
  */
-import { Semaphore, type Permit } from '../semaphore.js'
+import { internal, Semaphore, type Cancel, type Permit } from '../semaphore.js'
 
 export interface Options {
   /** Most promises running at once (an integer >= 1, or Infinity). */
@@ -69,7 +69,8 @@ export default function pLimit(options: number | Options): LimitFunction {
   let activeCount = 0
   /** Permits to give up as running tasks finish, after `concurrency` was lowered. */
   let debt = 0
-  const pending = new Set<{ controller: AbortController; reject: (reason: unknown) => void }>()
+  /** Calls waiting for a permit; `cancel` is set once the wait is queued. */
+  const pending = new Set<{ cancel: Cancel | undefined; reject: (reason: unknown) => void }>()
 
   const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit?: Permit): void => {
     activeCount++
@@ -101,9 +102,12 @@ export default function pLimit(options: number | Options): LimitFunction {
         queueMicrotask(() => start(run, resolve))
         return
       }
-      const item = { controller: new AbortController(), reject }
+      const item: { cancel: Cancel | undefined; reject: (reason: unknown) => void } = { cancel: undefined, reject }
       pending.add(item)
-      semaphore.acquire({ signal: item.controller.signal }).then(
+      const queued = (cancel: Cancel) => {
+        item.cancel = cancel
+      }
+      internal.acquire(semaphore, undefined, undefined, queued).then(
         (permit) => {
           pending.delete(item)
           start(run, resolve, permit)
@@ -122,7 +126,7 @@ export default function pLimit(options: number | Options): LimitFunction {
       value(): void {
         const abortError = AbortSignal.abort().reason
         for (const item of pending) {
-          item.controller.abort()
+          item.cancel?.(abortError)
           if (rejectOnClear) item.reject(abortError)
         }
         pending.clear()
