@@ -48,6 +48,36 @@ describe('Semaphore cancellation', () => {
     expect(sem.available).toBe(1)
   })
 
+  it('many waits on one signal share one listener; aborting it rejects them all, in order', async () => {
+    const sem = new Semaphore(1)
+    const held = sem.tryAcquire()!
+    const shared = new AbortController()
+    const other = new AbortController()
+    const waits = Array.from({ length: 20_000 }, (_, i) => sem.acquire({ signal: (i % 1000 === 0 ? other : shared).signal }))
+    // One listener per signal, however many waits: Node scans listeners on
+    // every add/remove, so one each would make queueing quadratic.
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(1)
+    expect(getEventListeners(other.signal, 'abort')).toHaveLength(1)
+    const order: number[] = []
+    const settled = waits.map((wait, i) =>
+      wait.then(
+        (permit) => (permit.release(), 'granted'),
+        (reason: unknown) => (order.push(i), reason),
+      ),
+    )
+    const reason = new Error('request gone')
+    shared.abort(reason)
+    expect(sem.waiting).toBe(20)
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0)
+    held.release() // the 20 waits on the other signal are served
+    const outcomes = await Promise.all(settled)
+    expect(outcomes.filter((o) => o === reason)).toHaveLength(19_980)
+    expect(outcomes.filter((o) => o === 'granted')).toHaveLength(20)
+    expect(order).toEqual([...order].sort((a, b) => a - b))
+    expect(getEventListeners(other.signal, 'abort')).toHaveLength(0)
+    expect(sem.available).toBe(1)
+  })
+
   it('timeout rejects with a TimeoutError and removes the waiter', async () => {
     const sem = new Semaphore(1)
     const held = sem.tryAcquire()!

@@ -1,3 +1,4 @@
+import { onAbort } from './abort.js'
 import { Semaphore } from './semaphore.js'
 import { show, validateInteger, validateOptions, validateSignal } from './validate.js'
 
@@ -38,9 +39,8 @@ export class TaskGroup implements AsyncDisposable {
       this.#limit = new Semaphore(validateInteger(opts.concurrency, 'options.concurrency', 1, 2 ** 31 - 1))
     }
     if (outer?.aborted) this.#controller.abort(outer.reason)
-    const onAbort = (): void => this.#controller.abort(outer?.reason)
-    outer?.addEventListener('abort', onAbort, { once: true })
-    this.#detach = () => outer?.removeEventListener('abort', onAbort)
+    // One listener on the outer signal however many groups share it.
+    this.#detach = outer === undefined ? () => {} : onAbort(outer, () => this.#controller.abort(outer.reason))
   }
 
   /** Aborted on the first failure, on the outer signal, or by `abort()`. */
