@@ -135,6 +135,43 @@ describe('Channel', () => {
     expect(await objects.recvMany(4)).toEqual([{ a: 1 }, 'two', [3]])
   })
 
+  it('single receives of byte messages of every size keep their bytes, across slabs, while later ones arrive', async () => {
+    const ch = new Channel<Uint8Array>({ capacity: 4, codec: 'bytes' })
+    // Sizes around the 8 KiB slab limit and enough bytes to fill several 64 KiB slabs.
+    const sizes = [0, 1, 7, 8, 9, 4096, 8191, 8192, 8193, 20_000, ...Array.from({ length: 60 }, (_, i) => 1000 + 37 * i)]
+    const kept: Uint8Array[] = []
+    for (const [i, size] of sizes.entries()) {
+      const message = new Uint8Array(size).map((_, j) => (i * 31 + j) & 255)
+      if (i % 2 === 0) {
+        expect(ch.trySend(message)).toBe(true)
+        kept.push(ch.tryRecv()!)
+      } else {
+        // The waiting path: receive first, then send.
+        const receiving = ch.recv()
+        await ch.send(message)
+        kept.push(await receiving)
+      }
+    }
+    for (const [i, size] of sizes.entries()) {
+      const expected = new Uint8Array(size).map((_, j) => (i * 31 + j) & 255)
+      expect(kept[i]!.byteLength).toBe(size)
+      expect(Buffer.compare(kept[i]!, expected)).toBe(0)
+    }
+    kept[3]![0] = 200 // one message written does not touch its neighbours
+    expect(kept[2]![6]).toBe((2 * 31 + 6) & 255)
+    expect(kept[4]![0]).toBe((4 * 31) & 255)
+  })
+
+  it('v8-decoded typed arrays that view the received bytes stay intact as more messages arrive', async () => {
+    const ch = new Channel<{ n: number; data: Float64Array }>({ capacity: 2 })
+    const kept: { n: number; data: Float64Array }[] = []
+    for (let n = 0; n < 500; n++) {
+      ch.trySend({ n, data: Float64Array.of(n, n / 2, -n) })
+      kept.push(ch.tryRecv()!)
+    }
+    for (const [n, value] of kept.entries()) expect([value.n, ...value.data]).toEqual([n, n, n / 2, -n])
+  })
+
   it.each([
     ['v8', new Map([[1, { at: new Date(0) }]])],
     ['json', { list: [1, 'a', true, null] }],

@@ -446,8 +446,87 @@ unsafe fn push_held(env: napi_env, info: napi_callback_info) -> napi_value {
 }
 
 /// Wraps a received message with the settle entries its receive produced.
-fn received(env: napi_env, message: Message, settle: Vec<f64>) -> napi_value {
-    let value = message_value(env, message);
+/// Messages up to this size are received into the caller's slab.
+const MAX_SLAB_MESSAGE: usize = 8 * 1024;
+
+/// Room in a `Uint8Array` the JS side owns, for receiving one byte message
+/// as a view instead of a fresh buffer (a buffer's allocation costs more than
+/// the rest of a receive). Views are never reused: the JS side moves `at`
+/// past each one and starts a new slab when this one is full.
+struct Slab {
+    buffer: napi_value,
+    data: *mut u8,
+    byte_offset: usize,
+    len: usize,
+    at: usize,
+}
+
+impl Slab {
+    /// Arguments `i` (a `Uint8Array`) and `i + 1` (the offset to write at), if given.
+    fn from_args(env: napi_env, call: &Call, i: usize) -> Option<Slab> {
+        let view = call.arg(i)?;
+        let at = call.arg(i + 1)?;
+        let mut is_typed_array = false;
+        // SAFETY: both values belong to the current call; out-pointers are valid.
+        unsafe { sys::napi_is_typedarray(env, view, &mut is_typed_array) };
+        if !is_typed_array {
+            return None;
+        }
+        let (mut kind, mut len, mut data, mut buffer, mut byte_offset) =
+            (0, 0usize, ptr::null_mut::<c_void>(), ptr::null_mut(), 0usize);
+        let mut offset = 0.0;
+        // SAFETY: `view` is a typed array and `at` a value of this call.
+        let ok = unsafe {
+            sys::napi_get_typedarray_info(env, view, &mut kind, &mut len, &mut data, &mut buffer, &mut byte_offset)
+                == Status::napi_ok
+                && sys::napi_get_value_double(env, at, &mut offset) == Status::napi_ok
+        };
+        let in_range = offset.fract() == 0.0 && offset >= 0.0 && offset <= len as f64;
+        (ok && in_range && kind == sys::TypedarrayType::uint8_array && !data.is_null()).then_some(Slab {
+            buffer,
+            data: data as *mut u8,
+            byte_offset,
+            len,
+            at: offset as usize,
+        })
+    }
+
+    /// A view of `bytes` copied into the slab, or None if they do not fit.
+    fn place(&self, env: napi_env, bytes: &[u8]) -> Option<napi_value> {
+        if bytes.len() > MAX_SLAB_MESSAGE || bytes.len() > self.len - self.at {
+            return None;
+        }
+        // SAFETY: `data` points at the view's `len` bytes, alive for this call
+        // (the view is an argument); `at + bytes.len() <= len` was checked.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(self.at), bytes.len()) };
+        let mut view = ptr::null_mut();
+        // SAFETY: `buffer` is the view's ArrayBuffer; the range lies inside the view.
+        let status = unsafe {
+            sys::napi_create_typedarray(
+                env,
+                sys::TypedarrayType::uint8_array,
+                bytes.len(),
+                self.buffer,
+                self.byte_offset + self.at,
+                &mut view,
+            )
+        };
+        (status == Status::napi_ok).then_some(view)
+    }
+}
+
+/// A received message as a JS value: bytes into the slab when they fit.
+fn deliver(env: napi_env, message: Message, slab: Option<&Slab>) -> napi_value {
+    if let (Message::Bytes(bytes), Some(slab)) = (&message, slab) {
+        if let Some(view) = slab.place(env, bytes) {
+            return view;
+        }
+    }
+    message_value(env, message)
+}
+
+fn received(env: napi_env, message: Message, settle: Vec<f64>, slab: Option<&Slab>) -> napi_value {
+    let value = deliver(env, message, slab);
     if settle.is_empty() {
         value
     } else {
@@ -461,26 +540,28 @@ fn received(env: napi_env, message: Message, settle: Vec<f64>) -> napi_value {
     }
 }
 
-/// `chanRecv(handle) -> message | [message, ...settle] | undefined (empty) | null (closed and drained)`.
+/// `chanRecv(handle, slab?, at?) -> message | [message, ...settle] | undefined (empty) | null (closed and drained)`;
+/// a byte message of up to 8 KiB comes back as a view into `slab` at `at` when it fits.
 unsafe fn recv(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
     let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
         return ptr::null_mut();
     };
+    let slab = Slab::from_args(env, &call, 1);
     let core = &attachment.shared.primitive;
     match core.items.try_acquire(1) {
         Ok(()) => {
             let mut out = Vec::new();
             after_pop(attachment, 1, &mut out);
             match core.pop_owed() {
-                Some(message) => received(env, message, out),
+                Some(message) => received(env, message, out, slab.as_ref()),
                 None => raw::null(env),
             }
         }
         Err(TryAcquireError::NoPermits) => raw::undefined(env),
         Err(TryAcquireError::Closed) => match core.queue.pop() {
-            Some(message) => message_value(env, message),
+            Some(message) => deliver(env, message, slab.as_ref()),
             None => raw::null(env),
         },
     }
@@ -576,7 +657,7 @@ fn batch_views(env: napi_env, messages: &[Message], out: &mut Vec<napi_value>) {
     }
 }
 
-/// `chanPopHeld(handle) -> message | [message, ...settle] | null (closed and drained)`:
+/// `chanPopHeld(handle, slab?, at?) -> message | [message, ...settle] | null (closed and drained)`:
 /// receives with the item permit this thread's granted wait holds.
 unsafe fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
@@ -587,11 +668,12 @@ unsafe fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
     if let Err(reason) = attachment.local.items.take(1) {
         return raw::throw_range(env, &reason);
     }
+    let slab = Slab::from_args(env, &call, 1);
     let core = &attachment.shared.primitive;
     let mut out = Vec::new();
     after_pop(attachment, 1, &mut out);
     match core.pop_owed() {
-        Some(message) => received(env, message, out),
+        Some(message) => received(env, message, out, slab.as_ref()),
         None => raw::null(env),
     }
 }

@@ -46,12 +46,12 @@ interface RawCalls {
   /** Sends into the slot a granted wait holds. */
   chanPushHeld(handle: FastHandle, message: Message): SettleEntries | typeof CLOSED
   /** A message, or `[message, ...settle]`; undefined if empty; null if closed and drained. */
-  chanRecv(handle: FastHandle): Received | undefined | null
+  chanRecv(handle: FastHandle, slab?: Uint8Array, at?: number): Received | undefined | null
   /** `[count, ...messages, ...settle]`; undefined if empty; null if closed and drained. */
   chanRecvMany(handle: FastHandle, max: number): unknown[] | undefined | null
   chanQueueRecv(handle: FastHandle, token: number): typeof NOT_NOW | typeof DONE | typeof CLOSED
   /** Receives with the item a granted wait holds; null if closed and drained. */
-  chanPopHeld(handle: FastHandle): Received | null
+  chanPopHeld(handle: FastHandle, slab?: Uint8Array, at?: number): Received | null
   chanTakeGranted(handle: FastHandle): number[] | null
   /** Sends numbers from the front while there is room: `[sent, ...settle]`, or CLOSED. */
   chanSendNumbers(handle: FastHandle, numbers: Float64Array): number[] | typeof CLOSED
