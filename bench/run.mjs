@@ -48,6 +48,16 @@ const environment = {
 }
 console.log(`sluice benchmarks — Node ${environment.node}, ${environment.rustc}, ${environment.cpu} x${environment.cores}`)
 
+const RAW_SAMPLES = 2000
+
+function thin(samples) {
+  if (!samples) return undefined
+  const step = Math.max(1, samples.length / RAW_SAMPLES)
+  const out = []
+  for (let i = 0; i < samples.length; i += step) out.push(samples[Math.floor(i)])
+  return out
+}
+
 /**
  * Rows of a tinybench run: ops/s and latency in ns per operation. A suite
  * whose task runs `opsPerIteration` operations per call is scaled to one.
@@ -64,8 +74,10 @@ function tinybenchRows(bench) {
       p50Ns: (r.latency.p50 * 1e6) / ops,
       p99Ns: (r.latency.p99 * 1e6) / ops,
       samples: r.latency.samplesCount,
-      // Raw samples: ms per timed call (of `opsPerIteration` operations).
-      rawSamplesMs: r.latency.samples ? Array.from(r.latency.samples) : undefined,
+      // Raw samples: ms per timed call (of `opsPerIteration` operations),
+      // sorted; at most RAW_SAMPLES of them, evenly spaced (a 300 ns task
+      // gives millions in 2 s).
+      rawSamplesMs: thin(r.latency.samples),
     }
   })
 }
