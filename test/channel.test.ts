@@ -162,6 +162,20 @@ describe('Channel', () => {
     expect(kept[4]![0]).toBe((4 * 31) & 255)
   })
 
+  it('channels receiving in turn (one slab per thread) each keep their own bytes', () => {
+    const channels = [0, 1, 2].map(() => new Channel<Uint8Array>({ capacity: 2, codec: 'bytes' }))
+    const kept: [number, Uint8Array][] = []
+    for (let i = 0; i < 300; i++) {
+      const ch = channels[i % 3]!
+      ch.trySend(new Uint8Array(100 + (i % 7) * 300).fill(i & 255))
+      kept.push([i, ch.tryRecv()!])
+    }
+    for (const [i, message] of kept) {
+      expect(message.byteLength).toBe(100 + (i % 7) * 300)
+      expect(message.every((byte) => byte === (i & 255))).toBe(true)
+    }
+  })
+
   it('v8-decoded typed arrays that view the received bytes stay intact as more messages arrive', async () => {
     const ch = new Channel<{ n: number; data: Float64Array }>({ capacity: 2 })
     const kept: { n: number; data: Float64Array }[] = []

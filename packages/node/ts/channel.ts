@@ -57,6 +57,37 @@ export interface ChannelHandle {
 const SLAB_BYTES = 64 * 1024
 const MAX_SLAB_MESSAGE = 8 * 1024
 
+/** This thread's receive slab, shared by all its channels, and where the next message goes. */
+let slab: Uint8Array | undefined
+let slabAt = 0
+
+/**
+ * Where single byte messages are received, as views: one allocation per
+ * 64 KiB instead of one per message, which was most of a receive's cost.
+ * One per thread (like Node's Buffer pool), so many channels cost no more.
+ * Views are never reused (a decoded value may keep one, as v8's deserializer
+ * does for typed arrays), so a kept message keeps its slab alive.
+ */
+function currentSlab(): Uint8Array {
+  if (slab === undefined || SLAB_BYTES - slabAt < MAX_SLAB_MESSAGE) {
+    slab = new Uint8Array(SLAB_BYTES)
+    // Transferring it would detach every message received into it.
+    markAsUntransferable(slab.buffer)
+    slabAt = 0
+  }
+  return slab
+}
+
+/** Moves past the message just received if it landed in the slab. */
+function advance<R extends Received | undefined | null>(received: R): R {
+  const message = Array.isArray(received) ? received[0] : received
+  if (message instanceof Uint8Array && message.buffer === slab!.buffer) {
+    // 8-byte aligned, so a typed array the codec views there is aligned.
+    slabAt += (message.byteLength + 7) & ~7
+  }
+  return received
+}
+
 const kDefaultOptions = { codec: 'v8' as const, maxMessageBytes: 1024 * 1024 }
 const MAX_CAPACITY = 2 ** 31 - 1
 
@@ -73,9 +104,6 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   readonly #codec: Codec<T>
   readonly #codecName: CodecName | 'custom'
   readonly #maxMessageBytes: number
-  /** Where single byte messages are received (views, never reused); see #recvNative. */
-  #slab: Uint8Array | undefined
-  #slabAt = 0
 
   static #attaching: { native: NativeChannel; bells: SharedArrayBuffer; maxMessageBytes: number } | undefined
 
@@ -280,40 +308,17 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   /**
-   * Receives one message natively. A byte message of up to 8 KiB lands in
-   * this thread's current slab, as a view: one allocation per 64 KiB instead
-   * of one per message, which is most of a receive's cost. Views are never
-   * reused (a decoded value may keep one, as v8's deserializer does for typed
-   * arrays), so a kept message keeps its slab alive, as Node's Buffer pool.
+   * Receives one message natively; a byte message of up to 8 KiB lands in
+   * this thread's slab (see `currentSlab`).
    */
   #recvNative(): Received | undefined | null {
     if (this.#codecName === 'number') return chanRecv(this.#fast)
-    return this.#advance(chanRecv(this.#fast, this.#currentSlab(), this.#slabAt))
+    return advance(chanRecv(this.#fast, currentSlab(), slabAt))
   }
 
   #popHeldNative(): Received | null {
     if (this.#codecName === 'number') return chanPopHeld(this.#fast)
-    return this.#advance(chanPopHeld(this.#fast, this.#currentSlab(), this.#slabAt))
-  }
-
-  #currentSlab(): Uint8Array {
-    if (this.#slab === undefined || SLAB_BYTES - this.#slabAt < MAX_SLAB_MESSAGE) {
-      this.#slab = new Uint8Array(SLAB_BYTES)
-      // Transferring it would detach every message received into it.
-      markAsUntransferable(this.#slab.buffer)
-      this.#slabAt = 0
-    }
-    return this.#slab
-  }
-
-  /** Moves past the message just received if it landed in the slab. */
-  #advance<R extends Received | undefined | null>(received: R): R {
-    const message = Array.isArray(received) ? received[0] : received
-    if (message instanceof Uint8Array && message.buffer === this.#slab!.buffer) {
-      // 8-byte aligned, so a typed array the codec views there is aligned.
-      this.#slabAt += (message.byteLength + 7) & ~7
-    }
-    return received
+    return advance(chanPopHeld(this.#fast, currentSlab(), slabAt))
   }
 
   /** Decodes the `count` messages of a native batch, after `into`'s values. */
