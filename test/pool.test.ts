@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events'
 import { describe, expect, it } from 'vitest'
 import { Semaphore, TokenBucket, WorkerPool } from 'sluice'
 
@@ -33,6 +34,22 @@ describe('WorkerPool', () => {
     running.abort()
     await expect(first).rejects.toMatchObject({ name: 'AbortError' })
     expect(await pool.run(21)).toBe(42) // the pool still works
+  })
+
+  it('many tasks sharing one signal: one listener on it, and aborting it cancels every queued task', async () => {
+    await using pool = new WorkerPool({ filename, maxThreads: 1, minThreads: 1, maxQueue: 1000 })
+    const shared = new AbortController()
+    const blocker = pool.run({ op: 'sleep', ms: 100 })
+    const tasks = Array.from({ length: 500 }, (_, i) => pool.run(i, { signal: shared.signal }))
+    // piscina listens on each task's signal; Node scans a signal's listeners
+    // on every add, so 500 tasks must not mean 500 listeners on this one.
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(1)
+    shared.abort(new Error('request gone'))
+    const outcomes = await Promise.allSettled(tasks)
+    expect(outcomes.every((o) => o.status === 'rejected')).toBe(true)
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0)
+    await blocker
+    expect(await pool.run(21)).toBe(42)
   })
 
   it('submit waits for room: 10,000 tasks into a queue of 16 never queue more than 16', async () => {
