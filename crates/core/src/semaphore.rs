@@ -401,7 +401,9 @@ impl Semaphore {
         if self.is_closed() {
             return Err(AcquireError::Closed);
         }
-        if queue.waiters.len() >= self.max_waiters {
+        // No room in an empty queue (max_waiters 0): refuse before the loop
+        // below could close the fast path for a waiter we will not queue.
+        if queue.waiters.is_empty() && self.max_waiters == 0 {
             return Err(AcquireError::QueueFull);
         }
         let mut assigned = 0;
@@ -429,15 +431,23 @@ impl Semaphore {
                 Err(actual) => current = actual,
             }
         }
-        if queue.waiters.front_priority().is_some_and(|head| head < priority) {
-            // It overtakes the head, whose partial grant holds every free
-            // permit (QUEUED is set, so the count in `state` is zero): that
-            // grant moves to the newcomer, which may then need no wait at all.
+        // It overtakes the head if its priority is higher. The head's partial
+        // grant holds every free permit (QUEUED is set, so the count in
+        // `state` is zero); that grant moves to the newcomer, which may then
+        // need no wait at all (and no room in the queue).
+        let overtakes = queue.waiters.front_priority().is_some_and(|head| head < priority);
+        if overtakes {
             let head = queue.waiters.front_mut().expect("a head has a priority");
             if head.assigned >= n {
                 head.assigned -= n;
                 return Ok(Acquire::Acquired);
             }
+        }
+        if queue.waiters.len() >= self.max_waiters {
+            return Err(AcquireError::QueueFull);
+        }
+        if overtakes {
+            let head = queue.waiters.front_mut().expect("a head has a priority");
             assigned = std::mem::take(&mut head.assigned);
         }
         queue.waiters.insert(Waiter {

@@ -277,6 +277,21 @@ fn with_available_above_capacity_panics() {
 }
 
 #[test]
+fn a_full_queue_still_serves_an_overtaking_request_the_set_aside_permits_cover() {
+    let sem = Semaphore::with_max_waiters(3, 1);
+    sem.try_acquire(3).unwrap();
+    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued));
+    sem.release(2).unwrap();
+    assert_eq!(sem.reserved_for_head(), 2);
+    // The queue is full, but this needs no place in it.
+    assert_eq!(sem.acquire_with_priority(1, 1, 1, 1), Ok(Acquire::Acquired));
+    // This one would have to wait: refused, and the head keeps what it had.
+    assert_eq!(sem.acquire_with_priority(2, 1, 1, 2), Err(AcquireError::QueueFull));
+    assert_eq!(sem.reserved_for_head(), 1);
+    assert_eq!(sem.waiting(), 1);
+}
+
+#[test]
 fn max_waiters_refuses_the_wait_beyond_it() {
     let sem = Semaphore::with_max_waiters(1, 2);
     sem.try_acquire(1).unwrap();
@@ -390,7 +405,8 @@ proptest! {
     #[test]
     fn permits_are_conserved(ops in proptest::collection::vec(op(), 1..200)) {
         const CAPACITY: usize = 4;
-        let sem = Semaphore::new(CAPACITY);
+        // A bounded queue, so the QueueFull paths run too.
+        let sem = Semaphore::with_max_waiters(CAPACITY, 3);
         // Model: what each owner holds (collected), what is waiting (token -> n),
         // and what was granted but not collected.
         let mut held: [Vec<usize>; 3] = Default::default();
@@ -400,9 +416,11 @@ proptest! {
             match op {
                 Op::Acquire { owner, n, priority } => {
                     next_token += 1;
-                    match sem.acquire_with_priority(n, priority, owner, next_token).unwrap() {
-                        Acquire::Acquired => held[owner as usize].push(n),
-                        Acquire::Queued => queued[owner as usize].push((next_token, n)),
+                    match sem.acquire_with_priority(n, priority, owner, next_token) {
+                        Ok(Acquire::Acquired) => held[owner as usize].push(n),
+                        Ok(Acquire::Queued) => queued[owner as usize].push((next_token, n)),
+                        Err(AcquireError::QueueFull) => prop_assert!(sem.waiting() >= 3),
+                        Err(other) => prop_assert!(false, "unexpected {other:?}"),
                     }
                 }
                 Op::Release { owner } => {
