@@ -497,22 +497,51 @@ impl Slab {
             return None;
         }
         // SAFETY: `data` points at the view's `len` bytes, alive for this call
-        // (the view is an argument); `at + bytes.len() <= len` was checked.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(self.at), bytes.len()) };
-        let mut view = ptr::null_mut();
-        // SAFETY: `buffer` is the view's ArrayBuffer; the range lies inside the view.
-        let status = unsafe {
-            sys::napi_create_typedarray(
+        // (the view is an argument), and `at + bytes.len() <= len` was checked;
+        // the view starts `byte_offset` bytes into `buffer`.
+        unsafe {
+            copy_to_view(
                 env,
-                sys::TypedarrayType::uint8_array,
-                bytes.len(),
                 self.buffer,
+                self.data.add(self.at),
                 self.byte_offset + self.at,
-                &mut view,
+                bytes,
             )
-        };
-        (status == Status::napi_ok).then_some(view)
+        }
     }
+}
+
+/// Copies `bytes` to `dest` and returns a `Uint8Array` over them: the range
+/// of `buffer` that starts `offset` bytes in. None if N-API refuses.
+///
+/// # Safety
+///
+/// `dest` must be where `buffer`'s byte `offset` lives, with `bytes.len()`
+/// writable bytes from there, and `buffer` an ArrayBuffer of this call.
+unsafe fn copy_to_view(
+    env: napi_env,
+    buffer: napi_value,
+    dest: *mut u8,
+    offset: usize,
+    bytes: &[u8],
+) -> Option<napi_value> {
+    if !bytes.is_empty() {
+        // SAFETY: the caller guarantees `bytes.len()` writable bytes at `dest`.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), dest, bytes.len()) };
+    }
+    let mut view = ptr::null_mut();
+    // SAFETY: the caller guarantees the range lies inside `buffer`.
+    let status = unsafe {
+        sys::napi_create_typedarray(
+            env,
+            sys::TypedarrayType::uint8_array,
+            bytes.len(),
+            buffer,
+            offset,
+            &mut view,
+        )
+    };
+    (status == Status::napi_ok).then_some(view)
 }
 
 /// A received message as a JS value: bytes into the slab when they fit.
@@ -635,24 +664,10 @@ fn batch_views(env: napi_env, messages: &[Message], out: &mut Vec<napi_value>) {
     let mut offset = 0;
     for message in messages {
         let Message::Bytes(bytes) = message else { continue };
-        if !bytes.is_empty() {
-            // SAFETY: `data` points at `total` writable bytes owned by the new
-            // ArrayBuffer; `offset + bytes.len() <= total` by construction.
-            unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), (data as *mut u8).add(offset), bytes.len()) };
-        }
-        let mut view = ptr::null_mut();
-        // SAFETY: `buffer` is the ArrayBuffer above; the range is inside it.
-        unsafe {
-            sys::napi_create_typedarray(
-                env,
-                sys::TypedarrayType::uint8_array,
-                bytes.len(),
-                buffer,
-                offset,
-                &mut view,
-            )
-        };
-        out.push(view);
+        // SAFETY: `data` points at the `total` bytes of the new ArrayBuffer
+        // `buffer`; `offset + bytes.len() <= total` by construction.
+        let view = unsafe { copy_to_view(env, buffer, (data as *mut u8).wrapping_add(offset), offset, bytes) };
+        out.push(view.unwrap_or_else(|| raw::undefined(env)));
         offset += bytes.len();
     }
 }

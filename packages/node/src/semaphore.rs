@@ -135,15 +135,7 @@ impl NativeSemaphore {
     #[napi(catch_unwind)]
     pub fn cancel(&self, token: f64) -> Option<Vec<f64>> {
         let woken = self.core().cancel(self.attachment.slot, token as u64)?;
-        let mut out = Vec::new();
-        wake::settle(
-            self.core(),
-            self.attachment.slot,
-            &self.attachment.local,
-            woken,
-            &mut out,
-        );
-        Some(out)
+        Some(self.settle(woken))
     }
 
     /// Adds `n` permits to the capacity, handing them out as a release would;

@@ -40,6 +40,12 @@ export interface LimitFunction {
   ): Promise<ReturnType[]>
 }
 
+/** A call waiting for a permit; `cancel` withdraws its wait once it is queued. */
+interface PendingCall {
+  cancel: Cancel | undefined
+  reject: (reason: unknown) => void
+}
+
 function validateConcurrency(concurrency: unknown): asserts concurrency is number {
   if (!((Number.isInteger(concurrency) || concurrency === Number.POSITIVE_INFINITY) && (concurrency as number) > 0)) {
     throw new TypeError('Expected `concurrency` to be a number from 1 and up')
@@ -70,7 +76,7 @@ export default function pLimit(options: number | Options): LimitFunction {
   /** Permits to give up as running tasks finish, after `concurrency` was lowered. */
   let debt = 0
   /** Calls waiting for a permit; `cancel` is set once the wait is queued. */
-  const pending = new Set<{ cancel: Cancel | undefined; reject: (reason: unknown) => void }>()
+  const pending = new Set<PendingCall>()
 
   const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit?: Permit): void => {
     activeCount++
@@ -102,7 +108,7 @@ export default function pLimit(options: number | Options): LimitFunction {
         queueMicrotask(() => start(run, resolve))
         return
       }
-      const item: { cancel: Cancel | undefined; reject: (reason: unknown) => void } = { cancel: undefined, reject }
+      const item: PendingCall = { cancel: undefined, reject }
       pending.add(item)
       const queued = (cancel: Cancel) => {
         item.cancel = cancel
