@@ -177,13 +177,18 @@ describe('Channel', () => {
   })
 
   it('v8-decoded typed arrays that view the received bytes stay intact as more messages arrive', async () => {
-    const ch = new Channel<{ n: number; data: Float64Array }>({ capacity: 2 })
-    const kept: { n: number; data: Float64Array }[] = []
+    // v8's deserializer returns a Uint8Array as a view over its input (other
+    // typed arrays too when aligned), so received bytes must never be reused.
+    const ch = new Channel<{ n: number; bytes: Uint8Array; doubles: Float64Array }>({ capacity: 2 })
+    const kept: { n: number; bytes: Uint8Array; doubles: Float64Array }[] = []
     for (let n = 0; n < 500; n++) {
-      ch.trySend({ n, data: Float64Array.of(n, n / 2, -n) })
+      ch.trySend({ n, bytes: Uint8Array.of(n & 255, 7, (n >> 8) & 255), doubles: Float64Array.of(n, n / 2, -n) })
       kept.push(ch.tryRecv()!)
     }
-    for (const [n, value] of kept.entries()) expect([value.n, ...value.data]).toEqual([n, n, n / 2, -n])
+    for (const [n, value] of kept.entries()) {
+      expect([value.n, ...value.bytes]).toEqual([n, n & 255, 7, (n >> 8) & 255])
+      expect([...value.doubles]).toEqual([n, n / 2, -n])
+    }
   })
 
   it.each([
