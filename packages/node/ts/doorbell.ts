@@ -139,9 +139,16 @@ export class Doorbell {
   /** Collects this thread's grants and settles their waits. */
   collect(): void {
     if (this.#waiting === 0) return
+    // Closed is read before the grants are taken, never after: a grant made
+    // between the two reads would otherwise be withdrawn here while natively
+    // it stays held (a permit lost for good). Closing is sticky and grants
+    // nothing, so once `closed` reads true every grant made before the close
+    // is in the list taken next, and whatever is still pending after it was
+    // withdrawn by the close.
+    const closed = this.#native.isClosed()
     const granted = this.#native.takeGranted()
     if (granted !== null) for (const token of granted) this.#grant(token)
-    if (this.#waiting > 0 && this.#native.isClosed()) {
+    if (this.#waiting > 0 && closed) {
       // Closing withdrew every queued wait (rare: a scan is fine).
       const mine = [...pending].filter(([, wait]) => wait.doorbell === this).map(([token]) => token)
       for (const token of mine) this.#take(token)?.onWithdrawn()
