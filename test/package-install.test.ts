@@ -19,11 +19,13 @@ const platformPackage = 'linux-x64-gnu'
 const supported = process.platform === 'linux' && process.arch === 'x64'
 
 describe.runIf(supported)('the packed package, installed as a user installs it', () => {
+  let work: string
+  let mainTarball: string
   let app: string
   let bin: string
 
   beforeAll(async () => {
-    const work = mkdtempSync(join(tmpdir(), 'sluice-install-'))
+    work = mkdtempSync(join(tmpdir(), 'sluice-install-'))
     // The platform package gets the freshly built binary, as CI's artifacts step does.
     const stage = join(work, 'stage')
     cpSync(join(pkg, 'npm', platformPackage), stage, { recursive: true })
@@ -39,7 +41,8 @@ describe.runIf(supported)('the packed package, installed as a user installs it',
     expect(platforms).toHaveLength(manifest.napi.targets.length)
     manifest.optionalDependencies = Object.fromEntries(platforms.map((p) => [`sluice-${p}`, manifest.version]))
     writeFileSync(join(main, 'package.json'), JSON.stringify(manifest, null, 2))
-    await run('npm', ['pack', '--pack-destination', work], { cwd: main })
+    const { stdout: packed } = await run('npm', ['pack', '--pack-destination', work], { cwd: main })
+    mainTarball = join(work, packed.trim().split('\n').at(-1)!)
     const tarballs = readdirSync(work)
       .filter((f) => f.endsWith('.tgz'))
       .map((f) => join(work, f))
@@ -84,6 +87,28 @@ describe.runIf(supported)('the packed package, installed as a user installs it',
     const version = major === 'current' ? process.version : `v${major}.`
     expect(required).toContain(`require ok on ${version}`)
     expect(imported).toContain(`import ok on ${version}`)
+  }, 300_000)
+
+  it('names the platform package and how to get it when it was not installed', async () => {
+    // As `npm install --omit=optional sluice` leaves it: the main package only.
+    const bare = join(work, 'bare')
+    mkdirSync(bare)
+    writeFileSync(join(bare, 'package.json'), JSON.stringify({ name: 'bare', private: true }))
+    const env = { HOME: work, PATH: bin }
+    await run('npm', ['install', '--offline', '--omit=optional', '--no-audit', '--no-fund', '--cache', join(work, 'cache'), mainTarball], {
+      cwd: bare,
+      env,
+    })
+    expect(existsSync(join(bare, 'node_modules', `sluice-${platformPackage}`))).toBe(false)
+    const probe = `try { require('sluice') } catch (e) { console.log(JSON.stringify({ message: e.message, cause: e.cause?.message })) }`
+    const { stdout } = await run(process.execPath, ['-e', probe], { cwd: bare, env })
+    const { message, cause } = JSON.parse(stdout) as { message: string; cause: string }
+    expect(message).toContain(`sluice-${platformPackage} is not installed`)
+    expect(message).toContain('--omit=optional')
+    expect(message).toContain(`npm install sluice-${platformPackage}@`)
+    expect(message).not.toContain('npm has a bug')
+    // napi-rs's own error, with every path it tried, stays on as the cause.
+    expect(cause).toContain('Cannot find native binding')
   }, 300_000)
 })
 

@@ -1,8 +1,7 @@
 // The generated napi-rs loader picks the prebuilt binary for this platform:
 // a `.node` file beside it in a development checkout, else the matching
 // `sluice-<platform>` package that npm installed as an optional dependency.
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader is CommonJS, and so is this build
-import binding = require('../binding.js')
+import type * as Binding from '../binding.js'
 import { InvalidHandleError } from './errors.js'
 
 /** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
@@ -64,6 +63,66 @@ export type Message = number | Uint8Array
 /** A received message, alone or followed by settle entries. */
 export type Received = Message | [Message, ...number[]]
 
+const binding = loadBinding()
+
+function loadBinding(): typeof Binding {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the loader is CommonJS, and so is this build
+    return require('../binding.js') as typeof Binding
+  } catch (error) {
+    throw bindingLoadError(error)
+  }
+}
+
+/**
+ * napi-rs's loader says only "Cannot find native binding" and blames an npm
+ * bug, whatever went wrong; the usual cause is a platform package that was
+ * never installed (`--omit=optional`). Name the package and how to get it.
+ */
+function bindingLoadError(error: unknown): unknown {
+  if (!(error instanceof Error) || !error.message.startsWith('Cannot find native binding')) return error
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- read only on this path; always in the package
+  const manifest = require('../package.json') as { version: string; napi: { binaryName: string; targets: string[] } }
+  const prebuilt = manifest.napi.targets.map(platformArchAbi)
+  let abi = ''
+  if (process.platform === 'win32') abi = '-msvc'
+  if (process.platform === 'linux') {
+    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+    abi = header !== undefined && header.glibcVersionRuntime === undefined ? '-musl' : '-gnu'
+  }
+  const platform = `${process.platform}-${process.arch}${abi}`
+  const name = `${manifest.napi.binaryName}-${platform}`
+  let message: string
+  if (!prebuilt.includes(platform)) {
+    message = `sluice has no prebuilt binary for ${platform}; prebuilt: ${prebuilt.join(', ')}`
+  } else if (isInstalled(name)) {
+    message = `sluice's platform package ${name} is installed but its binary did not load (see cause)`
+  } else {
+    message =
+      `sluice's platform package ${name} is not installed: npm installs it as an optional dependency, ` +
+      `so reinstall without --no-optional / --omit=optional (or npm_config_omit=optional), ` +
+      `or add it: npm install ${name}@${manifest.version}`
+  }
+  return new Error(message, { cause: error })
+}
+
+/** `x86_64-unknown-linux-gnu` -> `linux-x64-gnu`, as napi-rs names platform packages. */
+function platformArchAbi(triple: string): string {
+  const [arch = '', , system = '', abi] = triple.split('-')
+  const nodeArch = ({ x86_64: 'x64', aarch64: 'arm64', i686: 'ia32', armv7: 'arm' } as Record<string, string>)[arch] ?? arch
+  const nodePlatform = system === 'darwin' ? 'darwin' : system === 'windows' ? 'win32' : system
+  return `${nodePlatform}-${nodeArch}${abi === undefined ? '' : `-${abi}`}`
+}
+
+function isInstalled(name: string): boolean {
+  try {
+    require.resolve(`${name}/package.json`)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const raw = binding as unknown as RawCalls
 export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
 export const { bucketTryTake, bucketReserve, bucketSettle, bucketCancel } = raw
@@ -71,11 +130,11 @@ export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
 export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw
 export const { chanSendNumbers, chanRecvNumbers } = raw
 export const NativeSemaphore = binding.NativeSemaphore
-export type NativeSemaphore = binding.NativeSemaphore
+export type NativeSemaphore = Binding.NativeSemaphore
 export const NativeTokenBucket = binding.NativeTokenBucket
-export type NativeTokenBucket = binding.NativeTokenBucket
+export type NativeTokenBucket = Binding.NativeTokenBucket
 export const NativeChannel = binding.NativeChannel
-export type NativeChannel = binding.NativeChannel
+export type NativeChannel = Binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
 
 /**
