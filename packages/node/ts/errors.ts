@@ -30,9 +30,21 @@ export class ClosedError extends SluiceError {
   }
 }
 
-/** `maxWaiters` waits are queued already. */
+/** A bounded queue is full: `maxWaiters` waits, or a pool's `maxQueue` tasks. */
 export class QueueFullError extends SluiceError {
-  constructor(maxWaiters: number, options?: ErrorOptions) {
-    super(`${maxWaiters} waits are queued already (maxWaiters)`, 'ERR_SLUICE_QUEUE_FULL', options)
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_SLUICE_QUEUE_FULL', options)
+  }
+
+  /** @internal A semaphore's wait queue is at `maxWaiters`. */
+  static waiters(maxWaiters: number): QueueFullError {
+    return new QueueFullError(`${maxWaiters} waits are queued already (maxWaiters)`)
+  }
+
+  /** @internal A WorkerPool's queue is at `maxQueue`. */
+  static pool(maxQueue: number): QueueFullError {
+    return new QueueFullError(
+      `the pool's queue is full (maxQueue ${maxQueue} tasks waiting for a thread); submit() waits for room instead of rejecting`,
+    )
   }
 }

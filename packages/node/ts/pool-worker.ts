@@ -3,7 +3,7 @@
 // `./worker.js` first attaches the shared primitives.
 import { pathToFileURL } from 'node:url'
 import { workerData } from 'node:worker_threads'
-import { kPoolData, type PoolWorkerData } from './worker.js'
+import { attachError, kPoolData, type PoolWorkerData } from './worker.js'
 
 type TaskFunction = (task: unknown) => unknown
 
@@ -24,6 +24,7 @@ function load(): Promise<TaskFunction> {
 }
 
 export default async function dispatch(message: PoolMessage): Promise<unknown> {
+  if (attachError !== undefined) throw attachError
   const fn = await load()
   if ('batch' in message) {
     const results = new Array(message.batch.length)

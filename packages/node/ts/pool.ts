@@ -1,12 +1,22 @@
+import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { MessagePort } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import { onAbort } from './abort.js'
+import { ClosedError, QueueFullError } from './errors.js'
+import { DOORBELL_SLOTS } from './native.js'
 import type { PoolMessage } from './pool-worker.js'
-import { Semaphore } from './semaphore.js'
-import { handlesOf } from './share.js'
+import { Semaphore, type Permit } from './semaphore.js'
+import { handlesOf, type Shareable } from './share.js'
 import { show, validateInteger, validateOptions, validateSignal } from './validate.js'
 import { kPoolData, type PoolWorkerData } from './worker.js'
+
+/**
+ * Most threads a pool with `share` may have: every primitive has
+ * DOORBELL_SLOTS slots, one per attached thread, and the thread that made
+ * the pool holds one.
+ */
+export const MAX_SHARING_THREADS = DOORBELL_SLOTS - 1
 
 export interface WorkerPoolOptions {
   /** The module whose default export (or `name`d export) runs each task. */
@@ -15,6 +25,11 @@ export interface WorkerPoolOptions {
   name?: string
   minThreads?: number
   maxThreads?: number
+  /**
+   * Tasks one thread runs at once (default 1). Above 1, a thread starts its
+   * next task while the last one awaits I/O (piscina's option of that name).
+   */
+  concurrentTasksPerWorker?: number
   /** Tasks that may wait for a thread (default: maxThreads squared). */
   maxQueue?: number
   /** Milliseconds an idle thread lives (beyond minThreads). */
@@ -63,12 +78,29 @@ export interface Percentiles {
  * queue is full, `map` batches small items per dispatch and fails fast, and
  * `share` hands sluice primitives to every worker, so one limit holds across
  * the pool and the main thread.
+ *
+ * Emits `'error'` when a thread crashes outside any task (an exception
+ * thrown from a timer its task left behind, say); the pool replaces the
+ * thread. Without an `'error'` listener the crash is reported as a process
+ * warning instead of ending the process.
  */
-export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDisposable {
+export class WorkerPool<Task = unknown, Result = unknown> extends EventEmitter implements AsyncDisposable {
   readonly #piscina: Piscina
-  /** Room for running + queued tasks, which `submit` waits on. */
+  /**
+   * Room for running + queued tasks: every task holds a permit from before it
+   * is handed to piscina until it settles, so this is the pool's one bound
+   * (piscina's own queue is unbounded). `run` takes room or rejects, `submit`
+   * waits for it.
+   */
   readonly #room: Semaphore
+  readonly #maxQueue: number
   readonly #maxThreads: number
+  /**
+   * The shared primitives, kept alive while the pool lives: threads attach
+   * by handle, and a handle to a collected primitive attaches to nothing.
+   */
+  // eslint-disable-next-line no-unused-private-class-members -- never read: holding it is the point
+  #shared: Shareable[] | undefined
 
   constructor(options: WorkerPoolOptions) {
     const opts = validateOptions<WorkerPoolOptions>(options, 'options')
@@ -79,27 +111,49 @@ export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDispos
     if (opts.name !== undefined && typeof opts.name !== 'string') {
       throw new TypeError(`options.name must be a string, got ${show(opts.name)}`)
     }
+    const shareOption = validateOptions<Record<string, unknown>>(opts.share, 'options.share')
+    const sharing = Object.keys(shareOption).length > 0
     const maxThreads = validateInteger(opts.maxThreads ?? 4, 'options.maxThreads', 1, 1024)
+    if (sharing && maxThreads > MAX_SHARING_THREADS) {
+      throw new RangeError(
+        `options.maxThreads must be at most ${MAX_SHARING_THREADS} when options.share is given (a shared primitive admits ${DOORBELL_SLOTS} threads, this one included), got ${maxThreads}`,
+      )
+    }
     const minThreads = validateInteger(opts.minThreads ?? Math.min(maxThreads, 1), 'options.minThreads', 0, maxThreads)
+    const perThread = validateInteger(opts.concurrentTasksPerWorker ?? 1, 'options.concurrentTasksPerWorker', 1, 1024)
     const maxQueue = validateInteger(opts.maxQueue ?? maxThreads ** 2, 'options.maxQueue', 0, 2 ** 31 - 1)
     if (opts.idleTimeout !== undefined) validateInteger(opts.idleTimeout, 'options.idleTimeout', 0, 2 ** 31 - 1)
-    const share = handlesOf(validateOptions<Record<string, unknown>>(opts.share, 'options.share'))
+    const share = handlesOf(shareOption)
     const poolData: PoolWorkerData = { filename, name: opts.name, share }
+    const room = maxThreads * perThread + maxQueue
+    if (room > 2 ** 31 - 1) throw new RangeError(`options.maxQueue plus the threads' capacity must be below 2 ** 31, got ${room}`)
+    super()
     this.#piscina = new Piscina({
       filename: require.resolve('./pool-worker.js'),
       minThreads,
       maxThreads,
-      maxQueue,
+      concurrentTasksPerWorker: perThread,
+      // The bound is #room; piscina's queue only holds tasks that have room.
+      maxQueue: Number.POSITIVE_INFINITY,
+      // 'sync' (piscina's default) parks an idle thread in a blocking
+      // Atomics.wait, and a wait a finished task left queued on a shared
+      // primitive could then be granted but never collected: the permit
+      // stranded while every other thread waits. 'async' keeps the idle
+      // thread's event loop running.
+      atomics: 'async',
       ...(opts.idleTimeout === undefined ? {} : { idleTimeout: opts.idleTimeout }),
       workerData: { [kPoolData]: poolData },
     })
+    this.#piscina.on('error', (error: unknown) => this.#onThreadError(error))
+    this.#shared = sharing ? (Object.values(shareOption) as Shareable[]) : undefined
     this.#maxThreads = maxThreads
-    this.#room = new Semaphore(maxThreads + Math.max(maxQueue, 0) || 1)
+    this.#maxQueue = maxQueue
+    this.#room = new Semaphore(room)
   }
 
   /**
-   * Runs `task` on a thread. Rejects at once if the queue is full (see
-   * `submit`), with `signal.reason`-like AbortError if aborted.
+   * Runs `task` on a thread. Rejects at once with a `QueueFullError` if the
+   * queue is full (see `submit`), with an AbortError if aborted.
    */
   run(task: Task, options?: RunOptions): Promise<Result> {
     let signal: AbortSignal | undefined, transferList: RunOptions['transferList']
@@ -108,17 +162,19 @@ export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDispos
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.#run({ task }, signal, transferList) as Promise<Result>
+    return this.#runWithRoom({ task }, signal, transferList) as Promise<Result>
   }
 
   /**
    * Queues `task`, first waiting for room if the queue is full
-   * (backpressure). Resolves once the task is queued, with its result promise.
+   * (backpressure), whichever calls filled it. Resolves once the task is
+   * queued, with its result promise.
    */
   async submit(task: Task, options?: RunOptions): Promise<{ result: Promise<Result> }> {
     const { signal, transferList } = validateRunOptions(options)
+    if (this.#room.closed) throw new ClosedError('the worker pool is closed')
     const permit = await this.#room.acquire({ signal })
-    const result = this.#run({ task } satisfies PoolMessage, signal, transferList).finally(() => permit.release())
+    const result = this.#run({ task } satisfies PoolMessage, signal, transferList, permit)
     // The caller may never look at the result; its rejection must not crash the process.
     result.catch(() => {})
     return { result: result as Promise<Result> }
@@ -154,7 +210,9 @@ export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDispos
         const start = next
         next += batchSize
         const batch = list.slice(start, start + batchSize)
-        const out = (await this.#run({ batch }, cancel, undefined)) as Result[]
+        // Batches wait for room as `submit` does: `map` is backpressure too.
+        const permit = await this.#room.acquire({ signal: cancel })
+        const out = (await this.#run({ batch }, cancel, undefined, permit)) as Result[]
         for (let i = 0; i < out.length; i++) results[start + i] = out[i]!
       }
     }
@@ -177,13 +235,18 @@ export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDispos
   /** Waits for queued and running tasks to finish, then stops the threads. */
   async close(): Promise<void> {
     await this.#piscina.close()
-    this.#room.close()
+    this.#stopped()
   }
 
   /** Stops now: queued tasks are rejected, running ones are stopped. */
   async destroy(): Promise<void> {
     await this.#piscina.destroy()
+    this.#stopped()
+  }
+
+  #stopped(): void {
     this.#room.close()
+    this.#shared = undefined
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -207,20 +270,38 @@ export class WorkerPool<Task = unknown, Result = unknown> implements AsyncDispos
     }
   }
 
+  #onThreadError(error: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+    else process.emitWarning(error instanceof Error ? error : String(error), { code: 'SLUICE_POOL_THREAD_ERROR' })
+  }
+
+  /** `#run` if there is room for one more task; a QueueFullError otherwise. */
+  #runWithRoom(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList']): Promise<unknown> {
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    if (this.#room.closed) return Promise.reject(new ClosedError('the worker pool is closed'))
+    const permit = this.#room.tryAcquire()
+    if (permit === null) return Promise.reject(QueueFullError.pool(this.#maxQueue))
+    return this.#run(message, signal, transferList, permit)
+  }
+
   /**
-   * Hands a task to piscina. piscina adds an 'abort' listener per task to
+   * Hands a task holding `permit` (its room) to piscina; the room is given
+   * back when the task settles. piscina adds an 'abort' listener per task to
    * the signal it is given, and Node scans a signal's listeners on every add
    * and remove: 20,000 tasks sharing one signal ran 3x slower and warned.
    * So each task gets a signal of its own, fed by our one listener per
    * shared signal (`onAbort`).
    */
-  #run(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList']): Promise<unknown> {
+  #run(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList'], permit: Permit): Promise<unknown> {
+    let result: Promise<unknown>
     if (signal === undefined || signal.aborted) {
-      return this.#piscina.run(message, { signal: signal ?? null, transferList: transferList as never })
+      result = this.#piscina.run(message, { signal: signal ?? null, transferList: transferList as never })
+    } else {
+      const own = new AbortController()
+      const detach = onAbort(signal, () => own.abort(signal.reason))
+      result = this.#piscina.run(message, { signal: own.signal, transferList: transferList as never }).finally(detach)
     }
-    const own = new AbortController()
-    const detach = onAbort(signal, () => own.abort(signal.reason))
-    return this.#piscina.run(message, { signal: own.signal, transferList: transferList as never }).finally(detach)
+    return result.finally(() => permit.release())
   }
 }
 

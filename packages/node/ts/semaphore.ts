@@ -315,7 +315,7 @@ export class Semaphore {
       return Promise.resolve(permit)
     }
     if (outcome === CLOSED) return Promise.reject(this.#closedError())
-    if (outcome === QUEUE_FULL) return Promise.reject(new QueueFullError(this.#native.waiting))
+    if (outcome === QUEUE_FULL) return Promise.reject(QueueFullError.waiters(this.#native.waiting))
     const wait = new PendingAcquire(this, weight, granted)
     const promise = new Promise<Permit>((resolve, reject) => {
       wait.resolve = resolve

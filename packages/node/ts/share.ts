@@ -18,7 +18,14 @@ export function handlesOf(share: Record<string, unknown>): Record<string, Sharea
     ) {
       throw new TypeError(`options.share.${name} must be a Semaphore, Mutex, TokenBucket or Channel, got ${show(primitive)}`)
     }
-    handles[name] = primitive.handle
+    const handle = primitive.handle
+    if (handle.kind === 'sluice:Channel' && handle.codec === 'custom') {
+      // A codec is functions, which cannot cross to another thread.
+      throw new TypeError(
+        `options.share.${name} is a Channel with a custom codec, which cannot reach a worker: share a channel with a built-in codec, or pass its handle in the task and call Channel.from(handle, { codec }) there`,
+      )
+    }
+    handles[name] = handle
   }
   return handles
 }

@@ -20,8 +20,30 @@ export interface PoolWorkerData {
 const data = (workerData as Record<string, PoolWorkerData> | null | undefined)?.[kPoolData]
 
 /**
+ * @internal Why this pool thread could not attach the shared primitives
+ * (undefined if it could). The pool rejects every task of such a thread with
+ * it: a throw here would kill the thread at start-up, and piscina reports
+ * that as an 'error' event, not as failed tasks.
+ */
+export let attachError: Error | undefined
+
+function attach(handles: Record<string, ShareableHandle>): Record<string, unknown> {
+  const shared: Record<string, unknown> = {}
+  for (const [name, handle] of Object.entries(handles)) {
+    try {
+      Object.assign(shared, fromHandles({ [name]: handle }))
+    } catch (cause) {
+      const reason = cause instanceof Error ? cause.message : String(cause)
+      attachError = new Error(`a pool thread could not attach share.${name}: ${reason}`, { cause })
+      return {}
+    }
+  }
+  return shared
+}
+
+/**
  * The shared primitives by the names given in `WorkerPool({ share })`; empty
  * outside a pool worker. Typed loosely: cast to what you shared.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the names and kinds are the caller's
-export const shared: Record<string, any> = data === undefined ? {} : fromHandles(data.share)
+export const shared: Record<string, any> = data === undefined ? {} : attach(data.share)
