@@ -1,6 +1,7 @@
 // async-mutex 0.5's documented behaviours, run against async-mutex itself and
 // against sluice/compat/async-mutex: the adapter must behave as what it replaces.
 import * as real from 'async-mutex'
+import fc from 'fast-check'
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
@@ -8,6 +9,21 @@ import * as compat from 'sluice/compat/async-mutex'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+interface Tracked {
+  state: 'pending' | 'resolved' | 'rejected'
+  value: unknown
+}
+
+/** How a promise settled, readable synchronously after a tick. */
+function track(promise: Promise<unknown>): Tracked {
+  const tracked: Tracked = { state: 'pending', value: undefined }
+  promise.then(
+    (value) => Object.assign(tracked, { state: 'resolved', value }),
+    (error: unknown) => Object.assign(tracked, { state: 'rejected', value: error }),
+  )
+  return tracked
+}
 
 const implementations = [
   ['async-mutex', real],
@@ -183,6 +199,70 @@ describe.each(implementations)('%s', (_, lib) => {
       expect(events).toEqual(['acquire', 'unlock, locked=false'])
     })
 
+    it('a pending waitForUnlock for more than the value does not hold back a smaller acquire of lower priority', async () => {
+      const sem = new Semaphore(1)
+      const unlock = track(sem.waitForUnlock(2, 1))
+      const acquired = track(sem.acquire(1, 0))
+      await tick()
+      expect(acquired.state).toBe('resolved')
+      expect(sem.getValue()).toBe(0)
+      const [value, release] = acquired.value as [number, () => void]
+      expect(value).toBe(1)
+      release()
+      await tick()
+      expect(sem.getValue()).toBe(1)
+      expect(unlock.state).toBe('pending')
+      sem.release(1)
+      await tick()
+      expect(unlock.state).toBe('resolved')
+      expect(sem.getValue()).toBe(2)
+    })
+
+    it('cancel rejects every queued acquire, even one that the cancelled head gives its permits to', async () => {
+      const sem = new Semaphore(1)
+      const head = track(sem.acquire(2))
+      const behind = track(sem.acquire(1))
+      await tick()
+      sem.cancel()
+      await tick()
+      expect([head.state, head.value, behind.state, behind.value]).toEqual(['rejected', E_CANCELED, 'rejected', E_CANCELED])
+      expect(sem.getValue()).toBe(1)
+      expect(sem.isLocked()).toBe(false)
+    })
+
+    it('setValue lowers the value even while a weighted wait is queued, and that wait is served only once the value allows', async () => {
+      const sem = new Semaphore(2)
+      const wait = track(sem.acquire(3))
+      await tick()
+      sem.setValue(0)
+      expect(sem.getValue()).toBe(0)
+      expect(sem.isLocked()).toBe(true)
+      sem.release(1)
+      await tick()
+      expect(wait.state).toBe('pending')
+      expect(sem.getValue()).toBe(1)
+      sem.release(2)
+      await tick()
+      expect(wait.state).toBe('resolved')
+      expect(sem.getValue()).toBe(0)
+    })
+
+    it('release(weight) and the releaser of an acquire each raise the value, the releaser once', async () => {
+      const sem = new Semaphore(1)
+      const [, release] = await sem.acquire()
+      sem.release(1)
+      expect(sem.getValue()).toBe(1)
+      release()
+      expect(sem.getValue()).toBe(2)
+      release()
+      expect(sem.getValue()).toBe(2)
+      const mutex = new Mutex()
+      const unlock = await mutex.acquire()
+      mutex.release()
+      unlock()
+      expect(mutex.isLocked()).toBe(false)
+    })
+
     it('a weight of 0 or less throws synchronously', () => {
       const sem = new Semaphore(1)
       expect(() => sem.acquire(0)).toThrow(/invalid weight 0: must be positive/)
@@ -292,6 +372,80 @@ describe.each(implementations)('%s', (_, lib) => {
   })
 })
 
+type Op =
+  | { op: 'acquire' | 'waitForUnlock'; weight: number; priority: number }
+  | { op: 'release'; weight: number }
+  | { op: 'releaser'; index: number }
+  | { op: 'setValue'; value: number }
+  | { op: 'cancel' }
+
+const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ op: fc.constantFrom('acquire', 'waitForUnlock'), weight: fc.integer({ min: 1, max: 3 }), priority: fc.integer({ min: -1, max: 1 }) }),
+  fc.record({ op: fc.constant('release'), weight: fc.integer({ min: 1, max: 2 }) }),
+  fc.record({ op: fc.constant('releaser'), index: fc.nat(7) }),
+  fc.record({ op: fc.constant('setValue'), value: fc.integer({ min: 0, max: 4 }) }),
+  fc.record({ op: fc.constant('cancel') }),
+) as fc.Arbitrary<Op>
+
+/**
+ * Runs `ops` on a fresh semaphore of `lib`, one tick after each, and returns
+ * what can be observed after each: the value, isLocked, and how each promise
+ * so far settled (an acquire's value included only when granted at once: for
+ * a wait that queued, it is read when the grant is collected, as documented).
+ */
+async function observe(lib: typeof compat, initial: number, ops: Op[]): Promise<unknown[]> {
+  const sem = new lib.Semaphore(initial)
+  const tracked: { kind: string; at: number; tracked: Tracked; immediate: boolean }[] = []
+  const releasers: (() => void)[] = []
+  const log: unknown[] = []
+  for (const [at, step] of ops.entries()) {
+    if (step.op === 'acquire') {
+      const entry = { kind: 'acquire', at, tracked: track(sem.acquire(step.weight, step.priority)), immediate: false }
+      tracked.push(entry)
+      await Promise.resolve()
+      await Promise.resolve()
+      entry.immediate = entry.tracked.state === 'resolved'
+    } else if (step.op === 'waitForUnlock') {
+      tracked.push({ kind: 'unlock', at, tracked: track(sem.waitForUnlock(step.weight, step.priority)), immediate: false })
+    } else if (step.op === 'release') sem.release(step.weight)
+    else if (step.op === 'releaser') releasers[step.index % Math.max(1, releasers.length)]?.()
+    else if (step.op === 'setValue') sem.setValue(step.value)
+    else sem.cancel()
+    await tick()
+    for (const { kind, tracked: t } of tracked) {
+      if (kind === 'acquire' && t.state === 'resolved' && !releasers.includes((t.value as [number, () => void])[1])) {
+        releasers.push((t.value as [number, () => void])[1])
+      }
+    }
+    log.push({
+      at,
+      step,
+      value: sem.getValue(),
+      locked: sem.isLocked(),
+      settled: tracked.map(({ kind, at, tracked: t, immediate }) => ({
+        kind,
+        at,
+        state: t.state,
+        ...(t.state === 'rejected' && { canceled: t.value === lib.E_CANCELED }),
+        ...(kind === 'acquire' && immediate && { value: (t.value as [number])[0] }),
+      })),
+    })
+  }
+  return log
+}
+
+describe('side by side with async-mutex', () => {
+  it('random sequences of acquire, waitForUnlock, release, releasers, setValue and cancel are observed the same', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.array(opArbitrary, { maxLength: 10 }), async (initial, ops) => {
+        const expected = await observe(real as unknown as typeof compat, initial, ops)
+        expect(await observe(compat, initial, ops)).toEqual(expected)
+      }),
+      { numRuns: 300 },
+    )
+  })
+})
+
 describe('sluice/compat/async-mutex specifics', () => {
   it('rejects what async-mutex would accept but sluice cannot represent, with a RangeError naming the field', () => {
     expect(() => new compat.Semaphore(-1)).toThrow(RangeError)
@@ -304,7 +458,7 @@ describe('sluice/compat/async-mutex specifics', () => {
     expect(() => compat.withTimeout({} as compat.MutexInterface, 1)).toThrow(TypeError)
   })
 
-  it('one mutex across threads: workers and the main thread never overlap, and a worker dying while holding it frees it', async () => {
+  it('one mutex across threads: workers and the main thread never overlap, a worker dying while holding it frees it, and waitForUnlock here wakes', async () => {
     const mutex = new compat.Mutex()
     const inside = new Int32Array(new SharedArrayBuffer(8))
     const workers = Array.from(
@@ -338,6 +492,22 @@ describe('sluice/compat/async-mutex specifics', () => {
     await holderExit
     const release = await next
     release()
+    expect(mutex.isLocked()).toBe(false)
+
+    // waitForUnlock in this thread wakes when a worker frees the lock.
+    const other = new Worker(new URL('./fixtures/async-mutex-worker.mjs', import.meta.url), {
+      workerData: { handle: mutex.handle, inside, hold: true },
+    })
+    const otherExit = once(other, 'exit')
+    await once(other, 'message')
+    const unlocked = track(mutex.waitForUnlock())
+    await tick()
+    expect(unlocked.state).toBe('pending')
+    await other.terminate()
+    await otherExit
+    await withTimeoutOrFail(mutex.waitForUnlock(), 5000)
+    await tick()
+    expect(unlocked.state).toBe('resolved')
     expect(mutex.isLocked()).toBe(false)
   })
 })

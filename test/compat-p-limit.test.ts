@@ -1,5 +1,6 @@
 // p-limit's documented behaviours, run against p-limit 7 itself and against
 // sluice/compat/p-limit: the adapter must behave as what it replaces.
+import fc from 'fast-check'
 import realPLimit, { limitFunction as realLimitFunction } from 'p-limit'
 import { describe, expect, it } from 'vitest'
 import { Semaphore } from 'sluice'
@@ -7,6 +8,33 @@ import pLimit, { limitFunction } from 'sluice/compat/p-limit'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+/**
+ * Tasks that run until told to finish, oldest first: `finishAll(n)` ends
+ * them one at a time and returns how many run after each.
+ */
+function gate() {
+  const finishers: (() => void)[] = []
+  const gated = {
+    running: 0,
+    most: 0,
+    task: async (): Promise<void> => {
+      gated.most = Math.max(gated.most, ++gated.running)
+      await new Promise<void>((resolve) => finishers.push(resolve))
+      gated.running--
+    },
+    async finishAll(n: number): Promise<number[]> {
+      const trace: number[] = []
+      for (let i = 0; i < n; i++) {
+        finishers.shift()?.()
+        await tick()
+        trace.push(gated.running)
+      }
+      return trace
+    },
+  }
+  return gated
+}
 
 const implementations = [
   ['p-limit', realPLimit, realLimitFunction],
@@ -129,6 +157,35 @@ describe.each(implementations)('%s', (_, makeLimit, makeLimitFunction) => {
     expect(limit.activeCount).toBe(0)
   })
 
+  it('2 → Infinity → 1: once lowered, no new function starts until those running drop below 1', async () => {
+    const limit = makeLimit(2)
+    const gated = gate()
+    const runs = Array.from({ length: 4 }, () => limit(gated.task))
+    await tick()
+    limit.concurrency = Number.POSITIVE_INFINITY
+    await tick()
+    const trace = [gated.running]
+    limit.concurrency = 1
+    runs.push(...Array.from({ length: 4 }, () => limit(gated.task)))
+    trace.push(...(await gated.finishAll(8)))
+    await Promise.all(runs)
+    expect(trace).toEqual([4, 3, 2, 1, 1, 1, 1, 1, 0])
+    expect(gated.most).toBe(4)
+  })
+
+  it('Infinity with 5 running → 2: no new function starts until those running drop below 2', async () => {
+    const limit = makeLimit(Number.POSITIVE_INFINITY)
+    const gated = gate()
+    const runs = Array.from({ length: 5 }, () => limit(gated.task))
+    await tick()
+    limit.concurrency = 2
+    runs.push(...Array.from({ length: 4 }, () => limit(gated.task)))
+    const trace = [gated.running, ...(await gated.finishAll(9))]
+    await Promise.all(runs)
+    expect(trace).toEqual([5, 4, 3, 2, 2, 2, 2, 2, 1, 0])
+    expect(gated.most).toBe(5)
+  })
+
   it('map runs fn(value, index) under the limit, in order', async () => {
     const limit = makeLimit(2)
     expect(await limit.map([10, 20, 30], async (value, index) => value + index)).toEqual([10, 21, 32])
@@ -157,6 +214,40 @@ describe.each(implementations)('%s', (_, makeLimit, makeLimitFunction) => {
 
   it.each([0, -1, 1.5, '2', Number.NaN])('rejects concurrency %o with a TypeError', (concurrency) => {
     expect(() => makeLimit(concurrency as number)).toThrow(new TypeError('Expected `concurrency` to be a number from 1 and up'))
+  })
+})
+
+type Step = 'call' | 'finish' | 'clear' | number
+
+/** Runs `steps` on a fresh limiter, one tick after each; returns what is seen after each. */
+async function observe(makeLimit: typeof pLimit, initial: number, steps: Step[]): Promise<unknown[]> {
+  const limit = makeLimit(initial)
+  const gated = gate()
+  const log: unknown[] = []
+  for (const step of steps) {
+    if (step === 'call') void limit(gated.task)
+    else if (step === 'finish') await gated.finishAll(1)
+    else if (step === 'clear') limit.clearQueue()
+    else limit.concurrency = step
+    await tick()
+    log.push([step, gated.running, limit.activeCount, limit.pendingCount, limit.concurrency])
+  }
+  log.push(['most', gated.most])
+  await gated.finishAll(steps.length)
+  return log
+}
+
+describe('side by side with p-limit', () => {
+  it('random sequences of calls, finishes, concurrency changes (through Infinity) and clearQueue are observed the same', async () => {
+    const concurrency = fc.constantFrom(1, 2, 3, Number.POSITIVE_INFINITY)
+    const step: fc.Arbitrary<Step> = fc.oneof(fc.constant('call'), fc.constant('call'), fc.constant('finish'), fc.constant('clear'), concurrency)
+    await fc.assert(
+      fc.asyncProperty(concurrency, fc.array(step, { maxLength: 14 }), async (initial, steps) => {
+        const expected = await observe(realPLimit as unknown as typeof pLimit, initial, steps)
+        expect(await observe(pLimit, initial, steps)).toEqual(expected)
+      }),
+      { numRuns: 200 },
+    )
   })
 })
 

@@ -15,6 +15,9 @@
  * - priorities are integers in [-2^30, 2^30);
  * - `cancel()` rejects the waits queued through this object in this thread,
  *   not those of other threads.
+ * Across threads (a sluice extension, so nothing to differ from): the queue
+ * that `waitForUnlock` looks at is this object's in this thread, and another
+ * thread's release wakes it once no acquire is queued anywhere.
  * The value in `acquire`'s `[value, release]` is exact when the permits
  * were free; for a wait that was queued it is the value when its grant is
  * collected, plus its weight.
@@ -62,6 +65,15 @@ export namespace SemaphoreInterface {
 
 const MAX_PRIORITY = 2 ** 30
 
+/**
+ * Native priorities: acquires keep theirs (within [-2^30, 2^30)); below them
+ * all stands the watch that wakes `waitForUnlock` (see `#arm`), above them
+ * all the request by which `setValue` takes back permits set aside for a
+ * queued head.
+ */
+const WATCH_PRIORITY = -(2 ** 31)
+const RECLAIM_PRIORITY = 2 ** 31 - 1
+
 function validateWeight(weight: unknown): number {
   if (typeof weight === 'number' && weight <= 0) throw new RangeError(`invalid weight ${weight}: must be positive`)
   return validateInteger(weight, 'weight', 1, MAX_PERMITS)
@@ -71,21 +83,47 @@ function validatePriority(priority: unknown): number {
   return validateInteger(priority, 'priority', -MAX_PRIORITY, MAX_PRIORITY - 1)
 }
 
-/**
- * Native priorities: acquires at 2p, `waitForUnlock` at 2p - 1, so an unlock
- * waiter lets every acquire of its priority or higher go first, even one that
- * comes later, as in async-mutex (whose unlock waiters are not in the queue).
- */
-const acquirePriority = (priority: number) => 2 * priority
-const unlockPriority = (priority: number) => 2 * priority - 1
+/** An acquire queued through this object in this thread. */
+interface QueuedAcquire {
+  readonly weight: number
+  readonly priority: number
+  cancel: Cancel | undefined
+}
+
+/** A `waitForUnlock` not yet resolved. */
+interface UnlockWaiter {
+  readonly priority: number
+  readonly resolve: () => void
+}
+
+/** async-mutex's `findIndexFromEnd`: where an entry of `priority` goes, after every entry of its priority or higher. */
+function insertionIndex(entries: readonly { readonly priority: number }[], priority: number): number {
+  let i = entries.length
+  while (i > 0 && priority > entries[i - 1]!.priority) i--
+  return i
+}
 
 export class Semaphore implements SemaphoreInterface {
   readonly #semaphore: NativeBackedSemaphore
   readonly #cancelError: Error
-  /** This object's queued acquires in this thread, for `cancel`. */
-  readonly #queued = new Set<Cancel>()
+  /**
+   * This object's queued acquires in this thread, in the native queue's
+   * order (higher priority first, FIFO within one): async-mutex's `_queue`,
+   * for `cancel` and for deciding which `waitForUnlock`s a change releases.
+   */
+  readonly #queue: QueuedAcquire[] = []
   /** Permits acquired through this object in this thread, oldest first, for `release(weight)`. */
   readonly #held = new Set<Permit>()
+  /**
+   * Pending `waitForUnlock`s by weight, each list highest priority first:
+   * async-mutex's `_weightedWaiters`. They are not in the native queue (there
+   * a weighted head would hold back every smaller request behind it).
+   */
+  readonly #unlockWaiters = new Map<number, UnlockWaiter[]>()
+  /** The native wait standing in for the unlock waiters, so other threads' releases wake them. */
+  #watch: { weight: number; cancel: Cancel | undefined } | undefined
+  /** Set while `cancel` runs: async-mutex releases no unlock waiter then. */
+  #cancelling = false
 
   /** Set by `from` for the constructor to adopt instead of creating. */
   static #adopting: NativeBackedSemaphore | undefined
@@ -118,21 +156,24 @@ export class Semaphore implements SemaphoreInterface {
       return Promise.resolve([this.#semaphore.available + weight, this.#releaser(immediate)])
     }
     let value = 0
-    let cancel: Cancel | undefined
+    const entry: QueuedAcquire = { weight, priority, cancel: undefined }
+    const dequeue = () => {
+      const i = this.#queue.indexOf(entry)
+      if (i !== -1) this.#queue.splice(i, 1)
+    }
     const granted = (permit: Permit) => {
-      if (cancel !== undefined) this.#queued.delete(cancel)
+      dequeue()
       this.#held.add(permit)
       value = this.getValue() + weight
     }
     const queued = (withdraw: Cancel) => {
-      cancel = withdraw
-      this.#queued.add(withdraw)
+      entry.cancel = withdraw
+      this.#queue.splice(insertionIndex(this.#queue, priority), 0, entry)
     }
-    const options = { weight, priority: acquirePriority(priority) }
-    return internal.acquire(this.#semaphore, options, granted, queued).then(
+    return internal.acquire(this.#semaphore, { weight, priority }, granted, queued).then(
       (permit) => [value, this.#releaser(permit)],
       (error: unknown) => {
-        if (cancel !== undefined) this.#queued.delete(cancel)
+        dequeue()
         throw error
       },
     )
@@ -150,15 +191,22 @@ export class Semaphore implements SemaphoreInterface {
 
   /**
    * Resolves once `weight` could be acquired at `priority` without waiting,
-   * without acquiring it. `cancel` does not reject it.
+   * without acquiring it, as async-mutex decides it: when the value is raised
+   * (`release`, a releaser, `setValue`) to at least `weight` with no acquire
+   * of `priority` or higher queued through this object. `cancel` does not
+   * reject it.
    */
   waitForUnlock(weight = 1, priority = 0): Promise<void> {
     validateWeight(weight)
     validatePriority(priority)
-    // Queued as an acquire that gives its permits back in the very call that
-    // grants them, so nobody observes them taken.
-    const options = { weight, priority: unlockPriority(priority) }
-    return internal.acquire(this.#semaphore, options, (permit) => permit.release()).then(() => undefined)
+    const head = this.#queue[0]
+    if ((head === undefined || head.priority < priority) && weight <= this.getValue()) return Promise.resolve()
+    return new Promise((resolve) => {
+      let waiters = this.#unlockWaiters.get(weight)
+      if (waiters === undefined) this.#unlockWaiters.set(weight, (waiters = []))
+      waiters.splice(insertionIndex(waiters, priority), 0, { priority, resolve })
+      this.#arm()
+    })
   }
 
   isLocked(): boolean {
@@ -173,40 +221,129 @@ export class Semaphore implements SemaphoreInterface {
   setValue(value: number): void {
     validateInteger(value, 'value', 0, MAX_PERMITS)
     const current = this.getValue()
-    if (value > current) internal.releaseUnowned(this.#semaphore, value - current)
-    else if (value < current) this.#semaphore.forgetPermits(current - value)
+    this.#changeValue(value, () => {
+      if (value > current) internal.releaseUnowned(this.#semaphore, value - current)
+      else if (value < current) this.#lower(current - value)
+    })
   }
 
   /**
    * Raises the value by `weight`, serving waiters. Permits this object
    * acquired in this thread are given back first (so a worker that dies
-   * later does not return them twice), the rest are added.
+   * later does not return them twice), the rest are added; their releasers
+   * still raise the value when called, as in async-mutex.
    */
   release(weight = 1): void {
     validateWeight(weight)
-    let rest = weight
-    for (const permit of this.#held) {
-      if (permit.weight > rest) continue
-      this.#held.delete(permit)
-      permit.release()
-      rest -= permit.weight
-      if (rest === 0) return
-    }
-    internal.releaseUnowned(this.#semaphore, rest)
+    this.#changeValue(this.getValue() + weight, () => {
+      let rest = weight
+      for (const permit of this.#held) {
+        if (permit.weight > rest) continue
+        this.#held.delete(permit)
+        permit.release()
+        rest -= permit.weight
+        if (rest === 0) return
+      }
+      internal.releaseUnowned(this.#semaphore, rest)
+    })
   }
 
   /** Rejects every acquire this object has queued in this thread with the cancel error. */
   cancel(): void {
-    const queued = [...this.#queued]
-    this.#queued.clear()
-    for (const cancel of queued) cancel(this.#cancelError)
+    // Last first: withdrawing a head gives back the permits set aside for
+    // it, which must not reach a wait of ours that is about to be withdrawn.
+    const queued = this.#queue.splice(0).reverse()
+    this.#cancelling = true
+    try {
+      for (const entry of queued) entry.cancel?.(this.#cancelError)
+    } finally {
+      this.#cancelling = false
+    }
   }
 
   #releaser(permit: Permit): SemaphoreInterface.Releaser {
+    let called = false
     return () => {
-      if (!this.#held.delete(permit)) return
-      permit.release()
+      if (called) return
+      called = true
+      this.#changeValue(this.getValue() + permit.weight, () => {
+        // `release(weight)` may have given this permit back already.
+        if (this.#held.delete(permit)) permit.release()
+        else internal.releaseUnowned(this.#semaphore, permit.weight)
+      })
     }
+  }
+
+  /**
+   * Takes `n` free permits out for good, those set aside for a queued head
+   * included (async-mutex's value counts them): what `forgetPermits` leaves
+   * is taken by a request that overtakes every wait, then forgotten.
+   */
+  #lower(n: number): void {
+    const rest = n - this.#semaphore.forgetPermits(n)
+    if (rest === 0) return
+    const options = { weight: rest, priority: RECLAIM_PRIORITY }
+    internal.acquire(this.#semaphore, options, (permit) => permit.forget()).catch(() => {})
+  }
+
+  /**
+   * Runs `change`, which takes the value to `value`, releasing the unlock
+   * waiters that async-mutex's `_dispatchQueue` would: it drains them before
+   * serving the queue and after each acquire it serves. Replayed on our own
+   * queue first (the native release serves it all at once), then once more on
+   * what the native semaphore reports after, for other threads' waits.
+   */
+  #changeValue(value: number, change: () => void): void {
+    let rest = value
+    this.#drainUnlockWaiters(rest, this.#queue[0])
+    for (let i = 0; i < this.#queue.length && this.#queue[i]!.weight <= rest; i++) {
+      rest -= this.#queue[i]!.weight
+      this.#drainUnlockWaiters(rest, this.#queue[i + 1])
+    }
+    change()
+    this.#drainUnlockWaiters(this.getValue(), this.#queue[0])
+    this.#arm()
+  }
+
+  /** async-mutex's `_drainUnlockWaiters`, heaviest first, without counting down from the value. */
+  #drainUnlockWaiters(value: number, head: QueuedAcquire | undefined): void {
+    const weights = [...this.#unlockWaiters.keys()].filter((weight) => weight <= value).sort((a, b) => b - a)
+    for (const weight of weights) {
+      const waiters = this.#unlockWaiters.get(weight)!
+      const i = head === undefined ? waiters.length : insertionIndex(waiters, head.priority + 0.5)
+      for (const waiter of waiters.splice(0, i)) waiter.resolve()
+      if (waiters.length === 0) this.#unlockWaiters.delete(weight)
+    }
+  }
+
+  /**
+   * Keeps one native wait, below every acquire, for the lightest unlock
+   * waiter's weight but more than the value now: it is granted (and given
+   * back at once) when the value rises that far with nothing queued, in
+   * whichever thread, and then drains the unlock waiters here.
+   */
+  #arm(): void {
+    const value = this.getValue()
+    let lightest = Number.POSITIVE_INFINITY
+    for (const w of this.#unlockWaiters.keys()) lightest = Math.min(lightest, w)
+    const weight = Math.min(Math.max(lightest, value + 1), this.#semaphore.capacity)
+    // None wanted when nobody waits for unlock, or when no rise can reach it.
+    const want = lightest !== Number.POSITIVE_INFINITY && weight > value
+    if (want && this.#watch?.weight === weight) return
+    this.#watch?.cancel?.(undefined)
+    this.#watch = undefined
+    if (!want) return
+    const watch: { weight: number; cancel: Cancel | undefined } = { weight, cancel: undefined }
+    this.#watch = watch
+    const granted = (permit: Permit) => {
+      permit.release()
+      if (this.#watch !== watch) return
+      this.#watch = undefined
+      if (!this.#cancelling) this.#drainUnlockWaiters(this.getValue(), this.#queue[0])
+      this.#arm()
+    }
+    const queued = (cancel: Cancel) => (watch.cancel = cancel)
+    internal.acquire(this.#semaphore, { weight, priority: WATCH_PRIORITY }, granted, queued).catch(() => {})
   }
 }
 

@@ -5,7 +5,7 @@
  * import and code keeps working; pass `{ semaphore: Semaphore.from(handle) }`
  * and the limit holds across threads.
  */
-import { internal, Semaphore, type Cancel, type Permit } from '../semaphore.js'
+import { internal, MAX_PERMITS, Semaphore, type Cancel, type Permit } from '../semaphore.js'
 
 export interface Options {
   /** Most promises running at once (an integer >= 1, or Infinity). */
@@ -46,6 +46,14 @@ interface PendingCall {
   reject: (reason: unknown) => void
 }
 
+/**
+ * The semaphore's capacity for a concurrency: `Infinity` is as many permits
+ * as a semaphore can have, so every running function holds a permit whatever
+ * the limit was when it started, and lowering the limit from `Infinity`
+ * counts those already running as lowering it from any number does.
+ */
+const permitsFor = (concurrency: number): number => (concurrency === Number.POSITIVE_INFINITY ? MAX_PERMITS : concurrency)
+
 function validateConcurrency(concurrency: unknown): asserts concurrency is number {
   if (!((Number.isInteger(concurrency) || concurrency === Number.POSITIVE_INFINITY) && (concurrency as number) > 0)) {
     throw new TypeError('Expected `concurrency` to be a number from 1 and up')
@@ -70,7 +78,7 @@ export default function pLimit(options: number | Options): LimitFunction {
   if (semaphore !== undefined && concurrency !== semaphore.capacity) {
     throw new TypeError('Expected `concurrency` to equal the capacity of `semaphore`')
   }
-  if (semaphore === undefined && concurrency !== Number.POSITIVE_INFINITY) semaphore = new Semaphore(concurrency)
+  const limiter = semaphore ?? new Semaphore(permitsFor(concurrency))
 
   let activeCount = 0
   /** Permits to give up as running tasks finish, after `concurrency` was lowered. */
@@ -78,7 +86,7 @@ export default function pLimit(options: number | Options): LimitFunction {
   /** Calls waiting for a permit; `cancel` is set once the wait is queued. */
   const pending = new Set<PendingCall>()
 
-  const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit?: Permit): void => {
+  const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit: Permit): void => {
     activeCount++
     // As p-limit: resolve with the function's promise at once, so its
     // rejection reaches the caller, and count it done when it settles.
@@ -86,7 +94,6 @@ export default function pLimit(options: number | Options): LimitFunction {
     resolve(result)
     const done = (): void => {
       activeCount--
-      if (permit === undefined) return
       if (debt > 0) {
         debt--
         permit.forget()
@@ -103,17 +110,12 @@ export default function pLimit(options: number | Options): LimitFunction {
   ): Promise<R> =>
     new Promise<R>((resolve, reject) => {
       const run = (): PromiseLike<R> | R => fn(...arguments_)
-      if (semaphore === undefined || concurrency === Number.POSITIVE_INFINITY) {
-        // Asynchronously, as p-limit starts every function.
-        queueMicrotask(() => start(run, resolve))
-        return
-      }
       const item: PendingCall = { cancel: undefined, reject }
       pending.add(item)
       const queued = (cancel: Cancel) => {
         item.cancel = cancel
       }
-      internal.acquire(semaphore, undefined, undefined, queued).then(
+      internal.acquire(limiter, undefined, undefined, queued).then(
         (permit) => {
           pending.delete(item)
           start(run, resolve, permit)
@@ -142,23 +144,20 @@ export default function pLimit(options: number | Options): LimitFunction {
       get: () => concurrency,
       set(next: number) {
         validateConcurrency(next)
-        if (next === concurrency) return
-        if (next === Number.POSITIVE_INFINITY) {
-          // Unlimited from now on: let everything waiting through.
-          if (pending.size > 0) semaphore?.addPermits(pending.size)
-        } else if (concurrency === Number.POSITIVE_INFINITY || semaphore === undefined) {
-          semaphore ??= new Semaphore(next)
-        } else if (next > concurrency) {
-          let add = next - concurrency
+        const from = permitsFor(concurrency)
+        const to = permitsFor(next)
+        concurrency = next
+        if (to > from) {
+          let add = to - from
           const repaid = Math.min(debt, add)
           debt -= repaid
-          add -= repaid
-          if (add > 0) semaphore.addPermits(add)
-        } else {
-          const remove = concurrency - next
-          debt += remove - semaphore.forgetPermits(remove)
+          // Another thread sharing the semaphore may have raised it already.
+          add = Math.min(add - repaid, MAX_PERMITS - limiter.capacity)
+          if (add > 0) limiter.addPermits(add)
+        } else if (to < from) {
+          const remove = from - to
+          debt += remove - limiter.forgetPermits(remove)
         }
-        concurrency = next
       },
     },
     map: {
