@@ -7,6 +7,7 @@
 //   node bench/report.mjs [results.json]   (default: the newest in bench/results)
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
+import { parseArgs } from 'node:util'
 
 const resultsDir = new URL('./results/', import.meta.url)
 
@@ -16,7 +17,16 @@ function newestResults() {
   return new URL(files.at(-1), resultsDir)
 }
 
-const file = process.argv[2] ? new URL(process.argv[2], `file://${process.cwd()}/`) : newestResults()
+let given
+try {
+  ;({
+    positionals: [given],
+  } = parseArgs({ allowPositionals: true, options: {} }))
+} catch (error) {
+  console.error(`${error.message}\nusage: node bench/report.mjs [results.json]`)
+  process.exit(2)
+}
+const file = given ? new URL(given, `file://${process.cwd()}/`) : newestResults()
 const { environment, results } = JSON.parse(readFileSync(file, 'utf8'))
 const quick = environment.quick
 const outDir = quick ? resultsDir : new URL('./', import.meta.url)

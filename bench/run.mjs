@@ -14,7 +14,13 @@ import { suites as semaphoreSuites } from './semaphore.bench.mjs'
 import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
 import { suites as waiterSuites } from './waiters.bench.mjs'
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } })
+let args
+try {
+  ;({ values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } }))
+} catch (error) {
+  console.error(`${error.message}\nusage: npm run bench [-- --quick]`)
+  process.exit(2)
+}
 const time = args.quick ? 100 : 2000
 const DEFAULT_BASELINE = 'pure-JS baseline'
 
@@ -161,6 +167,9 @@ mkdirSync(dir, { recursive: true })
 const file = new URL(`${environment.date.replace(/[:.]/g, '-')}.json`, dir)
 writeFileSync(file, JSON.stringify({ environment, results }, null, 2))
 console.log(`\nraw results: ${file.pathname}`)
+// The report is made here rather than by a second command in the npm
+// script, so that `npm run bench -- --quick` passes its flag to this file.
+execFileSync(process.execPath, [new URL('./report.mjs', import.meta.url).pathname, file.pathname], { stdio: 'inherit' })
 if (failed) {
   console.error('some benchmark tasks failed or produced no numbers')
   process.exit(1)

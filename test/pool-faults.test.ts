@@ -63,7 +63,7 @@ describe('WorkerPool faults', () => {
   it('concurrentTasksPerWorker lets one thread run several tasks that await I/O', async () => {
     await using pool = new WorkerPool({ filename, minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 4, maxQueue: 0 })
     const counters = new SharedArrayBuffer(8)
-    const results = await Promise.all([1, 2, 3, 4].map(() => pool.run({ op: 'overlap', counters, ms: 100 })))
+    const results = (await Promise.all([1, 2, 3, 4].map(() => pool.run({ op: 'overlap', counters, ms: 100 })))) as number[]
     expect(results.every((inside) => inside >= 1)).toBe(true)
     expect(new Int32Array(counters)[1]).toBe(4) // all four were inside the one thread at once
     expect(pool.metrics.threads).toBe(1)
