@@ -7,6 +7,8 @@
 # own channel as a race and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Stops with one line if this host's rust-std has no ASan runtime.
+bash scripts/setup.sh asan
 host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" SLUICE_STRESS_DIVISOR=10 \
   cargo test -p sluice-core --target "$host" --target-dir target/asan --tests

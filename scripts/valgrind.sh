@@ -5,10 +5,8 @@
 # (valgrind runs threads one at a time, ~50x slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v valgrind >/dev/null; then
-  echo "valgrind is not installed (Debian: apt-get install valgrind)" >&2
-  exit 1
-fi
+# Installs valgrind (Debian, as root) or stops with one line saying what to install.
+bash scripts/setup.sh valgrind
 binaries=$(cargo test -p sluice-core --no-run --message-format=json 2>/dev/null |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const l of s.split("\n")){if(!l)continue;const m=JSON.parse(l);if(m.reason==="compiler-artifact"&&m.executable&&m.profile.test&&!m.target.name.startsWith("loom_"))console.log(m.executable)}})')
 export SLUICE_STRESS_DIVISOR=50 PROPTEST_CASES=32
