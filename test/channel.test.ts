@@ -226,6 +226,8 @@ describe('Channel', () => {
 
   it.each([
     [{ capacity: 0 }, RangeError, /options\.capacity/],
+    [{ capacity: 2 ** 24 + 1 }, RangeError, /options\.capacity must be an integer between 1 and 16777216/],
+    [{ capacity: 2 ** 31 - 1 }, RangeError, /options\.capacity/],
     [{ capacity: '1' }, TypeError, /options\.capacity/],
     [{ capacity: 1, codec: 'yaml' }, TypeError, /options\.codec/],
     [{ capacity: 1, codec: {} }, TypeError, /options\.codec/],

@@ -10,6 +10,10 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class NativeChannel {
+  /**
+   * Throws a `RangeError` for a capacity outside 1..=[`MAX_CHANNEL_CAPACITY`]
+   * or whose queue cannot be allocated (never an abort).
+   */
   constructor(capacity: number)
   static fromId(id: number): NativeChannel
   get id(): number
@@ -97,3 +101,12 @@ export declare class NativeTokenBucket {
  * once. The TypeScript layer sizes the doorbell `SharedArrayBuffer` from it.
  */
 export declare const DOORBELL_SLOTS: number
+
+/**
+ * The largest channel capacity, 2^24. A channel's queue is allocated when it
+ * is made, 24 bytes a message (a `Message` and its slot's stamp), so this
+ * bounds what one constructor call can take to 384 MiB and about half a
+ * second; a larger buffer is a sign that the consumer cannot keep up, which
+ * the backpressure is there to show. The TypeScript layer validates against it.
+ */
+export declare const MAX_CHANNEL_CAPACITY: number

@@ -839,3 +839,4 @@ module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
 module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket
 module.exports.DOORBELL_SLOTS = nativeBinding.DOORBELL_SLOTS
+module.exports.MAX_CHANNEL_CAPACITY = nativeBinding.MAX_CHANNEL_CAPACITY

@@ -41,6 +41,21 @@ struct Slot<T> {
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
+/// [`ArrayQueue::try_new`] could not allocate the slots of a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocError {
+    /// The capacity asked for.
+    pub capacity: usize,
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot allocate a queue of {} slots", self.capacity)
+    }
+}
+
+impl std::error::Error for AllocError {}
+
 /// A bounded MPMC queue. `push` hands the value back when the queue is full;
 /// `pop` returns `None` when it is empty. Neither ever blocks.
 ///
@@ -89,24 +104,54 @@ impl<T> ArrayQueue<T> {
     ///
     /// # Panics
     ///
-    /// If `capacity` is zero, or so large that positions would overflow.
+    /// If `capacity` is zero, or so large that positions would overflow, or
+    /// its slots cannot be allocated (see [`ArrayQueue::try_new`]).
     pub fn new(capacity: usize) -> Self {
+        Self::try_new(capacity).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Creates a queue that holds at most `capacity` values, reporting a
+    /// failed allocation of its slots instead of aborting the process, as
+    /// `Vec::try_reserve` does: the slots are allocated up front, so a caller
+    /// that takes the capacity from its user can refuse what does not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice_core::ArrayQueue;
+    ///
+    /// assert_eq!(ArrayQueue::<u64>::try_new(4).map(|q| q.capacity()), Ok(4));
+    /// // More bytes than an allocation may have: refused, not an abort.
+    /// assert!(ArrayQueue::<u64>::try_new(usize::MAX / 16).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] if the slots cannot be allocated.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is zero, or so large that positions would overflow.
+    pub fn try_new(capacity: usize) -> Result<Self, AllocError> {
         assert!(capacity > 0, "capacity must be non-zero");
         let one_lap = (capacity + 1).next_power_of_two();
         assert!(one_lap <= usize::MAX / 4, "capacity is too large");
-        let buffer = (0..capacity)
-            .map(|index| Slot {
-                stamp: AtomicUsize::new(index),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
-            .collect();
-        Self {
+        let mut buffer = Vec::new();
+        buffer
+            .try_reserve_exact(capacity)
+            .map_err(|_| AllocError { capacity })?;
+        buffer.extend((0..capacity).map(|index| Slot {
+            stamp: AtomicUsize::new(index),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }));
+        let buffer = buffer.into_boxed_slice();
+        Ok(Self {
             head: CachePadded(AtomicUsize::new(0)),
             tail: CachePadded(AtomicUsize::new(0)),
             buffer,
             capacity,
             one_lap,
-        }
+        })
     }
 
     /// The most values the queue holds.

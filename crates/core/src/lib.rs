@@ -24,7 +24,7 @@ mod sync;
 pub mod token_bucket;
 mod wait_queue;
 
-pub use array_queue::ArrayQueue;
+pub use array_queue::{AllocError, ArrayQueue};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use semaphore::{
     Acquire, AcquireError, CapacityOverflow, Grant, Owner, ReleaseError, Semaphore, Token, TryAcquireError, MAX_PERMITS,

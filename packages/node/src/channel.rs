@@ -96,6 +96,20 @@ impl ChannelCore {
 
 type ChannelAttachment = Attachment<ChannelCore>;
 
+/// The largest channel capacity, 2^24. A channel's queue is allocated when it
+/// is made, 24 bytes a message (a `Message` and its slot's stamp), so this
+/// bounds what one constructor call can take to 384 MiB and about half a
+/// second; a larger buffer is a sign that the consumer cannot keep up, which
+/// the backpressure is there to show. The TypeScript layer validates against it.
+#[napi]
+pub const MAX_CHANNEL_CAPACITY: u32 = 1 << 24;
+
+/// Throws a `RangeError` and returns the error that says one is pending.
+fn range_error(env: &Env, message: &str) -> Error {
+    raw::throw_range(env.raw(), message);
+    Error::new(napi::Status::PendingException, message)
+}
+
 const TAG: sys::napi_type_tag = sys::napi_type_tag {
     lower: 0x3c8e_19f0_b26a_d471,
     upper: 0xe07b_5d93_4a1c_68f2,
@@ -108,17 +122,23 @@ pub struct NativeChannel {
 
 #[napi]
 impl NativeChannel {
+    /// Throws a `RangeError` for a capacity outside 1..=[`MAX_CHANNEL_CAPACITY`]
+    /// or whose queue cannot be allocated (never an abort).
     #[napi(constructor, catch_unwind)]
     pub fn new(env: Env, capacity: u32) -> Result<Self> {
-        if capacity == 0 {
-            return Err(Error::from_reason("capacity must be a positive integer"));
+        if capacity == 0 || capacity > MAX_CHANNEL_CAPACITY {
+            return Err(range_error(
+                &env,
+                &format!("capacity must be an integer between 1 and {MAX_CHANNEL_CAPACITY}, got {capacity}"),
+            ));
         }
         let capacity = capacity as usize;
+        let queue = ArrayQueue::try_new(capacity).map_err(|error| range_error(&env, &error.to_string()))?;
         let core = ChannelCore {
             slots: Semaphore::new(capacity),
             // Counts messages, so none are free until something is sent.
             items: Semaphore::with_available(capacity, 0),
-            queue: ArrayQueue::new(capacity),
+            queue,
         };
         Ok(Self {
             attachment: Attachment::get_or_attach(&env, Shared::create(core))?,

@@ -19,6 +19,7 @@ import {
   CLOSED,
   DONE,
   DOORBELL_SLOTS,
+  MAX_CHANNEL_CAPACITY,
   NativeChannel,
   NOT_NOW,
   type FastHandle,
@@ -28,7 +29,13 @@ import {
 import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 export interface ChannelOptions<T> {
-  /** Most messages queued at once; `send` waits for room beyond it. */
+  /**
+   * Most messages queued at once; `send` waits for room beyond it. An integer
+   * from 1 to `Channel.MAX_CAPACITY` (2^24 = 16,777,216): the queue is
+   * allocated here, 24 bytes a message, so the bound caps it at 384 MiB.
+   * Beyond it, or if the memory cannot be had, the constructor throws a
+   * `RangeError`.
+   */
   capacity: number
   /** How values become bytes: a built-in codec's name (default `'v8'`) or your own. */
   codec?: CodecName | Codec<T>
@@ -88,8 +95,13 @@ function advance<R extends Received | undefined | null>(received: R): R {
   return received
 }
 
+/**
+ * Most numbers one native call receives: the scratch array of a numeric
+ * `recvMany` stays at most 512 KiB whatever `max` and the capacity are.
+ */
+const NUMBER_CHUNK = 64 * 1024
+
 const kDefaultOptions = { codec: 'v8' as const, maxMessageBytes: 1024 * 1024 }
-const MAX_CAPACITY = 2 ** 31 - 1
 
 /**
  * A bounded channel shared by threads: sends wait for room (backpressure),
@@ -104,6 +116,11 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   readonly #codec: Codec<T>
   readonly #codecName: CodecName | 'custom'
   readonly #maxMessageBytes: number
+  /** Fixed for a channel's life; read once, as numeric batches size by it. */
+  readonly #capacity: number
+
+  /** The largest `capacity` (2^24): see `ChannelOptions.capacity`. */
+  static readonly MAX_CAPACITY: number = MAX_CHANNEL_CAPACITY
 
   static #attaching: { native: NativeChannel; bells: SharedArrayBuffer; maxMessageBytes: number } | undefined
 
@@ -125,7 +142,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       throw new TypeError(`options.codec must be a codec name or { encode, decode }, got ${show(codec)}`)
     }
     if (attaching === undefined) {
-      const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CAPACITY)
+      const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CHANNEL_CAPACITY)
       this.#maxMessageBytes = validateInteger(
         opts.maxMessageBytes ?? kDefaultOptions.maxMessageBytes,
         'options.maxMessageBytes',
@@ -137,6 +154,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     } else {
       ;({ native: this.#native, bells: this.#bells, maxMessageBytes: this.#maxMessageBytes } = attaching)
     }
+    this.#capacity = this.#native.capacity
     const fast = (this.#fast = this.#native.fastHandle() as FastHandle)
     const native = this.#native
     const waitable = { slot: native.slot, takeGranted: () => chanTakeGranted(fast), isClosed: () => native.closed }
@@ -254,15 +272,22 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     }
   }
 
-  /** Receives now if a message is there; otherwise `undefined` (also once closed and drained). */
+  /**
+   * Receives now if a message is there; otherwise `undefined` (also once
+   * closed and drained). Throws the codec's error for a message it cannot
+   * decode; that message is gone, the ones after it stay queued.
+   */
   tryRecv(): T | undefined {
+    if (this.#backlogAt < this.#backlog.length) return this.#fromBacklog(1)[0]
     const received = this.#recvNative()
     return received === undefined || received === null ? undefined : this.#deliver(received)
   }
 
   /**
    * Receives, waiting for a message. After `close`, receives what is left,
-   * then rejects with a `ClosedError`.
+   * then rejects with a `ClosedError`. Rejects with the codec's error for a
+   * message it cannot decode; that message is gone, the ones after it stay
+   * queued.
    */
   recv(options?: WaitOptions): Promise<T> {
     let signal: AbortSignal | undefined, timeout: number | undefined
@@ -272,6 +297,13 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       return Promise.reject(error)
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
+    if (this.#backlogAt < this.#backlog.length) {
+      try {
+        return Promise.resolve(this.#fromBacklog(1)[0]!)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
     const received = this.#recvNative()
     if (received === null) return Promise.reject(new ClosedError('channel closed'))
     if (received !== undefined) return this.#settled(received)
@@ -281,11 +313,23 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   /**
    * Receives up to `max` messages in one native call, waiting for the first
    * if none is there. Resolves with `[]` once the channel is closed and drained.
+   *
+   * A message the codec cannot decode ends the batch, and no message is lost
+   * for it: the values before it are returned; the next receive on this
+   * `Channel` object (`recv`, `tryRecv` or `recvMany`) throws its decode error,
+   * and the messages after it, already taken from the channel, are delivered
+   * by the receives after that, before anything still queued. If it is the
+   * first of the batch, `recvMany` rejects with its error at once.
+   *
+   * A batch leaves the channel in one step: a thread that ends (or a
+   * `Channel` object that is dropped) before using it loses the whole
+   * batch, as with any queue without acknowledgements. `max` bounds that loss.
    */
   async recvMany(max: number, options?: WaitOptions): Promise<T[]> {
     validateInteger(max, 'max', 1, 2 ** 32 - 1)
     const { signal, timeout } = validateWaitOptions(options)
     if (signal?.aborted) throw signal.reason
+    if (this.#backlogAt < this.#backlog.length) return this.#fromBacklog(max)
     if (this.#codecName === 'number') return this.#recvNumbers(max, signal, timeout) as Promise<T[]>
     const batch = chanRecvMany(this.#fast, max)
     if (batch === null) return []
@@ -321,15 +365,78 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     return advance(chanPopHeld(this.#fast, currentSlab(), slabAt))
   }
 
-  /** Decodes the `count` messages of a native batch, after `into`'s values. */
+  /**
+   * Decodes the `count` messages of a native batch, after `into`'s values,
+   * up to the first that fails: that one's error and the messages after it
+   * go to the backlog (see `recvMany`), or the error is thrown now if
+   * nothing comes before it.
+   */
   #decodeBatch(batch: readonly unknown[], count: number, into: T[]): T[] {
     // Byte messages of a batch are views over one ArrayBuffer: transferring
     // it would detach the other messages too, so, as Node does for its Buffer
     // pool, it is marked untransferable (postMessage then copies or throws).
     const first = batch[1]
     if (count > 1 && first instanceof Uint8Array) markAsUntransferable(first.buffer)
-    for (let i = 0; i < count; i++) into.push(this.#codec.decode(batch[1 + i] as Message))
+    for (let i = 1; i <= count; i++) {
+      let value: T
+      try {
+        value = this.#codec.decode(batch[i] as Message)
+      } catch (error) {
+        if (into.length > 0) this.#backlog.push(new Undecodable(error))
+        for (let rest = i + 1; rest <= count; rest++) this.#backlog.push(batch[rest] as Message)
+        if (into.length === 0) throw error
+        return into
+      }
+      into.push(value)
+    }
     return into
+  }
+
+  /**
+   * Messages a batch took from the channel but did not return, because one
+   * before them failed to decode, and that one's error: the next receives on
+   * this object deliver them in order, before anything still queued.
+   * `#backlogAt` is the next one; the array empties once all are delivered.
+   */
+  #backlog: (Message | Undecodable)[] = []
+  #backlogAt = 0
+
+  /**
+   * Up to `max` values from the (non-empty) backlog, stopping before an
+   * error; an error at the front is thrown, and counts as delivered.
+   */
+  #fromBacklog(max: number): T[] {
+    const values: T[] = []
+    const backlog = this.#backlog
+    try {
+      while (values.length < max && this.#backlogAt < backlog.length) {
+        const entry = backlog[this.#backlogAt]!
+        if (entry instanceof Undecodable) {
+          if (values.length > 0) break
+          this.#backlogAt++
+          throw entry.error
+        }
+        let value: T
+        try {
+          value = this.#codec.decode(entry)
+        } catch (error) {
+          if (values.length > 0) {
+            backlog[this.#backlogAt] = new Undecodable(error)
+            break
+          }
+          this.#backlogAt++
+          throw error
+        }
+        this.#backlogAt++
+        values.push(value)
+      }
+    } finally {
+      if (this.#backlogAt === backlog.length) {
+        this.#backlog = []
+        this.#backlogAt = 0
+      }
+    }
+    return values
   }
 
   /** Receives until the channel is closed and drained. */
@@ -385,12 +492,34 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     return outcome[0]!
   }
 
-  /** The scratch array numeric batches are received into. */
+  /** The scratch array numeric batches are received into (see `NUMBER_CHUNK`). */
   #numbers = new Float64Array(0)
 
   async #recvNumbers(max: number, signal: AbortSignal | undefined, timeout: number | undefined): Promise<number[]> {
-    if (this.#numbers.length < max) this.#numbers = new Float64Array(max)
-    const take = (room: number, into: number[]): boolean => {
+    const values: number[] = []
+    if (!this.#takeNumbers(max, values)) return values // closed and drained
+    if (values.length > 0) return values
+    try {
+      values.push((await this.#waitRecv(signal, timeout)) as number)
+    } catch (error) {
+      if (error instanceof ClosedError) return values
+      throw error
+    }
+    if (max > 1) this.#takeNumbers(max, values)
+    return values
+  }
+
+  /**
+   * Receives what is queued onto `values` until it holds `max`, in chunks:
+   * the scratch array is sized for what can be there (the capacity), not for
+   * `max`, which may be 2^32 - 1. Returns false if the channel is closed and
+   * drained.
+   */
+  #takeNumbers(max: number, values: number[]): boolean {
+    const size = Math.min(max, this.#capacity, NUMBER_CHUNK)
+    if (this.#numbers.length < size) this.#numbers = new Float64Array(size)
+    while (values.length < max) {
+      const room = Math.min(max - values.length, this.#numbers.length)
       const out = room === this.#numbers.length ? this.#numbers : this.#numbers.subarray(0, room)
       const outcome = chanRecvNumbers(this.#fast, out)
       if (outcome === null) return false
@@ -401,20 +530,10 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         count = outcome[0]!
         this.#doorbell.settle(outcome, 1)
       }
-      for (let i = 0; i < count; i++) into.push(out[i]!)
-      return true
+      for (let i = 0; i < count; i++) values.push(out[i]!)
+      if (count < room) break
     }
-    const values: number[] = []
-    if (!take(max, values)) return values // closed and drained
-    if (values.length > 0) return values
-    try {
-      values.push((await this.#waitRecv(signal, timeout)) as number)
-    } catch (error) {
-      if (error instanceof ClosedError) return values
-      throw error
-    }
-    if (max > 1) take(max - 1, values)
-    return values
+    return true
   }
 
   #encode(value: T): Message {
@@ -538,6 +657,11 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const received = this.#popHeldNative()
     return received === null ? Promise.reject(new ClosedError('channel closed')) : this.#settled(received)
   }
+}
+
+/** A backlog entry: a message that failed to decode, by its error. */
+class Undecodable {
+  constructor(readonly error: unknown) {}
 }
 
 function validateWaitOptions(options: unknown): { signal?: AbortSignal; timeout?: number } {

@@ -136,6 +136,7 @@ export type NativeTokenBucket = Binding.NativeTokenBucket
 export const NativeChannel = binding.NativeChannel
 export type NativeChannel = Binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
+export const MAX_CHANNEL_CAPACITY = binding.MAX_CHANNEL_CAPACITY
 
 /**
  * Attaches this thread to the live primitive with id `id` through a native
