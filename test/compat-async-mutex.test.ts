@@ -34,6 +34,56 @@ describe.each(implementations)('%s', (_, lib) => {
   const { Mutex, Semaphore, withTimeout, tryAcquire, E_CANCELED, E_TIMEOUT, E_ALREADY_LOCKED } = lib
 
   describe('Semaphore', () => {
+    it('an initial value below zero is owed: releases pay it before anyone acquires', async () => {
+      const sem = new Semaphore(-2)
+      expect([sem.getValue(), sem.isLocked()]).toEqual([-2, true])
+      const acquired = track(sem.acquire())
+      await tick()
+      expect(acquired.state).toBe('pending')
+      sem.release(1)
+      await tick()
+      expect([sem.getValue(), acquired.state]).toEqual([-1, 'pending'])
+      sem.release(1)
+      await tick()
+      expect([sem.getValue(), sem.isLocked(), acquired.state]).toEqual([0, true, 'pending'])
+      sem.release(2)
+      await tick()
+      expect(acquired.state).toBe('resolved')
+      expect((acquired.value as [number])[0]).toBe(2)
+      expect(sem.getValue()).toBe(1)
+    })
+
+    it('waitForUnlock on a semaphore below zero waits until the debt is paid and a permit is free', async () => {
+      const sem = new Semaphore(-1)
+      const unlocked = track(sem.waitForUnlock())
+      sem.release(1)
+      await tick()
+      expect([sem.getValue(), unlocked.state]).toEqual([0, 'pending'])
+      sem.release(1)
+      await tick()
+      expect([sem.getValue(), unlocked.state]).toEqual([1, 'resolved'])
+    })
+
+    it('setValue from below zero sets the value (the debt is forgiven)', async () => {
+      const sem = new Semaphore(-3)
+      const acquired = track(sem.acquire(2))
+      sem.setValue(2)
+      await tick()
+      expect([acquired.state, sem.getValue()]).toEqual(['resolved', 0])
+      expect((acquired.value as [number])[0]).toBe(2)
+    })
+
+    it('withTimeout: a semaphore below zero times out until its debt is paid', async () => {
+      const sem = withTimeout(new Semaphore(-1), 20)
+      expect(sem.getValue()).toBe(-1)
+      await expect(sem.acquire()).rejects.toBe(E_TIMEOUT)
+      sem.release(2)
+      const [value, release] = await sem.acquire()
+      expect(value).toBe(1)
+      release()
+      expect(sem.getValue()).toBe(1)
+    })
+
     it('acquire resolves with [value, release] and limits concurrency', async () => {
       const sem = new Semaphore(2)
       const [value1, release1] = await sem.acquire()
@@ -437,7 +487,7 @@ async function observe(lib: typeof compat, initial: number, ops: Op[]): Promise<
 describe('side by side with async-mutex', () => {
   it('random sequences of acquire, waitForUnlock, release, releasers, setValue and cancel are observed the same', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.array(opArbitrary, { maxLength: 10 }), async (initial, ops) => {
+      fc.asyncProperty(fc.integer({ min: -3, max: 3 }), fc.array(opArbitrary, { maxLength: 10 }), async (initial, ops) => {
         const expected = await observe(real as unknown as typeof compat, initial, ops)
         expect(await observe(compat, initial, ops)).toEqual(expected)
       }),
@@ -448,7 +498,7 @@ describe('side by side with async-mutex', () => {
 
 describe('sluice/compat/async-mutex specifics', () => {
   it('rejects what async-mutex would accept but sluice cannot represent, with a RangeError naming the field', () => {
-    expect(() => new compat.Semaphore(-1)).toThrow(RangeError)
+    expect(() => new compat.Semaphore(-(2 ** 31))).toThrow(RangeError)
     expect(() => new compat.Semaphore(1.5)).toThrow(/value/)
     const sem = new compat.Semaphore(1)
     expect(() => sem.acquire(1.5)).toThrow(/weight/)
@@ -509,6 +559,33 @@ describe('sluice/compat/async-mutex specifics', () => {
     await tick()
     expect(unlocked.state).toBe('resolved')
     expect(mutex.isLocked()).toBe(false)
+  })
+})
+
+describe('sluice/compat/async-mutex across threads', () => {
+  it('a semaphore that starts below zero owes the same permits in every thread', async () => {
+    const sem = new compat.Semaphore(-2)
+    const worker = new Worker(new URL('./fixtures/compat-async-mutex-owed-worker.mjs', import.meta.url), {
+      workerData: { handle: sem.handle },
+    })
+    const exit = once(worker, 'exit')
+    const messages: unknown[] = []
+    worker.on('message', (message) => messages.push(message))
+    const next = async (): Promise<unknown> => {
+      for (let i = 0; i < 500 && messages.length === 0; i++) await sleep(10)
+      return messages.shift()
+    }
+    // The worker sees -2, pays one of it, and queues an acquire.
+    expect(await next()).toEqual({ value: -2, locked: true })
+    expect(await next()).toEqual({ value: -1 })
+    expect(sem.getValue()).toBe(-1)
+    for (let i = 0; i < 5; i++) await tick()
+    expect(messages).toEqual([])
+    // Here: one permit pays the rest of the debt, the other reaches the worker.
+    sem.release(2)
+    expect(await next()).toEqual({ acquired: 1 })
+    expect((await exit)[0]).toBe(0)
+    expect(sem.getValue()).toBe(1)
   })
 })
 

@@ -74,6 +74,50 @@ describe.each(implementations)('%s', (_, makeLimit, makeLimitFunction) => {
     expect(limit.pendingCount).toBe(0)
   })
 
+  it('a call counts as active, or pending, as soon as `limit(fn)` returns, before fn has run', async () => {
+    const limit = makeLimit(5)
+    let started = 0
+    const task = () => {
+      started++
+      return sleep(5)
+    }
+    const first = limit(task)
+    expect([limit.activeCount, limit.pendingCount, started]).toEqual([1, 0, 0])
+    await first
+    expect([limit.activeCount, limit.pendingCount]).toEqual([0, 0])
+    const immediate = Array.from({ length: 5 }, () => limit(task))
+    const delayed = Array.from({ length: 3 }, () => limit(task))
+    expect([limit.activeCount, limit.pendingCount, started]).toEqual([5, 3, 1])
+    await Promise.all(immediate)
+    // The waiting calls took the freed slots before the finished ones' callers resumed.
+    expect([limit.activeCount, limit.pendingCount]).toEqual([3, 0])
+    await Promise.all(delayed)
+    expect([limit.activeCount, limit.pendingCount]).toEqual([0, 0])
+  })
+
+  it('with concurrency 1, a second call made at once is pending while the first is active', async () => {
+    const limit = makeLimit(1)
+    const context = { values: [] as string[] }
+    const add = async (ctx: typeof context, value: string) => {
+      ctx.values.push(value)
+      await sleep(2)
+      return ctx.values.length
+    }
+    const results = [limit(add, context, 'first'), limit(add, context, 'second')]
+    expect([limit.activeCount, limit.pendingCount]).toEqual([1, 1])
+    expect(await Promise.all(results)).toEqual([1, 2])
+    expect(context.values).toEqual(['first', 'second'])
+  })
+
+  it('fn runs after the code that called limit(fn), though it counts as active at once', async () => {
+    const limit = makeLimit(3)
+    let value = 1
+    const results = [limit(() => 1), limit(() => value)]
+    expect(limit.activeCount).toBe(2)
+    value = 2
+    expect(await Promise.all(results)).toEqual([1, 2])
+  })
+
   it('a rejection reaches its caller and does not block the queue', async () => {
     const limit = makeLimit(1)
     const failing = limit(() => Promise.reject(new Error('bad')))
@@ -133,6 +177,17 @@ describe.each(implementations)('%s', (_, makeLimit, makeLimitFunction) => {
     expect(limit.concurrency).toBe(3)
     await tick()
     expect(limit.activeCount).toBe(3)
+    await Promise.all(runs)
+  })
+
+  it('raising concurrency starts the waiting calls a microtask later: until then they count as pending', async () => {
+    const limit = makeLimit(1)
+    const runs = Array.from({ length: 3 }, () => limit(() => sleep(5)))
+    expect([limit.activeCount, limit.pendingCount]).toEqual([1, 2])
+    limit.concurrency = 3
+    expect([limit.activeCount, limit.pendingCount]).toEqual([1, 2])
+    await Promise.resolve()
+    expect([limit.activeCount, limit.pendingCount]).toEqual([3, 0])
     await Promise.all(runs)
   })
 
@@ -229,6 +284,8 @@ async function observe(makeLimit: typeof pLimit, initial: number, steps: Step[])
     else if (step === 'finish') await gated.finishAll(1)
     else if (step === 'clear') limit.clearQueue()
     else limit.concurrency = step
+    // Counted at once, as p-limit counts them, and once the functions have run.
+    log.push([step, 'now', limit.activeCount, limit.pendingCount])
     await tick()
     log.push([step, gated.running, limit.activeCount, limit.pendingCount, limit.concurrency])
   }

@@ -4,14 +4,16 @@
  * `E_CANCELED`) with its documented semantics: weights, priorities (higher
  * first, FIFO within a priority; a request that would stand first is served
  * at once when the value allows), `cancel`, `waitForUnlock`, a value that
- * `release` and `setValue` may raise beyond the initial one. Backed by a
+ * `release` and `setValue` may raise beyond the initial one, an initial
+ * value below zero (that many permits are owed: released ones pay the debt
+ * before anyone acquires, in every thread). Backed by a
  * native sluice semaphore, so `Semaphore.from(semaphore.handle)` (or
  * `Mutex.from`) in a worker gives the same lock, served in one queue across
  * threads.
  *
  * Where it differs (each a RangeError, never a silent change):
- * - values and weights are integers, the value never below 0 (async-mutex
- *   accepts any number, e.g. `setValue(-1)`);
+ * - values and weights are integers; only the initial value may be below
+ *   0 (async-mutex accepts any number, e.g. `setValue(-1)`);
  * - priorities are integers in [-2^30, 2^30);
  * - `cancel()` rejects the waits queued through this object in this thread,
  *   not those of other threads.
@@ -131,7 +133,7 @@ export class Semaphore implements SemaphoreInterface {
   constructor(value: number, cancelError: Error = E_CANCELED) {
     const adopting = Semaphore.#adopting
     Semaphore.#adopting = undefined
-    if (adopting === undefined) validateInteger(value, 'value', 0, MAX_PERMITS)
+    if (adopting === undefined) validateInteger(value, 'value', -MAX_PERMITS, MAX_PERMITS)
     this.#semaphore = adopting ?? internal.create(value)
     this.#cancelError = cancelError
   }
@@ -213,9 +215,12 @@ export class Semaphore implements SemaphoreInterface {
     return this.getValue() <= 0
   }
 
-  /** Free permits, in every thread: those set aside for a waiting weighted request included. */
+  /**
+   * Free permits, in every thread: those set aside for a waiting weighted
+   * request included, those still owed (an initial value below 0) deducted.
+   */
   getValue(): number {
-    return this.#semaphore.available + internal.reserved(this.#semaphore)
+    return this.#semaphore.available + internal.reserved(this.#semaphore) - internal.owed(this.#semaphore)
   }
 
   setValue(value: number): void {

@@ -86,8 +86,27 @@ export default function pLimit(options: number | Options): LimitFunction {
   /** Calls waiting for a permit; `cancel` is set once the wait is queued. */
   const pending = new Set<PendingCall>()
 
+  /** The limit the semaphore's capacity stands for (behind `concurrency` for a microtask after raising it). */
+  let applied = concurrency
+  /** Brings the semaphore's capacity to `concurrency`. */
+  const applyConcurrency = (): void => {
+    const from = permitsFor(applied)
+    const to = permitsFor(concurrency)
+    applied = concurrency
+    if (to > from) {
+      let add = to - from
+      const repaid = Math.min(debt, add)
+      debt -= repaid
+      // Another thread sharing the semaphore may have raised it already.
+      add = Math.min(add - repaid, MAX_PERMITS - limiter.capacity)
+      if (add > 0) limiter.addPermits(add)
+    } else if (to < from) {
+      const remove = from - to
+      debt += remove - limiter.forgetPermits(remove)
+    }
+  }
+
   const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit: Permit): void => {
-    activeCount++
     // As p-limit: resolve with the function's promise at once, so its
     // rejection reaches the caller, and count it done when it settles.
     const result = (async () => fn())()
@@ -115,11 +134,15 @@ export default function pLimit(options: number | Options): LimitFunction {
       const queued = (cancel: Cancel) => {
         item.cancel = cancel
       }
-      internal.acquire(limiter, undefined, undefined, queued).then(
-        (permit) => {
-          pending.delete(item)
-          start(run, resolve, permit)
-        },
+      // Counted active when the permit is granted, synchronously (within this
+      // call, or within the release that hands it over), as p-limit counts a
+      // call active when it dequeues it; fn itself runs a microtask later.
+      const granted = () => {
+        pending.delete(item)
+        activeCount++
+      }
+      internal.acquire(limiter, undefined, granted, queued).then(
+        (permit) => start(run, resolve, permit),
         () => {
           // Only clearQueue aborts these waits.
           pending.delete(item)
@@ -144,20 +167,11 @@ export default function pLimit(options: number | Options): LimitFunction {
       get: () => concurrency,
       set(next: number) {
         validateConcurrency(next)
-        const from = permitsFor(concurrency)
-        const to = permitsFor(next)
         concurrency = next
-        if (to > from) {
-          let add = to - from
-          const repaid = Math.min(debt, add)
-          debt -= repaid
-          // Another thread sharing the semaphore may have raised it already.
-          add = Math.min(add - repaid, MAX_PERMITS - limiter.capacity)
-          if (add > 0) limiter.addPermits(add)
-        } else if (to < from) {
-          const remove = from - to
-          debt += remove - limiter.forgetPermits(remove)
-        }
+        // As p-limit: a lower limit holds at once, a higher one starts the
+        // waiting calls a microtask later (they stay pending until then).
+        if (permitsFor(next) < permitsFor(applied)) applyConcurrency()
+        else if (permitsFor(next) > permitsFor(applied)) queueMicrotask(applyConcurrency)
       },
     },
     map: {
