@@ -110,3 +110,10 @@ export declare const DOORBELL_SLOTS: number
  * the backpressure is there to show. The TypeScript layer validates against it.
  */
 export declare const MAX_CHANNEL_CAPACITY: number
+
+/**
+ * Byte messages up to this size are received into the caller's slab (a
+ * view into it instead of a fresh buffer). `ts/channel.ts` sizes its slabs
+ * from it.
+ */
+export declare const MAX_SLAB_MESSAGE: number

@@ -840,3 +840,4 @@ module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
 module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket
 module.exports.DOORBELL_SLOTS = nativeBinding.DOORBELL_SLOTS
 module.exports.MAX_CHANNEL_CAPACITY = nativeBinding.MAX_CHANNEL_CAPACITY
+module.exports.MAX_SLAB_MESSAGE = nativeBinding.MAX_SLAB_MESSAGE

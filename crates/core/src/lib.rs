@@ -2,6 +2,8 @@
 //! with no dependency on Node.
 //!
 //! - [`ArrayQueue`]: a bounded lock-free MPMC queue (Vyukov's algorithm).
+//! - [`Channel`]: a bounded, closeable MPMC channel: an `ArrayQueue` plus two
+//!   semaphores (free room, queued messages) whose waiters live outside Rust.
 //! - [`Semaphore`]: a fair, weighted, closeable semaphore whose waiters are
 //!   woken by the caller, however it likes.
 //! - [`TokenBucket`]: a GCRA rate limiter on one atomic word.
@@ -17,6 +19,7 @@
 pub mod array_queue;
 mod backoff;
 mod cache_padded;
+pub mod channel;
 pub mod clock;
 mod fx_hash;
 pub mod semaphore;
@@ -25,6 +28,7 @@ pub mod token_bucket;
 mod wait_queue;
 
 pub use array_queue::{AllocError, ArrayQueue};
+pub use channel::{Channel, ReserveError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use semaphore::{
     Acquire, AcquireError, CapacityOverflow, Grant, Owner, ReleaseError, Semaphore, Token, TryAcquireError, MAX_PERMITS,

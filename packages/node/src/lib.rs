@@ -7,6 +7,7 @@
 
 mod attachment;
 mod channel;
+mod js_values;
 mod raw;
 mod registry;
 mod semaphore;

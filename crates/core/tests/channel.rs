@@ -1,0 +1,353 @@
+//! Behaviour of the bounded channel: sequential semantics against a
+//! `VecDeque` model, waits granted through its semaphores, close and drain,
+//! drops, and stress on real threads with checksums.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use common::stress;
+use proptest::prelude::*;
+use sluice_core::{Acquire, Channel, Grant, ReserveError, SendError, TryRecvError, TrySendError};
+
+#[test]
+fn smoke() {
+    let channel = Channel::new(2);
+    assert!(channel.is_empty());
+    assert_eq!(channel.capacity(), 2);
+    assert_eq!(channel.try_send(1), Ok(vec![]));
+    assert_eq!(channel.try_send(2), Ok(vec![]));
+    assert_eq!(channel.try_send(3), Err(TrySendError::Full(3)));
+    assert_eq!(channel.len(), 2);
+    assert_eq!(channel.try_recv(), Ok((1, vec![])));
+    assert_eq!(channel.try_recv(), Ok((2, vec![])));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
+    assert!(!channel.is_closed());
+}
+
+#[test]
+#[should_panic(expected = "capacity must be non-zero")]
+fn zero_capacity() {
+    let _ = Channel::<u8>::new(0);
+}
+
+#[test]
+fn send_wakes_a_waiting_receiver_who_receives_with_the_held_permit() {
+    let channel = Channel::new(1);
+    assert_eq!(channel.items().acquire(1, 3, 10), Ok(Acquire::Queued));
+    // The receiver is queued ahead, so a try_recv does not barge in.
+    assert_eq!(channel.try_send('x'), Ok(vec![3]));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(channel.items().take_granted(3), vec![Grant { token: 10, permits: 1 }]);
+    assert_eq!(channel.recv_held(), (Some('x'), vec![]));
+    assert!(channel.is_empty());
+}
+
+#[test]
+fn receive_wakes_a_waiting_sender_who_sends_with_the_held_permit() {
+    let channel = Channel::new(1);
+    channel.try_send(1).unwrap();
+    assert_eq!(channel.room().acquire(1, 4, 11), Ok(Acquire::Queued));
+    assert_eq!(channel.try_recv(), Ok((1, vec![4])));
+    // The freed room is the waiting sender's, not a newcomer's.
+    assert_eq!(channel.try_send(9), Err(TrySendError::Full(9)));
+    assert_eq!(channel.room().take_granted(4).len(), 1);
+    assert_eq!(channel.send_held(2), Ok(vec![]));
+    assert_eq!(channel.try_recv(), Ok((2, vec![])));
+}
+
+#[test]
+fn close_wakes_all() {
+    let channel = Channel::new(1);
+    // Owners 1 and 2 wait to receive; then the channel fills and owners 2
+    // and 3 wait to send.
+    assert_eq!(channel.items().acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(channel.items().acquire(1, 2, 2), Ok(Acquire::Queued));
+    assert_eq!(channel.try_send(0), Ok(vec![1]));
+    assert_eq!(channel.room().acquire(1, 2, 3), Ok(Acquire::Queued));
+    assert_eq!(channel.room().acquire(1, 3, 4), Ok(Acquire::Queued));
+    let mut woken = channel.close();
+    woken.sort_unstable();
+    // Owner 1's wait was granted, not withdrawn; owner 2 had two waits.
+    assert_eq!(woken, vec![2, 3], "every owner with a withdrawn wait, once each");
+    assert_eq!(channel.room().waiting() + channel.items().waiting(), 0);
+    assert!(channel.is_closed());
+    assert_eq!(channel.close(), Vec::<u32>::new(), "closing twice does nothing more");
+    // Owner 1 was granted before the close: its message is still there.
+    assert_eq!(channel.items().take_granted(1).len(), 1);
+    assert_eq!(channel.recv_held(), (Some(0), vec![]));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+}
+
+#[test]
+fn close_refuses_senders_and_drains_for_receivers() {
+    let channel = Channel::new(3);
+    channel.try_send(1).unwrap();
+    channel.try_send(2).unwrap();
+    assert_eq!(channel.room().acquire(1, 5, 1), Ok(Acquire::Acquired));
+    channel.close();
+    assert_eq!(channel.try_send(3), Err(TrySendError::Closed(3)));
+    assert_eq!(channel.try_reserve(1), Err(ReserveError));
+    // A wait granted before the close cannot send after it; its room goes back.
+    assert_eq!(channel.send_held(4), Err(SendError(4)));
+    assert_eq!(channel.try_recv(), Ok((1, vec![])));
+    let mut rest = Vec::new();
+    assert_eq!(channel.try_recv_many(10, |v| rest.push(v)), Ok((1, vec![])));
+    assert_eq!(rest, vec![2]);
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(channel.try_recv_many(10, |_: i32| ()), Err(TryRecvError::Closed));
+}
+
+#[test]
+fn a_send_that_reserved_room_before_the_close_is_not_lost() {
+    let channel = Channel::new(2);
+    assert_eq!(channel.try_reserve(5), Ok(2));
+    channel.close();
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed), "nothing yet");
+    assert_eq!(channel.send_reserved([7, 8]), Vec::<u32>::new());
+    assert_eq!(channel.try_recv(), Ok((7, vec![])));
+    assert_eq!(channel.try_recv(), Ok((8, vec![])));
+}
+
+#[test]
+fn reserve_and_unreserve_batch_room() {
+    let channel = Channel::new(3);
+    channel.try_send(0).unwrap();
+    assert_eq!(channel.try_reserve(5), Ok(2));
+    assert_eq!(channel.try_reserve(5), Ok(0));
+    assert_eq!(channel.room().acquire(1, 9, 1), Ok(Acquire::Queued));
+    assert_eq!(
+        channel.unreserve(2),
+        vec![9],
+        "given-back room goes to the waiting sender"
+    );
+    let mut got = Vec::new();
+    assert_eq!(channel.try_recv_many(5, |v| got.push(v)), Ok((1, vec![])));
+    assert_eq!(got, vec![0]);
+}
+
+#[test]
+fn recv_many_stops_at_max_and_wakes_senders_once() {
+    let channel = Channel::new(4);
+    assert_eq!(channel.try_reserve(4), Ok(4));
+    channel.send_reserved(1..=4);
+    assert_eq!(channel.room().acquire(2, 6, 1), Ok(Acquire::Queued));
+    let mut got = Vec::new();
+    assert_eq!(channel.try_recv_many(3, |v| got.push(v)), Ok((3, vec![6])));
+    assert_eq!(got, vec![1, 2, 3]);
+}
+
+#[test]
+fn drops() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let channel = Channel::new(4);
+    for _ in 0..4 {
+        channel.try_send(Counted(dropped.clone())).unwrap();
+    }
+    let Err(TrySendError::Full(back)) = channel.try_send(Counted(dropped.clone())) else {
+        panic!("a full channel takes no more")
+    };
+    drop(back);
+    drop(channel.try_recv().unwrap());
+    assert_eq!(dropped.load(Ordering::Relaxed), 2);
+    drop(channel);
+    assert_eq!(
+        dropped.load(Ordering::Relaxed),
+        5,
+        "what is still queued drops with the channel"
+    );
+}
+
+/// Sends `value`, spinning while the channel is full (the tests' stand-in for
+/// a wait).
+fn send_spin<T>(channel: &Channel<T>, mut value: T) {
+    loop {
+        match channel.try_send(value) {
+            Ok(_) => return,
+            Err(TrySendError::Full(back)) => {
+                value = back;
+                thread::yield_now();
+            }
+            Err(TrySendError::Closed(_)) => panic!("closed"),
+        }
+    }
+}
+
+#[test]
+fn spsc() {
+    let n = stress(100_000);
+    let channel = Arc::new(Channel::new(3));
+    let producer = {
+        let channel = channel.clone();
+        thread::spawn(move || (0..n).for_each(|i| send_spin(&channel, i)))
+    };
+    let mut next = 0;
+    while next < n {
+        match channel.try_recv() {
+            Ok((value, _)) => {
+                assert_eq!(value, next, "FIFO");
+                next += 1;
+            }
+            Err(TryRecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Closed) => panic!("closed"),
+        }
+    }
+    producer.join().unwrap();
+    assert!(channel.is_empty());
+}
+
+#[test]
+fn mpmc() {
+    const THREADS: usize = 4;
+    let n = stress(25_000);
+    let channel = Arc::new(Channel::new(8));
+    let barrier = Arc::new(Barrier::new(2 * THREADS));
+    let producers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (channel, barrier) = (channel.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..n {
+                    send_spin(&channel, t * n + i);
+                }
+            })
+        })
+        .collect();
+    let received = Arc::new(AtomicUsize::new(0));
+    let consumers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (channel, barrier, received) = (channel.clone(), barrier.clone(), received.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut seen = [0usize; THREADS];
+                let mut sum = 0;
+                loop {
+                    match channel.try_recv_many(3, |v: usize| {
+                        // Each producer's messages arrive in its order.
+                        let (t, i) = (v / n, v % n);
+                        assert!(i >= seen[t], "FIFO per producer");
+                        seen[t] = i;
+                        sum += v;
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }) {
+                        Ok(_) => {}
+                        Err(TryRecvError::Empty) => thread::yield_now(),
+                        Err(TryRecvError::Closed) => return sum,
+                    }
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    channel.close();
+    let sum: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+    let total = THREADS * n;
+    assert_eq!(received.load(Ordering::Relaxed), total, "nothing lost or duplicated");
+    assert_eq!(sum, total * (total - 1) / 2, "checksum");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    TrySend,
+    Reserve(usize),
+    TryRecv,
+    RecvMany(usize),
+    Close,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::TrySend),
+        1 => (0usize..5).prop_map(Op::Reserve),
+        4 => Just(Op::TryRecv),
+        1 => (0usize..5).prop_map(Op::RecvMany),
+        1 => Just(Op::Close),
+    ]
+}
+
+proptest! {
+    /// Sequentially the channel is a bounded FIFO that refuses sends once
+    /// closed and drains what was queued: checked against a `VecDeque`.
+    #[test]
+    fn sequential_spec(capacity in 1usize..5, ops in prop::collection::vec(op(), 0..60)) {
+        let channel = Channel::new(capacity);
+        let mut model = VecDeque::new();
+        let mut closed = false;
+        let mut next = 0u32;
+        for op in ops {
+            match op {
+                Op::TrySend => {
+                    let result = channel.try_send(next);
+                    if closed {
+                        prop_assert_eq!(result, Err(TrySendError::Closed(next)));
+                    } else if model.len() == capacity {
+                        prop_assert_eq!(result, Err(TrySendError::Full(next)));
+                    } else {
+                        prop_assert_eq!(result, Ok(vec![]));
+                        model.push_back(next);
+                    }
+                    next += 1;
+                }
+                Op::Reserve(max) => {
+                    let result = channel.try_reserve(max);
+                    if closed {
+                        prop_assert_eq!(result, Err(ReserveError));
+                    } else {
+                        let room = max.min(capacity - model.len());
+                        prop_assert_eq!(result, Ok(room));
+                        let values: Vec<u32> = (next..next + room as u32).collect();
+                        next += room as u32;
+                        prop_assert_eq!(channel.send_reserved(values.iter().copied()), Vec::<u32>::new());
+                        model.extend(values);
+                    }
+                }
+                Op::TryRecv => {
+                    let expected = match model.pop_front() {
+                        Some(value) => Ok((value, vec![])),
+                        None if closed => Err(TryRecvError::Closed),
+                        None => Err(TryRecvError::Empty),
+                    };
+                    prop_assert_eq!(channel.try_recv(), expected);
+                }
+                Op::RecvMany(max) => {
+                    let mut got = Vec::new();
+                    let result = channel.try_recv_many(max, |v| got.push(v));
+                    let take = max.min(model.len());
+                    let expected: Vec<u32> = model.drain(..take).collect();
+                    if take > 0 {
+                        prop_assert_eq!(result, Ok((take, vec![])));
+                    } else if closed {
+                        prop_assert_eq!(result, Err(TryRecvError::Closed));
+                    } else {
+                        prop_assert_eq!(result, Err(TryRecvError::Empty));
+                    }
+                    prop_assert_eq!(got, expected);
+                }
+                Op::Close => {
+                    prop_assert_eq!(channel.close(), Vec::<u32>::new());
+                    closed = true;
+                }
+            }
+            prop_assert_eq!(channel.len(), model.len());
+            prop_assert_eq!(channel.is_closed(), closed);
+            // Permit accounting: free room plus queued messages is the capacity
+            // while open (after a close, receives take no permits).
+            if !closed {
+                prop_assert_eq!(channel.room().available(), capacity - model.len());
+                prop_assert_eq!(channel.items().available(), model.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! JS values in and out of a channel: reading a message (a number, or a
+//! `Uint8Array`'s bytes) from an argument, and making JS values of received
+//! messages, into the caller's receive slab, as views over one buffer per
+//! batch, or into a caller's `Float64Array`. The channel's algorithm lives in
+//! `sluice_core::Channel`; its entry points (`channel.rs`) call these.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use napi::sys::{self, napi_env, napi_value, Status};
+
+use crate::raw::{self, Call};
+
+/// One message: numbers travel without allocating, everything else as bytes
+/// (the TypeScript layer's codec has encoded it).
+pub(crate) enum Message {
+    Number(f64),
+    Bytes(Box<[u8]>),
+}
+
+/// Reads a message: a number, or the bytes of a `Uint8Array` (copied).
+pub(crate) fn read_message(env: napi_env, value: napi_value) -> Option<Message> {
+    let mut kind = 0;
+    // SAFETY: `value` belongs to the current call; out-pointers are valid.
+    unsafe { sys::napi_typeof(env, value, &mut kind) };
+    if kind == sys::ValueType::napi_number {
+        let mut number = 0.0;
+        // SAFETY: as above; `value` is a number.
+        unsafe { sys::napi_get_value_double(env, value, &mut number) };
+        return Some(Message::Number(number));
+    }
+    let mut is_typed_array = false;
+    // SAFETY: as above.
+    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+    if is_typed_array {
+        let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
+        // SAFETY: `value` is a typed array; out-pointers are valid.
+        let status = unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                &mut length,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if status == Status::napi_ok && kind == sys::TypedarrayType::uint8_array {
+            let bytes: Box<[u8]> = if length == 0 || data.is_null() {
+                Box::default()
+            } else {
+                // SAFETY: N-API reports `length` bytes at `data` (already offset
+                // to the view's start), alive for this call; we copy them out.
+                unsafe { std::slice::from_raw_parts(data as *const u8, length) }.into()
+            };
+            return Some(Message::Bytes(bytes));
+        }
+    }
+    raw::throw_type(env, "a message must be a number or a Uint8Array");
+    None
+}
+
+pub(crate) fn message_value(env: napi_env, message: Message) -> napi_value {
+    match message {
+        Message::Number(number) => raw::number(env, number),
+        Message::Bytes(bytes) => {
+            let mut result = ptr::null_mut();
+            // SAFETY: `env` is live; the source holds `bytes.len()` bytes; N-API copies them.
+            unsafe {
+                sys::napi_create_buffer_copy(
+                    env,
+                    bytes.len(),
+                    bytes.as_ptr() as *const c_void,
+                    ptr::null_mut(),
+                    &mut result,
+                )
+            };
+            result
+        }
+    }
+}
+
+/// Byte messages up to this size are received into the caller's slab (a
+/// view into it instead of a fresh buffer). `ts/channel.ts` sizes its slabs
+/// from it.
+#[napi_derive::napi]
+pub const MAX_SLAB_MESSAGE: u32 = 8 * 1024;
+
+/// Room in a `Uint8Array` the JS side owns, for receiving one byte message
+/// as a view instead of a fresh buffer (a buffer's allocation costs more than
+/// the rest of a receive). Views are never reused: the JS side moves `at`
+/// past each one and starts a new slab when this one is full.
+pub(crate) struct Slab {
+    buffer: napi_value,
+    data: *mut u8,
+    byte_offset: usize,
+    len: usize,
+    at: usize,
+}
+
+impl Slab {
+    /// Arguments `i` (a `Uint8Array`) and `i + 1` (the offset to write at), if given.
+    pub(crate) fn from_args(env: napi_env, call: &Call, i: usize) -> Option<Slab> {
+        let view = call.arg(i)?;
+        let at = call.arg(i + 1)?;
+        let mut is_typed_array = false;
+        // SAFETY: both values belong to the current call; out-pointers are valid.
+        unsafe { sys::napi_is_typedarray(env, view, &mut is_typed_array) };
+        if !is_typed_array {
+            return None;
+        }
+        let (mut kind, mut len, mut data, mut buffer, mut byte_offset) =
+            (0, 0usize, ptr::null_mut::<c_void>(), ptr::null_mut(), 0usize);
+        let mut offset = 0.0;
+        // SAFETY: `view` is a typed array and `at` a value of this call.
+        let ok = unsafe {
+            sys::napi_get_typedarray_info(env, view, &mut kind, &mut len, &mut data, &mut buffer, &mut byte_offset)
+                == Status::napi_ok
+                && sys::napi_get_value_double(env, at, &mut offset) == Status::napi_ok
+        };
+        let in_range = offset.fract() == 0.0 && offset >= 0.0 && offset <= len as f64;
+        (ok && in_range && kind == sys::TypedarrayType::uint8_array && !data.is_null()).then_some(Slab {
+            buffer,
+            data: data as *mut u8,
+            byte_offset,
+            len,
+            at: offset as usize,
+        })
+    }
+
+    /// A view of `bytes` copied into the slab, or None if they do not fit.
+    fn place(&self, env: napi_env, bytes: &[u8]) -> Option<napi_value> {
+        if bytes.len() > MAX_SLAB_MESSAGE as usize || bytes.len() > self.len - self.at {
+            return None;
+        }
+        // SAFETY: `data` points at the view's `len` bytes, alive for this call
+        // (the view is an argument), and `at + bytes.len() <= len` was checked;
+        // the view starts `byte_offset` bytes into `buffer`.
+        unsafe {
+            copy_to_view(
+                env,
+                self.buffer,
+                self.data.add(self.at),
+                self.byte_offset + self.at,
+                bytes,
+            )
+        }
+    }
+}
+
+/// Copies `bytes` to `dest` and returns a `Uint8Array` over them: the range
+/// of `buffer` that starts `offset` bytes in. None if N-API refuses.
+///
+/// # Safety
+///
+/// `dest` must be where `buffer`'s byte `offset` lives, with `bytes.len()`
+/// writable bytes from there, and `buffer` an ArrayBuffer of this call.
+unsafe fn copy_to_view(
+    env: napi_env,
+    buffer: napi_value,
+    dest: *mut u8,
+    offset: usize,
+    bytes: &[u8],
+) -> Option<napi_value> {
+    if !bytes.is_empty() {
+        // SAFETY: the caller guarantees `bytes.len()` writable bytes at `dest`.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), dest, bytes.len()) };
+    }
+    let mut view = ptr::null_mut();
+    // SAFETY: the caller guarantees the range lies inside `buffer`.
+    let status = unsafe {
+        sys::napi_create_typedarray(
+            env,
+            sys::TypedarrayType::uint8_array,
+            bytes.len(),
+            buffer,
+            offset,
+            &mut view,
+        )
+    };
+    (status == Status::napi_ok).then_some(view)
+}
+
+/// A received message as a JS value: bytes into the slab when they fit.
+pub(crate) fn deliver(env: napi_env, message: Message, slab: Option<&Slab>) -> napi_value {
+    if let (Message::Bytes(bytes), Some(slab)) = (&message, slab) {
+        if let Some(view) = slab.place(env, bytes) {
+            return view;
+        }
+    }
+    message_value(env, message)
+}
+
+/// Byte messages of one batch as `Uint8Array` views over one `ArrayBuffer`:
+/// one allocation per batch instead of one per message (which costs more
+/// than the copy for small messages). A view keeps the batch's buffer alive.
+pub(crate) fn batch_views(env: napi_env, messages: &[Message], out: &mut Vec<napi_value>) {
+    let total: usize = messages
+        .iter()
+        .map(|m| match m {
+            Message::Bytes(bytes) => bytes.len(),
+            Message::Number(_) => 0,
+        })
+        .sum();
+    let mut data = ptr::null_mut::<c_void>();
+    let mut buffer = ptr::null_mut();
+    // SAFETY: `env` is live; out-pointers are valid.
+    if unsafe { sys::napi_create_arraybuffer(env, total, &mut data, &mut buffer) } != Status::napi_ok {
+        out.extend(messages.iter().map(|_| raw::undefined(env)));
+        return;
+    }
+    let mut offset = 0;
+    for message in messages {
+        let Message::Bytes(bytes) = message else { continue };
+        // SAFETY: `data` points at the `total` bytes of the new ArrayBuffer
+        // `buffer`; `offset + bytes.len() <= total` by construction.
+        let view = unsafe { copy_to_view(env, buffer, (data as *mut u8).wrapping_add(offset), offset, bytes) };
+        out.push(view.unwrap_or_else(|| raw::undefined(env)));
+        offset += bytes.len();
+    }
+}
+
+/// The `f64`s of a `Float64Array` argument; throws a `TypeError` otherwise.
+/// The slice is valid for the rest of the call (the array is an argument).
+pub(crate) fn float64s<'a>(call: &Call, i: usize) -> Option<&'a mut [f64]> {
+    let env = call.env;
+    let value = call.arg(i)?;
+    let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
+    let mut is_typed_array = false;
+    // SAFETY: `value` belongs to the current call; out-pointers are valid.
+    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+    // SAFETY: as above, and `value` is a typed array when the call is made.
+    let ok = is_typed_array
+        && unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                &mut length,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        } == Status::napi_ok
+        && kind == sys::TypedarrayType::float64_array;
+    if !ok {
+        raw::throw_type(env, "expected a Float64Array");
+        return None;
+    }
+    if length == 0 || data.is_null() {
+        return Some(&mut []);
+    }
+    // SAFETY: N-API reports `length` f64s at `data` (a Float64Array's data is
+    // 8-byte aligned), alive for this call. JS cannot run during the call, so
+    // nothing else touches the array meanwhile.
+    Some(unsafe { std::slice::from_raw_parts_mut(data as *mut f64, length) })
+}
