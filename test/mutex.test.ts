@@ -49,6 +49,30 @@ describe('Mutex', () => {
     expect(mutex.isLocked).toBe(false)
   })
 
+  it('lock and runExclusive honour priority: higher first, arrival order within one', async () => {
+    const mutex = new Mutex()
+    const guard = mutex.tryLock()!
+    const order: string[] = []
+    const waits = [
+      mutex.lock().then((g) => (order.push('lock 0'), g.release())),
+      mutex.runExclusive(() => void order.push('run 5'), { priority: 5 }),
+      mutex.lock({ priority: 10 }).then((g) => (order.push('lock 10'), g.release())),
+      mutex.runExclusive(() => void order.push('run -1'), { priority: -1 }),
+      mutex.lock({ priority: 5 }).then((g) => (order.push('lock 5'), g.release())),
+    ]
+    guard.release()
+    await Promise.all(waits)
+    expect(order).toEqual(['lock 10', 'run 5', 'lock 5', 'lock 0', 'run -1'])
+  })
+
+  it('lock rejects a priority outside the 32-bit range with a RangeError naming it', async () => {
+    const mutex = new Mutex()
+    await expect(mutex.lock({ priority: 2 ** 31 })).rejects.toThrow(
+      new RangeError('options.priority must be an integer between -2147483648 and 2147483647, got 2147483648'),
+    )
+    await expect(mutex.runExclusive(() => 1, { priority: 0.5 })).rejects.toThrow(RangeError)
+  })
+
   it('refuses a semaphore of more than one permit', () => {
     expect(() => new Mutex(new Semaphore(2))).toThrow(RangeError)
   })

@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidHandleError, TimeoutError, TokenBucket } from 'sluice'
 import { eventually, nextMessage, runWorker } from './helpers.js'
@@ -79,6 +80,55 @@ describe('TokenBucket', () => {
     expect(() => bucket.tryTake(3)).toThrow(new RangeError('n must be an integer between 1 and 2, got 3'))
     await expect(bucket.take(0)).rejects.toThrow(RangeError)
     expect(bucket.available).toBe(2)
+  })
+
+  it('a capacity and interval whose product overflows 64-bit nanoseconds is a RangeError naming the fields', () => {
+    // 2^32 - 1 tokens, one per 2^33 ns: the burst is past 2^64 ns.
+    const make = () => new TokenBucket({ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 2 ** 33 / 1e6 })
+    expect(make).toThrow(RangeError)
+    expect(make).toThrow(
+      /^options\.capacity \(4294967295\) tokens at options\.tokensPerInterval 1 per options\.interval 8589\.934592 ms take longer than 2\^64 ns/,
+    )
+    expect(() => new TokenBucket({ capacity: 2 ** 32 - 1, refillPerSecond: 1e-4 })).toThrow(
+      /^options\.capacity \(4294967295\) tokens at options\.refillPerSecond 0\.0001 take longer/,
+    )
+    // Just inside the limit is fine: (2^32 - 1) * 2^32 < 2^64.
+    expect(new TokenBucket({ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 2 ** 32 / 1e6 }).capacity).toBe(2 ** 32 - 1)
+  })
+
+  it('any options either make a bucket or throw a TypeError or RangeError (never a native error)', () => {
+    const number = fc.oneof(
+      fc.double({ noNaN: false }),
+      fc.integer({ min: -2, max: 2 ** 32 + 1 }),
+      fc.constantFrom(2 ** 32 - 1, 2 ** 53, 2 ** 64, 1e-9, 1e9, 1e9 + 1, Number.MIN_VALUE, Number.MAX_VALUE),
+    )
+    const value = fc.oneof(number, fc.constant(undefined), fc.constantFrom('1', null, 1n, {}))
+    const anything = fc.record(
+      { capacity: value, refillPerSecond: value, tokensPerInterval: value, interval: value },
+      { requiredKeys: [] },
+    )
+    // Valid fields one by one, in combinations that may not be (a large
+    // capacity at a slow rate overflows the native burst).
+    const capacity = fc.integer({ min: 1, max: 2 ** 32 - 1 })
+    const rate = fc.double({ min: 1e-12, max: 1e10, noNaN: true })
+    const plausible = fc.oneof(
+      fc.record({ capacity, refillPerSecond: rate }),
+      fc.record({ capacity, tokensPerInterval: rate, interval: rate }),
+    )
+    const options = fc.oneof(anything, plausible)
+    fc.assert(
+      fc.property(options, (opts) => {
+        try {
+          const bucket = new TokenBucket(opts as never)
+          expect(bucket.capacity).toBe(opts.capacity)
+        } catch (error) {
+          expect([TypeError, RangeError]).toContain((error as Error).constructor)
+          expect((error as Error).message).toMatch(/options/)
+        }
+      }),
+      // No shrinking: a failing case is shown as found (shrinking doubles takes minutes).
+      { numRuns: 2_000, endOnFailure: true },
+    )
   })
 
   it('a forged handle gives InvalidHandleError', () => {

@@ -31,6 +31,7 @@ pub use array_queue::{AllocError, ArrayQueue};
 pub use channel::{Channel, ReserveError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use semaphore::{
-    Acquire, AcquireError, CapacityOverflow, Grant, Owner, ReleaseError, Semaphore, Token, TryAcquireError, MAX_PERMITS,
+    Acquire, AcquireError, CapacityOverflow, Grant, Owner, Refusal, ReleaseError, Semaphore, Settlement, Token,
+    TryAcquireError, MAX_PERMITS,
 };
 pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket};

@@ -9,6 +9,14 @@
 //! [`take_granted`](Semaphore::take_granted). Who an owner is and how it is woken
 //! (a thread's doorbell, a callback) is the caller's business.
 //!
+//! A wait can also be *refused* after it was queued: when
+//! [`forget_held`](Semaphore::forget_held) shrinks the capacity below what a
+//! queued wait asked for, that wait could never end, so it is taken out of the
+//! queue (what it was partly granted goes on to the next waiter), its owner is
+//! reported like a granted one, and the owner collects the refusal with
+//! [`drain_settled`](Semaphore::drain_settled) or
+//! [`take_refused`](Semaphore::take_refused).
+//!
 //! # Implementation
 //!
 //! `state` holds the permits that the fast path may take, shifted left by two,
@@ -92,10 +100,23 @@ pub struct Semaphore {
 
 struct Queue {
     waiters: WaitQueue,
-    /// Waits fully granted but not yet collected by their owner. Entries stay
-    /// once made (one per owner that ever waited), so their `Vec`s keep their
-    /// capacity and a grant allocates nothing.
-    granted: FxHashMap<Owner, Vec<Grant>>,
+    /// Waits that ended (granted or refused) but were not yet collected by
+    /// their owner. Entries stay once made (one per owner that ever waited),
+    /// so their `Vec`s keep their capacity and a grant allocates nothing.
+    settled: FxHashMap<Owner, Settled>,
+}
+
+/// One owner's uncollected outcomes.
+#[derive(Default)]
+struct Settled {
+    grants: Vec<Grant>,
+    refusals: Vec<Refusal>,
+}
+
+impl Settled {
+    fn has(&self, token: Token) -> bool {
+        self.grants.iter().any(|g| g.token == token) || self.refusals.iter().any(|r| r.token == token)
+    }
 }
 
 /// The outcome of [`Semaphore::acquire`].
@@ -115,6 +136,27 @@ pub struct Grant {
     pub token: Token,
     /// How many permits it holds now.
     pub permits: usize,
+}
+
+/// A queued wait taken out of the queue because the capacity shrank below
+/// what it asked for (see [`Semaphore::forget_held`]); it holds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The token the wait was queued with.
+    pub token: Token,
+    /// Permits it asked for.
+    pub requested: usize,
+    /// The capacity that refused it.
+    pub capacity: usize,
+}
+
+/// How a queued wait ended, as handed out by [`Semaphore::drain_settled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// It was granted; its permits are the owner's from now on.
+    Granted(Grant),
+    /// It was refused: it could never have been granted.
+    Refused(Refusal),
 }
 
 /// Why [`Semaphore::try_acquire`] failed.
@@ -217,7 +259,7 @@ impl Semaphore {
             capacity: AtomicUsize::new(permits),
             queue: Mutex::new(Queue {
                 waiters: WaitQueue::new(),
-                granted: FxHashMap::default(),
+                settled: FxHashMap::default(),
             }),
             waiting: AtomicUsize::new(0),
             max_waiters: usize::MAX,
@@ -349,10 +391,11 @@ impl Semaphore {
 
     /// Takes `n` permits now, or queues a wait for them under `(owner, token)`.
     ///
-    /// A queued wait ends in one of three ways: a `release` grants it (its owner
+    /// A queued wait ends in one of four ways: a `release` grants it (its owner
     /// is then returned by that call and the grant is collected with
-    /// [`take_granted`](Self::take_granted)), [`cancel`](Self::cancel), or
-    /// [`remove_owner`](Self::remove_owner).
+    /// [`take_granted`](Self::take_granted)), [`forget_held`](Self::forget_held)
+    /// refuses it (collected with [`take_refused`](Self::take_refused)),
+    /// [`cancel`](Self::cancel), or [`remove_owner`](Self::remove_owner).
     ///
     /// # Errors
     ///
@@ -390,16 +433,18 @@ impl Semaphore {
             Err(TryAcquireError::NoPermits) => {}
         }
         let mut queue = self.lock();
-        if queue.waiters.contains(owner, token)
-            || queue
-                .granted
-                .get(&owner)
-                .is_some_and(|g| g.iter().any(|g| g.token == token))
-        {
+        if queue.waiters.contains(owner, token) || queue.settled.get(&owner).is_some_and(|s| s.has(token)) {
             return Err(AcquireError::DuplicateToken);
         }
         if self.is_closed() {
             return Err(AcquireError::Closed);
+        }
+        // Again under the lock: a `forget_held` that shrank the capacity since
+        // the check above has already refused the queued waits too heavy for
+        // it, and would not see this one.
+        let capacity = self.capacity();
+        if n > capacity {
+            return Err(AcquireError::TooManyPermits { requested: n, capacity });
         }
         // No room in an empty queue (max_waiters 0): refuse before the loop
         // below could close the fast path for a waiter we will not queue.
@@ -538,23 +583,56 @@ impl Semaphore {
     /// shrinks by `n` instead of the permits coming back (tokio's
     /// `SemaphorePermit::forget`).
     ///
+    /// Queued waits that ask for more than the new capacity could never be
+    /// granted: they are refused (taken out of the queue; what they were
+    /// partly granted goes on to the next waiter). Returns the owners to wake:
+    /// those refused, to collect their refusals, and those granted meanwhile.
+    ///
     /// # Errors
     ///
     /// [`ReleaseError`] if `n` exceeds the capacity; nothing changes then.
-    pub fn forget_held(&self, n: usize) -> Result<(), ReleaseError> {
-        let _queue = self.lock(); // orders with add_permits and the slow path's capacity reads
+    pub fn forget_held(&self, n: usize) -> Result<Vec<Owner>, ReleaseError> {
+        // Under the lock: orders with add_permits and the slow path's capacity
+        // check, so no wait too heavy for the new capacity queues after the scan.
+        let mut queue = self.lock();
         let capacity = self.capacity();
         if n > capacity {
             return Err(ReleaseError { released: n, capacity });
         }
-        self.capacity.store(capacity - n, Ordering::Relaxed);
-        Ok(())
+        let capacity = capacity - n;
+        self.capacity.store(capacity, Ordering::Relaxed);
+        let mut woken = Vec::new();
+        let mut returned = 0;
+        for waiter in queue.waiters.remove_heavier_than(capacity) {
+            returned += waiter.assigned;
+            queue.settled.entry(waiter.owner).or_default().refusals.push(Refusal {
+                token: waiter.token,
+                requested: waiter.needed,
+                capacity,
+            });
+            if !woken.contains(&waiter.owner) {
+                woken.push(waiter.owner);
+            }
+        }
+        if !woken.is_empty() {
+            // Also clears QUEUED if the queue emptied.
+            for owner in self.release_locked(returned, &mut queue) {
+                if !woken.contains(&owner) {
+                    woken.push(owner);
+                }
+            }
+        }
+        Ok(woken)
     }
 
     /// Removes up to `n` free permits from the semaphore for good, shrinking
     /// its capacity; returns how many it removed. Permits promised to queued
     /// waiters are not free, so nothing is removed while anyone waits.
     pub fn forget_permits(&self, n: usize) -> usize {
+        // Under the lock, so no waiter can queue (against the old capacity)
+        // between taking the permits and shrinking the capacity: with QUEUED
+        // clear below, the queue is empty and stays so until we are done.
+        let _queue = self.lock();
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
             let free = if current & QUEUED != 0 {
@@ -574,8 +652,8 @@ impl Semaphore {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    // After the permits left `state`, so a concurrent release
-                    // never sees the smaller capacity with the larger count.
+                    // After the permits left `state`, so a concurrent fast-path
+                    // release never sees the smaller capacity with the larger count.
                     self.capacity.fetch_sub(taken, Ordering::Relaxed);
                     return taken;
                 }
@@ -593,25 +671,53 @@ impl Semaphore {
 
     /// Like [`take_granted`](Self::take_granted), but hands each grant to
     /// `collect` instead of allocating a `Vec` (the binding's hot path).
+    /// Refusals stay for [`drain_settled`](Self::drain_settled) or
+    /// [`take_refused`](Self::take_refused): an owner that never has a wait
+    /// refused (one that never forgets permits) need not look for them.
     /// `collect` runs under the semaphore's lock: it must not call back into it.
     pub fn drain_granted(&self, owner: Owner, collect: impl FnMut(Grant)) {
-        if let Some(grants) = self.lock().granted.get_mut(&owner) {
-            grants.drain(..).for_each(collect);
+        if let Some(settled) = self.lock().settled.get_mut(&owner) {
+            settled.grants.drain(..).for_each(collect);
+        }
+    }
+
+    /// Collects the waits of `owner` that were refused since the last call
+    /// (see [`forget_held`](Self::forget_held)).
+    pub fn take_refused(&self, owner: Owner) -> Vec<Refusal> {
+        self.lock()
+            .settled
+            .get_mut(&owner)
+            .map_or_else(Vec::new, |settled| settled.refusals.drain(..).collect())
+    }
+
+    /// Hands every uncollected outcome of `owner`'s waits to `collect`, grants
+    /// first, under one lock. `collect` runs under the semaphore's lock: it
+    /// must not call back into it.
+    pub fn drain_settled(&self, owner: Owner, mut collect: impl FnMut(Settlement)) {
+        if let Some(settled) = self.lock().settled.get_mut(&owner) {
+            settled.grants.drain(..).for_each(|g| collect(Settlement::Granted(g)));
+            settled.refusals.drain(..).for_each(|r| collect(Settlement::Refused(r)));
         }
     }
 
     /// Withdraws the wait `(owner, token)`. Permits it was partly or fully
-    /// granted go back to the semaphore (and on to other waiters). Returns the
-    /// owners to wake as a result, or `None` if there was no such wait (it was
-    /// already collected, or never queued).
+    /// granted go back to the semaphore (and on to other waiters); an
+    /// uncollected refusal is forgotten. Returns the owners to wake as a
+    /// result, or `None` if there was no such wait (it was already collected,
+    /// or never queued).
     pub fn cancel(&self, owner: Owner, token: Token) -> Option<Vec<Owner>> {
         let mut queue = self.lock();
         let returned = if let Some(waiter) = queue.waiters.remove(owner, token) {
             waiter.assigned
         } else {
-            let grants = queue.granted.get_mut(&owner)?;
-            let at = grants.iter().position(|g| g.token == token)?;
-            grants.swap_remove(at).permits
+            let settled = queue.settled.get_mut(&owner)?;
+            if let Some(at) = settled.grants.iter().position(|g| g.token == token) {
+                settled.grants.swap_remove(at).permits
+            } else {
+                let at = settled.refusals.iter().position(|r| r.token == token)?;
+                settled.refusals.swap_remove(at);
+                return Some(Vec::new());
+            }
         };
         Some(self.release_locked(returned, &mut queue))
     }
@@ -624,9 +730,10 @@ impl Semaphore {
         let mut queue = self.lock();
         let queued: usize = queue.waiters.remove_owner(owner).iter().map(|w| w.assigned).sum();
         let granted: usize = queue
-            .granted
+            .settled
             .remove(&owner)
             .unwrap_or_default()
+            .grants
             .iter()
             .map(|g| g.permits)
             .sum();
@@ -649,9 +756,10 @@ impl Semaphore {
                 owner, token, needed, ..
             } = queue.waiters.pop_front().expect("head exists");
             queue
-                .granted
+                .settled
                 .entry(owner)
                 .or_default()
+                .grants
                 .push(Grant { token, permits: needed });
             if !woken.contains(&owner) {
                 woken.push(owner);

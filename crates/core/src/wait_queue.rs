@@ -48,6 +48,10 @@ pub(crate) struct WaitQueue {
     tail: u32,
     len: usize,
     index: FxHashMap<(Owner, Token), u32>,
+    /// At least the largest `needed` in the queue (exact after
+    /// `remove_heavier_than`, 0 when empty): lets a shrinking capacity skip
+    /// the scan when no waiter can be too heavy for it.
+    heaviest: usize,
 }
 
 impl WaitQueue {
@@ -59,6 +63,7 @@ impl WaitQueue {
             tail: NIL,
             len: 0,
             index: FxHashMap::default(),
+            heaviest: 0,
         }
     }
 
@@ -96,6 +101,7 @@ impl WaitQueue {
         }
         let before = if after == NIL { self.head } else { self.next_of(after) };
         let key = (waiter.owner, waiter.token);
+        self.heaviest = self.heaviest.max(waiter.needed);
         let entry = Entry::Occupied {
             waiter,
             prev: after,
@@ -147,14 +153,35 @@ impl WaitQueue {
     /// Removes every waiter of `owner`, in queue order. O(len): only used when a
     /// thread goes away.
     pub(crate) fn remove_owner(&mut self, owner: Owner) -> Vec<Waiter> {
+        self.remove_where(|waiter| waiter.owner == owner)
+    }
+
+    /// Removes every waiter that needs more than `capacity` permits, in queue
+    /// order. O(len) when some waiter may be that heavy, O(1) otherwise.
+    pub(crate) fn remove_heavier_than(&mut self, capacity: usize) -> Vec<Waiter> {
+        if self.heaviest <= capacity {
+            return Vec::new();
+        }
+        let removed = self.remove_where(|waiter| waiter.needed > capacity);
+        // The scan saw every waiter: make the bound exact again.
+        self.heaviest = 0;
+        let mut at = self.head;
+        while let Some(Entry::Occupied { waiter, next, .. }) = self.entries.get(at as usize) {
+            self.heaviest = self.heaviest.max(waiter.needed);
+            at = *next;
+        }
+        removed
+    }
+
+    fn remove_where(&mut self, mut remove: impl FnMut(&Waiter) -> bool) -> Vec<Waiter> {
         let mut removed = Vec::new();
         let mut at = self.head;
         while at != NIL {
-            let (is_owner, next) = match &self.entries[at as usize] {
-                Entry::Occupied { waiter, next, .. } => (waiter.owner == owner, *next),
+            let (hit, next) = match &self.entries[at as usize] {
+                Entry::Occupied { waiter, next, .. } => (remove(waiter), *next),
                 Entry::Vacant { .. } => unreachable!("list links a vacant entry"),
             };
-            if is_owner {
+            if hit {
                 removed.push(self.unlink(at));
             }
             at = next;
@@ -179,6 +206,9 @@ impl WaitQueue {
             self.set_prev(next, prev);
         }
         self.len -= 1;
+        if self.len == 0 {
+            self.heaviest = 0;
+        }
         self.index.remove(&(waiter.owner, waiter.token));
         waiter
     }
@@ -267,6 +297,24 @@ mod tests {
         assert_eq!(removed, vec![1, 3, 5]);
         assert!(!q.contains(1, 3));
         assert_eq!(drain(&mut q), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn remove_heavier_than_keeps_the_rest_in_order() {
+        let mut q = WaitQueue::new();
+        for (token, needed) in [(0, 1), (1, 3), (2, 2), (3, 4), (4, 1)] {
+            q.insert(Waiter {
+                needed,
+                ..waiter(0, token)
+            });
+        }
+        assert!(q.remove_heavier_than(4).is_empty());
+        let removed: Vec<Token> = q.remove_heavier_than(2).into_iter().map(|w| w.token).collect();
+        assert_eq!(removed, vec![1, 3]);
+        assert_eq!(q.heaviest, 2, "the bound is exact after a scan");
+        assert!(!q.contains(0, 3));
+        assert_eq!(drain(&mut q), vec![0, 2, 4]);
+        assert_eq!(q.heaviest, 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use sluice_core::{Acquire, Semaphore};
+use sluice_core::{Acquire, AcquireError, Semaphore};
 
 /// A fast-path release races a waiter joining the queue: the waiter must end up
 /// granted (no lost wake-up) and every permit must come back.
@@ -156,5 +156,70 @@ fn priority_overtake_races_release() {
         assert!(urgent_served && head_served, "both waits are served");
         assert_eq!(sem.available(), 2);
         assert_eq!(sem.waiting(), 0);
+    });
+}
+
+/// `forget_held` shrinks the capacity while a wait for the old capacity
+/// queues: either the acquire is refused with `TooManyPermits`, or it is queued
+/// and then refused by the forget, its owner told. It is never left queued.
+#[test]
+fn forget_held_races_enqueue_of_a_heavy_wait() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(2));
+        sem.try_acquire(2).unwrap();
+        let forgetter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.forget_held(1).unwrap())
+        };
+        let outcome = sem.acquire(2, 0, 1);
+        let told = forgetter.join().unwrap();
+        match outcome {
+            Err(AcquireError::TooManyPermits {
+                requested: 2,
+                capacity: 1,
+            }) => assert!(told.is_empty()),
+            Ok(Acquire::Queued) => {
+                assert_eq!(told, vec![0]);
+                assert_eq!(sem.take_refused(0).len(), 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(sem.waiting(), 0);
+        assert_eq!(sem.capacity(), 1);
+        sem.release(1).unwrap();
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+/// The head waits for 3 with one permit set aside and a small wait behind
+/// it; one holder forgets its permit (refusing the head) while another
+/// releases. The set-aside permit is not lost: the small wait is granted and
+/// every permit of the new capacity comes back.
+#[test]
+fn forget_held_refusing_the_head_races_release() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(3));
+        sem.try_acquire(3).unwrap();
+        assert_eq!(sem.acquire(3, 0, 1).unwrap(), Acquire::Queued);
+        assert_eq!(sem.acquire(1, 1, 1).unwrap(), Acquire::Queued);
+        sem.release(1).unwrap(); // set aside for the head
+        let forgetter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.forget_held(1).unwrap())
+        };
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let mut told = forgetter.join().unwrap();
+        told.extend(releaser.join().unwrap());
+        assert!(told.contains(&0) && told.contains(&1));
+        assert_eq!(sem.take_refused(0).len(), 1);
+        assert_eq!(sem.take_granted(1).len(), 1);
+        assert_eq!(sem.waiting(), 0);
+        assert_eq!(sem.capacity(), 2);
+        assert_eq!(sem.available(), 1, "2 permits: one free, one held by owner 1");
+        sem.release(1).unwrap();
+        assert_eq!(sem.available(), 2);
     });
 }

@@ -11,7 +11,7 @@ use std::thread;
 
 use common::stress;
 use proptest::prelude::*;
-use sluice_core::{Acquire, AcquireError, Grant, ReleaseError, Semaphore, TryAcquireError};
+use sluice_core::{Acquire, AcquireError, Grant, Refusal, ReleaseError, Semaphore, Settlement, TryAcquireError};
 
 #[test]
 fn smoke() {
@@ -334,7 +334,7 @@ fn add_permits_grows_capacity_and_wakes_waiters() {
 fn forget_held_shrinks_capacity_without_returning_the_permits() {
     let sem = Semaphore::new(3);
     sem.try_acquire(2).unwrap();
-    assert_eq!(sem.forget_held(1), Ok(()));
+    assert_eq!(sem.forget_held(1), Ok(vec![]));
     assert_eq!((sem.capacity(), sem.available()), (2, 1));
     assert_eq!(sem.release(1), Ok(vec![]));
     assert_eq!(sem.available(), 2);
@@ -352,6 +352,89 @@ fn forget_held_shrinks_capacity_without_returning_the_permits() {
             capacity: 2
         })
     );
+}
+
+#[test]
+fn forget_held_refuses_queued_waits_heavier_than_the_new_capacity() {
+    let sem = Semaphore::new(4);
+    sem.try_acquire(3).unwrap();
+    // Owner 1 waits for 4 at the head and is set aside the free permit; behind
+    // it owner 2 waits for 2 and owner 1 again for 3.
+    assert_eq!(sem.acquire(4, 1, 10), Ok(Acquire::Queued));
+    assert_eq!(sem.reserved_for_head(), 1);
+    assert_eq!(sem.acquire(2, 2, 20), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(3, 1, 11), Ok(Acquire::Queued));
+    // Forgetting one held permit: capacity 3. The head (4) is refused and its
+    // set-aside permit goes on to owner 2, which still needs one more.
+    assert_eq!(sem.forget_held(1), Ok(vec![1]));
+    assert_eq!(sem.capacity(), 3);
+    assert_eq!(sem.waiting(), 2);
+    assert_eq!(sem.reserved_for_head(), 1);
+    assert_eq!(
+        sem.take_refused(1),
+        vec![Refusal {
+            token: 10,
+            requested: 4,
+            capacity: 3
+        }]
+    );
+    assert!(sem.take_refused(1).is_empty(), "collected once");
+    // Another: capacity 2 refuses owner 1's wait for 3; owner 2 (2 of 2, one
+    // set aside) still fits and waits for the last held permit.
+    assert_eq!(sem.forget_held(1), Ok(vec![1]));
+    assert_eq!(sem.capacity(), 2);
+    assert_eq!(sem.waiting(), 1);
+    let mut settled = Vec::new();
+    sem.drain_settled(1, |s| settled.push(s));
+    assert_eq!(
+        settled,
+        vec![Settlement::Refused(Refusal {
+            token: 11,
+            requested: 3,
+            capacity: 2
+        })]
+    );
+    // The last held permit comes back: owner 2 is granted.
+    assert_eq!(sem.release(1), Ok(vec![2]));
+    assert_eq!(sem.take_granted(2), vec![Grant { token: 20, permits: 2 }]);
+    assert_eq!(sem.release(2), Ok(vec![]));
+    assert_eq!((sem.available(), sem.waiting()), (2, 0));
+}
+
+#[test]
+fn forget_held_that_refuses_the_whole_queue_reopens_the_fast_path() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.available(), 0, "the free permit is set aside for the head");
+    assert_eq!(sem.forget_held(1), Ok(vec![0]));
+    assert_eq!((sem.capacity(), sem.waiting(), sem.available()), (2, 0, 1));
+    assert_eq!(sem.take_refused(0).len(), 1);
+    assert_eq!(sem.try_acquire(1), Ok(()), "no longer queued: the fast path is open");
+    // An uncollected refusal can be cancelled (a timeout firing before the
+    // owner collected it); nothing is returned for it.
+    assert_eq!(sem.acquire(2, 0, 2), Ok(Acquire::Queued));
+    assert_eq!(sem.forget_held(1), Ok(vec![0]));
+    assert_eq!(sem.cancel(0, 2), Some(vec![]));
+    assert!(sem.take_refused(0).is_empty());
+    assert_eq!(
+        sem.acquire(2, 0, 3),
+        Err(AcquireError::TooManyPermits {
+            requested: 2,
+            capacity: 1
+        })
+    );
+}
+
+#[test]
+fn forget_held_refuses_nobody_who_still_fits() {
+    let sem = Semaphore::new(3);
+    sem.try_acquire(3).unwrap();
+    assert_eq!(sem.acquire(2, 0, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.forget_held(1), Ok(vec![]));
+    assert_eq!(sem.waiting(), 1);
+    assert_eq!(sem.release(2), Ok(vec![0]));
+    assert_eq!(sem.take_granted(0), vec![Grant { token: 1, permits: 2 }]);
 }
 
 #[test]
@@ -386,6 +469,8 @@ enum Op {
     Cancel { owner: u32, pick: usize },
     Collect { owner: u32 },
     RemoveOwner { owner: u32 },
+    Forget { owner: u32 },
+    AddPermit,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -395,18 +480,55 @@ fn op() -> impl Strategy<Value = Op> {
         owner.clone().prop_map(|owner| Op::Release { owner }),
         (owner.clone(), any::<usize>()).prop_map(|(owner, pick)| Op::Cancel { owner, pick }),
         owner.clone().prop_map(|owner| Op::Collect { owner }),
-        owner.prop_map(|owner| Op::RemoveOwner { owner }),
+        owner.clone().prop_map(|owner| Op::RemoveOwner { owner }),
+        owner.prop_map(|owner| Op::Forget { owner }),
+        Just(Op::AddPermit),
     ]
+}
+
+/// Collects `owner`'s outcomes into the model: grants move from `queued` to
+/// `held`, refusals leave `queued`, and each must match what was asked.
+fn collect(
+    sem: &Semaphore,
+    owner: u32,
+    held: &mut Vec<usize>,
+    queued: &mut Vec<(u64, usize)>,
+) -> Result<(), TestCaseError> {
+    let mut settled = Vec::new();
+    sem.drain_settled(owner, |s| settled.push(s));
+    for settlement in settled {
+        let token = match settlement {
+            Settlement::Granted(grant) => grant.token,
+            Settlement::Refused(refusal) => refusal.token,
+        };
+        let at = queued.iter().position(|&(t, _)| t == token);
+        prop_assert!(at.is_some(), "outcome for an unknown token");
+        let (_, n) = queued.remove(at.unwrap());
+        match settlement {
+            Settlement::Granted(grant) => {
+                prop_assert_eq!(n, grant.permits);
+                held.push(n);
+            }
+            Settlement::Refused(refusal) => {
+                prop_assert_eq!(n, refusal.requested);
+                prop_assert!(n > refusal.capacity, "refused a wait that fit");
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {
     /// Permits are conserved: free + partially assigned + granted + held always
-    /// equals the capacity, whatever the sequence of operations.
+    /// equals the capacity, whatever the sequence of operations, including
+    /// forgetting held permits (which refuses waits grown too heavy) and
+    /// adding permits back; no queued wait ever needs more than the capacity.
     #[test]
     fn permits_are_conserved(ops in proptest::collection::vec(op(), 1..200)) {
-        const CAPACITY: usize = 4;
+        const START: usize = 4;
+        let mut capacity = START;
         // A bounded queue, so the QueueFull paths run too.
-        let sem = Semaphore::with_max_waiters(CAPACITY, 3);
+        let sem = Semaphore::with_max_waiters(START, 3);
         // Model: what each owner holds (collected), what is waiting (token -> n),
         // and what was granted but not collected.
         let mut held: [Vec<usize>; 3] = Default::default();
@@ -420,7 +542,27 @@ proptest! {
                         Ok(Acquire::Acquired) => held[owner as usize].push(n),
                         Ok(Acquire::Queued) => queued[owner as usize].push((next_token, n)),
                         Err(AcquireError::QueueFull) => prop_assert!(sem.waiting() >= 3),
+                        Err(AcquireError::TooManyPermits { requested, capacity: c }) => {
+                            prop_assert_eq!((requested, c), (n, capacity));
+                            prop_assert!(n > capacity);
+                        }
                         Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                }
+                Op::Forget { owner } => {
+                    if let Some(n) = held[owner as usize].pop() {
+                        // The model forgets one of the permits; the rest stay held.
+                        sem.forget_held(1).unwrap();
+                        capacity -= 1;
+                        if n > 1 {
+                            held[owner as usize].push(n - 1);
+                        }
+                    }
+                }
+                Op::AddPermit => {
+                    if capacity < START {
+                        sem.add_permits(1).unwrap();
+                        capacity += 1;
                     }
                 }
                 Op::Release { owner } => {
@@ -438,14 +580,7 @@ proptest! {
                     }
                 }
                 Op::Collect { owner } => {
-                    for grant in sem.take_granted(owner) {
-                        let waits = &mut queued[owner as usize];
-                        let at = waits.iter().position(|&(t, _)| t == grant.token);
-                        prop_assert!(at.is_some(), "grant for an unknown token");
-                        let (_, n) = waits.remove(at.unwrap());
-                        prop_assert_eq!(n, grant.permits);
-                        held[owner as usize].push(n);
-                    }
+                    collect(&sem, owner, &mut held[owner as usize], &mut queued[owner as usize])?;
                 }
                 Op::RemoveOwner { owner } => {
                     sem.remove_owner(owner);
@@ -457,14 +592,27 @@ proptest! {
             }
             // Uncollected grants cannot be observed from outside, so check the
             // bound always and the exact sum whenever nothing is outstanding.
+            prop_assert_eq!(sem.capacity(), capacity);
             let holding: usize = held.iter().flatten().sum();
-            prop_assert!(sem.available() + holding <= CAPACITY);
+            prop_assert!(sem.available() + holding <= capacity);
             let waiting: usize = queued.iter().map(Vec::len).sum();
             prop_assert!(sem.waiting() <= waiting);
             if waiting == 0 {
-                prop_assert_eq!(sem.available() + holding, CAPACITY);
+                prop_assert_eq!(sem.available() + holding, capacity);
             }
-            prop_assert!(sem.available() + sem.reserved_for_head() + holding <= CAPACITY);
+            prop_assert!(sem.available() + sem.reserved_for_head() + holding <= capacity);
+            // Every wait still queued can end: none needs more than the
+            // capacity. The model's waits include uncollected outcomes, so an
+            // owner with a wait too heavy collects first (which must refuse it).
+            for owner in 0..3 {
+                if queued[owner].iter().any(|&(_, n)| n > capacity) {
+                    collect(&sem, owner as u32, &mut held[owner], &mut queued[owner])?;
+                    prop_assert!(
+                        queued[owner].iter().all(|&(_, n)| n <= capacity),
+                        "a wait heavier than the capacity is still queued"
+                    );
+                }
+            }
         }
         // Drain: everyone collects, then releases everything.
         for owner in 0..3u32 {
@@ -473,7 +621,7 @@ proptest! {
                 sem.release(n).unwrap();
             }
         }
-        prop_assert_eq!(sem.available(), CAPACITY);
+        prop_assert_eq!(sem.available(), capacity);
         prop_assert_eq!(sem.waiting(), 0);
     }
 }

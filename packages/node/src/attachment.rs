@@ -71,10 +71,12 @@ impl<P: Primitive> Attachment<P> {
                 env.add_env_cleanup_hook((), |()| detach_thread())?;
                 thread.cleanup_hook_installed = true;
             }
+            // `QueueFull` is this failure's status alone: `ts/native.ts` turns
+            // it into a ThreadLimitError instead of an InvalidHandleError.
             let slot = shared.take_slot().ok_or_else(|| {
                 Error::new(
-                    Status::GenericFailure,
-                    format!("more than {DOORBELL_SLOTS} threads are attached to one primitive"),
+                    Status::QueueFull,
+                    format!("{DOORBELL_SLOTS} threads are attached already, the most one primitive allows"),
                 )
             })?;
             let id = shared.id;

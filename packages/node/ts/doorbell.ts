@@ -24,7 +24,10 @@ import type { SettleEntries } from './native.js'
 export interface NativeWaitable {
   /** This thread's doorbell slot for the primitive. */
   readonly slot: number
-  /** Tokens of this thread's waits granted since the last call (null for none). */
+  /**
+   * Tokens of this thread's waits granted since the last call (null for
+   * none); a negated token is a wait refused instead (see `Wait.onRefused`).
+   */
   takeGranted(): number[] | null
   /** Whether the primitive was closed (which withdraws every queued wait). */
   isClosed(): boolean
@@ -36,6 +39,12 @@ export interface Wait {
   onGrant(): void
   /** The primitive was closed and the wait withdrawn. */
   onWithdrawn(): void
+  /**
+   * Native code took the wait out of the queue because it can never be
+   * granted (a semaphore's capacity shrank below its weight). Only semaphore
+   * waits can be refused.
+   */
+  onRefused?(): void
   /** Set by `Doorbell.wait`: the doorbell it was queued through. */
   doorbell?: Doorbell
 }
@@ -147,7 +156,12 @@ export class Doorbell {
     // withdrawn by the close.
     const closed = this.#native.isClosed()
     const granted = this.#native.takeGranted()
-    if (granted !== null) for (const token of granted) this.#grant(token)
+    if (granted !== null) {
+      for (const token of granted) {
+        if (token > 0) this.#grant(token)
+        else this.#refuse(-token)
+      }
+    }
     if (this.#waiting > 0 && closed) {
       // Closing withdrew every queued wait (rare: a scan is fine).
       const mine = [...pending].filter(([, wait]) => wait.doorbell === this).map(([token]) => token)
@@ -171,6 +185,14 @@ export class Doorbell {
     if (wait === undefined) return
     wait.doorbell!.#remove(token)
     wait.onGrant()
+  }
+
+  #refuse(token: number): void {
+    const wait = pending.get(token)
+    if (wait === undefined) return
+    wait.doorbell!.#remove(token)
+    if (wait.onRefused === undefined) wait.onWithdrawn()
+    else wait.onRefused()
   }
 
   #listen(): void {

@@ -23,6 +23,17 @@ export class InvalidHandleError extends SluiceError {
   }
 }
 
+/**
+ * A thread could not attach a primitive: `DOORBELL_SLOTS` (256) threads are
+ * attached to it already. A thread's slot is freed when it exits or drops
+ * every object of that primitive.
+ */
+export class ThreadLimitError extends SluiceError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_SLUICE_THREAD_LIMIT', options)
+  }
+}
+
 /** The primitive was closed: no new waits, and queued ones were withdrawn. */
 export class ClosedError extends SluiceError {
   constructor(message = 'closed', options?: ErrorOptions) {

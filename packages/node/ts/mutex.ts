@@ -11,7 +11,8 @@ export interface MutexHandle {
 
 /**
  * A mutual-exclusion lock shared across threads: a semaphore of one permit,
- * with the vocabulary of locks. Waiters are served in arrival order.
+ * with the vocabulary of locks. Waiters are served higher `priority` first,
+ * in arrival order within a priority.
  */
 export class Mutex {
   readonly #semaphore: Semaphore
@@ -46,8 +47,8 @@ export class Mutex {
 
   /** Waits for the lock; the returned guard unlocks on `release()` or disposal. */
   async lock(options?: LockOptions): Promise<Permit> {
-    const { signal, timeout } = validateOptions<LockOptions>(options, 'options')
-    return this.#semaphore.acquire({ signal, timeout })
+    const { signal, timeout, priority } = validateOptions<LockOptions>(options, 'options')
+    return this.#semaphore.acquire({ signal, timeout, priority })
   }
 
   /** Takes the lock if it is free and nobody is queued; otherwise `null`. */
@@ -57,7 +58,7 @@ export class Mutex {
 
   /** Runs `fn` holding the lock, unlocking however it ends. */
   async runExclusive<T>(fn: () => T | PromiseLike<T>, options?: LockOptions): Promise<Awaited<T>> {
-    const { signal, timeout } = validateOptions<LockOptions>(options, 'options')
-    return this.#semaphore.run(fn, { signal, timeout })
+    const { signal, timeout, priority } = validateOptions<LockOptions>(options, 'options')
+    return this.#semaphore.run(fn, { signal, timeout, priority })
   }
 }

@@ -2,7 +2,7 @@
 // a `.node` file beside it in a development checkout, else the matching
 // `sluice-<platform>` package that npm installed as an optional dependency.
 import type * as Binding from '../binding.js'
-import { InvalidHandleError } from './errors.js'
+import { InvalidHandleError, ThreadLimitError } from './errors.js'
 
 /** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
 export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
@@ -12,7 +12,9 @@ export const NOT_NOW = 0
 export const DONE = 1
 export const CLOSED = 2
 export const QUEUE_FULL = 3
-export type Outcome = typeof NOT_NOW | typeof DONE | typeof CLOSED | typeof QUEUE_FULL
+/** More permits asked for than the capacity, which may have shrunk since JS read it. */
+export const TOO_HEAVY = 4
+export type Outcome = typeof NOT_NOW | typeof DONE | typeof CLOSED | typeof QUEUE_FULL | typeof TOO_HEAVY
 
 /**
  * Settle entries (src/wake.rs): positive numbers are tokens of this thread's
@@ -140,12 +142,20 @@ export const MAX_CHANNEL_CAPACITY = binding.MAX_CHANNEL_CAPACITY
 
 /**
  * Attaches this thread to the live primitive with id `id` through a native
- * class's `fromId`, or throws InvalidHandleError naming `kind`.
+ * class's `fromId`, or throws InvalidHandleError naming `kind`, or
+ * ThreadLimitError when every doorbell slot of the primitive is taken.
  */
 export function attachById<T>(fromId: (id: number) => T, id: number, kind: string): T {
   try {
     return fromId(id)
   } catch (cause) {
+    // src/attachment.rs fails with this status only when the slots are full.
+    if ((cause as { code?: unknown } | null)?.code === 'QueueFull') {
+      throw new ThreadLimitError(
+        `cannot attach this thread to ${kind} ${id}: ${DOORBELL_SLOTS} threads are attached to it already, the most one primitive allows (DOORBELL_SLOTS); a thread's slot is freed when it exits`,
+        { cause },
+      )
+    }
     throw new InvalidHandleError(`handle refers to no live ${kind} (id ${id})`, { cause })
   }
 }

@@ -8,6 +8,7 @@ import {
   DOORBELL_SLOTS,
   NativeSemaphore,
   QUEUE_FULL,
+  TOO_HEAVY,
   semAcquire,
   semRelease,
   semTakeGranted,
@@ -150,7 +151,8 @@ export class Semaphore {
 
   static {
     releasePermits = (semaphore, weight) => semaphore.#release(weight)
-    forgetPermits = (semaphore, weight) => semaphore.#native.forgetHeld(weight)
+    // Settled: waits too heavy for the smaller capacity are refused (and rung for).
+    forgetPermits = (semaphore, weight) => semaphore.#doorbell.settle(semaphore.#native.forgetHeld(weight))
     internal.create = (value) => {
       Semaphore.#attaching = {
         native: new NativeSemaphore(MAX_PERMITS, undefined, value),
@@ -266,6 +268,7 @@ export class Semaphore {
     const outcome = semTryAcquire(this.#fast, weight)
     if (outcome === DONE) return new Permit(this, weight)
     if (outcome === CLOSED) throw this.#closedError()
+    if (outcome === TOO_HEAVY) throw this.#tooHeavy(weight, 'weight')
     return null
   }
 
@@ -315,6 +318,7 @@ export class Semaphore {
       return Promise.resolve(permit)
     }
     if (outcome === CLOSED) return Promise.reject(this.#closedError())
+    if (outcome === TOO_HEAVY) return Promise.reject(this.#tooHeavy(weight, 'options.weight'))
     if (outcome === QUEUE_FULL) return Promise.reject(QueueFullError.waiters(this.#native.waiting))
     const wait = new PendingAcquire(this, weight, granted)
     const promise = new Promise<Permit>((resolve, reject) => {
@@ -361,6 +365,18 @@ export class Semaphore {
     return new ClosedError('semaphore closed', options)
   }
 
+  /** @internal A queued wait refused natively: the capacity fell below its weight. */
+  static refusedError(semaphore: Semaphore, weight: number): RangeError {
+    const capacity = (semaphore.#capacity = semaphore.#native.capacity)
+    return new RangeError(`options.weight ${weight} exceeds the capacity, which fell to ${capacity} while the wait was queued`)
+  }
+
+  /** `#validateWeight`'s RangeError, for a capacity that shrank since it was cached. */
+  #tooHeavy(weight: number, name: string): RangeError {
+    this.#capacity = this.#native.capacity
+    return new RangeError(`${name} must be an integer between 1 and ${this.#capacity}, got ${weight}`)
+  }
+
   #validateWeight(weight: unknown, name: string): number {
     // The cached capacity is exact unless permits were added or forgotten;
     // only then is the native one read.
@@ -396,6 +412,11 @@ class PendingAcquire implements Wait {
   onWithdrawn(): void {
     this.disconnect()
     this.reject(Semaphore.closedError(this.#semaphore))
+  }
+
+  onRefused(): void {
+    this.disconnect()
+    this.reject(Semaphore.refusedError(this.#semaphore, this.#weight))
   }
 }
 

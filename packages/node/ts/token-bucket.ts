@@ -42,6 +42,8 @@ export interface TokenBucketHandle {
 }
 
 const MAX_CAPACITY = 2 ** 32 - 1
+/** The longest refill from empty the native bucket can count (u64 nanoseconds). */
+const MAX_BURST_NANOS = 2n ** 64n - 1n
 
 /**
  * A token bucket (GCRA) whose state lives in native memory: one rate limit
@@ -64,7 +66,14 @@ export class TokenBucket {
     } else {
       const opts = validateOptions<TokenBucketOptions>(options, 'options')
       const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CAPACITY)
-      this.#native = new NativeTokenBucket(capacity, intervalNanos(opts))
+      const nanos = intervalNanos(opts)
+      // The bucket keeps `capacity * interval` (its burst) in 64-bit nanoseconds.
+      if (BigInt(capacity) * BigInt(nanos) > MAX_BURST_NANOS) {
+        throw new RangeError(
+          `options.capacity (${capacity}) tokens at ${rateFields(opts)} take longer than 2^64 ns (about 584 years) to refill: lower the capacity or raise the rate`,
+        )
+      }
+      this.#native = new NativeTokenBucket(capacity, nanos)
     }
     this.#fast = this.#native.fastHandle() as FastHandle
     this.#capacity = this.#native.capacity
@@ -179,9 +188,19 @@ function intervalNanos(options: Partial<TokenBucketOptions>): number {
   }
   const nanos = Math.round(1e9 / perSecond)
   if (perSecond > 1e9 || nanos < 1 || !Number.isSafeInteger(nanos)) {
-    throw new RangeError(`the refill rate must be between 1 per 2^53 ns and 1e9 per second, got ${perSecond} per second`)
+    throw new RangeError(
+      `the refill rate (${rateFields(options)}) must be between 1 per 2^53 ns and 1e9 per second, got ${perSecond} per second`,
+    )
   }
   return nanos
+}
+
+/** The rate options as given, for an error message. */
+function rateFields(options: Partial<TokenBucketOptions>): string {
+  const { refillPerSecond, tokensPerInterval, interval } = options
+  return refillPerSecond === undefined
+    ? `options.tokensPerInterval ${tokensPerInterval} per options.interval ${interval} ms`
+    : `options.refillPerSecond ${refillPerSecond}`
 }
 
 function validateRate(value: unknown, name: string): number {
