@@ -74,13 +74,8 @@ export declare class NativeSemaphore {
   get reserved(): number
   /** Removes up to `n` free permits for good; returns how many. */
   forgetPermits(n: number): number
-  /**
-   * Gives up `n` permits this thread holds, for good (the capacity
-   * shrinks); returns settle entries (`wake.rs`). Waits refused because they
-   * ask for more than the new capacity are rung for, this thread's included,
-   * so that their threads collect the refusals with `semTakeGranted`.
-   */
-  forgetHeld(n: number): Array<number>
+  /** Gives up `n` permits this thread holds, for good (the capacity shrinks). */
+  forgetHeld(n: number): void
   /**
    * Closes the semaphore; returns ring entries for the threads whose waits
    * were withdrawn (this one's included).
@@ -100,6 +95,12 @@ export declare class NativeTokenBucket {
   get pending(): number
   fastHandle(): object
 }
+
+/** The primitive is closed. */
+export declare const CLOSED: number
+
+/** Done at once. */
+export declare const DONE: number
 
 /**
  * Doorbell slots per primitive: how many threads can wait on one primitive at
@@ -122,3 +123,24 @@ export declare const MAX_CHANNEL_CAPACITY: number
  * from it.
  */
 export declare const MAX_SLAB_MESSAGE: number
+
+/**
+ * A try call could not complete now: no permits, no tokens, the channel
+ * full or empty.
+ */
+export declare const NOT_NOW: number
+
+/** `maxWaiters` waits are queued already. */
+export declare const QUEUE_FULL: number
+
+/**
+ * A wait call queued the wait (`semAcquire`, `chanQueueSend`,
+ * `chanQueueRecv`). Shares `NOT_NOW`'s value: no call returns both.
+ */
+export declare const QUEUED: number
+
+/**
+ * More permits asked for than the semaphore's capacity (which may have
+ * shrunk since JS cached it).
+ */
+export declare const TOO_HEAVY: number

@@ -263,7 +263,7 @@ fn send_reserved(
     raw::array(env, out.into_iter().map(|n| raw::number(env, n)))
 }
 
-/// `chanQueueSend(handle, token) -> NOT_NOW (queued) | DONE (room is held now) | CLOSED`.
+/// `chanQueueSend(handle, token) -> QUEUED | DONE (room is held now) | CLOSED`.
 unsafe fn queue_send(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -274,7 +274,7 @@ unsafe fn queue_send(env: napi_env, info: napi_callback_info) -> napi_value {
     queue_wait(env, room, attachment.slot, &attachment.local.room, token)
 }
 
-/// `chanQueueRecv(handle, token) -> NOT_NOW (queued) | DONE (a message is held now) | CLOSED`.
+/// `chanQueueRecv(handle, token) -> QUEUED | DONE (a message is held now) | CLOSED`.
 unsafe fn queue_recv(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -291,7 +291,7 @@ fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, toke
             held.add(1);
             raw::code(env, code::DONE)
         }
-        Ok(Acquire::Queued) => raw::code(env, code::NOT_NOW),
+        Ok(Acquire::Queued) => raw::code(env, code::QUEUED),
         Err(AcquireError::Closed) => raw::code(env, code::CLOSED),
         Err(other) => raw::throw_range(env, &other.to_string()),
     }

@@ -17,16 +17,32 @@ use std::rc::Rc;
 
 use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status};
 
-/// Outcome codes shared with `ts/native.ts`.
+/// Outcome codes of the raw calls, exported to JS: `ts/native.ts` re-exports
+/// them, so this is their one source.
 pub(crate) mod code {
-    /// Could not complete now (no permits, no tokens, channel full or empty).
-    pub(crate) const NOT_NOW: u32 = 0;
+    use napi_derive::napi;
+
+    /// A try call could not complete now: no permits, no tokens, the channel
+    /// full or empty.
+    #[napi]
+    pub const NOT_NOW: u32 = 0;
+    /// A wait call queued the wait (`semAcquire`, `chanQueueSend`,
+    /// `chanQueueRecv`). Shares `NOT_NOW`'s value: no call returns both.
+    #[napi]
+    pub const QUEUED: u32 = 0;
     /// Done at once.
-    pub(crate) const DONE: u32 = 1;
+    #[napi]
+    pub const DONE: u32 = 1;
     /// The primitive is closed.
-    pub(crate) const CLOSED: u32 = 2;
+    #[napi]
+    pub const CLOSED: u32 = 2;
     /// `maxWaiters` waits are queued already.
-    pub(crate) const QUEUE_FULL: u32 = 3;
+    #[napi]
+    pub const QUEUE_FULL: u32 = 3;
+    /// More permits asked for than the semaphore's capacity (which may have
+    /// shrunk since JS cached it).
+    #[napi]
+    pub const TOO_HEAVY: u32 = 4;
 }
 
 /// Turns `unsafe fn(env, info) -> napi_value` into a raw N-API callback that

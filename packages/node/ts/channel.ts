@@ -20,6 +20,7 @@ import {
   DONE,
   DOORBELL_SLOTS,
   MAX_CHANNEL_CAPACITY,
+  MAX_SLAB_MESSAGE,
   NativeChannel,
   NOT_NOW,
   type FastHandle,
@@ -60,9 +61,8 @@ export interface ChannelHandle {
   readonly maxMessageBytes: number
 }
 
-/** Receive slabs: 64 KiB, each holding messages of up to 8 KiB (as the native side). */
+/** Receive slabs: 64 KiB, each holding messages of up to MAX_SLAB_MESSAGE bytes (8 KiB, from the binding). */
 const SLAB_BYTES = 64 * 1024
-const MAX_SLAB_MESSAGE = 8 * 1024
 
 /** This thread's receive slab, shared by all its channels, and where the next message goes. */
 let slab: Uint8Array | undefined
@@ -487,7 +487,8 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   #sendBatch(messages: Message[] | Float64Array): number {
     const outcome =
       messages instanceof Float64Array ? chanSendNumbers(this.#fast, messages) : chanSendMany(this.#fast, messages)
-    if (outcome === CLOSED) throw new ClosedError('channel closed')
+    // CLOSED is the one code these return (the binding's codes are typed `number`).
+    if (typeof outcome === 'number') throw new ClosedError('channel closed')
     this.#doorbell.settle(outcome, 1)
     return outcome[0]!
   }

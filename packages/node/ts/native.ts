@@ -2,19 +2,18 @@
 // a `.node` file beside it in a development checkout, else the matching
 // `sluice-<platform>` package that npm installed as an optional dependency.
 import type * as Binding from '../binding.js'
-import { InvalidHandleError, ThreadLimitError } from './errors.js'
+import { InvalidHandleError } from './errors.js'
 
 /** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
 export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
 
-/** Outcome codes of the raw calls (src/raw.rs `code`). */
-export const NOT_NOW = 0
-export const DONE = 1
-export const CLOSED = 2
-export const QUEUE_FULL = 3
-/** More permits asked for than the capacity, which may have shrunk since JS read it. */
-export const TOO_HEAVY = 4
-export type Outcome = typeof NOT_NOW | typeof DONE | typeof CLOSED | typeof QUEUE_FULL | typeof TOO_HEAVY
+/**
+ * Outcome codes of the raw calls, exported by the binding from their one
+ * source, src/raw.rs `code` (re-exported at the end of this file).
+ * `NOT_NOW`: a try call could not complete now (no permits or tokens, the
+ * channel full or empty); `QUEUED`: a wait call queued its wait.
+ */
+export type Outcome = typeof NOT_NOW | typeof QUEUED | typeof DONE | typeof CLOSED | typeof QUEUE_FULL | typeof TOO_HEAVY
 
 /**
  * Settle entries (src/wake.rs): positive numbers are tokens of this thread's
@@ -43,14 +42,14 @@ interface RawCalls {
   chanSend(handle: FastHandle, message: Message): SettleEntries | typeof NOT_NOW | typeof CLOSED
   /** Sends from the front while there is room: `[sent, ...settle]`, or CLOSED. */
   chanSendMany(handle: FastHandle, messages: readonly Message[]): number[] | typeof CLOSED
-  chanQueueSend(handle: FastHandle, token: number): typeof NOT_NOW | typeof DONE | typeof CLOSED
+  chanQueueSend(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Sends into the slot a granted wait holds. */
   chanPushHeld(handle: FastHandle, message: Message): SettleEntries | typeof CLOSED
   /** A message, or `[message, ...settle]`; undefined if empty; null if closed and drained. */
   chanRecv(handle: FastHandle, slab?: Uint8Array, at?: number): Received | undefined | null
   /** `[count, ...messages, ...settle]`; undefined if empty; null if closed and drained. */
   chanRecvMany(handle: FastHandle, max: number): unknown[] | undefined | null
-  chanQueueRecv(handle: FastHandle, token: number): typeof NOT_NOW | typeof DONE | typeof CLOSED
+  chanQueueRecv(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Receives with the item a granted wait holds; null if closed and drained. */
   chanPopHeld(handle: FastHandle, slab?: Uint8Array, at?: number): Received | null
   chanTakeGranted(handle: FastHandle): number[] | null
@@ -139,23 +138,17 @@ export const NativeChannel = binding.NativeChannel
 export type NativeChannel = Binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
 export const MAX_CHANNEL_CAPACITY = binding.MAX_CHANNEL_CAPACITY
+export const MAX_SLAB_MESSAGE = binding.MAX_SLAB_MESSAGE
+export const { NOT_NOW, QUEUED, DONE, CLOSED, QUEUE_FULL, TOO_HEAVY } = binding
 
 /**
  * Attaches this thread to the live primitive with id `id` through a native
- * class's `fromId`, or throws InvalidHandleError naming `kind`, or
- * ThreadLimitError when every doorbell slot of the primitive is taken.
+ * class's `fromId`, or throws InvalidHandleError naming `kind`.
  */
 export function attachById<T>(fromId: (id: number) => T, id: number, kind: string): T {
   try {
     return fromId(id)
   } catch (cause) {
-    // src/attachment.rs fails with this status only when the slots are full.
-    if ((cause as { code?: unknown } | null)?.code === 'QueueFull') {
-      throw new ThreadLimitError(
-        `cannot attach this thread to ${kind} ${id}: ${DOORBELL_SLOTS} threads are attached to it already, the most one primitive allows (DOORBELL_SLOTS); a thread's slot is freed when it exits`,
-        { cause },
-      )
-    }
     throw new InvalidHandleError(`handle refers to no live ${kind} (id ${id})`, { cause })
   }
 }
