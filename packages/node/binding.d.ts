@@ -74,8 +74,13 @@ export declare class NativeSemaphore {
   get reserved(): number
   /** Removes up to `n` free permits for good; returns how many. */
   forgetPermits(n: number): number
-  /** Gives up `n` permits this thread holds, for good (the capacity shrinks). */
-  forgetHeld(n: number): void
+  /**
+   * Gives up `n` permits this thread holds, for good (the capacity
+   * shrinks); returns settle entries (`wake.rs`). Waits refused because they
+   * ask for more than the new capacity are rung for, this thread's included,
+   * so that their threads collect the refusals with `semTakeGranted`.
+   */
+  forgetHeld(n: number): Array<number>
   /**
    * Closes the semaphore; returns ring entries for the threads whose waits
    * were withdrawn (this one's included).

@@ -3,6 +3,11 @@
 //! Waits are identified by a token the JS side picks; the owner is the
 //! thread's doorbell slot. The hot calls are raw (see `raw.rs`):
 //! `semTryAcquire`, `semAcquire`, `semRelease`, `semTakeGranted`.
+//!
+//! A wait refused by the core (the capacity shrank below its weight, see
+//! `Semaphore::forget_held`) reaches JS as its token negated in what
+//! `semTakeGranted` returns; `forgetHeld` rings the refused owners' doorbells
+//! (this thread's too) so that they call it.
 
 use std::ffi::CStr;
 use std::rc::Rc;
@@ -10,7 +15,7 @@ use std::rc::Rc;
 use napi::sys::{self, napi_callback_info, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_core::{Acquire, AcquireError, Semaphore, TryAcquireError, MAX_PERMITS};
+use sluice_core::{Acquire, AcquireError, Semaphore, Settlement, TryAcquireError, MAX_PERMITS};
 
 use crate::attachment::{Attachment, Held, Primitive};
 use crate::raw::{self, code, guarded, Call};
@@ -168,18 +173,29 @@ impl NativeSemaphore {
         self.core().forget_permits(n as usize) as u32
     }
 
-    /// Gives up `n` permits this thread holds, for good (the capacity shrinks).
+    /// Gives up `n` permits this thread holds, for good (the capacity
+    /// shrinks); returns settle entries (`wake.rs`). Waits refused because they
+    /// ask for more than the new capacity are rung for, this thread's included,
+    /// so that their threads collect the refusals with `semTakeGranted`.
     #[napi(catch_unwind)]
-    pub fn forget_held(&self, n: u32) -> Result<()> {
+    pub fn forget_held(&self, n: u32) -> Result<Vec<f64>> {
         let n = n as usize;
         self.attachment
             .local
             .take(n)
             .map_err(|reason| Error::new(Status::InvalidArg, reason))?;
-        self.core().forget_held(n).map_err(|e| {
+        let woken = self.core().forget_held(n).map_err(|e| {
             self.attachment.local.add(n);
             Error::new(Status::InvalidArg, e.to_string())
-        })
+        })?;
+        let own = woken.contains(&self.attachment.slot);
+        let mut out = self.settle(woken);
+        if own {
+            // `settle` collected this thread's grants only: ring its own slot
+            // too, so its doorbell collects any refusal (a no-op otherwise).
+            out.push(-(f64::from(self.attachment.slot) + 1.0));
+        }
+        Ok(out)
     }
 
     /// Closes the semaphore; returns ring entries for the threads whose waits
@@ -214,7 +230,8 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
     (c"semTakeGranted", guarded!(take_granted)),
 ];
 
-/// `semTryAcquire(handle, n) -> 0 | 1 | 2` (not now, acquired, closed).
+/// `semTryAcquire(handle, n) -> 0 | 1 | 2 | 4` (not now, acquired, closed,
+/// more than the capacity).
 unsafe fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -226,14 +243,16 @@ unsafe fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
             attachment.local.add(n);
             code::DONE
         }
+        // The capacity is read only when refused: the success path stays one CAS.
+        Err(TryAcquireError::NoPermits) if n > attachment.shared.primitive.capacity() => code::TOO_HEAVY,
         Err(TryAcquireError::NoPermits) => code::NOT_NOW,
         Err(TryAcquireError::Closed) => code::CLOSED,
     };
     raw::code(env, outcome)
 }
 
-/// `semAcquire(handle, n, token, priority = 0) -> 0 | 1 | 2 | 3` (queued,
-/// acquired, closed, queue full).
+/// `semAcquire(handle, n, token, priority = 0) -> 0 | 1 | 2 | 3 | 4` (queued,
+/// acquired, closed, queue full, more than the capacity).
 unsafe fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -257,6 +276,7 @@ unsafe fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
         Ok(Acquire::Queued) => code::QUEUED,
         Err(AcquireError::Closed) => code::CLOSED,
         Err(AcquireError::QueueFull) => code::QUEUE_FULL,
+        Err(AcquireError::TooManyPermits { .. }) => code::TOO_HEAVY,
         Err(misuse) => return raw::throw_range(env, &misuse.to_string()),
     };
     raw::code(env, outcome)
@@ -293,7 +313,8 @@ unsafe fn release(env: napi_env, info: napi_callback_info) -> napi_value {
 }
 
 /// `semTakeGranted(handle) -> tokens | null`: this thread's waits granted since
-/// the last call; their permits count as held from now on.
+/// the last call, whose permits count as held from now on, and, negated, the
+/// tokens of its waits refused since (the capacity shrank below them).
 unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
     // SAFETY: `guarded!` passes this invocation's env and info.
     let call = unsafe { Call::new(env, info) };
@@ -301,12 +322,16 @@ unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
         return std::ptr::null_mut();
     };
     let mut out = Vec::new();
-    wake::collect(
-        &attachment.shared.primitive,
-        attachment.slot,
-        &attachment.local,
-        &mut out,
-    );
+    attachment
+        .shared
+        .primitive
+        .drain_settled(attachment.slot, |settled| match settled {
+            Settlement::Granted(grant) => {
+                attachment.local.add(grant.permits);
+                out.push(grant.token as f64);
+            }
+            Settlement::Refused(refusal) => out.push(-(refusal.token as f64)),
+        });
     raw::numbers_or_null(env, &out)
 }
 

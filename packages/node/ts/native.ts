@@ -2,7 +2,7 @@
 // a `.node` file beside it in a development checkout, else the matching
 // `sluice-<platform>` package that npm installed as an optional dependency.
 import type * as Binding from '../binding.js'
-import { InvalidHandleError } from './errors.js'
+import { InvalidHandleError, ThreadLimitError } from './errors.js'
 
 /** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
 export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
@@ -143,12 +143,20 @@ export const { NOT_NOW, QUEUED, DONE, CLOSED, QUEUE_FULL, TOO_HEAVY } = binding
 
 /**
  * Attaches this thread to the live primitive with id `id` through a native
- * class's `fromId`, or throws InvalidHandleError naming `kind`.
+ * class's `fromId`, or throws InvalidHandleError naming `kind`, or
+ * ThreadLimitError when every doorbell slot of the primitive is taken.
  */
 export function attachById<T>(fromId: (id: number) => T, id: number, kind: string): T {
   try {
     return fromId(id)
   } catch (cause) {
+    // src/attachment.rs fails with this status only when the slots are full.
+    if ((cause as { code?: unknown } | null)?.code === 'QueueFull') {
+      throw new ThreadLimitError(
+        `cannot attach this thread to ${kind} ${id}: ${DOORBELL_SLOTS} threads are attached to it already, the most one primitive allows (DOORBELL_SLOTS); a thread's slot is freed when it exits`,
+        { cause },
+      )
+    }
     throw new InvalidHandleError(`handle refers to no live ${kind} (id ${id})`, { cause })
   }
 }
