@@ -36,8 +36,10 @@ export declare class NativeSemaphore {
    * `maxWaiters`: most waits queued at once (across threads); unbounded if
    * absent. `available`: how many of the `permits` start free (all if
    * absent); the rest are held by nobody until `releaseUnowned` frees them.
+   * `owed`: permits owed besides (`Semaphore::with_owed`, a value below
+   * zero); only with `available` 0.
    */
-  constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null)
+  constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null, owed?: number | undefined | null)
   /** Attaches this thread to the semaphore with id `id`, made in any thread. */
   static fromId(id: number): NativeSemaphore
   get id(): number
@@ -67,6 +69,11 @@ export declare class NativeSemaphore {
    * `release` does; returns settle entries. Fails beyond the capacity.
    */
   releaseUnowned(n: number): Array<number>
+  /**
+   * Permits still owed (`Semaphore::owed`): the value is `available +
+   * reserved - owed`.
+   */
+  get owed(): number
   /**
    * Permits set aside for the queue head while it waits for the rest: free
    * permits that `available` does not show (it reads 0 while anyone waits).

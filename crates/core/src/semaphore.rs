@@ -20,8 +20,9 @@
 //! # Implementation
 //!
 //! `state` holds the permits that the fast path may take, shifted left by two,
-//! the `QUEUED` flag in bit 0, set exactly while the wait queue is non-empty,
-//! and the `CLOSED` flag in bit 1. Two invariants make the fast path fair:
+//! the `QUEUED` flag in bit 0, set exactly while the wait queue is non-empty
+//! or permits are owed (`owed`, a value below zero), and the `CLOSED` flag in
+//! bit 1. Two invariants make the fast path fair:
 //!
 //! - `QUEUED` and `CLOSED` only change under the queue lock;
 //! - while `QUEUED` is set, the permit count in `state` is zero: a waiter that
@@ -96,6 +97,11 @@ pub struct Semaphore {
     waiting: AtomicUsize,
     /// Most waiters that may queue at once; more fail with `QueueFull`.
     max_waiters: usize,
+    /// Permits owed (a value below zero, see [`Semaphore::with_owed`]): the next
+    /// `owed` permits given back pay the debt instead of becoming free. Written
+    /// under the lock; while non-zero, `QUEUED` is set (the fast paths closed)
+    /// even if the queue is empty.
+    owed: AtomicUsize,
 }
 
 struct Queue {
@@ -263,7 +269,38 @@ impl Semaphore {
             }),
             waiting: AtomicUsize::new(0),
             max_waiters: usize::MAX,
+            owed: AtomicUsize::new(0),
         }
+    }
+
+    /// A semaphore of `capacity` permits, none free, that owes `owed` more:
+    /// its value starts at `-owed` (async-mutex's negative initial value). The
+    /// first `owed` permits released (or added, or given back by a cancelled
+    /// wait) pay the debt, before any waiter is served; all `capacity` permits
+    /// count as held until released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice_core::{Acquire, Semaphore};
+    ///
+    /// let sem = Semaphore::with_owed(10, 2);
+    /// assert_eq!(sem.acquire(1, 7, 1), Ok(Acquire::Queued));
+    /// assert_eq!(sem.release(2), Ok(vec![])); // pays the debt
+    /// assert_eq!(sem.owed(), 0);
+    /// assert_eq!(sem.release(2), Ok(vec![7]));
+    /// assert_eq!(sem.available(), 1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` exceeds [`MAX_PERMITS`].
+    pub fn with_owed(capacity: usize, owed: usize) -> Self {
+        let semaphore = Self::new(capacity);
+        let state = if owed > 0 { QUEUED } else { 0 };
+        semaphore.state.store(state, Ordering::Relaxed);
+        semaphore.owed.store(owed, Ordering::Relaxed);
+        semaphore
     }
 
     /// A semaphore of `capacity` permits of which only `available` are free at
@@ -308,6 +345,12 @@ impl Semaphore {
     /// Permits free right now (zero while waiters are queued).
     pub fn available(&self) -> usize {
         self.state.load(Ordering::Relaxed) >> PERMIT_SHIFT
+    }
+
+    /// Permits still owed (see [`with_owed`](Self::with_owed)): the value is
+    /// `available() + reserved_for_head() - owed()`.
+    pub fn owed(&self) -> usize {
+        self.owed.load(Ordering::Relaxed)
     }
 
     /// Waits queued right now.
@@ -744,6 +787,13 @@ impl Semaphore {
     /// rest on the fast path. Also clears `QUEUED` when the queue has emptied,
     /// which is why it runs even with `n == 0` after a removal.
     fn release_locked(&self, mut n: usize, queue: &mut Queue) -> Vec<Owner> {
+        let owed = self.owed.load(Ordering::Relaxed);
+        if owed > 0 {
+            // The debt is paid first; those permits stay out (held by nobody).
+            let paid = n.min(owed);
+            self.owed.store(owed - paid, Ordering::Relaxed);
+            n -= paid;
+        }
         let mut woken = Vec::new();
         while let Some(head) = queue.waiters.front_mut() {
             let give = n.min(head.needed - head.assigned);
@@ -766,7 +816,8 @@ impl Semaphore {
             }
         }
         self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
-        if queue.waiters.is_empty() {
+        // While a debt remains, n is 0 and QUEUED stays set.
+        if queue.waiters.is_empty() && self.owed.load(Ordering::Relaxed) == 0 {
             let current = self.state.load(Ordering::Relaxed);
             if current & QUEUED != 0 {
                 // While QUEUED is set nobody but a lock holder writes `state`, and
@@ -800,6 +851,7 @@ impl fmt::Debug for Semaphore {
             .field("closed", &self.is_closed())
             .field("available", &self.available())
             .field("waiting", &self.waiting())
+            .field("owed", &self.owed())
             .finish()
     }
 }

@@ -53,14 +53,34 @@ impl NativeSemaphore {
     /// `maxWaiters`: most waits queued at once (across threads); unbounded if
     /// absent. `available`: how many of the `permits` start free (all if
     /// absent); the rest are held by nobody until `releaseUnowned` frees them.
+    /// `owed`: permits owed besides (`Semaphore::with_owed`, a value below
+    /// zero); only with `available` 0.
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, permits: u32, max_waiters: Option<u32>, available: Option<u32>) -> Result<Self> {
+    pub fn new(
+        env: Env,
+        permits: u32,
+        max_waiters: Option<u32>,
+        available: Option<u32>,
+        owed: Option<u32>,
+    ) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
             return Err(Error::new(
                 Status::InvalidArg,
                 format!("permits must be a positive integer, got {permits}"),
             ));
+        }
+        if let Some(owed) = owed {
+            if max_waiters.is_some() || available != Some(0) {
+                return Err(Error::new(
+                    Status::InvalidArg,
+                    "owed needs available 0 and no maxWaiters".to_owned(),
+                ));
+            }
+            let core = Semaphore::with_owed(permits, owed as usize);
+            return Ok(Self {
+                attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
+            });
         }
         let core = match (max_waiters, available) {
             (_, Some(free)) if free as usize > permits => {
@@ -158,6 +178,13 @@ impl NativeSemaphore {
     pub fn release_unowned(&self, n: u32) -> Result<Vec<f64>> {
         let woken = self.core().release(n as usize).map_err(invalid)?;
         Ok(self.settle(woken))
+    }
+
+    /// Permits still owed (`Semaphore::owed`): the value is `available +
+    /// reserved - owed`.
+    #[napi(getter)]
+    pub fn owed(&self) -> u32 {
+        self.core().owed() as u32
     }
 
     /// Permits set aside for the queue head while it waits for the rest: free

@@ -112,8 +112,14 @@ export type Cancel = (reason: unknown) => void
  * of the public API.
  */
 export const internal = {} as {
-  /** A semaphore of MAX_PERMITS of which `value` are free; the rest are held by nobody. */
+  /**
+   * A semaphore of MAX_PERMITS of which `value` are free; the rest are held
+   * by nobody. A negative `value` frees none and owes `-value`: the first
+   * `-value` permits released pay that debt before anyone is served.
+   */
   create(value: number): Semaphore
+  /** Permits owed (see `create`), in every thread. */
+  owed(semaphore: Semaphore): number
   /** Frees `n` permits no thread holds. */
   releaseUnowned(semaphore: Semaphore, n: number): void
   /** Free permits set aside for a weighted head (not in `available`). */
@@ -155,13 +161,14 @@ export class Semaphore {
     forgetPermits = (semaphore, weight) => semaphore.#doorbell.settle(semaphore.#native.forgetHeld(weight))
     internal.create = (value) => {
       Semaphore.#attaching = {
-        native: new NativeSemaphore(MAX_PERMITS, undefined, value),
+        native: new NativeSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), value < 0 ? -value : undefined),
         bells: new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT),
       }
       return new Semaphore(MAX_PERMITS)
     }
     internal.releaseUnowned = (semaphore, n) => semaphore.#doorbell.settle(semaphore.#native.releaseUnowned(n))
     internal.reserved = (semaphore) => semaphore.#native.reserved
+    internal.owed = (semaphore) => semaphore.#native.owed
     internal.acquire = (semaphore, options, granted, queued) => semaphore.#acquire(options, granted, queued)
   }
 
