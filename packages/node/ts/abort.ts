@@ -1,4 +1,4 @@
-import { TimeoutError } from './errors.js'
+import { Errors } from './errors.js'
 
 /**
  * Connects a pending wait to its `signal` and `timeout`. `onCancel` runs at
@@ -14,7 +14,7 @@ export function onCancellation(
   if (signal === undefined && timeout === undefined) return disconnected
   const unsubscribe = signal === undefined ? disconnected : onAbort(signal, () => onCancel(signal.reason))
   if (timeout === undefined) return unsubscribe
-  const timer = setTimeout(() => onCancel(new TimeoutError(timeout)), timeout)
+  const timer = setTimeout(() => onCancel(Errors.timeout(timeout)), timeout)
   return () => {
     unsubscribe()
     clearTimeout(timer)

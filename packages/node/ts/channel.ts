@@ -1,8 +1,8 @@
-import { onCancellation } from './abort.js'
-import { codecs, type Codec, type CodecName } from './codec.js'
 import { markAsUntransferable } from 'node:worker_threads'
+import { Backlog } from './channel-backlog.js'
+import { codecs, type Codec, type CodecName } from './codec.js'
 import { Doorbell, nextToken } from './doorbell.js'
-import { ClosedError } from './errors.js'
+import { ClosedError, Errors } from './errors.js'
 import {
   attachById,
   chanPopHeld,
@@ -20,14 +20,18 @@ import {
   DONE,
   DOORBELL_SLOTS,
   MAX_CHANNEL_CAPACITY,
-  MAX_SLAB_MESSAGE,
   NativeChannel,
   NOT_NOW,
   type FastHandle,
   type Message,
   type Received,
 } from './native.js'
-import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
+import { advance, currentSlab, slabOffset } from './receive-slab.js'
+import { kAttach } from './symbols.js'
+import { show, validateInteger, validateOptions } from './validate.js'
+import { enqueue, QueuedWait, validateWaitOptions, type Queue, type WaitOptions } from './wait.js'
+
+export type { WaitOptions } from './wait.js'
 
 export interface ChannelOptions<T> {
   /**
@@ -44,13 +48,6 @@ export interface ChannelOptions<T> {
   maxMessageBytes?: number
 }
 
-export interface WaitOptions {
-  /** Aborting it withdraws the wait; the promise rejects with `signal.reason`. */
-  signal?: AbortSignal
-  /** Milliseconds to wait before rejecting with a `TimeoutError`. */
-  timeout?: number
-}
-
 /** A cloneable description of a channel, for `Channel.from` in another thread. */
 export interface ChannelHandle {
   readonly kind: 'sluice:Channel'
@@ -59,40 +56,6 @@ export interface ChannelHandle {
   /** The built-in codec's name, or `'custom'` (pass the codec to `Channel.from`). */
   readonly codec: CodecName | 'custom'
   readonly maxMessageBytes: number
-}
-
-/** Receive slabs: 64 KiB, each holding messages of up to MAX_SLAB_MESSAGE bytes (8 KiB, from the binding). */
-const SLAB_BYTES = 64 * 1024
-
-/** This thread's receive slab, shared by all its channels, and where the next message goes. */
-let slab: Uint8Array | undefined
-let slabAt = 0
-
-/**
- * Where single byte messages are received, as views: one allocation per
- * 64 KiB instead of one per message, which was most of a receive's cost.
- * One per thread (like Node's Buffer pool), so many channels cost no more.
- * Views are never reused (a decoded value may keep one, as v8's deserializer
- * does for typed arrays), so a kept message keeps its slab alive.
- */
-function currentSlab(): Uint8Array {
-  if (slab === undefined || SLAB_BYTES - slabAt < MAX_SLAB_MESSAGE) {
-    slab = new Uint8Array(SLAB_BYTES)
-    // Transferring it would detach every message received into it.
-    markAsUntransferable(slab.buffer)
-    slabAt = 0
-  }
-  return slab
-}
-
-/** Moves past the message just received if it landed in the slab. */
-function advance<R extends Received | undefined | null>(received: R): R {
-  const message = Array.isArray(received) ? received[0] : received
-  if (message instanceof Uint8Array && message.buffer === slab!.buffer) {
-    // 8-byte aligned, so a typed array the codec views there is aligned.
-    slabAt += (message.byteLength + 7) & ~7
-  }
-  return received
 }
 
 /**
@@ -112,22 +75,27 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   readonly #native: NativeChannel
   readonly #fast: FastHandle
   readonly #bells: SharedArrayBuffer
-  readonly #doorbell: Doorbell
+  /** What `enqueue` needs: this thread's doorbell and the native withdraw. */
+  readonly #queue: Queue
+  /** What a granted or withdrawn send or receive runs (one object per channel, not per wait). */
+  readonly #held: HeldOps<T>
   readonly #codec: Codec<T>
   readonly #codecName: CodecName | 'custom'
   readonly #maxMessageBytes: number
   /** Fixed for a channel's life; read once, as numeric batches size by it. */
   readonly #capacity: number
+  /** What a batch took but could not return yet (see `recvMany`). */
+  readonly #backlog = new Backlog()
+  readonly #decode = (message: Message): T => this.#codec.decode(message)
 
   /** The largest `capacity` (2^24): see `ChannelOptions.capacity`. */
   static readonly MAX_CAPACITY: number = MAX_CHANNEL_CAPACITY
 
-  static #attaching: { native: NativeChannel; bells: SharedArrayBuffer; maxMessageBytes: number } | undefined
-
-  constructor(options: ChannelOptions<T>) {
-    const attaching = Channel.#attaching
-    Channel.#attaching = undefined
-    const opts = validateOptions<ChannelOptions<T>>(options, 'options')
+  constructor(options: ChannelOptions<T>)
+  /** @internal adopts a native channel already attached to this thread (see `from`) */
+  constructor(attach: typeof kAttach, attached: Attached<T>)
+  constructor(options: ChannelOptions<T> | typeof kAttach, attached?: Attached<T>) {
+    const opts = options === kAttach ? { codec: attached!.codec } : validateOptions<ChannelOptions<T>>(options, 'options')
     const codec = opts.codec ?? kDefaultOptions.codec
     if (typeof codec === 'string') {
       if (!Object.hasOwn(codecs, codec)) {
@@ -141,24 +109,32 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     } else {
       throw new TypeError(`options.codec must be a codec name or { encode, decode }, got ${show(codec)}`)
     }
-    if (attaching === undefined) {
-      const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CHANNEL_CAPACITY)
+    if (options === kAttach) {
+      ;({ native: this.#native, bells: this.#bells, maxMessageBytes: this.#maxMessageBytes } = attached!)
+    } else {
+      const capacity = validateInteger(options.capacity, 'options.capacity', 1, MAX_CHANNEL_CAPACITY)
       this.#maxMessageBytes = validateInteger(
-        opts.maxMessageBytes ?? kDefaultOptions.maxMessageBytes,
+        options.maxMessageBytes ?? kDefaultOptions.maxMessageBytes,
         'options.maxMessageBytes',
         0,
         2 ** 32 - 1,
       )
       this.#native = new NativeChannel(capacity)
       this.#bells = new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
-    } else {
-      ;({ native: this.#native, bells: this.#bells, maxMessageBytes: this.#maxMessageBytes } = attaching)
     }
-    this.#capacity = this.#native.capacity
-    const fast = (this.#fast = this.#native.fastHandle() as FastHandle)
     const native = this.#native
+    this.#capacity = native.capacity
+    const fast = (this.#fast = native.fastHandle() as FastHandle)
     const waitable = { slot: native.slot, takeGranted: () => chanTakeGranted(fast), isClosed: () => native.closed }
-    this.#doorbell = new Doorbell(waitable, new Int32Array(this.#bells))
+    this.#queue = {
+      doorbell: new Doorbell(waitable, new Int32Array(this.#bells)),
+      withdraw: (token) => native.cancel(token),
+    }
+    this.#held = {
+      push: (message) => this.#pushHeld(message),
+      pop: () => this.#popHeld(),
+      leftover: () => this.#leftover(),
+    }
   }
 
   /**
@@ -182,8 +158,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       throw new TypeError('options.codec is required: this channel was made with a custom codec')
     }
     const native = attachById((id) => NativeChannel.fromId(id), id, 'channel')
-    Channel.#attaching = { native, bells: doorbells, maxMessageBytes }
-    return new Channel<T>({ capacity: native.capacity, codec: custom ?? (codec as CodecName) })
+    return new Channel<T>(kAttach, { native, bells: doorbells, maxMessageBytes, codec: custom ?? (codec as CodecName) })
   }
 
   get handle(): ChannelHandle {
@@ -222,8 +197,8 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   trySend(value: T): boolean {
     const outcome = chanSend(this.#fast, this.#encode(value))
     if (outcome === NOT_NOW) return false
-    if (outcome === CLOSED) throw new ClosedError('channel closed')
-    this.#doorbell.settle(outcome)
+    if (outcome === CLOSED) throw Errors.channelClosed()
+    this.#queue.doorbell.settle(outcome)
     return true
   }
 
@@ -278,7 +253,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * decode; that message is gone, the ones after it stay queued.
    */
   tryRecv(): T | undefined {
-    if (this.#backlogAt < this.#backlog.length) return this.#fromBacklog(1)[0]
+    if (!this.#backlog.isEmpty) return this.#backlog.take(1, this.#decode)[0]
     const received = this.#recvNative()
     return received === undefined || received === null ? undefined : this.#deliver(received)
   }
@@ -297,16 +272,14 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       return Promise.reject(error)
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
-    if (this.#backlogAt < this.#backlog.length) {
-      try {
-        return Promise.resolve(this.#fromBacklog(1)[0]!)
-      } catch (error) {
-        return Promise.reject(error)
-      }
+    try {
+      if (!this.#backlog.isEmpty) return Promise.resolve(this.#backlog.take(1, this.#decode)[0]!)
+      const received = this.#recvNative()
+      if (received === null) return Promise.reject(Errors.channelClosed())
+      if (received !== undefined) return Promise.resolve(this.#deliver(received))
+    } catch (error) {
+      return Promise.reject(error)
     }
-    const received = this.#recvNative()
-    if (received === null) return Promise.reject(new ClosedError('channel closed'))
-    if (received !== undefined) return this.#settled(received)
     return this.#waitRecv(signal, timeout)
   }
 
@@ -329,13 +302,13 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     validateInteger(max, 'max', 1, 2 ** 32 - 1)
     const { signal, timeout } = validateWaitOptions(options)
     if (signal?.aborted) throw signal.reason
-    if (this.#backlogAt < this.#backlog.length) return this.#fromBacklog(max)
+    if (!this.#backlog.isEmpty) return this.#backlog.take(max, this.#decode)
     if (this.#codecName === 'number') return this.#recvNumbers(max, signal, timeout) as Promise<T[]>
     const batch = chanRecvMany(this.#fast, max)
     if (batch === null) return []
     if (batch !== undefined) {
       const count = batch[0] as number
-      this.#doorbell.settle(batch, 1 + count)
+      this.#queue.doorbell.settle(batch, 1 + count)
       return this.#decodeBatch(batch, count, [])
     }
     try {
@@ -343,7 +316,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       const rest = max > 1 ? chanRecvMany(this.#fast, max - 1) : undefined
       if (rest === undefined || rest === null) return [first]
       const count = rest[0] as number
-      this.#doorbell.settle(rest, 1 + count)
+      this.#queue.doorbell.settle(rest, 1 + count)
       return this.#decodeBatch(rest, count, [first])
     } catch (error) {
       if (error instanceof ClosedError) return []
@@ -357,86 +330,22 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    */
   #recvNative(): Received | undefined | null {
     if (this.#codecName === 'number') return chanRecv(this.#fast)
-    return advance(chanRecv(this.#fast, currentSlab(), slabAt))
+    return advance(chanRecv(this.#fast, currentSlab(), slabOffset()))
   }
 
   #popHeldNative(): Received | null {
     if (this.#codecName === 'number') return chanPopHeld(this.#fast)
-    return advance(chanPopHeld(this.#fast, currentSlab(), slabAt))
+    return advance(chanPopHeld(this.#fast, currentSlab(), slabOffset()))
   }
 
-  /**
-   * Decodes the `count` messages of a native batch, after `into`'s values,
-   * up to the first that fails: that one's error and the messages after it
-   * go to the backlog (see `recvMany`), or the error is thrown now if
-   * nothing comes before it.
-   */
+  /** Decodes a native batch onto `into` (see `Backlog.decodeBatch`). */
   #decodeBatch(batch: readonly unknown[], count: number, into: T[]): T[] {
     // Byte messages of a batch are views over one ArrayBuffer: transferring
     // it would detach the other messages too, so, as Node does for its Buffer
     // pool, it is marked untransferable (postMessage then copies or throws).
     const first = batch[1]
     if (count > 1 && first instanceof Uint8Array) markAsUntransferable(first.buffer)
-    for (let i = 1; i <= count; i++) {
-      let value: T
-      try {
-        value = this.#codec.decode(batch[i] as Message)
-      } catch (error) {
-        if (into.length > 0) this.#backlog.push(new Undecodable(error))
-        for (let rest = i + 1; rest <= count; rest++) this.#backlog.push(batch[rest] as Message)
-        if (into.length === 0) throw error
-        return into
-      }
-      into.push(value)
-    }
-    return into
-  }
-
-  /**
-   * Messages a batch took from the channel but did not return, because one
-   * before them failed to decode, and that one's error: the next receives on
-   * this object deliver them in order, before anything still queued.
-   * `#backlogAt` is the next one; the array empties once all are delivered.
-   */
-  #backlog: (Message | Undecodable)[] = []
-  #backlogAt = 0
-
-  /**
-   * Up to `max` values from the (non-empty) backlog, stopping before an
-   * error; an error at the front is thrown, and counts as delivered.
-   */
-  #fromBacklog(max: number): T[] {
-    const values: T[] = []
-    const backlog = this.#backlog
-    try {
-      while (values.length < max && this.#backlogAt < backlog.length) {
-        const entry = backlog[this.#backlogAt]!
-        if (entry instanceof Undecodable) {
-          if (values.length > 0) break
-          this.#backlogAt++
-          throw entry.error
-        }
-        let value: T
-        try {
-          value = this.#codec.decode(entry)
-        } catch (error) {
-          if (values.length > 0) {
-            backlog[this.#backlogAt] = new Undecodable(error)
-            break
-          }
-          this.#backlogAt++
-          throw error
-        }
-        this.#backlogAt++
-        values.push(value)
-      }
-    } finally {
-      if (this.#backlogAt === backlog.length) {
-        this.#backlog = []
-        this.#backlogAt = 0
-      }
-    }
-    return values
+    return this.#backlog.decodeBatch(batch, count, into, this.#decode)
   }
 
   /** Receives until the channel is closed and drained. */
@@ -458,7 +367,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * now on (waiting senders too); receivers get what is left, then end.
    */
   close(): void {
-    this.#doorbell.settle(this.#native.close())
+    this.#queue.doorbell.settle(this.#native.close())
   }
 
   /**
@@ -488,8 +397,8 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const outcome =
       messages instanceof Float64Array ? chanSendNumbers(this.#fast, messages) : chanSendMany(this.#fast, messages)
     // CLOSED is the one code these return (the binding's codes are typed `number`).
-    if (typeof outcome === 'number') throw new ClosedError('channel closed')
-    this.#doorbell.settle(outcome, 1)
+    if (typeof outcome === 'number') throw Errors.channelClosed()
+    this.#queue.doorbell.settle(outcome, 1)
     return outcome[0]!
   }
 
@@ -529,7 +438,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         count = outcome
       } else {
         count = outcome[0]!
-        this.#doorbell.settle(outcome, 1)
+        this.#queue.doorbell.settle(outcome, 1)
       }
       for (let i = 0; i < count; i++) values.push(out[i]!)
       if (count < room) break
@@ -562,110 +471,108 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   #deliver(received: Received): T {
     if (Array.isArray(received)) {
-      this.#doorbell.settle(received, 1)
+      this.#queue.doorbell.settle(received, 1)
       return this.#codec.decode(received[0])
     }
     return this.#codec.decode(received)
   }
 
-  #settled(received: Received): Promise<T> {
-    try {
-      return Promise.resolve(this.#deliver(received))
-    } catch (error) {
-      return Promise.reject(error)
-    }
-  }
-
   #send(message: Message, signal: AbortSignal | undefined, timeout: number | undefined): Promise<void> {
     const outcome = chanSend(this.#fast, message)
-    if (outcome === CLOSED) return Promise.reject(new ClosedError('channel closed'))
+    if (outcome === CLOSED) return Promise.reject(Errors.channelClosed())
     if (outcome !== NOT_NOW) {
-      this.#doorbell.settle(outcome)
+      this.#queue.doorbell.settle(outcome)
       return Promise.resolve()
     }
     const token = nextToken()
     const queued = chanQueueSend(this.#fast, token)
-    if (queued === CLOSED) return Promise.reject(new ClosedError('channel closed'))
-    if (queued === DONE) return this.#pushHeld(message)
-    return this.#wait(token, signal, timeout, {
-      onGrant: () => this.#pushHeld(message),
-      onWithdrawn: () => Promise.reject(new ClosedError('channel closed')),
-    })
+    try {
+      if (queued === CLOSED) throw Errors.channelClosed()
+      if (queued === DONE) return Promise.resolve(this.#pushHeld(message))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return enqueue(this.#queue, token, new PendingSend(this.#held, message), signal, timeout)
   }
 
-  #pushHeld(message: Message): Promise<void> {
+  /** Sends into the room a granted send wait holds. */
+  #pushHeld(message: Message): void {
     const outcome = chanPushHeld(this.#fast, message)
-    if (outcome === CLOSED) return Promise.reject(new ClosedError('channel closed'))
-    this.#doorbell.settle(outcome)
-    return Promise.resolve()
+    if (outcome === CLOSED) throw Errors.channelClosed()
+    this.#queue.doorbell.settle(outcome)
   }
 
   #waitRecv(signal: AbortSignal | undefined, timeout: number | undefined): Promise<T> {
     const token = nextToken()
     const queued = chanQueueRecv(this.#fast, token)
-    if (queued === DONE) return this.#popHeld()
-    if (queued === CLOSED) {
-      const received = this.#recvNative()
-      return received === null || received === undefined
-        ? Promise.reject(new ClosedError('channel closed'))
-        : this.#settled(received)
+    try {
+      if (queued === DONE) return Promise.resolve(this.#popHeld())
+      if (queued === CLOSED) return Promise.resolve(this.#leftover())
+    } catch (error) {
+      return Promise.reject(error)
     }
-    return this.#wait(token, signal, timeout, {
-      onGrant: () => this.#popHeld(),
-      // Closed while waiting: take what is left, if anything.
-      onWithdrawn: () => {
-        const received = this.#recvNative()
-        return received === null || received === undefined
-          ? Promise.reject(new ClosedError('channel closed'))
-          : this.#settled(received)
-      },
-    })
+    return enqueue(this.#queue, token, new PendingRecv(this.#held), signal, timeout)
   }
 
-  /**
-   * Waits for the queued wait `token` (a send or a receive) to be granted or
-   * withdrawn by a close, and settles with what the matching handler gives.
-   * An abort or timeout withdraws the wait natively; anything granted to it
-   * meanwhile goes back (a granted item stays queued for others).
-   */
-  #wait<R>(
-    token: number,
-    signal: AbortSignal | undefined,
-    timeout: number | undefined,
-    on: { onGrant: () => Promise<R>; onWithdrawn: () => Promise<R> },
-  ): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      const disconnect = onCancellation(signal, timeout, (reason) => {
-        if (!this.#doorbell.forget(token)) return
-        disconnect()
-        this.#doorbell.settle(this.#native.cancel(token))
-        reject(reason)
-      })
-      this.#doorbell.wait(token, {
-        onGrant: () => {
-          disconnect()
-          on.onGrant().then(resolve, reject)
-        },
-        onWithdrawn: () => {
-          disconnect()
-          on.onWithdrawn().then(resolve, reject)
-        },
-      })
-    })
-  }
-
-  #popHeld(): Promise<T> {
+  /** Receives the message a granted receive wait holds. */
+  #popHeld(): T {
     const received = this.#popHeldNative()
-    return received === null ? Promise.reject(new ClosedError('channel closed')) : this.#settled(received)
+    if (received === null) throw Errors.channelClosed()
+    return this.#deliver(received)
+  }
+
+  /** Closed while (or before) waiting: what is left, if anything. */
+  #leftover(): T {
+    const received = this.#recvNative()
+    if (received === null || received === undefined) throw Errors.channelClosed()
+    return this.#deliver(received)
   }
 }
 
-/** A backlog entry: a message that failed to decode, by its error. */
-class Undecodable {
-  constructor(readonly error: unknown) {}
+/** A native attachment of a channel, for the constructor to adopt. */
+interface Attached<T> {
+  native: NativeChannel
+  bells: SharedArrayBuffer
+  maxMessageBytes: number
+  codec: CodecName | Codec<T>
 }
 
-function validateWaitOptions(options: unknown): { signal?: AbortSignal; timeout?: number } {
-  const opts = validateOptions<WaitOptions>(options, 'options')
-  return { signal: validateSignal(opts.signal, 'options.signal'), timeout: validateTimeout(opts.timeout, 'options.timeout') }
+/** A channel's steps for a granted or withdrawn wait. */
+interface HeldOps<T> {
+  push(message: Message): void
+  pop(): T
+  leftover(): T
+}
+
+/** A queued `send`: a grant holds room for its message. */
+class PendingSend<T> extends QueuedWait<void> {
+  constructor(
+    readonly held: HeldOps<T>,
+    readonly message: Message,
+  ) {
+    super()
+  }
+
+  protected granted(): void {
+    this.held.push(this.message)
+  }
+
+  protected withdrawn(): never {
+    throw Errors.channelClosed()
+  }
+}
+
+/** A queued `recv`: a grant holds a message for it. */
+class PendingRecv<T> extends QueuedWait<T> {
+  constructor(readonly held: HeldOps<T>) {
+    super()
+  }
+
+  protected granted(): T {
+    return this.held.pop()
+  }
+
+  protected withdrawn(): T {
+    return this.held.leftover()
+  }
 }

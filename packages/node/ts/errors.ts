@@ -46,16 +46,31 @@ export class QueueFullError extends SluiceError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, 'ERR_SLUICE_QUEUE_FULL', options)
   }
-
-  /** @internal A semaphore's wait queue is at `maxWaiters`. */
-  static waiters(maxWaiters: number): QueueFullError {
-    return new QueueFullError(`${maxWaiters} waits are queued already (maxWaiters)`)
-  }
-
-  /** @internal A WorkerPool's queue is at `maxQueue`. */
-  static pool(maxQueue: number): QueueFullError {
-    return new QueueFullError(
-      `the pool's queue is full (maxQueue ${maxQueue} tasks waiting for a thread); submit() waits for room instead of rejecting`,
-    )
-  }
 }
+
+/**
+ * @internal Every error a primitive raises, made in one place (as piscina's
+ * `Errors`): one helper per error, so a message is written once.
+ */
+export const Errors = {
+  /** A semaphore (or the mutex over it) was closed; `reason` is what `close` was given in this thread. */
+  semaphoreClosed: (reason: unknown): ClosedError =>
+    new ClosedError('semaphore closed', reason === undefined ? undefined : { cause: reason }),
+  channelClosed: (): ClosedError => new ClosedError('channel closed'),
+  poolClosed: (): ClosedError => new ClosedError('the worker pool is closed'),
+  /** A semaphore's wait queue is at `maxWaiters`. */
+  waitersFull: (maxWaiters: number): QueueFullError =>
+    new QueueFullError(`${maxWaiters} waits are queued already (maxWaiters)`),
+  /** A WorkerPool's queue is at `maxQueue`. */
+  poolQueueFull: (maxQueue: number): QueueFullError =>
+    new QueueFullError(
+      `the pool's queue is full (maxQueue ${maxQueue} tasks waiting for a thread); submit() waits for room instead of rejecting`,
+    ),
+  /** A weight above a capacity that shrank since the caller's copy of it was read. */
+  overCapacity: (name: string, weight: number, capacity: number): RangeError =>
+    new RangeError(`${name} must be an integer between 1 and ${capacity}, got ${weight}`),
+  /** A queued wait refused natively: the capacity fell below its weight. */
+  refusedOverCapacity: (weight: number, capacity: number): RangeError =>
+    new RangeError(`options.weight ${weight} exceeds the capacity, which fell to ${capacity} while the wait was queued`),
+  timeout: (timeout: number): TimeoutError => new TimeoutError(timeout),
+} as const

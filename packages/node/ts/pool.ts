@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import type { MessagePort } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import { onAbort } from './abort.js'
-import { ClosedError, QueueFullError } from './errors.js'
+import { Errors } from './errors.js'
 import { DOORBELL_SLOTS } from './native.js'
 import type { PoolMessage } from './pool-worker.js'
 import { Semaphore, type Permit } from './semaphore.js'
@@ -172,7 +172,7 @@ export class WorkerPool<Task = unknown, Result = unknown> extends EventEmitter i
    */
   async submit(task: Task, options?: RunOptions): Promise<{ result: Promise<Result> }> {
     const { signal, transferList } = validateRunOptions(options)
-    if (this.#room.closed) throw new ClosedError('the worker pool is closed')
+    if (this.#room.closed) throw Errors.poolClosed()
     const permit = await this.#room.acquire({ signal })
     const result = this.#run({ task } satisfies PoolMessage, signal, transferList, permit)
     // The caller may never look at the result; its rejection must not crash the process.
@@ -278,9 +278,9 @@ export class WorkerPool<Task = unknown, Result = unknown> extends EventEmitter i
   /** `#run` if there is room for one more task; a QueueFullError otherwise. */
   #runWithRoom(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList']): Promise<unknown> {
     if (signal?.aborted) return Promise.reject(signal.reason)
-    if (this.#room.closed) return Promise.reject(new ClosedError('the worker pool is closed'))
+    if (this.#room.closed) return Promise.reject(Errors.poolClosed())
     const permit = this.#room.tryAcquire()
-    if (permit === null) return Promise.reject(QueueFullError.pool(this.#maxQueue))
+    if (permit === null) return Promise.reject(Errors.poolQueueFull(this.#maxQueue))
     return this.#run(message, signal, transferList, permit)
   }
 

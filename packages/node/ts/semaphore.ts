@@ -1,6 +1,5 @@
-import { onCancellation } from './abort.js'
-import { Doorbell, nextToken, type Wait } from './doorbell.js'
-import { ClosedError, QueueFullError } from './errors.js'
+import { Doorbell, nextToken } from './doorbell.js'
+import { Errors, type ClosedError } from './errors.js'
 import {
   attachById,
   CLOSED,
@@ -14,8 +13,13 @@ import {
   semTakeGranted,
   semTryAcquire,
   type FastHandle,
+  type SettleEntries,
 } from './native.js'
-import { show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
+import { kAttach, kForget, kInternals, kRelease } from './symbols.js'
+import { show, validateInteger, validateOptions } from './validate.js'
+import { enqueue, QueuedWait, validateWaitOptions, type Cancel, type Queue } from './wait.js'
+
+export type { Cancel } from './wait.js'
 
 /** Most permits a semaphore can have (JS-side limit, far below the core's). */
 export const MAX_PERMITS = 2 ** 31 - 1
@@ -81,7 +85,7 @@ export class Permit implements Disposable {
     const semaphore = this.#semaphore
     if (semaphore === undefined) return
     this.#semaphore = undefined
-    releasePermits(semaphore, this.weight)
+    semaphore[kRelease](this.weight)
   }
 
   /**
@@ -92,7 +96,7 @@ export class Permit implements Disposable {
     const semaphore = this.#semaphore
     if (semaphore === undefined) return
     this.#semaphore = undefined
-    forgetPermits(semaphore, this.weight)
+    semaphore[kForget](this.weight)
   }
 
   [Symbol.dispose](): void {
@@ -100,42 +104,14 @@ export class Permit implements Disposable {
   }
 }
 
-let releasePermits: (semaphore: Semaphore, weight: number) => void
-let forgetPermits: (semaphore: Semaphore, weight: number) => void
+/** A native semaphore attached to this thread, for the constructor to adopt. */
+interface Attached {
+  native: NativeSemaphore
+  bells: SharedArrayBuffer
+}
 
-/** Withdraws a queued wait, rejecting it with `reason`; does nothing once it has ended. */
-export type Cancel = (reason: unknown) => void
-
-/**
- * @internal Hooks for the compat adapters (p-limit, and async-mutex, whose
- * semaphore is a counter that `release` may raise without limit): not part
- * of the public API.
- */
-export const internal = {} as {
-  /**
-   * A semaphore of MAX_PERMITS of which `value` are free; the rest are held
-   * by nobody. A negative `value` frees none and owes `-value`: the first
-   * `-value` permits released pay that debt before anyone is served.
-   */
-  create(value: number): Semaphore
-  /** Permits owed (see `create`), in every thread. */
-  owed(semaphore: Semaphore): number
-  /** Frees `n` permits no thread holds. */
-  releaseUnowned(semaphore: Semaphore, n: number): void
-  /** Free permits set aside for a weighted head (not in `available`). */
-  reserved(semaphore: Semaphore): number
-  /**
-   * `acquire`, with `granted` run synchronously by the call that grants it,
-   * and, if it has to wait, `queued` handed a function that withdraws it:
-   * cancellation without an AbortSignal, whose listeners cost far more than
-   * the wait itself when thousands are queued.
-   */
-  acquire(
-    semaphore: Semaphore,
-    options: AcquireOptions | undefined,
-    granted?: (permit: Permit) => void,
-    queued?: (cancel: Cancel) => void,
-  ): Promise<Permit>
+function newDoorbells(): SharedArrayBuffer {
+  return new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
 }
 
 /**
@@ -150,53 +126,36 @@ export class Semaphore {
   readonly #fast: FastHandle
   /** Cached: reading it from native costs a call (refreshed when it matters). */
   #capacity: number
-  readonly #doorbell: Doorbell
   readonly #bells: SharedArrayBuffer
+  /** What `enqueue` needs: this thread's doorbell and the native withdraw. */
+  readonly #queue: Queue
   /** Only in the thread that closed it: the reason given to `close`. */
   #closeReason: unknown
-
-  static {
-    releasePermits = (semaphore, weight) => semaphore.#release(weight)
-    // Settled: waits too heavy for the smaller capacity are refused (and rung for).
-    forgetPermits = (semaphore, weight) => semaphore.#doorbell.settle(semaphore.#native.forgetHeld(weight))
-    internal.create = (value) => {
-      Semaphore.#attaching = {
-        native: new NativeSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), value < 0 ? -value : undefined),
-        bells: new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT),
-      }
-      return new Semaphore(MAX_PERMITS)
-    }
-    internal.releaseUnowned = (semaphore, n) => semaphore.#doorbell.settle(semaphore.#native.releaseUnowned(n))
-    internal.reserved = (semaphore) => semaphore.#native.reserved
-    internal.owed = (semaphore) => semaphore.#native.owed
-    internal.acquire = (semaphore, options, granted, queued) => semaphore.#acquire(options, granted, queued)
-  }
-
-  /** Set by `from` (and `internal.create`) for the constructor to adopt instead of creating. */
-  static #attaching: { native: NativeSemaphore; bells: SharedArrayBuffer } | undefined
 
   /**
    * @param permits how many permits exist (a positive integer); all start free.
    */
-  constructor(permits: number, options?: SemaphoreOptions) {
-    const attaching = Semaphore.#attaching
-    Semaphore.#attaching = undefined
-    if (attaching === undefined) {
+  constructor(permits: number, options?: SemaphoreOptions)
+  /** @internal adopts a native semaphore already attached to this thread */
+  constructor(attach: typeof kAttach, attached: Attached)
+  constructor(permits: number | typeof kAttach, options?: SemaphoreOptions | Attached) {
+    if (permits === kAttach) {
+      ;({ native: this.#native, bells: this.#bells } = options as Attached)
+    } else {
       validateInteger(permits, 'permits', 1, MAX_PERMITS)
       const { maxWaiters } = validateOptions<SemaphoreOptions>(options, 'options')
       if (maxWaiters !== undefined) validateInteger(maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
       this.#native = new NativeSemaphore(permits, maxWaiters)
-      this.#bells = new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
-    } else {
-      this.#native = attaching.native
-      this.#bells = attaching.bells
+      this.#bells = newDoorbells()
     }
-    this.#fast = this.#native.fastHandle() as FastHandle
-    this.#capacity = this.#native.capacity
-    const fast = this.#fast
     const native = this.#native
+    const fast = (this.#fast = native.fastHandle() as FastHandle)
+    this.#capacity = native.capacity
     const waitable = { slot: native.slot, takeGranted: () => semTakeGranted(fast), isClosed: () => native.closed }
-    this.#doorbell = new Doorbell(waitable, new Int32Array(this.#bells))
+    this.#queue = {
+      doorbell: new Doorbell(waitable, new Int32Array(this.#bells)),
+      withdraw: (token) => native.cancel(token),
+    }
   }
 
   /**
@@ -216,8 +175,7 @@ export class Semaphore {
       throw new TypeError(`handle must be a Semaphore handle (semaphore.handle), got ${show(handle)}`)
     }
     const native = attachById((id) => NativeSemaphore.fromId(id), id, 'semaphore')
-    Semaphore.#attaching = { native, bells: doorbells }
-    return new Semaphore(native.capacity)
+    return new Semaphore(kAttach, { native, bells: doorbells })
   }
 
   get handle(): SemaphoreHandle {
@@ -237,7 +195,7 @@ export class Semaphore {
     if (this.#native.capacity + n > MAX_PERMITS) {
       throw new RangeError(`the capacity would exceed ${MAX_PERMITS} permits`)
     }
-    this.#doorbell.settle(this.#native.addPermits(n))
+    this.#queue.doorbell.settle(this.#native.addPermits(n))
   }
 
   /**
@@ -274,8 +232,8 @@ export class Semaphore {
     this.#validateWeight(weight, 'weight')
     const outcome = semTryAcquire(this.#fast, weight)
     if (outcome === DONE) return new Permit(this, weight)
-    if (outcome === CLOSED) throw this.#closedError()
-    if (outcome === TOO_HEAVY) throw this.#tooHeavy(weight, 'weight')
+    if (outcome === CLOSED) throw Errors.semaphoreClosed(this.#closeReason)
+    if (outcome === TOO_HEAVY) throw Errors.overCapacity('weight', weight, this.#refreshCapacity())
     return null
   }
 
@@ -288,7 +246,7 @@ export class Semaphore {
   close(reason?: unknown): void {
     if (this.#native.closed) return
     this.#closeReason = reason
-    this.#doorbell.settle(this.#native.close())
+    this.#queue.doorbell.settle(this.#native.close())
   }
 
   /**
@@ -301,6 +259,7 @@ export class Semaphore {
     return this.#acquire(options, undefined, undefined)
   }
 
+  /** `acquire`, with the compat adapters' hooks (see `internal.acquire`). */
   #acquire(
     options: AcquireOptions | undefined,
     granted: ((permit: Permit) => void) | undefined,
@@ -310,8 +269,7 @@ export class Semaphore {
     try {
       const opts = validateOptions<AcquireOptions>(options, 'options')
       weight = this.#validateWeight(opts.weight ?? 1, 'options.weight')
-      signal = validateSignal(opts.signal, 'options.signal')
-      timeout = validateTimeout(opts.timeout, 'options.timeout')
+      ;({ signal, timeout } = validateWaitOptions(opts))
       priority = opts.priority === undefined ? 0 : validateInteger(opts.priority, 'options.priority', -(2 ** 31), 2 ** 31 - 1)
     } catch (error) {
       return Promise.reject(error)
@@ -324,27 +282,10 @@ export class Semaphore {
       granted?.(permit)
       return Promise.resolve(permit)
     }
-    if (outcome === CLOSED) return Promise.reject(this.#closedError())
-    if (outcome === TOO_HEAVY) return Promise.reject(this.#tooHeavy(weight, 'options.weight'))
-    if (outcome === QUEUE_FULL) return Promise.reject(QueueFullError.waiters(this.#native.waiting))
-    const wait = new PendingAcquire(this, weight, granted)
-    const promise = new Promise<Permit>((resolve, reject) => {
-      wait.resolve = resolve
-      wait.reject = reject
-    })
-    if (signal !== undefined || timeout !== undefined || queued !== undefined) {
-      const cancel: Cancel = (reason) => {
-        if (!this.#doorbell.forget(token)) return
-        wait.disconnect()
-        // Gives back whatever was granted meanwhile; that may wake others.
-        this.#doorbell.settle(this.#native.cancel(token))
-        wait.reject(reason)
-      }
-      wait.disconnect = onCancellation(signal, timeout, cancel)
-      queued?.(cancel)
-    }
-    this.#doorbell.wait(token, wait)
-    return promise
+    if (outcome === CLOSED) return Promise.reject(Errors.semaphoreClosed(this.#closeReason))
+    if (outcome === TOO_HEAVY) return Promise.reject(Errors.overCapacity('options.weight', weight, this.#refreshCapacity()))
+    if (outcome === QUEUE_FULL) return Promise.reject(Errors.waitersFull(this.#native.waiting))
+    return enqueue(this.#queue, token, new PendingAcquire(this, weight, granted), signal, timeout, queued)
   }
 
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
@@ -358,74 +299,119 @@ export class Semaphore {
     }
   }
 
-  #release(weight: number): void {
-    this.#doorbell.settle(semRelease(this.#fast, weight))
+  /** @internal gives back permits a `Permit` held */
+  [kRelease](weight: number): void {
+    this.#queue.doorbell.settle(semRelease(this.#fast, weight))
   }
 
-  /** @internal */
-  static closedError(semaphore: Semaphore): ClosedError {
-    return semaphore.#closedError()
+  /** @internal gives up held permits for good (`Permit.forget`) */
+  [kForget](weight: number): void {
+    // Waits now too heavy for the smaller capacity are refused (and rung for).
+    this.#queue.doorbell.settle(this.#native.forgetHeld(weight))
   }
 
-  #closedError(): ClosedError {
-    const options = this.#closeReason === undefined ? undefined : { cause: this.#closeReason }
-    return new ClosedError('semaphore closed', options)
+  /** @internal what the compat adapters and a queued wait reach (made on first use) */
+  get [kInternals](): SemaphoreInternals {
+    return (this.#internals ??= {
+      native: this.#native,
+      settle: (entries) => this.#queue.doorbell.settle(entries),
+      acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
+      closedError: () => Errors.semaphoreClosed(this.#closeReason),
+      refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
+    })
   }
 
-  /** @internal A queued wait refused natively: the capacity fell below its weight. */
-  static refusedError(semaphore: Semaphore, weight: number): RangeError {
-    const capacity = (semaphore.#capacity = semaphore.#native.capacity)
-    return new RangeError(`options.weight ${weight} exceeds the capacity, which fell to ${capacity} while the wait was queued`)
-  }
+  #internals: SemaphoreInternals | undefined
 
-  /** `#validateWeight`'s RangeError, for a capacity that shrank since it was cached. */
-  #tooHeavy(weight: number, name: string): RangeError {
-    this.#capacity = this.#native.capacity
-    return new RangeError(`${name} must be an integer between 1 and ${this.#capacity}, got ${weight}`)
+  /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
+  #refreshCapacity(): number {
+    return (this.#capacity = this.#native.capacity)
   }
 
   #validateWeight(weight: unknown, name: string): number {
     // The cached capacity is exact unless permits were added or forgotten;
     // only then is the native one read.
-    if (typeof weight === 'number' && weight > this.#capacity) this.#capacity = this.#native.capacity
+    if (typeof weight === 'number' && weight > this.#capacity) this.#refreshCapacity()
     return validateInteger(weight, name, 1, this.#capacity)
   }
 }
 
+/** @internal What the compat adapters and a queued acquire reach of a semaphore. */
+interface SemaphoreInternals {
+  readonly native: NativeSemaphore
+  /** Settles what a native call granted (see `Doorbell.settle`). */
+  settle(entries: SettleEntries | number): void
+  acquire(
+    options: AcquireOptions | undefined,
+    granted: ((permit: Permit) => void) | undefined,
+    queued: ((cancel: Cancel) => void) | undefined,
+  ): Promise<Permit>
+  closedError(): ClosedError
+  refusedError(weight: number): RangeError
+}
+
 /** A queued `acquire`: one object per wait, settled by the doorbell. */
-class PendingAcquire implements Wait {
-  resolve!: (permit: Permit) => void
-  reject!: (reason: unknown) => void
-  /** Replaced when the wait has a signal or timeout to disconnect from. */
-  disconnect: () => void = noCancellation
-  doorbell?: Doorbell = undefined
+class PendingAcquire extends QueuedWait<Permit> {
   readonly #semaphore: Semaphore
   readonly #weight: number
-  readonly #granted: ((permit: Permit) => void) | undefined
+  readonly #onGranted: ((permit: Permit) => void) | undefined
 
-  constructor(semaphore: Semaphore, weight: number, granted: ((permit: Permit) => void) | undefined) {
+  constructor(semaphore: Semaphore, weight: number, onGranted: ((permit: Permit) => void) | undefined) {
+    super()
     this.#semaphore = semaphore
     this.#weight = weight
-    this.#granted = granted
+    this.#onGranted = onGranted
   }
 
-  onGrant(): void {
-    this.disconnect()
+  protected granted(): Permit {
     const permit = new Permit(this.#semaphore, this.#weight)
-    this.#granted?.(permit)
-    this.resolve(permit)
+    this.#onGranted?.(permit)
+    return permit
   }
 
-  onWithdrawn(): void {
-    this.disconnect()
-    this.reject(Semaphore.closedError(this.#semaphore))
+  protected withdrawn(): never {
+    throw this.#semaphore[kInternals].closedError()
   }
 
-  onRefused(): void {
-    this.disconnect()
-    this.reject(Semaphore.refusedError(this.#semaphore, this.#weight))
+  protected override refused(): never {
+    throw this.#semaphore[kInternals].refusedError(this.#weight)
   }
 }
 
-/** What an uncancellable wait disconnects: nothing. */
-function noCancellation(): void {}
+/**
+ * @internal Hooks for the compat adapters (p-limit, and async-mutex, whose
+ * semaphore is a counter that `release` may raise without limit): not part
+ * of the public API.
+ */
+export const internal = {
+  /**
+   * A semaphore of MAX_PERMITS of which `value` are free; the rest are held
+   * by nobody. A negative `value` frees none and owes `-value`: the first
+   * `-value` permits released pay that debt before anyone is served.
+   */
+  create(value: number): Semaphore {
+    const native = new NativeSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), value < 0 ? -value : undefined)
+    return new Semaphore(kAttach, { native, bells: newDoorbells() })
+  },
+  /** Permits owed (see `create`), in every thread. */
+  owed: (semaphore: Semaphore): number => semaphore[kInternals].native.owed,
+  /** Frees `n` permits no thread holds. */
+  releaseUnowned(semaphore: Semaphore, n: number): void {
+    const internals = semaphore[kInternals]
+    internals.settle(internals.native.releaseUnowned(n))
+  },
+  /** Free permits set aside for a weighted head (not in `available`). */
+  reserved: (semaphore: Semaphore): number => semaphore[kInternals].native.reserved,
+  /**
+   * `acquire`, with `granted` run synchronously by the call that grants it,
+   * and, if it has to wait, `queued` handed a function that withdraws it:
+   * cancellation without an AbortSignal, whose listeners cost far more than
+   * the wait itself when thousands are queued.
+   */
+  acquire: (
+    semaphore: Semaphore,
+    options: AcquireOptions | undefined,
+    granted?: (permit: Permit) => void,
+    queued?: (cancel: Cancel) => void,
+  ): Promise<Permit> => semaphore[kInternals].acquire(options, granted, queued),
+}

@@ -1,6 +1,6 @@
 import { onCancellation } from './abort.js'
 import { nextToken } from './doorbell.js'
-import { TimeoutError } from './errors.js'
+import { Errors } from './errors.js'
 import {
   attachById,
   bucketCancel,
@@ -11,7 +11,9 @@ import {
   NativeTokenBucket,
   type FastHandle,
 } from './native.js'
-import { MAX_TIMEOUT, show, validateInteger, validateOptions, validateSignal, validateTimeout } from './validate.js'
+import { kAttach } from './symbols.js'
+import { MAX_TIMEOUT, show, validateInteger, validateOptions } from './validate.js'
+import { validateWaitOptions } from './wait.js'
 
 /** Either `refillPerSecond`, or `tokensPerInterval` per `interval` ms. */
 export interface TokenBucketOptions {
@@ -56,13 +58,12 @@ export class TokenBucket {
   readonly #fast: FastHandle
   readonly #capacity: number
 
-  static #attaching: NativeTokenBucket | undefined
-
-  constructor(options: TokenBucketOptions) {
-    const attaching = TokenBucket.#attaching
-    TokenBucket.#attaching = undefined
-    if (attaching !== undefined) {
-      this.#native = attaching
+  constructor(options: TokenBucketOptions)
+  /** @internal adopts a native bucket already attached to this thread */
+  constructor(attach: typeof kAttach, native: NativeTokenBucket)
+  constructor(options: TokenBucketOptions | typeof kAttach, attached?: NativeTokenBucket) {
+    if (options === kAttach) {
+      this.#native = attached!
     } else {
       const opts = validateOptions<TokenBucketOptions>(options, 'options')
       const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CAPACITY)
@@ -90,9 +91,7 @@ export class TokenBucket {
     if (kind !== 'sluice:TokenBucket' || typeof id !== 'number') {
       throw new TypeError(`handle must be a TokenBucket handle (bucket.handle), got ${show(handle)}`)
     }
-    const native = attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket')
-    TokenBucket.#attaching = native
-    return new TokenBucket(undefined as never)
+    return new TokenBucket(kAttach, attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket'))
   }
 
   get handle(): TokenBucketHandle {
@@ -129,9 +128,7 @@ export class TokenBucket {
     let signal: AbortSignal | undefined, timeout: number | undefined
     try {
       validateInteger(n, 'n', 1, this.#capacity)
-      const opts = validateOptions<TakeOptions>(options, 'options')
-      signal = validateSignal(opts.signal, 'options.signal')
-      timeout = validateTimeout(opts.timeout, 'options.timeout')
+      ;({ signal, timeout } = validateWaitOptions(options))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -143,7 +140,7 @@ export class TokenBucket {
     const waitMs = Math.ceil(waitNanos / 1e6)
     if (timeout !== undefined && waitMs > timeout) {
       bucketCancel(this.#fast, token)
-      return Promise.reject(new TimeoutError(timeout))
+      return Promise.reject(Errors.timeout(timeout))
     }
     return new Promise<void>((resolve, reject) => {
       // setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days), which

@@ -24,6 +24,7 @@
  * were free; for a wait that was queued it is the value when its grant is
  * collected, plus its weight.
  */
+import { kAttach } from '../symbols.js'
 import { internal, MAX_PERMITS, Permit, Semaphore as NativeBackedSemaphore, type Cancel, type SemaphoreHandle } from '../semaphore.js'
 import { show, validateInteger } from '../validate.js'
 
@@ -127,21 +128,22 @@ export class Semaphore implements SemaphoreInterface {
   /** Set while `cancel` runs: async-mutex releases no unlock waiter then. */
   #cancelling = false
 
-  /** Set by `from` for the constructor to adopt instead of creating. */
-  static #adopting: NativeBackedSemaphore | undefined
-
-  constructor(value: number, cancelError: Error = E_CANCELED) {
-    const adopting = Semaphore.#adopting
-    Semaphore.#adopting = undefined
-    if (adopting === undefined) validateInteger(value, 'value', -MAX_PERMITS, MAX_PERMITS)
-    this.#semaphore = adopting ?? internal.create(value)
+  constructor(value: number, cancelError?: Error)
+  /** @internal adopts a sluice semaphore (see `from`) */
+  constructor(attach: typeof kAttach, cancelError: Error, semaphore: NativeBackedSemaphore)
+  constructor(value: number | typeof kAttach, cancelError: Error = E_CANCELED, semaphore?: NativeBackedSemaphore) {
+    if (value === kAttach) {
+      this.#semaphore = semaphore!
+    } else {
+      validateInteger(value, 'value', -MAX_PERMITS, MAX_PERMITS)
+      this.#semaphore = internal.create(value)
+    }
     this.#cancelError = cancelError
   }
 
   /** The same semaphore in another thread (sluice extension). */
   static from(handle: SemaphoreHandle, cancelError: Error = E_CANCELED): Semaphore {
-    Semaphore.#adopting = NativeBackedSemaphore.from(handle)
-    return new Semaphore(0, cancelError)
+    return new Semaphore(kAttach, cancelError, NativeBackedSemaphore.from(handle))
   }
 
   /** A cloneable handle for `Semaphore.from` in another thread (sluice extension). */

@@ -1,0 +1,82 @@
+import type { Message } from './native.js'
+
+/** A backlog entry: a message that failed to decode, by its error. */
+class Undecodable {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Messages a `recvMany` batch took from the channel but did not return,
+ * because one before them failed to decode, and that one's error: the next
+ * receives on the same `Channel` object deliver them in order, before
+ * anything still queued, so a bad message costs only itself.
+ */
+export class Backlog {
+  #entries: (Message | Undecodable)[] = []
+  /** The next entry to deliver; the array empties once all are delivered. */
+  #next = 0
+
+  get isEmpty(): boolean {
+    return this.#next === this.#entries.length
+  }
+
+  /**
+   * Decodes the `count` messages of a native batch (`batch[1..=count]`) onto
+   * `into`, up to the first that fails: that one's error and the messages
+   * after it go to the backlog, or the error is thrown now if `into` is
+   * still empty.
+   */
+  decodeBatch<T>(batch: readonly unknown[], count: number, into: T[], decode: (message: Message) => T): T[] {
+    for (let i = 1; i <= count; i++) {
+      let value: T
+      try {
+        value = decode(batch[i] as Message)
+      } catch (error) {
+        if (into.length > 0) this.#entries.push(new Undecodable(error))
+        for (let rest = i + 1; rest <= count; rest++) this.#entries.push(batch[rest] as Message)
+        if (into.length === 0) throw error
+        return into
+      }
+      into.push(value)
+    }
+    return into
+  }
+
+  /**
+   * Up to `max` values from the (non-empty) backlog, stopping before an
+   * error; an error at the front is thrown, and counts as delivered.
+   */
+  take<T>(max: number, decode: (message: Message) => T): T[] {
+    const values: T[] = []
+    const entries = this.#entries
+    try {
+      while (values.length < max && this.#next < entries.length) {
+        const entry = entries[this.#next]!
+        if (entry instanceof Undecodable) {
+          if (values.length > 0) break
+          this.#next++
+          throw entry.error
+        }
+        let value: T
+        try {
+          value = decode(entry)
+        } catch (error) {
+          if (values.length > 0) {
+            entries[this.#next] = new Undecodable(error)
+            break
+          }
+          this.#next++
+          throw error
+        }
+        this.#next++
+        values.push(value)
+      }
+    } finally {
+      if (this.#next === entries.length) {
+        this.#entries = []
+        this.#next = 0
+      }
+    }
+    return values
+  }
+}
