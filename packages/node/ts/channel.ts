@@ -1,6 +1,7 @@
 import { markAsUntransferable } from 'node:worker_threads'
 import { Backlog } from './channel-backlog.js'
-import { codecs, type Codec, type CodecName } from './codec.js'
+import { codecs, encode, type Codec, type CodecName } from './codec.js'
+import { NumberBatches, toFloat64s } from './channel-numbers.js'
 import { Doorbell, nextToken } from './doorbell.js'
 import { ClosedError, Errors } from './errors.js'
 import {
@@ -11,7 +12,6 @@ import {
   chanQueueSend,
   chanRecv,
   chanRecvMany,
-  chanRecvNumbers,
   chanSend,
   chanSendMany,
   chanSendNumbers,
@@ -29,7 +29,8 @@ import {
 import { advance, currentSlab, slabOffset } from './receive-slab.js'
 import { kAttach } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
-import { enqueue, QueuedWait, validateWaitOptions, type Queue, type WaitOptions } from './wait.js'
+import { enqueue, validateWaitOptions, type Queue, type WaitOptions } from './wait.js'
+import { PendingRecv, PendingSend, type HeldOps } from './channel-waits.js'
 
 export type { WaitOptions } from './wait.js'
 
@@ -57,12 +58,6 @@ export interface ChannelHandle {
   readonly codec: CodecName | 'custom'
   readonly maxMessageBytes: number
 }
-
-/**
- * Most numbers one native call receives: the scratch array of a numeric
- * `recvMany` stays at most 512 KiB whatever `max` and the capacity are.
- */
-const NUMBER_CHUNK = 64 * 1024
 
 const kDefaultOptions = { codec: 'v8' as const, maxMessageBytes: 1024 * 1024 }
 
@@ -378,17 +373,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (values === null || values === undefined || typeof (values as Iterable<T>)[Symbol.iterator] !== 'function') {
       throw new TypeError(`values must be iterable, got ${show(values)}`)
     }
-    if (this.#codecName === 'number') {
-      if (values instanceof Float64Array) return values
-      const list = Array.isArray(values) ? (values as unknown[]) : Array.from(values)
-      const numbers = new Float64Array(list.length)
-      for (let i = 0; i < list.length; i++) {
-        const value = list[i]
-        if (typeof value !== 'number') throw new TypeError(`message must be a number, got ${show(value)}`)
-        numbers[i] = value
-      }
-      return numbers
-    }
+    if (this.#codecName === 'number') return toFloat64s(values)
     return Array.from(values, (value) => this.#encode(value))
   }
 
@@ -402,12 +387,13 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     return outcome[0]!
   }
 
-  /** The scratch array numeric batches are received into (see `NUMBER_CHUNK`). */
-  #numbers = new Float64Array(0)
+  /** Numeric batches, received in chunks into one scratch array (made on first use). */
+  #numbers: NumberBatches | undefined
 
   async #recvNumbers(max: number, signal: AbortSignal | undefined, timeout: number | undefined): Promise<number[]> {
+    const numbers = (this.#numbers ??= new NumberBatches(this.#fast, this.#capacity, this.#queue.doorbell))
     const values: number[] = []
-    if (!this.#takeNumbers(max, values)) return values // closed and drained
+    if (!numbers.take(max, values)) return values // closed and drained
     if (values.length > 0) return values
     try {
       values.push((await this.#waitRecv(signal, timeout)) as number)
@@ -415,58 +401,12 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       if (error instanceof ClosedError) return values
       throw error
     }
-    if (max > 1) this.#takeNumbers(max, values)
+    if (max > 1) numbers.take(max, values)
     return values
   }
 
-  /**
-   * Receives what is queued onto `values` until it holds `max`, in chunks:
-   * the scratch array is sized for what can be there (the capacity), not for
-   * `max`, which may be 2^32 - 1. Returns false if the channel is closed and
-   * drained.
-   */
-  #takeNumbers(max: number, values: number[]): boolean {
-    const size = Math.min(max, this.#capacity, NUMBER_CHUNK)
-    if (this.#numbers.length < size) this.#numbers = new Float64Array(size)
-    while (values.length < max) {
-      const room = Math.min(max - values.length, this.#numbers.length)
-      const out = room === this.#numbers.length ? this.#numbers : this.#numbers.subarray(0, room)
-      const outcome = chanRecvNumbers(this.#fast, out)
-      if (outcome === null) return false
-      let count: number
-      if (typeof outcome === 'number') {
-        count = outcome
-      } else {
-        count = outcome[0]!
-        this.#queue.doorbell.settle(outcome, 1)
-      }
-      for (let i = 0; i < count; i++) values.push(out[i]!)
-      if (count < room) break
-    }
-    return true
-  }
-
   #encode(value: T): Message {
-    let message: Message
-    try {
-      message = this.#codec.encode(value)
-    } catch (cause) {
-      if (cause instanceof TypeError || cause instanceof RangeError) throw cause
-      // v8.serialize throws a DataCloneError for functions and symbols, say:
-      // to the caller it is a bad argument like any other.
-      throw new TypeError(`message cannot be encoded by the ${this.#codecName} codec: ${show(value)}`, { cause })
-    }
-    if (typeof message !== 'number') {
-      if (!(message instanceof Uint8Array)) {
-        throw new TypeError(`the codec must encode to a number or a Uint8Array, got ${show(message)}`)
-      }
-      if (message.byteLength > this.#maxMessageBytes) {
-        throw new RangeError(
-          `message is ${message.byteLength} bytes, more than maxMessageBytes (${this.#maxMessageBytes})`,
-        )
-      }
-    }
-    return message
+    return encode(this.#codec, this.#codecName, this.#maxMessageBytes, value)
   }
 
   #deliver(received: Received): T {
@@ -535,44 +475,4 @@ interface Attached<T> {
   bells: SharedArrayBuffer
   maxMessageBytes: number
   codec: CodecName | Codec<T>
-}
-
-/** A channel's steps for a granted or withdrawn wait. */
-interface HeldOps<T> {
-  push(message: Message): void
-  pop(): T
-  leftover(): T
-}
-
-/** A queued `send`: a grant holds room for its message. */
-class PendingSend<T> extends QueuedWait<void> {
-  constructor(
-    readonly held: HeldOps<T>,
-    readonly message: Message,
-  ) {
-    super()
-  }
-
-  protected granted(): void {
-    this.held.push(this.message)
-  }
-
-  protected withdrawn(): never {
-    throw Errors.channelClosed()
-  }
-}
-
-/** A queued `recv`: a grant holds a message for it. */
-class PendingRecv<T> extends QueuedWait<T> {
-  constructor(readonly held: HeldOps<T>) {
-    super()
-  }
-
-  protected granted(): T {
-    return this.held.pop()
-  }
-
-  protected withdrawn(): T {
-    return this.held.leftover()
-  }
 }

@@ -51,3 +51,29 @@ function asBytes(message: Message): Uint8Array {
   if (typeof message === 'number') throw new TypeError('expected a bytes message, got a number')
   return message
 }
+
+/**
+ * Encodes `value` for a channel with `codec` (named `codecName`, for
+ * messages), checking the result: a number or a Uint8Array of at most
+ * `maxMessageBytes`. Any failure is a TypeError or RangeError.
+ */
+export function encode<T>(codec: Codec<T>, codecName: string, maxMessageBytes: number, value: T): Message {
+  let message: Message
+  try {
+    message = codec.encode(value)
+  } catch (cause) {
+    if (cause instanceof TypeError || cause instanceof RangeError) throw cause
+    // v8.serialize throws a DataCloneError for functions and symbols, say:
+    // to the caller it is a bad argument like any other.
+    throw new TypeError(`message cannot be encoded by the ${codecName} codec: ${show(value)}`, { cause })
+  }
+  if (typeof message !== 'number') {
+    if (!(message instanceof Uint8Array)) {
+      throw new TypeError(`the codec must encode to a number or a Uint8Array, got ${show(message)}`)
+    }
+    if (message.byteLength > maxMessageBytes) {
+      throw new RangeError(`message is ${message.byteLength} bytes, more than maxMessageBytes (${maxMessageBytes})`)
+    }
+  }
+  return message
+}
