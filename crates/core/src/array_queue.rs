@@ -36,8 +36,11 @@ use crate::cache_padded::CachePadded;
 use crate::sync::{fence, AtomicUsize, Ordering, UnsafeCell};
 
 struct Slot<T> {
-    /// The position this slot is ready for (see the module docs).
+    /// The position this slot is ready for: `p` when free for the push at
+    /// position `p`, `p + 1` when holding the value for the pop at `p` (see
+    /// the module docs).
     stamp: AtomicUsize,
+    /// Initialised exactly while `stamp` says the slot holds a value.
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
@@ -220,7 +223,9 @@ impl<T> ArrayQueue<T> {
                 }
             } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
                 // The slot still holds the value pushed one lap ago: full,
-                // unless a pop has claimed it since. SeqCst fence: see above.
+                // unless a pop has claimed it since. SeqCst fence: ordered
+                // with the SeqCst claiming CAS on `head` in `pop`, so the load
+                // below sees every claim that precedes this check.
                 fence(Ordering::SeqCst);
                 let head = self.head.load(Ordering::Relaxed);
                 if head.wrapping_add(self.one_lap) == tail {
@@ -269,7 +274,9 @@ impl<T> ArrayQueue<T> {
                 }
             } else if stamp == head {
                 // Nothing written at this position yet: empty, unless a push
-                // has claimed it since. SeqCst fence: see `push`.
+                // has claimed it since. SeqCst fence: ordered with the SeqCst
+                // claiming CAS on `tail` in `push`, as the fence there is with
+                // ours on `head`.
                 fence(Ordering::SeqCst);
                 let tail = self.tail.load(Ordering::Relaxed);
                 if tail == head {
@@ -289,7 +296,8 @@ impl<T> ArrayQueue<T> {
     /// Number of values in the queue; exact when no push or pop runs concurrently.
     pub fn len(&self) -> usize {
         loop {
-            // SeqCst loads, re-checking `tail`, give a consistent pair.
+            // SeqCst loads: ordered with the SeqCst claiming CASes in `push`
+            // and `pop`, and re-checking `tail` makes the pair consistent.
             let tail = self.tail.load(Ordering::SeqCst);
             let head = self.head.load(Ordering::SeqCst);
             if self.tail.load(Ordering::SeqCst) == tail {
@@ -310,6 +318,7 @@ impl<T> ArrayQueue<T> {
 
     /// Whether the queue holds no value.
     pub fn is_empty(&self) -> bool {
+        // SeqCst: as in `len`.
         let head = self.head.load(Ordering::SeqCst);
         let tail = self.tail.load(Ordering::SeqCst);
         tail == head
@@ -317,6 +326,7 @@ impl<T> ArrayQueue<T> {
 
     /// Whether the queue holds `capacity` values.
     pub fn is_full(&self) -> bool {
+        // SeqCst: as in `len`.
         let tail = self.tail.load(Ordering::SeqCst);
         let head = self.head.load(Ordering::SeqCst);
         head.wrapping_add(self.one_lap) == tail

@@ -1,5 +1,10 @@
 //! Exponential backoff for CAS loops: spin a little, then yield.
 //!
+//! The algorithm is crossbeam-utils' `Backoff` (same limits: spin up to 2^6
+//! times, then yield, counting to 10).
+//!
+//! # Implementation
+//!
 //! After a failed CAS, retrying at once mostly fails again (the line is still
 //! moving between cores); spinning 2^step times first lets the winner finish.
 //! Past a few steps, spinning wastes the core that the winner may need (on
@@ -11,6 +16,8 @@ const SPIN_LIMIT: u32 = 6;
 const YIELD_LIMIT: u32 = 10;
 
 pub(crate) struct Backoff {
+    /// Calls so far, capped: `spin` stops counting past `SPIN_LIMIT` and
+    /// `snooze` past `YIELD_LIMIT`. Spins run 2^step times.
     step: u32,
 }
 

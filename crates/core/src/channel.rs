@@ -48,7 +48,7 @@
 use std::fmt;
 
 use crate::array_queue::{AllocError, ArrayQueue};
-use crate::semaphore::{Owner, Semaphore};
+use crate::semaphore::{Owner, Semaphore, TryAcquireError};
 use crate::sync::yield_now;
 
 /// A bounded MPMC channel: an [`ArrayQueue`] plus a semaphore for free room
@@ -262,8 +262,8 @@ impl<T> Channel<T> {
     pub fn try_send(&self, value: T) -> Result<Vec<Owner>, TrySendError<T>> {
         match self.room.try_acquire(1) {
             Ok(()) => Ok(self.send_reserved(std::iter::once(value))),
-            Err(crate::TryAcquireError::NoPermits) => Err(TrySendError::Full(value)),
-            Err(crate::TryAcquireError::Closed) => Err(TrySendError::Closed(value)),
+            Err(TryAcquireError::NoPermits) => Err(TrySendError::Full(value)),
+            Err(TryAcquireError::Closed) => Err(TrySendError::Closed(value)),
         }
     }
 
@@ -336,10 +336,8 @@ impl<T> Channel<T> {
                 (Some(value), woken) => Ok((value, woken)),
                 (None, _) => Err(TryRecvError::Closed),
             },
-            Err(crate::TryAcquireError::NoPermits) => Err(TryRecvError::Empty),
-            Err(crate::TryAcquireError::Closed) => {
-                self.queue.pop().map(|v| (v, Vec::new())).ok_or(TryRecvError::Closed)
-            }
+            Err(TryAcquireError::NoPermits) => Err(TryRecvError::Empty),
+            Err(TryAcquireError::Closed) => self.queue.pop().map(|v| (v, Vec::new())).ok_or(TryRecvError::Closed),
         }
     }
 

@@ -1,4 +1,14 @@
 //! Time for the token bucket, behind a trait so tests can drive it.
+//!
+//! [`MonotonicClock`] reads quanta's clock (the CPU's time-stamp counter,
+//! calibrated against the OS monotonic clock) and [`FakeClock`] moves only when
+//! told to. GCRA needs nothing but a shared, non-decreasing timeline.
+//!
+//! # Implementation
+//!
+//! Times are `u64` nanoseconds since the clock's own epoch (584 years of
+//! range), so a bucket's state fits one atomic word. The fake clock is one
+//! `Relaxed` atomic: a reading publishes nothing else.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -51,6 +61,7 @@ impl Clock for MonotonicClock {
 /// ```
 #[derive(Debug, Default)]
 pub struct FakeClock {
+    /// The reading, in nanoseconds.
     nanos: AtomicU64,
 }
 

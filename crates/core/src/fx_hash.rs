@@ -2,11 +2,19 @@
 //!
 //! std's default SipHash resists hash flooding, which these keys cannot do
 //! (they are chosen by the binding, not by users), and costs ~20 ns a lookup
-//! on the wait path. This is the multiply-rotate hash of rustc's FxHasher.
+//! on the wait path. This is the multiply-rotate hash of rustc's FxHasher
+//! (the `rustc-hash` crate, after Firefox's hash).
+//!
+//! # Implementation
+//!
+//! The state is the running hash; each word is rotated in, xored and
+//! multiplied by `SEED`. Bytes are fed one word each: the keys here are
+//! integers, which take the `write_u32`/`write_u64` paths.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+/// The running hash of the words written so far (0 before any).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FxHasher(u64);
 

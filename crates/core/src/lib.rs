@@ -13,6 +13,19 @@
 //! waiter, report which owners to wake, say how long to wait) and leave the
 //! waiting to the caller. That is what lets the Node binding wait on an event
 //! loop instead of a thread.
+//!
+//! # Layout
+//!
+//! One primitive per module; the modules depend on each other in one
+//! direction only (no circle):
+//!
+//! ```text
+//! channel ──> semaphore ──> wait_queue ──> fx_hash
+//!    │            ├───────> fx_hash, cache_padded, sync
+//!    └──> array_queue ──> backoff ──> sync
+//!                  └───> cache_padded, sync
+//! token_bucket ──> clock ──> sync;  token_bucket ──> cache_padded, sync
+//! ```
 
 #![warn(missing_docs)]
 

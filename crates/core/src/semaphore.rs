@@ -2,10 +2,11 @@
 //!
 //! The algorithm is tokio's batch semaphore (`tokio/src/sync/batch_semaphore.rs`)
 //! reshaped for callers that cannot block: the fast path is one CAS on an atomic
-//! permit count; the slow path takes a lock, queues a [`Waiter`](crate::wait_queue)
-//! and returns. A later [`release`](Semaphore::release) hands permits straight to
-//! the queued waiters in FIFO order (no barging) and returns the [`Owner`]s that
-//! must be woken; the owner collects its grants with
+//! permit count; the slow path takes a lock, queues the wait (in the crate's
+//! private `wait_queue` module) and returns. A later
+//! [`release`](Semaphore::release) hands permits straight to the queued
+//! waiters in FIFO order (no barging) and returns the [`Owner`]s that must be
+//! woken; the owner collects its grants with
 //! [`take_granted`](Semaphore::take_granted). Who an owner is and how it is woken
 //! (a thread's doorbell, a callback) is the caller's business.
 //!
@@ -26,13 +27,19 @@
 //!
 //! - `QUEUED` and `CLOSED` only change under the queue lock;
 //! - while `QUEUED` is set, the permit count in `state` is zero: a waiter that
-//!   joins an empty queue takes whatever was available as a partial grant, and
-//!   every later release goes to the queue. So a fast-path `try_acquire` never
-//!   takes permits that a queued waiter is owed, and a fast-path `release` that
-//!   sees the flag falls back to the lock.
+//!   joins an empty queue takes whatever was available, and every later
+//!   release goes to the queue. So a fast-path `try_acquire` never takes
+//!   permits that a queued waiter is owed, and a fast-path `release` that sees
+//!   the flag falls back to the lock.
 //!
-//! Only the head waiter ever holds a partial grant, so a large request at the
-//! head is served before smaller requests behind it (tokio's rule).
+//! Permits handed to the queue before the head's request is whole are
+//! *reserved for the head* (`Queue::reserved_for_head`, read by
+//! [`reserved_for_head`](Semaphore::reserved_for_head)). Only the head holds
+//! them, so a large request at the head is served before smaller requests
+//! behind it (tokio's rule). They belong to whoever stands first: when the head
+//! leaves (cancelled, refused, withdrawn) or a higher priority overtakes it,
+//! the next head inherits them, and `release_locked` hands them out again with
+//! the permits it is given.
 //!
 //! Orderings not commented where they appear: a `Relaxed` load that seeds a
 //! CAS loop is only a first guess, which the CAS checks; the getters
@@ -46,6 +53,9 @@ use crate::fx_hash::FxHashMap;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 use crate::wait_queue::{WaitQueue, Waiter};
 
+/// How the semaphore names a queued wait in its [`WaitQueue`].
+type WaitKey = (Owner, Token);
+
 /// Whoever waits: the binding uses one owner per thread. Permits granted to an
 /// owner's waiters are reported per owner, and [`Semaphore::remove_owner`]
 /// returns everything an owner was granted but had not collected.
@@ -57,8 +67,11 @@ pub type Token = u64;
 /// The most permits a semaphore can hold (the count is stored shifted by two bits).
 pub const MAX_PERMITS: usize = usize::MAX >> 2;
 
+/// Bit 0 of `state`: waiters are queued or permits owed; the fast paths are closed.
 const QUEUED: usize = 1;
+/// Bit 1 of `state`: the semaphore is closed.
 const CLOSED: usize = 2;
+/// The free permit count sits above the two flag bits of `state`.
 const PERMIT_SHIFT: u32 = 2;
 
 /// A counting semaphore with FIFO hand-off to queued waiters.
@@ -105,7 +118,11 @@ pub struct Semaphore {
 }
 
 struct Queue {
-    waiters: WaitQueue,
+    waiters: WaitQueue<WaitKey>,
+    /// Permits handed to the wait at the head of `waiters` that are not yet
+    /// all it asked for (always fewer); 0 while the queue is empty. See the
+    /// module docs.
+    reserved_for_head: usize,
     /// Waits that ended (granted or refused) but were not yet collected by
     /// their owner. Entries stay once made (one per owner that ever waited),
     /// so their `Vec`s keep their capacity and a grant allocates nothing.
@@ -265,6 +282,7 @@ impl Semaphore {
             capacity: AtomicUsize::new(permits),
             queue: Mutex::new(Queue {
                 waiters: WaitQueue::new(),
+                reserved_for_head: 0,
                 settled: FxHashMap::default(),
             }),
             waiting: AtomicUsize::new(0),
@@ -373,8 +391,8 @@ impl Semaphore {
             if current & QUEUED != 0 || current >> PERMIT_SHIFT < n {
                 return Err(TryAcquireError::NoPermits);
             }
-            // Acquire: pairs with the Release CAS in `release` or the Release store
-            // in `release_locked` that put these permits into `state`.
+            // Acquire: pairs with the Release CAS in `release` or the Release
+            // store or add in `release_locked` that put these permits into `state`.
             match self.state.compare_exchange_weak(
                 current,
                 current - (n << PERMIT_SHIFT),
@@ -422,14 +440,14 @@ impl Semaphore {
         }
     }
 
-    /// Permits set aside for the queue head, which waits for more: free
+    /// Permits reserved for the queue head, which waits for more: free
     /// permits that [`available`](Self::available) does not count (it is 0
     /// while anyone waits). Takes the lock only while someone waits.
     pub fn reserved_for_head(&self) -> usize {
         if self.state.load(Ordering::Relaxed) & QUEUED == 0 {
             return 0;
         }
-        self.lock().waiters.front_mut().map_or(0, |head| head.assigned)
+        self.lock().reserved_for_head
     }
 
     /// Takes `n` permits now, or queues a wait for them under `(owner, token)`.
@@ -453,7 +471,7 @@ impl Semaphore {
     /// [`acquire`](Self::acquire) in a priority class: the wait is queued
     /// after every waiter of `priority` or higher and before every lower one
     /// (`acquire` is priority 0). A request that would stand first in the
-    /// queue takes the permits set aside for the waiter it overtakes, so it is
+    /// queue takes the permits reserved for the head it overtakes, so it is
     /// granted at once when they suffice (the semantics of async-mutex 0.5).
     ///
     /// # Errors
@@ -476,7 +494,7 @@ impl Semaphore {
             Err(TryAcquireError::NoPermits) => {}
         }
         let mut queue = self.lock();
-        if queue.waiters.contains(owner, token) || queue.settled.get(&owner).is_some_and(|s| s.has(token)) {
+        if queue.waiters.contains((owner, token)) || queue.settled.get(&owner).is_some_and(|s| s.has(token)) {
             return Err(AcquireError::DuplicateToken);
         }
         if self.is_closed() {
@@ -494,7 +512,6 @@ impl Semaphore {
         if queue.waiters.is_empty() && self.max_waiters == 0 {
             return Err(AcquireError::QueueFull);
         }
-        let mut assigned = 0;
         let mut current = self.state.load(Ordering::Relaxed);
         while current & QUEUED == 0 {
             // The queue is empty, so only fast-path calls race with us here.
@@ -502,47 +519,43 @@ impl Semaphore {
             let (next, took) = if free >= n {
                 (current - (n << PERMIT_SHIFT), n)
             } else {
-                // Take what is there as a partial grant and close the fast path
-                // (CLOSED is known clear: it only changes under our lock).
+                // Take what is there, reserved for this request (the head to
+                // be), and close the fast path (CLOSED is known clear: it only
+                // changes under our lock).
                 (QUEUED, free)
             };
-            // Acquire: pairs with the Release CAS of a fast-path `release`.
+            // Acquire: pairs with the Release CAS of a fast-path `release`, or
+            // the Release store or add in `release_locked`, that put these
+            // permits into `state`.
             match self
                 .state
                 .compare_exchange_weak(current, next, Ordering::Acquire, Ordering::Relaxed)
             {
                 Ok(_) if took == n => return Ok(Acquire::Acquired),
                 Ok(_) => {
-                    assigned = took;
+                    queue.reserved_for_head = took;
                     break;
                 }
                 Err(actual) => current = actual,
             }
         }
-        // It overtakes the head if its priority is higher. The head's partial
-        // grant holds every free permit (QUEUED is set, so the count in
-        // `state` is zero); that grant moves to the newcomer, which may then
-        // need no wait at all (and no room in the queue).
-        let overtakes = queue.waiters.front_priority().is_some_and(|head| head < priority);
-        if overtakes {
-            let head = queue.waiters.front_mut().expect("a head has a priority");
-            if head.assigned >= n {
-                head.assigned -= n;
-                return Ok(Acquire::Acquired);
-            }
+        // Overtaking: a request of higher priority than the head's will stand
+        // first, and the permits reserved for the head belong to whoever
+        // stands first (QUEUED is set, so they are all the free permits). If
+        // they cover it, it takes them and needs no wait, nor room in the
+        // queue; otherwise it is queued at the front below and they are
+        // reserved for it from then on.
+        let overtakes = queue.waiters.front().is_some_and(|head| head.priority < priority);
+        if overtakes && queue.reserved_for_head >= n {
+            queue.reserved_for_head -= n;
+            return Ok(Acquire::Acquired);
         }
         if queue.waiters.len() >= self.max_waiters {
             return Err(AcquireError::QueueFull);
         }
-        if overtakes {
-            let head = queue.waiters.front_mut().expect("a head has a priority");
-            assigned = std::mem::take(&mut head.assigned);
-        }
         queue.waiters.insert(Waiter {
-            owner,
-            token,
+            key: (owner, token),
             needed: n,
-            assigned,
             priority,
         });
         self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
@@ -575,9 +588,8 @@ impl Semaphore {
             }
         }
         let mut queue = self.lock();
-        let head_assigned = queue.waiters.front_mut().map_or(0, |w| w.assigned);
         let capacity = self.capacity();
-        if self.available() + head_assigned + n > capacity {
+        if self.available() + queue.reserved_for_head + n > capacity {
             return Err(ReleaseError { released: n, capacity });
         }
         Ok(self.release_locked(n, &mut queue))
@@ -594,14 +606,14 @@ impl Semaphore {
         // refusal (fast path), which publishes nothing.
         self.state.fetch_or(CLOSED, Ordering::Relaxed);
         let mut owners = Vec::new();
-        let mut returned = 0;
-        while let Some(waiter) = queue.waiters.pop_front() {
-            returned += waiter.assigned;
-            if !owners.contains(&waiter.owner) {
-                owners.push(waiter.owner);
+        while let Some(Waiter { key: (owner, _), .. }) = queue.waiters.pop_front() {
+            if !owners.contains(&owner) {
+                owners.push(owner);
             }
         }
-        self.release_locked(returned, &mut queue);
+        // The queue is empty: what was reserved for the head goes back to
+        // the fast path.
+        self.release_locked(0, &mut queue);
         owners
     }
 
@@ -645,21 +657,25 @@ impl Semaphore {
         let capacity = capacity - n;
         self.capacity.store(capacity, Ordering::Relaxed);
         let mut woken = Vec::new();
-        let mut returned = 0;
-        for waiter in queue.waiters.remove_heavier_than(capacity) {
-            returned += waiter.assigned;
-            queue.settled.entry(waiter.owner).or_default().refusals.push(Refusal {
-                token: waiter.token,
-                requested: waiter.needed,
+        for Waiter {
+            key: (owner, token),
+            needed,
+            ..
+        } in queue.waiters.remove_heavier_than(capacity)
+        {
+            queue.settled.entry(owner).or_default().refusals.push(Refusal {
+                token,
+                requested: needed,
                 capacity,
             });
-            if !woken.contains(&waiter.owner) {
-                woken.push(waiter.owner);
+            if !woken.contains(&owner) {
+                woken.push(owner);
             }
         }
         if !woken.is_empty() {
-            // Also clears QUEUED if the queue emptied.
-            for owner in self.release_locked(returned, &mut queue) {
+            // If the head was refused, what was reserved for it goes on to the
+            // next head. Also clears QUEUED if the queue emptied.
+            for owner in self.release_locked(0, &mut queue) {
                 if !woken.contains(&owner) {
                     woken.push(owner);
                 }
@@ -687,7 +703,8 @@ impl Semaphore {
             if taken == 0 {
                 return 0;
             }
-            // Acquire: these permits are taken, as by `try_acquire`.
+            // Acquire: these permits are taken, as by `try_acquire`: pairs
+            // with the Release CAS or store that put them into `state`.
             match self.state.compare_exchange_weak(
                 current,
                 current - (taken << PERMIT_SHIFT),
@@ -750,8 +767,10 @@ impl Semaphore {
     /// or never queued).
     pub fn cancel(&self, owner: Owner, token: Token) -> Option<Vec<Owner>> {
         let mut queue = self.lock();
-        let returned = if let Some(waiter) = queue.waiters.remove(owner, token) {
-            waiter.assigned
+        // A queued wait gives back nothing itself: if it was the head, what was
+        // reserved for it goes on to the next head in `release_locked`.
+        let returned = if queue.waiters.remove((owner, token)).is_some() {
+            0
         } else {
             let settled = queue.settled.get_mut(&owner)?;
             if let Some(at) = settled.grants.iter().position(|g| g.token == token) {
@@ -771,7 +790,8 @@ impl Semaphore {
     /// to wake.
     pub fn remove_owner(&self, owner: Owner) -> Vec<Owner> {
         let mut queue = self.lock();
-        let queued: usize = queue.waiters.remove_owner(owner).iter().map(|w| w.assigned).sum();
+        // Its queued waits give back nothing themselves: see `cancel`.
+        queue.waiters.remove_where(|waiter| waiter.key.0 == owner);
         let granted: usize = queue
             .settled
             .remove(&owner)
@@ -780,12 +800,15 @@ impl Semaphore {
             .iter()
             .map(|g| g.permits)
             .sum();
-        self.release_locked(queued + granted, &mut queue)
+        self.release_locked(granted, &mut queue)
     }
 
-    /// Hands `n` returned permits to the queue head first, then publishes the
-    /// rest on the fast path. Also clears `QUEUED` when the queue has emptied,
-    /// which is why it runs even with `n == 0` after a removal.
+    /// Pays the debt from `n` returned permits, then hands them, with those
+    /// reserved for the head, to the queue in order, and publishes the rest on
+    /// the fast path. The head may have changed since the permits were
+    /// reserved (removed, overtaken), so this runs even with `n == 0` after a
+    /// removal: it grants a new head that the reserve covers, and clears
+    /// `QUEUED` when the queue has emptied.
     fn release_locked(&self, mut n: usize, queue: &mut Queue) -> Vec<Owner> {
         let owed = self.owed.load(Ordering::Relaxed);
         if owed > 0 {
@@ -794,16 +817,22 @@ impl Semaphore {
             self.owed.store(owed - paid, Ordering::Relaxed);
             n -= paid;
         }
+        // Nothing is reserved while a debt remains: permits reach the queue
+        // only after the debt is paid, and it never grows.
+        debug_assert!(owed == 0 || queue.reserved_for_head == 0);
+        n += std::mem::take(&mut queue.reserved_for_head);
         let mut woken = Vec::new();
-        while let Some(head) = queue.waiters.front_mut() {
-            let give = n.min(head.needed - head.assigned);
-            head.assigned += give;
-            n -= give;
-            if head.assigned < head.needed {
+        while let Some(head) = queue.waiters.front() {
+            if n < head.needed {
+                queue.reserved_for_head = n;
+                n = 0;
                 break;
             }
+            n -= head.needed;
             let Waiter {
-                owner, token, needed, ..
+                key: (owner, token),
+                needed,
+                ..
             } = queue.waiters.pop_front().expect("head exists");
             queue
                 .settled
@@ -827,7 +856,8 @@ impl Semaphore {
                 self.state
                     .store(n << PERMIT_SHIFT | (current & CLOSED), Ordering::Release);
             } else if n > 0 {
-                // The queue was already empty: the fast path is open and may race.
+                // The queue was already empty: the fast path is open and may
+                // race. Release: as the store above.
                 self.state.fetch_add(n << PERMIT_SHIFT, Ordering::Release);
             }
         } else {

@@ -1,5 +1,18 @@
 //! One place to import synchronisation types from, so that `--cfg loom` swaps
 //! every atomic, lock and cell for loom's model-checked versions.
+//!
+//! The pattern is tokio's `src/loom/` facade and crossbeam's `primitive`
+//! module: the rest of the crate never names `std::sync` or `std::thread`
+//! directly, so a loom model (`tests/loom_*.rs`, run with
+//! `RUSTFLAGS="--cfg loom"`) explores every interleaving of every atomic
+//! access, lock and spin in the crate.
+//!
+//! # Implementation
+//!
+//! Re-exports for the types whose APIs match; small wrappers where they do not:
+//! `spin_loop` and `yield_now` become loom yields (so the model checker can
+//! run the thread that ends a spin), and without loom [`UnsafeCell`] is a thin
+//! wrapper over `std::cell::UnsafeCell` with loom's closure-based `with_mut`.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};

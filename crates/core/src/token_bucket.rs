@@ -22,6 +22,14 @@
 //! included, and a later `try_take` cannot take tokens a reservation is owed:
 //! FIFO without a queue. [`cancel`](TokenBucket::cancel) gives a reservation's
 //! tokens back before they are due.
+//!
+//! # Implementation
+//!
+//! `tat` is one `AtomicU64` of nanoseconds on the bucket's clock, starting at
+//! 0 (at or before any reading: a full bucket). `try_take` is a CAS loop that
+//! moves it only when the request conforms; `reserve` and `cancel` are
+//! `fetch_update`s that always move it. Every access is `Relaxed`: the bucket
+//! publishes a decision, not data (see "Memory ordering" on [`TokenBucket`]).
 
 use std::fmt;
 
@@ -49,7 +57,8 @@ use crate::sync::{AtomicU64, Ordering};
 /// The bucket publishes no data, only a decision, so every access to `tat`
 /// is `Relaxed`: the CAS alone makes each decision atomic.
 pub struct TokenBucket<C: Clock = MonotonicClock> {
-    /// Theoretical arrival time, in nanoseconds on `clock`'s timeline.
+    /// Theoretical arrival time, in nanoseconds on `clock`'s timeline: the
+    /// instant the bucket is full again; at or before now means full.
     tat: CachePadded<AtomicU64>,
     /// Nanoseconds to refill one token.
     interval: u64,

@@ -1,60 +1,73 @@
-//! The queue of waiters behind [`Semaphore`](crate::Semaphore)'s slow path:
-//! by priority (higher first), FIFO within a priority.
+//! The queue of waits behind the semaphore's slow path (`semaphore.rs`): by
+//! priority (higher first), FIFO within a priority.
 //!
-//! A doubly linked list threaded through a slab (`Vec` of entries plus a free
-//! list), with an index from `(owner, token)` to the entry. That gives O(1)
-//! push, pop and removal of any waiter (a cancelled wait must not cost a scan),
-//! and reuses memory instead of allocating a node per waiter. Inserting by
-//! priority walks back from the tail past lower priorities only, so it stays
-//! O(1) while every waiter has the same priority (the common case). It is not
-//! thread-safe by itself: the semaphore keeps it behind its lock.
+//! # Algorithm
+//!
+//! A doubly linked list threaded through a slab (a `Vec` of entries whose
+//! vacant ones form a free list, as in the `slab` crate), with a hash index
+//! from each wait's key to its entry. That gives O(1) push,
+//! pop and removal of any wait (a cancelled wait must not cost a scan), and
+//! reuses memory instead of allocating a node per wait. Inserting by priority
+//! walks back from the tail past lower priorities only, so it stays O(1) while
+//! every wait has the same priority (the common case).
+//!
+//! # Implementation
+//!
+//! Links are `u32` indexes into `entries`, with [`NIL`] for "none"; a vacant
+//! entry links the free list instead. The queue knows nothing of permits
+//! granted so far: only the head can hold any, and the semaphore keeps that
+//! count beside the queue (`reserved_for_head`). It is not thread-safe by
+//! itself: the semaphore keeps it behind its lock. The key type is generic so
+//! that this module depends on nothing else in the crate (the semaphore uses
+//! `(Owner, Token)`).
+
+use std::hash::Hash;
 
 use crate::fx_hash::FxHashMap;
-use crate::semaphore::{Owner, Token};
 
 /// Marks the absence of a link (`prev` of the head, `next` of the tail, end of
-/// the free list).
+/// the free list, `head` and `tail` of an empty queue).
 const NIL: u32 = u32::MAX;
 
-/// One queued request.
+/// One queued wait: every field is read by the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Waiter {
-    pub(crate) owner: Owner,
-    pub(crate) token: Token,
-    /// Permits the waiter asked for.
+pub(crate) struct Waiter<K> {
+    /// Names the wait: the index maps it to the entry, for `contains` and `remove`.
+    pub(crate) key: K,
+    /// Permits the wait asked for: `heaviest` and `remove_heavier_than` read it.
     pub(crate) needed: usize,
-    /// Permits already handed to it while it waits at the head (partial grant).
-    pub(crate) assigned: usize,
-    /// Served before every lower priority, after earlier waiters of its own.
+    /// Where it stands: after every wait of its priority or higher, before
+    /// every lower one (`insert` reads it).
     pub(crate) priority: i32,
 }
 
-enum Entry {
-    Occupied {
-        waiter: Waiter,
-        prev: u32,
-        next: u32,
-    },
-    /// A free slot; `next_free` links the free list.
-    Vacant {
-        next_free: u32,
-    },
+enum Entry<K> {
+    /// A queued wait; `prev` and `next` are indexes into `entries`, or `NIL`
+    /// at either end of the queue.
+    Occupied { waiter: Waiter<K>, prev: u32, next: u32 },
+    /// An unused entry; `next_free` is the index of the next unused one, or
+    /// `NIL` at the end of the free list.
+    Vacant { next_free: u32 },
 }
 
-pub(crate) struct WaitQueue {
-    entries: Vec<Entry>,
+pub(crate) struct WaitQueue<K> {
+    entries: Vec<Entry<K>>,
+    /// Index of the first vacant entry, or `NIL` when every entry is occupied.
     free: u32,
+    /// Index of the first wait (served next), or `NIL` when the queue is empty.
     head: u32,
+    /// Index of the last wait, or `NIL` when the queue is empty.
     tail: u32,
     len: usize,
-    index: FxHashMap<(Owner, Token), u32>,
+    /// From a wait's key to the index of its entry.
+    index: FxHashMap<K, u32>,
     /// At least the largest `needed` in the queue (exact after
     /// `remove_heavier_than`, 0 when empty): lets a shrinking capacity skip
     /// the scan when no waiter can be too heavy for it.
     heaviest: usize,
 }
 
-impl WaitQueue {
+impl<K: Copy + Eq + Hash> WaitQueue<K> {
     pub(crate) fn new() -> Self {
         Self {
             entries: Vec::new(),
@@ -75,22 +88,21 @@ impl WaitQueue {
         self.len == 0
     }
 
-    pub(crate) fn contains(&self, owner: Owner, token: Token) -> bool {
-        self.index.contains_key(&(owner, token))
+    pub(crate) fn contains(&self, key: K) -> bool {
+        self.index.contains_key(&key)
     }
 
-    /// The head's priority, if anyone waits.
-    pub(crate) fn front_priority(&self) -> Option<i32> {
+    /// The wait served next, if any.
+    pub(crate) fn front(&self) -> Option<&Waiter<K>> {
         match self.entries.get(self.head as usize)? {
-            Entry::Occupied { waiter, .. } => Some(waiter.priority),
+            Entry::Occupied { waiter, .. } => Some(waiter),
             Entry::Vacant { .. } => unreachable!("head points at a vacant entry"),
         }
     }
 
-    /// Queues a waiter after every waiter of its priority or higher, and
-    /// before every lower one. The caller guarantees `(owner, token)` is not
-    /// queued yet.
-    pub(crate) fn insert(&mut self, waiter: Waiter) {
+    /// Queues a wait after every wait of its priority or higher, and before
+    /// every lower one. The caller guarantees its key is not queued yet.
+    pub(crate) fn insert(&mut self, waiter: Waiter<K>) {
         let mut after = self.tail;
         while after != NIL {
             match &self.entries[after as usize] {
@@ -100,7 +112,7 @@ impl WaitQueue {
             }
         }
         let before = if after == NIL { self.head } else { self.next_of(after) };
-        let key = (waiter.owner, waiter.token);
+        let key = waiter.key;
         self.heaviest = self.heaviest.max(waiter.needed);
         let entry = Entry::Occupied {
             waiter,
@@ -133,32 +145,19 @@ impl WaitQueue {
         self.index.insert(key, at);
     }
 
-    pub(crate) fn front_mut(&mut self) -> Option<&mut Waiter> {
-        match self.entries.get_mut(self.head as usize)? {
-            Entry::Occupied { waiter, .. } => Some(waiter),
-            Entry::Vacant { .. } => unreachable!("head points at a vacant entry"),
-        }
-    }
-
-    pub(crate) fn pop_front(&mut self) -> Option<Waiter> {
+    pub(crate) fn pop_front(&mut self) -> Option<Waiter<K>> {
         (self.head != NIL).then(|| self.unlink(self.head))
     }
 
-    /// Removes the waiter `(owner, token)` wherever it stands in the queue.
-    pub(crate) fn remove(&mut self, owner: Owner, token: Token) -> Option<Waiter> {
-        let at = *self.index.get(&(owner, token))?;
+    /// Removes the wait `key` wherever it stands in the queue.
+    pub(crate) fn remove(&mut self, key: K) -> Option<Waiter<K>> {
+        let at = *self.index.get(&key)?;
         Some(self.unlink(at))
     }
 
-    /// Removes every waiter of `owner`, in queue order. O(len): only used when a
-    /// thread goes away.
-    pub(crate) fn remove_owner(&mut self, owner: Owner) -> Vec<Waiter> {
-        self.remove_where(|waiter| waiter.owner == owner)
-    }
-
-    /// Removes every waiter that needs more than `capacity` permits, in queue
-    /// order. O(len) when some waiter may be that heavy, O(1) otherwise.
-    pub(crate) fn remove_heavier_than(&mut self, capacity: usize) -> Vec<Waiter> {
+    /// Removes every wait that needs more than `capacity` permits, in queue
+    /// order. O(len) when some wait may be that heavy, O(1) otherwise.
+    pub(crate) fn remove_heavier_than(&mut self, capacity: usize) -> Vec<Waiter<K>> {
         if self.heaviest <= capacity {
             return Vec::new();
         }
@@ -173,7 +172,9 @@ impl WaitQueue {
         removed
     }
 
-    fn remove_where(&mut self, mut remove: impl FnMut(&Waiter) -> bool) -> Vec<Waiter> {
+    /// Removes every wait for which `remove` is true, in queue order. O(len):
+    /// the semaphore uses it only when an owner goes away.
+    pub(crate) fn remove_where(&mut self, mut remove: impl FnMut(&Waiter<K>) -> bool) -> Vec<Waiter<K>> {
         let mut removed = Vec::new();
         let mut at = self.head;
         while at != NIL {
@@ -189,7 +190,7 @@ impl WaitQueue {
         removed
     }
 
-    fn unlink(&mut self, at: u32) -> Waiter {
+    fn unlink(&mut self, at: u32) -> Waiter<K> {
         let vacant = Entry::Vacant { next_free: self.free };
         let Entry::Occupied { waiter, prev, next } = std::mem::replace(&mut self.entries[at as usize], vacant) else {
             unreachable!("unlinking a vacant entry")
@@ -209,7 +210,7 @@ impl WaitQueue {
         if self.len == 0 {
             self.heaviest = 0;
         }
-        self.index.remove(&(waiter.owner, waiter.token));
+        self.index.remove(&waiter.key);
         waiter
     }
 
@@ -237,18 +238,19 @@ impl WaitQueue {
 mod tests {
     use super::*;
 
-    fn waiter(owner: Owner, token: Token) -> Waiter {
+    /// Keys as the semaphore makes them: `(owner, token)`.
+    type Key = (u32, u64);
+
+    fn waiter(owner: u32, token: u64) -> Waiter<Key> {
         Waiter {
-            owner,
-            token,
+            key: (owner, token),
             needed: 1,
-            assigned: 0,
             priority: 0,
         }
     }
 
-    fn drain(q: &mut WaitQueue) -> Vec<Token> {
-        std::iter::from_fn(|| q.pop_front()).map(|w| w.token).collect()
+    fn drain(q: &mut WaitQueue<Key>) -> Vec<u64> {
+        std::iter::from_fn(|| q.pop_front()).map(|w| w.key.1).collect()
     }
 
     #[test]
@@ -268,10 +270,10 @@ mod tests {
         for t in 0..5 {
             q.insert(waiter(0, t));
         }
-        assert_eq!(q.remove(0, 2).map(|w| w.token), Some(2));
-        assert_eq!(q.remove(0, 0).map(|w| w.token), Some(0));
-        assert_eq!(q.remove(0, 4).map(|w| w.token), Some(4));
-        assert_eq!(q.remove(0, 4), None);
+        assert_eq!(q.remove((0, 2)).map(|w| w.key.1), Some(2));
+        assert_eq!(q.remove((0, 0)).map(|w| w.key.1), Some(0));
+        assert_eq!(q.remove((0, 4)).map(|w| w.key.1), Some(4));
+        assert_eq!(q.remove((0, 4)), None);
         assert_eq!(drain(&mut q), vec![1, 3]);
     }
 
@@ -281,21 +283,21 @@ mod tests {
         for round in 0..100 {
             q.insert(waiter(0, round));
             q.insert(waiter(1, round));
-            assert!(q.remove(0, round).is_some());
-            assert_eq!(q.pop_front().map(|w| w.owner), Some(1));
+            assert!(q.remove((0, round)).is_some());
+            assert_eq!(q.pop_front().map(|w| w.key.0), Some(1));
         }
         assert_eq!(q.entries.len(), 2);
     }
 
     #[test]
-    fn remove_owner_takes_only_that_owner() {
+    fn remove_where_takes_only_the_matching_waits() {
         let mut q = WaitQueue::new();
         for t in 0..6 {
-            q.insert(waiter((t % 2) as Owner, t));
+            q.insert(waiter((t % 2) as u32, t));
         }
-        let removed: Vec<Token> = q.remove_owner(1).into_iter().map(|w| w.token).collect();
+        let removed: Vec<u64> = q.remove_where(|w| w.key.0 == 1).into_iter().map(|w| w.key.1).collect();
         assert_eq!(removed, vec![1, 3, 5]);
-        assert!(!q.contains(1, 3));
+        assert!(!q.contains((1, 3)));
         assert_eq!(drain(&mut q), vec![0, 2, 4]);
     }
 
@@ -309,10 +311,10 @@ mod tests {
             });
         }
         assert!(q.remove_heavier_than(4).is_empty());
-        let removed: Vec<Token> = q.remove_heavier_than(2).into_iter().map(|w| w.token).collect();
+        let removed: Vec<u64> = q.remove_heavier_than(2).into_iter().map(|w| w.key.1).collect();
         assert_eq!(removed, vec![1, 3]);
         assert_eq!(q.heaviest, 2, "the bound is exact after a scan");
-        assert!(!q.contains(0, 3));
+        assert!(!q.contains((0, 3)));
         assert_eq!(drain(&mut q), vec![0, 2, 4]);
         assert_eq!(q.heaviest, 0);
     }
@@ -327,14 +329,14 @@ mod tests {
                 ..waiter(0, token)
             });
         }
-        assert_eq!(q.front_priority(), Some(2));
+        assert_eq!(q.front().map(|w| w.priority), Some(2));
         // Removal in the middle keeps both directions of the links right.
-        assert!(q.remove(0, 2).is_some());
+        assert!(q.remove((0, 2)).is_some());
         q.insert(Waiter {
             priority: 1,
             ..waiter(0, 8)
         });
         assert_eq!(drain(&mut q), vec![5, 1, 4, 8, 0, 7, 3, 6]);
-        assert_eq!(q.front_priority(), None);
+        assert!(q.front().is_none());
     }
 }

@@ -117,7 +117,7 @@ fn priority_overtake_races_release() {
     loom::model(|| {
         let sem = Arc::new(Semaphore::new(2));
         sem.try_acquire(2).unwrap();
-        // The head waits for 2; one permit comes back and is set aside for it.
+        // The head waits for 2; one permit comes back and is reserved for it.
         assert_eq!(sem.acquire(2, 0, 1).unwrap(), Acquire::Queued);
         sem.release(1).unwrap();
         let releaser = {
@@ -191,9 +191,9 @@ fn forget_held_races_enqueue_of_a_heavy_wait() {
     });
 }
 
-/// The head waits for 3 with one permit set aside and a small wait behind
+/// The head waits for 3 with one permit reserved for it and a small wait behind
 /// it; one holder forgets its permit (refusing the head) while another
-/// releases. The set-aside permit is not lost: the small wait is granted and
+/// releases. The reserved permit is not lost: the small wait is granted and
 /// every permit of the new capacity comes back.
 #[test]
 fn forget_held_refusing_the_head_races_release() {
@@ -202,7 +202,7 @@ fn forget_held_refusing_the_head_races_release() {
         sem.try_acquire(3).unwrap();
         assert_eq!(sem.acquire(3, 0, 1).unwrap(), Acquire::Queued);
         assert_eq!(sem.acquire(1, 1, 1).unwrap(), Acquire::Queued);
-        sem.release(1).unwrap(); // set aside for the head
+        sem.release(1).unwrap(); // reserved for the head
         let forgetter = {
             let sem = sem.clone();
             thread::spawn(move || sem.forget_held(1).unwrap())

@@ -31,7 +31,7 @@ fn try_acquire_up_to_takes_what_is_free_but_never_barges() {
     assert_eq!(sem.try_acquire_up_to(3), Ok(2));
     assert_eq!(sem.try_acquire_up_to(3), Ok(0));
     sem.release(1).unwrap();
-    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued)); // takes the free one as a partial grant
+    assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued)); // the free one is reserved for it
     sem.release(1).unwrap();
     assert_eq!(sem.try_acquire_up_to(1), Ok(0), "the head waiter is owed it");
     sem.close();
@@ -58,7 +58,7 @@ fn release_overflow_is_refused_while_waiters_are_queued() {
     let sem = Semaphore::new(2);
     sem.try_acquire(2).unwrap();
     assert_eq!(sem.acquire(2, 0, 1), Ok(Acquire::Queued));
-    assert_eq!(sem.release(1), Ok(vec![])); // partial grant to the head
+    assert_eq!(sem.release(1), Ok(vec![])); // reserved for the head
     assert_eq!(
         sem.release(2),
         Err(ReleaseError {
@@ -136,7 +136,7 @@ fn higher_priorities_are_served_first_and_fifo_within_a_priority() {
 }
 
 #[test]
-fn a_higher_priority_takes_the_permits_set_aside_for_the_head() {
+fn a_higher_priority_takes_the_permits_reserved_for_the_head() {
     let sem = Semaphore::new(3);
     sem.try_acquire(3).unwrap();
     assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued));
@@ -145,7 +145,7 @@ fn a_higher_priority_takes_the_permits_set_aside_for_the_head() {
     assert_eq!(sem.reserved_for_head(), 2);
     // Same priority: queues behind the head, no barging.
     assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
-    // Higher priority and enough set aside: granted at once (async-mutex 0.5).
+    // Higher priority and enough reserved: granted at once (async-mutex 0.5).
     assert_eq!(sem.acquire_with_priority(1, 5, 2, 1), Ok(Acquire::Acquired));
     assert_eq!(sem.reserved_for_head(), 1);
     // Higher priority but not enough: it becomes the head and takes the rest.
@@ -153,7 +153,7 @@ fn a_higher_priority_takes_the_permits_set_aside_for_the_head() {
     assert_eq!(sem.reserved_for_head(), 1);
     assert_eq!(sem.release(1), Ok(vec![2]));
     assert_eq!(sem.take_granted(2), vec![Grant { token: 2, permits: 2 }]);
-    // Back to the original head, which gets nothing set aside until releases come.
+    // Back to the original head, which has nothing reserved until releases come.
     assert_eq!(sem.reserved_for_head(), 0);
     assert_eq!(sem.release(3), Ok(vec![0]));
     assert_eq!(sem.take_granted(0), vec![Grant { token: 1, permits: 3 }]);
@@ -241,7 +241,7 @@ fn close_withdraws_waiters_and_refuses_new_acquires() {
     assert_eq!(sem.close(), vec![4, 5]);
     assert!(sem.is_closed());
     assert_eq!(sem.waiting(), 0);
-    assert_eq!(sem.available(), 1, "the partial grant came back");
+    assert_eq!(sem.available(), 1, "what was reserved for the head came back");
     assert_eq!(sem.try_acquire(1), Err(TryAcquireError::Closed));
     assert_eq!(sem.acquire(1, 4, 2), Err(AcquireError::Closed));
     assert!(sem.take_granted(4).is_empty());
@@ -277,7 +277,7 @@ fn with_available_above_capacity_panics() {
 }
 
 #[test]
-fn a_full_queue_still_serves_an_overtaking_request_the_set_aside_permits_cover() {
+fn a_full_queue_still_serves_an_overtaking_request_the_reserved_permits_cover() {
     let sem = Semaphore::with_max_waiters(3, 1);
     sem.try_acquire(3).unwrap();
     assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued));
@@ -358,14 +358,14 @@ fn forget_held_shrinks_capacity_without_returning_the_permits() {
 fn forget_held_refuses_queued_waits_heavier_than_the_new_capacity() {
     let sem = Semaphore::new(4);
     sem.try_acquire(3).unwrap();
-    // Owner 1 waits for 4 at the head and is set aside the free permit; behind
+    // Owner 1 waits for 4 at the head with the free permit reserved for it; behind
     // it owner 2 waits for 2 and owner 1 again for 3.
     assert_eq!(sem.acquire(4, 1, 10), Ok(Acquire::Queued));
     assert_eq!(sem.reserved_for_head(), 1);
     assert_eq!(sem.acquire(2, 2, 20), Ok(Acquire::Queued));
     assert_eq!(sem.acquire(3, 1, 11), Ok(Acquire::Queued));
     // Forgetting one held permit: capacity 3. The head (4) is refused and its
-    // set-aside permit goes on to owner 2, which still needs one more.
+    // reserved permit goes on to owner 2, which still needs one more.
     assert_eq!(sem.forget_held(1), Ok(vec![1]));
     assert_eq!(sem.capacity(), 3);
     assert_eq!(sem.waiting(), 2);
@@ -380,7 +380,7 @@ fn forget_held_refuses_queued_waits_heavier_than_the_new_capacity() {
     );
     assert!(sem.take_refused(1).is_empty(), "collected once");
     // Another: capacity 2 refuses owner 1's wait for 3; owner 2 (2 of 2, one
-    // set aside) still fits and waits for the last held permit.
+    // reserved) still fits and waits for the last held permit.
     assert_eq!(sem.forget_held(1), Ok(vec![1]));
     assert_eq!(sem.capacity(), 2);
     assert_eq!(sem.waiting(), 1);
@@ -406,7 +406,7 @@ fn forget_held_that_refuses_the_whole_queue_reopens_the_fast_path() {
     let sem = Semaphore::new(3);
     sem.try_acquire(2).unwrap();
     assert_eq!(sem.acquire(3, 0, 1), Ok(Acquire::Queued));
-    assert_eq!(sem.available(), 0, "the free permit is set aside for the head");
+    assert_eq!(sem.available(), 0, "the free permit is reserved for the head");
     assert_eq!(sem.forget_held(1), Ok(vec![0]));
     assert_eq!((sem.capacity(), sem.waiting(), sem.available()), (2, 0, 1));
     assert_eq!(sem.take_refused(0).len(), 1);
@@ -519,7 +519,7 @@ fn collect(
 }
 
 proptest! {
-    /// Permits are conserved: free + partially assigned + granted + held always
+    /// Permits are conserved: free + reserved for the head + granted + held always
     /// equals the capacity, whatever the sequence of operations, including
     /// forgetting held permits (which refuses waits grown too heavy) and
     /// adding permits back; no queued wait ever needs more than the capacity.
