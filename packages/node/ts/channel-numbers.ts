@@ -58,7 +58,7 @@ export class NumberBatches {
         count = outcome
       } else {
         count = outcome[0]!
-        this.#doorbell.settle(outcome, 1)
+        this.#doorbell.deliver(outcome, 1)
       }
       for (let i = 0; i < count; i++) values.push(out[i]!)
       if (count < room) break

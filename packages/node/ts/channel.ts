@@ -193,7 +193,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const outcome = chanSend(this.#fast, this.#encode(value))
     if (outcome === NOT_NOW) return false
     if (outcome === CLOSED) throw Errors.channelClosed()
-    this.#queue.doorbell.settle(outcome)
+    this.#queue.doorbell.deliver(outcome)
     return true
   }
 
@@ -303,7 +303,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (batch === null) return []
     if (batch !== undefined) {
       const count = batch[0] as number
-      this.#queue.doorbell.settle(batch, 1 + count)
+      this.#queue.doorbell.deliver(batch, 1 + count)
       return this.#decodeBatch(batch, count, [])
     }
     try {
@@ -311,7 +311,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       const rest = max > 1 ? chanRecvMany(this.#fast, max - 1) : undefined
       if (rest === undefined || rest === null) return [first]
       const count = rest[0] as number
-      this.#queue.doorbell.settle(rest, 1 + count)
+      this.#queue.doorbell.deliver(rest, 1 + count)
       return this.#decodeBatch(rest, count, [first])
     } catch (error) {
       if (error instanceof ClosedError) return []
@@ -362,7 +362,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * now on (waiting senders too); receivers get what is left, then end.
    */
   close(): void {
-    this.#queue.doorbell.settle(this.#native.close())
+    this.#queue.doorbell.deliver(this.#native.close())
   }
 
   /**
@@ -383,7 +383,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       messages instanceof Float64Array ? chanSendNumbers(this.#fast, messages) : chanSendMany(this.#fast, messages)
     // CLOSED is the one code these return (the binding's codes are typed `number`).
     if (typeof outcome === 'number') throw Errors.channelClosed()
-    this.#queue.doorbell.settle(outcome, 1)
+    this.#queue.doorbell.deliver(outcome, 1)
     return outcome[0]!
   }
 
@@ -411,7 +411,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   #deliver(received: Received): T {
     if (Array.isArray(received)) {
-      this.#queue.doorbell.settle(received, 1)
+      this.#queue.doorbell.deliver(received, 1)
       return this.#codec.decode(received[0])
     }
     return this.#codec.decode(received)
@@ -421,7 +421,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const outcome = chanSend(this.#fast, message)
     if (outcome === CLOSED) return Promise.reject(Errors.channelClosed())
     if (outcome !== NOT_NOW) {
-      this.#queue.doorbell.settle(outcome)
+      this.#queue.doorbell.deliver(outcome)
       return Promise.resolve()
     }
     const token = nextToken()
@@ -439,7 +439,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   #pushHeld(message: Message): void {
     const outcome = chanPushHeld(this.#fast, message)
     if (outcome === CLOSED) throw Errors.channelClosed()
-    this.#queue.doorbell.settle(outcome)
+    this.#queue.doorbell.deliver(outcome)
   }
 
   #waitRecv(signal: AbortSignal | undefined, timeout: number | undefined): Promise<T> {

@@ -18,7 +18,7 @@
  *   waiter sleeps for long next to a free permit.
  */
 
-import type { SettleEntries } from './native.js'
+import type { WakeList } from './native.js'
 
 /** What the doorbell needs from a native primitive. */
 export interface NativeWaitable {
@@ -97,18 +97,18 @@ export class Doorbell {
   }
 
   /**
-   * Settles what a native call granted (see `SettleEntries`): this thread's
+   * Delivers what a native call granted (its wake list, see `WakeList`): this thread's
    * waits at once, other threads' doorbells rung.
    */
-  settle(entries: SettleEntries | readonly unknown[] | number, start = 0): void {
-    if (entries === null) return
-    if (typeof entries === 'number') {
-      if (entries > 0) this.#grant(entries)
-      else this.#ring(-entries - 1)
+  deliver(wakeList: WakeList | readonly unknown[] | number, start = 0): void {
+    if (wakeList === null) return
+    if (typeof wakeList === 'number') {
+      if (wakeList > 0) this.#grant(wakeList)
+      else this.#ring(-wakeList - 1)
       return
     }
-    for (let i = start; i < entries.length; i++) {
-      const entry = entries[i] as number
+    for (let i = start; i < wakeList.length; i++) {
+      const entry = wakeList[i] as number
       if (entry > 0) this.#grant(entry)
       else this.#ring(-entry - 1)
     }

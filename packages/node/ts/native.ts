@@ -16,10 +16,11 @@ export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
 export type Outcome = typeof NOT_NOW | typeof QUEUED | typeof DONE | typeof CLOSED | typeof QUEUE_FULL | typeof TOO_HEAVY
 
 /**
- * Settle entries (src/wake.rs): positive numbers are tokens of this thread's
- * waits, granted and collected; `-(slot + 1)` is another thread's doorbell.
+ * A wake list (src/wake.rs): what a native call that granted waits returns.
+ * Positive numbers are tokens of this thread's waits, granted and collected;
+ * `-(slot + 1)` is another thread's doorbell slot, to ring.
  */
-export type SettleEntries = number[] | null
+export type WakeList = number[] | null
 
 /**
  * The hot paths, registered as raw N-API functions (src/raw.rs explains why),
@@ -28,8 +29,8 @@ export type SettleEntries = number[] | null
 interface RawCalls {
   semTryAcquire(handle: FastHandle, n: number): Outcome
   semAcquire(handle: FastHandle, n: number, token: number, priority?: number): Outcome
-  /** Settle entries, a single one as a bare number. */
-  semRelease(handle: FastHandle, n: number): SettleEntries | number
+  /** A wake list; a list of one entry comes back as a bare number. */
+  semRelease(handle: FastHandle, n: number): WakeList | number
   semTakeGranted(handle: FastHandle): number[] | null
   bucketTryTake(handle: FastHandle, n: number): Outcome
   /** Reserves `n` tokens; returns the nanoseconds to wait (0: taken now). */
@@ -38,30 +39,30 @@ interface RawCalls {
   bucketSettle(handle: FastHandle, token: number): null
   /** Gives back the tokens of the pending wait `token`; 1 if refunded. */
   bucketCancel(handle: FastHandle, token: number): 0 | 1
-  /** Sent (null or settle entries), or NOT_NOW (full) or CLOSED. */
-  chanSend(handle: FastHandle, message: Message): SettleEntries | typeof NOT_NOW | typeof CLOSED
-  /** Sends from the front while there is room: `[sent, ...settle]`, or CLOSED. */
+  /** Sent (null or a wake list), or NOT_NOW (full) or CLOSED. */
+  chanSend(handle: FastHandle, message: Message): WakeList | typeof NOT_NOW | typeof CLOSED
+  /** Sends from the front while there is room: `[sent, ...wakeList]`, or CLOSED. */
   chanSendMany(handle: FastHandle, messages: readonly Message[]): number[] | typeof CLOSED
   chanQueueSend(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Sends into the slot a granted wait holds. */
-  chanPushHeld(handle: FastHandle, message: Message): SettleEntries | typeof CLOSED
-  /** A message, or `[message, ...settle]`; undefined if empty; null if closed and drained. */
+  chanPushHeld(handle: FastHandle, message: Message): WakeList | typeof CLOSED
+  /** A message, or `[message, ...wakeList]`; undefined if empty; null if closed and drained. */
   chanRecv(handle: FastHandle, slab?: Uint8Array, at?: number): Received | undefined | null
-  /** `[count, ...messages, ...settle]`; undefined if empty; null if closed and drained. */
+  /** `[count, ...messages, ...wakeList]`; undefined if empty; null if closed and drained. */
   chanRecvMany(handle: FastHandle, max: number): unknown[] | undefined | null
   chanQueueRecv(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Receives with the item a granted wait holds; null if closed and drained. */
   chanPopHeld(handle: FastHandle, slab?: Uint8Array, at?: number): Received | null
   chanTakeGranted(handle: FastHandle): number[] | null
-  /** Sends numbers from the front while there is room: `[sent, ...settle]`, or CLOSED. */
+  /** Sends numbers from the front while there is room: `[sent, ...wakeList]`, or CLOSED. */
   chanSendNumbers(handle: FastHandle, numbers: Float64Array): number[] | typeof CLOSED
-  /** Fills `out` from the front: a count, `[count, ...settle]`, or null if closed and drained. */
+  /** Fills `out` from the front: a count, `[count, ...wakeList]`, or null if closed and drained. */
   chanRecvNumbers(handle: FastHandle, out: Float64Array): number | number[] | null
 }
 
 /** What crosses into a channel: a number, or bytes. */
 export type Message = number | Uint8Array
-/** A received message, alone or followed by settle entries. */
+/** A received message, alone or followed by a wake list. */
 export type Received = Message | [Message, ...number[]]
 
 const binding = loadBinding()

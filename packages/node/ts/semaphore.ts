@@ -13,7 +13,7 @@ import {
   semTakeGranted,
   semTryAcquire,
   type FastHandle,
-  type SettleEntries,
+  type WakeList,
 } from './native.js'
 import { kAttach, kForget, kInternals, kRelease } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
@@ -195,7 +195,7 @@ export class Semaphore {
     if (this.#native.capacity + n > MAX_PERMITS) {
       throw new RangeError(`the capacity would exceed ${MAX_PERMITS} permits`)
     }
-    this.#queue.doorbell.settle(this.#native.addPermits(n))
+    this.#queue.doorbell.deliver(this.#native.addPermits(n))
   }
 
   /**
@@ -246,7 +246,7 @@ export class Semaphore {
   close(reason?: unknown): void {
     if (this.#native.closed) return
     this.#closeReason = reason
-    this.#queue.doorbell.settle(this.#native.close())
+    this.#queue.doorbell.deliver(this.#native.close())
   }
 
   /**
@@ -301,20 +301,20 @@ export class Semaphore {
 
   /** @internal gives back permits a `Permit` held */
   [kRelease](weight: number): void {
-    this.#queue.doorbell.settle(semRelease(this.#fast, weight))
+    this.#queue.doorbell.deliver(semRelease(this.#fast, weight))
   }
 
   /** @internal gives up held permits for good (`Permit.forget`) */
   [kForget](weight: number): void {
     // Waits now too heavy for the smaller capacity are refused (and rung for).
-    this.#queue.doorbell.settle(this.#native.forgetHeld(weight))
+    this.#queue.doorbell.deliver(this.#native.forgetHeld(weight))
   }
 
   /** @internal what the compat adapters and a queued wait reach (made on first use) */
   get [kInternals](): SemaphoreInternals {
     return (this.#internals ??= {
       native: this.#native,
-      settle: (entries) => this.#queue.doorbell.settle(entries),
+      deliver: (wakeList) => this.#queue.doorbell.deliver(wakeList),
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
@@ -339,8 +339,8 @@ export class Semaphore {
 /** @internal What the compat adapters and a queued acquire reach of a semaphore. */
 interface SemaphoreInternals {
   readonly native: NativeSemaphore
-  /** Settles what a native call granted (see `Doorbell.settle`). */
-  settle(entries: SettleEntries | number): void
+  /** Acts on what a native call granted (see `Doorbell.deliver`). */
+  deliver(wakeList: WakeList | number): void
   acquire(
     options: AcquireOptions | undefined,
     granted: ((permit: Permit) => void) | undefined,
@@ -398,7 +398,7 @@ export const internal = {
   /** Frees `n` permits no thread holds. */
   releaseUnowned(semaphore: Semaphore, n: number): void {
     const internals = semaphore[kInternals]
-    internals.settle(internals.native.releaseUnowned(n))
+    internals.deliver(internals.native.releaseUnowned(n))
   },
   /** Free permits set aside for a weighted head (not in `available`). */
   reserved: (semaphore: Semaphore): number => semaphore[kInternals].native.reserved,

@@ -16,7 +16,7 @@
  */
 import { onCancellation } from './abort.js'
 import type { Doorbell, Wait } from './doorbell.js'
-import type { SettleEntries } from './native.js'
+import type { WakeList } from './native.js'
 import { validateOptions, validateSignal, validateTimeout } from './validate.js'
 
 export interface WaitOptions {
@@ -86,7 +86,7 @@ export abstract class QueuedWait<R> implements Wait {
 export interface Queue {
   readonly doorbell: Doorbell
   /** Takes the wait `token` out of the native queue, giving back anything granted to it. */
-  withdraw(token: number): SettleEntries
+  withdraw(token: number): WakeList
 }
 
 /**
@@ -114,7 +114,7 @@ export function enqueue<R>(
       if (!doorbell.forget(token)) return
       wait.disconnect()
       // Gives back whatever was granted meanwhile; that may wake others.
-      doorbell.settle(queue.withdraw(token))
+      doorbell.deliver(queue.withdraw(token))
       wait.reject(reason)
     }
     wait.disconnect = onCancellation(signal, timeout, cancel)
