@@ -15,20 +15,23 @@ export declare class NativeChannel {
    * or whose queue cannot be allocated (never an abort).
    */
   constructor(capacity: number)
-  static fromId(id: number): NativeChannel
-  get id(): number
-  get slot(): number
   get capacity(): number
   /** Messages queued right now. */
   get length(): number
   get closed(): boolean
   get waitingSenders(): number
   get waitingReceivers(): number
-  fastHandle(): object
   /** Withdraws a send or receive wait; `null` if unknown, else settle entries. */
   cancel(token: number): Array<number> | null
   /** Closes the channel; returns ring entries for every thread with a wait. */
   close(): Array<number>
+  /** Attaches this thread to the primitive with id `id`, made in any thread. */
+  static fromId(id: number): NativeChannel
+  get id(): number
+  /** A handle for the raw hot calls. */
+  fastHandle(): object
+  /** This thread's doorbell slot for this primitive. */
+  get slot(): number
 }
 
 export declare class NativeSemaphore {
@@ -40,19 +43,12 @@ export declare class NativeSemaphore {
    * zero); only with `available` 0.
    */
   constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null, owed?: number | undefined | null)
-  /** Attaches this thread to the semaphore with id `id`, made in any thread. */
-  static fromId(id: number): NativeSemaphore
-  get id(): number
-  /** This thread's doorbell slot for this semaphore. */
-  get slot(): number
   get capacity(): number
   get available(): number
   get waiting(): number
   get closed(): boolean
   /** Permits this thread holds. */
   get held(): number
-  /** A handle for the raw hot calls. */
-  fastHandle(): object
   /**
    * Withdraws a wait (giving back anything granted to it). Returns `null` if
    * the wait is unknown (already collected), else settle entries (`wake.rs`).
@@ -93,18 +89,27 @@ export declare class NativeSemaphore {
    * were withdrawn (this one's included).
    */
   close(): Array<number>
+  /** Attaches this thread to the primitive with id `id`, made in any thread. */
+  static fromId(id: number): NativeSemaphore
+  get id(): number
+  /** A handle for the raw hot calls. */
+  fastHandle(): object
+  /** This thread's doorbell slot for this primitive. */
+  get slot(): number
 }
 
 export declare class NativeTokenBucket {
   /** A full bucket of `capacity` tokens, one more every `interval_nanos`. */
   constructor(capacity: number, intervalNanos: number)
-  static fromId(id: number): NativeTokenBucket
-  get id(): number
   get capacity(): number
   get intervalNanos(): number
   get available(): number
   /** Reservations of this thread still waiting. */
   get pending(): number
+  /** Attaches this thread to the primitive with id `id`, made in any thread. */
+  static fromId(id: number): NativeTokenBucket
+  get id(): number
+  /** A handle for the raw hot calls. */
   fastHandle(): object
 }
 

@@ -23,6 +23,11 @@ pub(crate) trait Primitive: Send + Sync + 'static {
     /// One thread's state for the primitive.
     type Local: Default + 'static;
 
+    /// Marks the externals made by the class's `fastHandle` (`raw::external`),
+    /// so that an entry point taking `&Attachment<Self>` refuses any other
+    /// value. Random, fixed, one per primitive.
+    const TAG: napi::sys::napi_type_tag;
+
     /// The thread behind `slot` is gone: withdraw its waits and give back what
     /// `local` says it holds.
     fn detach(&self, slot: u32, local: &Self::Local);
@@ -138,6 +143,68 @@ fn detach_thread() {
         attachment.detach();
     }
 }
+
+/// The members every napi class over an `attachment: Rc<Attachment<P>>`
+/// field has, written once: `fromId`, `id`, `fastHandle`, with `slot` too if
+/// asked for, and the Rust-side `attach` (for constructors) and `core`.
+///
+/// A macro, not a trait with default methods or a shared inner struct:
+/// napi-rs 3 exports only the methods of inherent `#[napi] impl` blocks (a
+/// trait's methods never reach JS, so each class would still need its own
+/// forwarding `#[napi]` methods), and it merges several such blocks of one
+/// class, so this adds one more to each class.
+macro_rules! attached_class {
+    ($class:ident, $primitive:ty, $kind:literal, slot) => {
+        attached_class!($class, $primitive, $kind);
+
+        #[napi_derive::napi]
+        impl $class {
+            /// This thread's doorbell slot for this primitive.
+            #[napi(getter)]
+            pub fn slot(&self) -> u32 {
+                self.attachment.slot
+            }
+        }
+    };
+    ($class:ident, $primitive:ty, $kind:literal) => {
+        #[napi_derive::napi]
+        impl $class {
+            /// Attaches this thread to the primitive with id `id`, made in any thread.
+            #[napi(factory, catch_unwind)]
+            pub fn from_id(env: napi::Env, id: f64) -> napi::Result<Self> {
+                Ok(Self {
+                    attachment: $crate::attachment::Attachment::by_id(&env, id, $kind)?,
+                })
+            }
+
+            #[napi(getter)]
+            pub fn id(&self) -> f64 {
+                self.attachment.shared.id as f64
+            }
+
+            /// A handle for the raw hot calls.
+            #[napi(ts_return_type = "object")]
+            pub fn fast_handle(&self, env: napi::Env) -> napi::Result<napi::sys::napi_value> {
+                $crate::raw::external(env.raw(), &self.attachment)
+            }
+        }
+
+        impl $class {
+            /// Shares `primitive` with every thread, attaching this one.
+            fn attach(env: &napi::Env, primitive: $primitive) -> napi::Result<Self> {
+                let shared = $crate::registry::Shared::create(primitive);
+                Ok(Self {
+                    attachment: $crate::attachment::Attachment::get_or_attach(env, shared)?,
+                })
+            }
+
+            fn core(&self) -> &$primitive {
+                &self.attachment.shared.primitive
+            }
+        }
+    };
+}
+pub(crate) use attached_class;
 
 /// A count of permits a thread holds, kept so that a release can never give
 /// back more than the thread took, and a dead thread's permits can be returned.

@@ -9,18 +9,16 @@
 //! `js_values.rs`.
 
 use std::ffi::CStr;
-use std::ptr;
 use std::rc::Rc;
 
-use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status};
+use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result};
 use napi_derive::napi;
 use sluice_core::{Acquire, AcquireError, Channel, Owner, Semaphore, TryRecvError, TrySendError};
 
-use crate::attachment::{Attachment, Held, Primitive};
-use crate::js_values::{batch_views, deliver, float64s, message_value, read_message, Message, Slab};
-use crate::raw::{self, code, guarded, Call};
-use crate::registry::Shared;
+use crate::attachment::{attached_class, Attachment, Held, Primitive};
+use crate::js_values::{batch_views, deliver, message_value, Message, MessageArray, Slab};
+use crate::raw::{self, code, entry, Count, Token};
 use crate::wake;
 
 pub(crate) type ChannelCore = Channel<Message>;
@@ -35,15 +33,15 @@ pub(crate) struct ChannelLocal {
 impl Primitive for ChannelCore {
     type Local = ChannelLocal;
 
+    const TAG: sys::napi_type_tag = sys::napi_type_tag {
+        lower: 0x3c8e_19f0_b26a_d471,
+        upper: 0xe07b_5d93_4a1c_68f2,
+    };
+
+    /// Detaches from each semaphore as from a semaphore of its own.
     fn detach(&self, slot: u32, local: &ChannelLocal) {
-        for (semaphore, held) in [(self.room(), &local.room), (self.items(), &local.items)] {
-            semaphore.remove_owner(slot);
-            let held = held.take_all();
-            if held > 0 {
-                // Cannot overflow: these permits were taken from this semaphore.
-                let _ = semaphore.release(held);
-            }
-        }
+        Primitive::detach(self.room(), slot, &local.room);
+        Primitive::detach(self.items(), slot, &local.items);
     }
 }
 
@@ -63,11 +61,6 @@ fn range_error(env: &Env, message: &str) -> Error {
     Error::new(napi::Status::PendingException, message)
 }
 
-const TAG: sys::napi_type_tag = sys::napi_type_tag {
-    lower: 0x3c8e_19f0_b26a_d471,
-    upper: 0xe07b_5d93_4a1c_68f2,
-};
-
 #[napi]
 pub struct NativeChannel {
     attachment: Rc<ChannelAttachment>,
@@ -86,26 +79,7 @@ impl NativeChannel {
             ));
         }
         let core = Channel::try_new(capacity as usize).map_err(|error| range_error(&env, &error.to_string()))?;
-        Ok(Self {
-            attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
-        })
-    }
-
-    #[napi(factory, catch_unwind)]
-    pub fn from_id(env: Env, id: f64) -> Result<Self> {
-        Ok(Self {
-            attachment: Attachment::by_id(&env, id, "channel")?,
-        })
-    }
-
-    #[napi(getter)]
-    pub fn id(&self) -> f64 {
-        self.attachment.shared.id as f64
-    }
-
-    #[napi(getter)]
-    pub fn slot(&self) -> u32 {
-        self.attachment.slot
+        Self::attach(&env, core)
     }
 
     #[napi(getter)]
@@ -134,11 +108,6 @@ impl NativeChannel {
         self.core().items().waiting() as u32
     }
 
-    #[napi(ts_return_type = "object")]
-    pub fn fast_handle(&self, env: Env) -> Result<sys::napi_value> {
-        raw::external(env.raw(), &self.attachment, &TAG)
-    }
-
     /// Withdraws a send or receive wait; `null` if unknown, else settle entries.
     #[napi(catch_unwind)]
     pub fn cancel(&self, token: f64) -> Option<Vec<f64>> {
@@ -158,24 +127,22 @@ impl NativeChannel {
     pub fn close(&self) -> Vec<f64> {
         wake::rings(self.core().close())
     }
-
-    fn core(&self) -> &ChannelCore {
-        &self.attachment.shared.primitive
-    }
 }
 
+attached_class!(NativeChannel, ChannelCore, "channel", slot);
+
 pub(crate) const RAW: [(&CStr, sys::napi_callback); 11] = [
-    (c"chanSendNumbers", guarded!(send_numbers)),
-    (c"chanRecvNumbers", guarded!(recv_numbers)),
-    (c"chanTakeGranted", guarded!(take_granted)),
-    (c"chanSend", guarded!(send)),
-    (c"chanSendMany", guarded!(send_many)),
-    (c"chanQueueSend", guarded!(queue_send)),
-    (c"chanPushHeld", guarded!(push_held)),
-    (c"chanRecv", guarded!(recv)),
-    (c"chanRecvMany", guarded!(recv_many)),
-    (c"chanQueueRecv", guarded!(queue_recv)),
-    (c"chanPopHeld", guarded!(pop_held)),
+    (c"chanSendNumbers", entry!(send_numbers)),
+    (c"chanRecvNumbers", entry!(recv_numbers)),
+    (c"chanTakeGranted", entry!(take_granted)),
+    (c"chanSend", entry!(send)),
+    (c"chanSendMany", entry!(send_many)),
+    (c"chanQueueSend", entry!(queue_send)),
+    (c"chanPushHeld", entry!(push_held)),
+    (c"chanRecv", entry!(recv)),
+    (c"chanRecvMany", entry!(recv_many)),
+    (c"chanQueueRecv", entry!(queue_recv)),
+    (c"chanPopHeld", entry!(pop_held)),
 ];
 
 /// Settle entries for receivers' waits (on `items`) that a send granted.
@@ -191,15 +158,7 @@ fn senders_woken(attachment: &ChannelAttachment, woken: Vec<Owner>, out: &mut Ve
 }
 
 /// `chanSend(handle, message) -> null | settle entries | NOT_NOW (full) | CLOSED`.
-unsafe fn send(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
-    let Some(message) = call.arg(1).and_then(|value| read_message(env, value)) else {
-        return ptr::null_mut();
-    };
+fn send(env: napi_env, attachment: &ChannelAttachment, message: Message) -> napi_value {
     match attachment.shared.primitive.try_send(message) {
         Ok(woken) => {
             let mut out = Vec::new();
@@ -214,39 +173,23 @@ unsafe fn send(env: napi_env, info: napi_callback_info) -> napi_value {
 /// `chanSendMany(handle, messages[]) -> [sent, ...settle entries] | CLOSED`:
 /// sends from the front of the array while there is room; throws (sending
 /// nothing) if one of the messages it would send is not a message.
-unsafe fn send_many(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
-    let Some(array) = call.arg(1) else {
-        return raw::throw_type(env, "expected an array of messages");
-    };
-    let mut length = 0u32;
-    // SAFETY: `array` is a value of this call; a non-array fails the call.
-    if unsafe { sys::napi_get_array_length(env, array, &mut length) } != Status::napi_ok {
-        return raw::throw_type(env, "expected an array of messages");
-    }
+fn send_many(env: napi_env, attachment: &ChannelAttachment, messages: MessageArray) -> napi_value {
     let core = &attachment.shared.primitive;
     // Take the room first, then read exactly that many messages: a value that
     // is not a message gives all the room back and sends nothing, so no
     // receiver is woken (and no grant collected) for a call that throws.
-    let Ok(room) = core.try_reserve(length as usize) else {
+    let Ok(room) = core.try_reserve(messages.len()) else {
         return raw::code(env, code::CLOSED);
     };
-    let mut messages = Vec::with_capacity(room);
+    let mut batch = Vec::with_capacity(room);
     for i in 0..room {
-        let mut value = ptr::null_mut();
-        // SAFETY: `array` is an array of this call; `i` is in bounds.
-        unsafe { sys::napi_get_element(env, array, i as u32, &mut value) };
-        let Some(message) = read_message(env, value) else {
+        let Some(message) = messages.get(i) else {
             core.unreserve(room);
-            return ptr::null_mut();
+            return std::ptr::null_mut();
         };
-        messages.push(message);
+        batch.push(message);
     }
-    send_reserved(env, attachment, messages.into_iter())
+    send_reserved(env, attachment, batch.into_iter())
 }
 
 /// Sends messages into room already reserved and returns
@@ -264,23 +207,13 @@ fn send_reserved(
 }
 
 /// `chanQueueSend(handle, token) -> QUEUED | DONE (room is held now) | CLOSED`.
-unsafe fn queue_send(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(token)) = (call.handle::<ChannelAttachment>(0, &TAG), call.token(1)) else {
-        return ptr::null_mut();
-    };
+fn queue_send(env: napi_env, attachment: &ChannelAttachment, Token(token): Token) -> napi_value {
     let room = attachment.shared.primitive.room();
     queue_wait(env, room, attachment.slot, &attachment.local.room, token)
 }
 
 /// `chanQueueRecv(handle, token) -> QUEUED | DONE (a message is held now) | CLOSED`.
-unsafe fn queue_recv(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(token)) = (call.handle::<ChannelAttachment>(0, &TAG), call.token(1)) else {
-        return ptr::null_mut();
-    };
+fn queue_recv(env: napi_env, attachment: &ChannelAttachment, Token(token): Token) -> napi_value {
     let items = attachment.shared.primitive.items();
     queue_wait(env, items, attachment.slot, &attachment.local.items, token)
 }
@@ -299,15 +232,7 @@ fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, toke
 
 /// `chanPushHeld(handle, message) -> null | settle entries | CLOSED`: sends
 /// into the room this thread's granted wait holds.
-unsafe fn push_held(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
-    let Some(message) = call.arg(1).and_then(|value| read_message(env, value)) else {
-        return ptr::null_mut();
-    };
+fn push_held(env: napi_env, attachment: &ChannelAttachment, message: Message) -> napi_value {
     if let Err(reason) = attachment.local.room.take(1) {
         return raw::throw_range(env, &reason);
     }
@@ -339,13 +264,7 @@ fn received(env: napi_env, message: Message, settle: Vec<f64>, slab: Option<&Sla
 
 /// `chanRecv(handle, slab?, at?) -> message | [message, ...settle] | undefined (empty) | null (closed and drained)`;
 /// a byte message of up to `MAX_SLAB_MESSAGE` bytes comes back as a view into `slab` at `at` when it fits.
-unsafe fn recv(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
-    let slab = Slab::from_args(env, &call, 1);
+fn recv(env: napi_env, attachment: &ChannelAttachment, slab: Option<Slab>) -> napi_value {
     match attachment.shared.primitive.try_recv() {
         Ok((message, woken)) => {
             let mut out = Vec::new();
@@ -358,12 +277,7 @@ unsafe fn recv(env: napi_env, info: napi_callback_info) -> napi_value {
 }
 
 /// `chanRecvMany(handle, max) -> [count, ...messages, ...settle] | undefined | null`.
-unsafe fn recv_many(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(max)) = (call.handle::<ChannelAttachment>(0, &TAG), call.count(1)) else {
-        return ptr::null_mut();
-    };
+fn recv_many(env: napi_env, attachment: &ChannelAttachment, Count(max): Count) -> napi_value {
     let mut messages = Vec::new();
     let woken = match attachment
         .shared
@@ -389,16 +303,10 @@ unsafe fn recv_many(env: napi_env, info: napi_callback_info) -> napi_value {
 
 /// `chanPopHeld(handle, slab?, at?) -> message | [message, ...settle] | null (closed and drained)`:
 /// receives with the message this thread's granted wait holds.
-unsafe fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
+fn pop_held(env: napi_env, attachment: &ChannelAttachment, slab: Option<Slab>) -> napi_value {
     if let Err(reason) = attachment.local.items.take(1) {
         return raw::throw_range(env, &reason);
     }
-    let slab = Slab::from_args(env, &call, 1);
     // Closed and drained meanwhile: `room` is closed then, so nobody was woken.
     let (Some(message), woken) = attachment.shared.primitive.recv_held() else {
         return raw::null(env);
@@ -410,12 +318,7 @@ unsafe fn pop_held(env: napi_env, info: napi_callback_info) -> napi_value {
 
 /// `chanTakeGranted(handle) -> tokens | null`: this thread's send and receive
 /// waits granted since the last call (their permits now count as held).
-unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
+fn take_granted(env: napi_env, attachment: &ChannelAttachment) -> napi_value {
     let (core, slot, local) = (&attachment.shared.primitive, attachment.slot, &attachment.local);
     let mut out = Vec::new();
     wake::collect(core.room(), slot, &local.room, &mut out);
@@ -426,15 +329,7 @@ unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
 /// `chanSendNumbers(handle, Float64Array) -> [sent, ...settle] | CLOSED`:
 /// sends from the front of the array while there is room, taking all the
 /// room it can in one step and waking receivers once.
-unsafe fn send_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
-    let Some(numbers) = float64s(&call, 1) else {
-        return ptr::null_mut();
-    };
+fn send_numbers(env: napi_env, attachment: &ChannelAttachment, numbers: &mut [f64]) -> napi_value {
     let Ok(room) = attachment.shared.primitive.try_reserve(numbers.len()) else {
         return raw::code(env, code::CLOSED);
     };
@@ -449,15 +344,7 @@ unsafe fn send_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
 /// null (closed and drained)`: fills the array from the front with what is
 /// queued, taking all the messages it can in one step. A message that is not
 /// a number (only possible if a thread used another codec) reads as NaN.
-unsafe fn recv_numbers(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<ChannelAttachment>(0, &TAG) else {
-        return ptr::null_mut();
-    };
-    let Some(out) = float64s(&call, 1) else {
-        return ptr::null_mut();
-    };
+fn recv_numbers(env: napi_env, attachment: &ChannelAttachment, out: &mut [f64]) -> napi_value {
     let max = out.len();
     let mut targets = out.iter_mut();
     let fill = |message| {

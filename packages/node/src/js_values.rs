@@ -9,7 +9,7 @@ use std::ptr;
 
 use napi::sys::{self, napi_env, napi_value, Status};
 
-use crate::raw::{self, Call};
+use crate::raw::{self, Arg, Call};
 
 /// One message: numbers travel without allocating, everything else as bytes
 /// (the TypeScript layer's codec has encoded it).
@@ -18,8 +18,58 @@ pub(crate) enum Message {
     Bytes(Box<[u8]>),
 }
 
+/// A message argument; an absent one reads as nothing, without an error.
+impl Arg<'_> for Message {
+    fn read(call: &Call, i: usize) -> Option<Self> {
+        call.arg(i).and_then(|value| read_message(call.env, value))
+    }
+}
+
+/// An array argument of messages, read one at a time with `get`; a
+/// `TypeError` if it is not an array.
+pub(crate) struct MessageArray<'a> {
+    env: napi_env,
+    array: napi_value,
+    len: u32,
+    _call: std::marker::PhantomData<&'a Call>,
+}
+
+impl<'a> Arg<'a> for MessageArray<'a> {
+    fn read(call: &'a Call, i: usize) -> Option<Self> {
+        let mut len = 0u32;
+        // SAFETY: the value is one of this call's; a non-array fails the call.
+        let array = call
+            .arg(i)
+            .filter(|&array| unsafe { sys::napi_get_array_length(call.env, array, &mut len) } == Status::napi_ok);
+        let Some(array) = array else {
+            raw::throw_type(call.env, "expected an array of messages");
+            return None;
+        };
+        Some(MessageArray {
+            env: call.env,
+            array,
+            len,
+            _call: std::marker::PhantomData,
+        })
+    }
+}
+
+impl MessageArray<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Message `i` (`i < len()`), or `None` once a `TypeError` is thrown.
+    pub(crate) fn get(&self, i: usize) -> Option<Message> {
+        let mut value = ptr::null_mut();
+        // SAFETY: `array` is an array of this call; `i` is in bounds.
+        unsafe { sys::napi_get_element(self.env, self.array, i as u32, &mut value) };
+        read_message(self.env, value)
+    }
+}
+
 /// Reads a message: a number, or the bytes of a `Uint8Array` (copied).
-pub(crate) fn read_message(env: napi_env, value: napi_value) -> Option<Message> {
+fn read_message(env: napi_env, value: napi_value) -> Option<Message> {
     let mut kind = 0;
     // SAFETY: `value` belongs to the current call; out-pointers are valid.
     unsafe { sys::napi_typeof(env, value, &mut kind) };
@@ -99,9 +149,17 @@ pub(crate) struct Slab {
     at: usize,
 }
 
+/// Arguments `i` (a `Uint8Array`) and `i + 1` (the offset to write at), if
+/// given and valid: the last argument of an entry point, never an error.
+impl Arg<'_> for Option<Slab> {
+    fn read(call: &Call, i: usize) -> Option<Self> {
+        Some(Slab::from_args(call, i))
+    }
+}
+
 impl Slab {
-    /// Arguments `i` (a `Uint8Array`) and `i + 1` (the offset to write at), if given.
-    pub(crate) fn from_args(env: napi_env, call: &Call, i: usize) -> Option<Slab> {
+    fn from_args(call: &Call, i: usize) -> Option<Slab> {
+        let env = call.env;
         let view = call.arg(i)?;
         let at = call.arg(i + 1)?;
         let mut is_typed_array = false;
@@ -221,38 +279,41 @@ pub(crate) fn batch_views(env: napi_env, messages: &[Message], out: &mut Vec<nap
     }
 }
 
-/// The `f64`s of a `Float64Array` argument; throws a `TypeError` otherwise.
-/// The slice is valid for the rest of the call (the array is an argument).
-pub(crate) fn float64s<'a>(call: &Call, i: usize) -> Option<&'a mut [f64]> {
-    let env = call.env;
-    let value = call.arg(i)?;
-    let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
-    let mut is_typed_array = false;
-    // SAFETY: `value` belongs to the current call; out-pointers are valid.
-    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
-    // SAFETY: as above, and `value` is a typed array when the call is made.
-    let ok = is_typed_array
-        && unsafe {
-            sys::napi_get_typedarray_info(
-                env,
-                value,
-                &mut kind,
-                &mut length,
-                &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        } == Status::napi_ok
-        && kind == sys::TypedarrayType::float64_array;
-    if !ok {
-        raw::throw_type(env, "expected a Float64Array");
-        return None;
+/// The `f64`s of a `Float64Array` argument; a `TypeError` otherwise (nothing
+/// if absent). The slice lives as long as the call (the array is one of its
+/// arguments); an entry point takes at most one, so it is not aliased.
+impl<'a> Arg<'a> for &'a mut [f64] {
+    fn read(call: &'a Call, i: usize) -> Option<Self> {
+        let env = call.env;
+        let value = call.arg(i)?;
+        let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
+        let mut is_typed_array = false;
+        // SAFETY: `value` belongs to the current call; out-pointers are valid.
+        unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+        // SAFETY: as above, and `value` is a typed array when the call is made.
+        let ok = is_typed_array
+            && unsafe {
+                sys::napi_get_typedarray_info(
+                    env,
+                    value,
+                    &mut kind,
+                    &mut length,
+                    &mut data,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            } == Status::napi_ok
+            && kind == sys::TypedarrayType::float64_array;
+        if !ok {
+            raw::throw_type(env, "expected a Float64Array");
+            return None;
+        }
+        if length == 0 || data.is_null() {
+            return Some(&mut []);
+        }
+        // SAFETY: N-API reports `length` f64s at `data` (a Float64Array's data is
+        // 8-byte aligned), alive for this call. JS cannot run during the call, so
+        // nothing else touches the array meanwhile.
+        Some(unsafe { std::slice::from_raw_parts_mut(data as *mut f64, length) })
     }
-    if length == 0 || data.is_null() {
-        return Some(&mut []);
-    }
-    // SAFETY: N-API reports `length` f64s at `data` (a Float64Array's data is
-    // 8-byte aligned), alive for this call. JS cannot run during the call, so
-    // nothing else touches the array meanwhile.
-    Some(unsafe { std::slice::from_raw_parts_mut(data as *mut f64, length) })
 }

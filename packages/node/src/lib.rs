@@ -38,9 +38,9 @@ pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Res
 mod test_panic {
     use std::ffi::CStr;
 
-    use napi::sys::{self, napi_callback_info, napi_env, napi_value};
+    use napi::sys::{self, napi_env, napi_value};
 
-    use crate::raw::guarded;
+    use crate::raw::entry;
 
     /// A napi-rs function that panics: napi-rs's `catch_unwind` must turn it into a JS Error.
     #[napi_derive::napi(catch_unwind)]
@@ -48,10 +48,10 @@ mod test_panic {
         panic!("{message}");
     }
 
-    pub(crate) const RAW: [(&CStr, sys::napi_callback); 1] = [(c"rawPanicForTest", guarded!(raw_panic))];
+    pub(crate) const RAW: [(&CStr, sys::napi_callback); 1] = [(c"rawPanicForTest", entry!(raw_panic))];
 
-    /// A raw callback that panics: `guarded!` must turn it into a JS Error.
-    unsafe fn raw_panic(_env: napi_env, _info: napi_callback_info) -> napi_value {
+    /// A raw entry point that panics: `entry!` must turn it into a JS Error.
+    fn raw_panic(_env: napi_env) -> napi_value {
         panic!("raw panic for test");
     }
 }

@@ -10,12 +10,29 @@
 //! else stays in ordinary napi-rs code. A value that is not one of our
 //! externals (wrong tag, or not an external) is refused with a `TypeError`
 //! instead of being read as one.
+//!
+//! An entry point is a safe function of the env and its typed arguments, in
+//! order; `entry!(body)` makes the N-API callback around it:
+//!
+//! ```ignore
+//! /// `semTryAcquire(handle, n) -> 0 | 1 | 2 | 4`
+//! fn try_acquire(env: napi_env, semaphore: &Attachment<Semaphore>, Count(n): Count) -> napi_value { … }
+//!
+//! pub(crate) const RAW: [(&CStr, sys::napi_callback); 1] = [(c"semTryAcquire", entry!(try_acquire))];
+//! ```
+//!
+//! The callback catches panics (`guard`), reads every argument with its type's
+//! [`Arg`] (the handle's tag is its primitive's `Primitive::TAG`) and calls
+//! the body only if all of them were read; otherwise the first failure's JS
+//! error is thrown. This is the only `unsafe` step into a raw entry point.
 
 use std::ffi::{c_void, CStr, CString};
 use std::ptr;
 use std::rc::Rc;
 
 use napi::sys::{self, napi_callback_info, napi_env, napi_value, Status};
+
+use crate::attachment::{Attachment, Primitive};
 
 /// Outcome codes of the raw calls, exported to JS: `ts/native.ts` re-exports
 /// them, so this is their one source.
@@ -45,23 +62,67 @@ pub(crate) mod code {
     pub const TOO_HEAVY: u32 = 4;
 }
 
-/// Turns `unsafe fn(env, info) -> napi_value` into a raw N-API callback that
-/// cannot unwind into Node: a panic becomes a thrown JS `Error` with code
-/// `ERR_SLUICE_PANIC` (unwinding across `extern "C"` would abort the process).
-macro_rules! guarded {
+/// The N-API callback of an entry point: `entry!(body)` for a safe
+/// `fn body(env: napi_env, a: A, b: B, …) -> napi_value` whose argument types
+/// are [`Arg`]s, read from the call's arguments 0, 1, … in order. A panic
+/// becomes a thrown JS `Error` with code `ERR_SLUICE_PANIC` (unwinding across
+/// `extern "C"` would abort the process).
+macro_rules! entry {
     ($body:path) => {{
         unsafe extern "C" fn callback(
             env: napi::sys::napi_env,
             info: napi::sys::napi_callback_info,
         ) -> napi::sys::napi_value {
-            // SAFETY: N-API calls this with the invocation's env and info,
-            // which is all `$body` asks for.
-            $crate::raw::guard(env, || unsafe { $body(env, info) })
+            $crate::raw::guard(env, || {
+                // SAFETY: N-API calls this with the invocation's env and info,
+                // and `call` is dropped before the invocation returns.
+                let call = unsafe { $crate::raw::Call::new(env, info) };
+                $crate::raw::Entry::enter($body, &call)
+            })
         }
         Some(callback as unsafe extern "C" fn(_, _) -> _)
     }};
 }
-pub(crate) use guarded;
+pub(crate) use entry;
+
+/// A body `entry!` can call: a function of the env and up to four [`Arg`]s.
+pub(crate) trait Entry<'a, Args> {
+    fn enter(self, call: &'a Call) -> napi_value;
+}
+
+macro_rules! impl_entry {
+    ($($arg:ident $value:ident $i:tt),*) => {
+        impl<'a, F, $($arg: Arg<'a>),*> Entry<'a, ($($arg,)*)> for F
+        where
+            F: FnOnce(napi_env, $($arg),*) -> napi_value,
+        {
+            #[inline(always)]
+            #[allow(irrefutable_let_patterns)] // for the body without arguments
+            fn enter(self, call: &'a Call) -> napi_value {
+                // Every argument is read, even after one failed: the first
+                // failure's error is the one JS sees (a second throw is ignored
+                // while one is pending), as when each entry read its own.
+                let ($($value,)*) = ($(<$arg as Arg<'a>>::read(call, $i),)*);
+                let ($(Some($value),)*) = ($($value,)*) else {
+                    return ptr::null_mut();
+                };
+                self(call.env, $($value),*)
+            }
+        }
+    };
+}
+impl_entry!();
+impl_entry!(A a 0);
+impl_entry!(A a 0, B b 1);
+impl_entry!(A a 0, B b 1, C c 2);
+impl_entry!(A a 0, B b 1, C c 2, D d 3);
+
+/// A typed argument of an entry point.
+pub(crate) trait Arg<'a>: Sized {
+    /// Argument `i` of `call`, or `None` once the JS error that says why is
+    /// thrown (or, for an absent handle or message, nothing is).
+    fn read(call: &'a Call, i: usize) -> Option<Self>;
+}
 
 /// Runs `body`, converting a panic into a thrown JS `Error`.
 pub(crate) fn guard(env: napi_env, body: impl FnOnce() -> napi_value) -> napi_value {
@@ -109,27 +170,30 @@ pub(crate) fn register(
     Ok(())
 }
 
-/// Wraps a clone of `value` in an `External` tagged with `tag`.
-pub(crate) fn external<T: 'static>(env: napi_env, value: &Rc<T>, tag: &sys::napi_type_tag) -> napi::Result<napi_value> {
-    let data = Rc::into_raw(Rc::clone(value)) as *mut c_void;
+/// Wraps a clone of `attachment` in an `External` tagged with `P::TAG`: the
+/// handle the entry points take (`Arg for &Attachment<P>`).
+pub(crate) fn external<P: Primitive>(env: napi_env, attachment: &Rc<Attachment<P>>) -> napi::Result<napi_value> {
+    let data = Rc::into_raw(Rc::clone(attachment)) as *mut c_void;
     let mut result = ptr::null_mut();
     // SAFETY: `env` is the live env of the current call; `finalize::<T>` matches
     // the data's type and N-API runs it once, when the external is collected.
-    let status = unsafe { sys::napi_create_external(env, data, Some(finalize::<T>), ptr::null_mut(), &mut result) };
+    let status =
+        unsafe { sys::napi_create_external(env, data, Some(finalize::<Attachment<P>>), ptr::null_mut(), &mut result) };
     if status != Status::napi_ok {
         // SAFETY: the external was not created, so we still own this count.
-        drop(unsafe { Rc::from_raw(data as *const T) });
+        drop(unsafe { Rc::from_raw(data as *const Attachment<P>) });
         return Err(napi::Error::from_reason("failed to create a native handle"));
     }
     // SAFETY: `result` is a fresh object of this env, tagged once.
-    if unsafe { sys::napi_type_tag_object(env, result, tag) } != Status::napi_ok {
+    if unsafe { sys::napi_type_tag_object(env, result, &P::TAG) } != Status::napi_ok {
         return Err(napi::Error::from_reason("failed to tag a native handle"));
     }
     Ok(result)
 }
 
 unsafe extern "C" fn finalize<T>(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
-    // SAFETY: `data` came from `Rc::into_raw` in `external::<T>`; N-API calls this once.
+    // SAFETY: `data` came from `Rc::into_raw` in `external`, for this `T`;
+    // N-API calls this once.
     drop(unsafe { Rc::from_raw(data as *const T) });
 }
 
@@ -143,7 +207,9 @@ pub(crate) struct Call {
 impl Call {
     /// # Safety
     ///
-    /// `env` and `info` must be those of the current callback invocation.
+    /// `env` and `info` must be those of the current callback invocation, and
+    /// the `Call` must not outlive it: what an [`Arg`] borrows from a call
+    /// (an attachment, a typed array's data) lives as long as the invocation.
     pub(crate) unsafe fn new(env: napi_env, info: napi_callback_info) -> Self {
         let mut argc = 4;
         let mut argv = [ptr::null_mut(); 4];
@@ -165,31 +231,8 @@ impl Call {
         (i < self.argc.min(4)).then(|| self.argv[i])
     }
 
-    /// Argument `i` as the `T` inside one of our externals tagged `tag`; throws
-    /// a `TypeError` and returns `None` otherwise. The reference is valid for
-    /// the rest of the call: the external (which owns a count of the `Rc`) is
-    /// an argument of this call, so it cannot be collected before it returns.
-    pub(crate) fn handle<T>(&self, i: usize, tag: &sys::napi_type_tag) -> Option<&T> {
-        let value = self.arg(i)?;
-        let mut tagged = false;
-        // SAFETY: `value` is a value of this call; a non-object just fails the check.
-        let status = unsafe { sys::napi_check_object_type_tag(self.env, value, tag, &mut tagged) };
-        let mut data = ptr::null_mut();
-        if status != Status::napi_ok
-            || !tagged
-            // SAFETY: only reached for a value carrying our tag: an external we made.
-            || unsafe { sys::napi_get_value_external(self.env, value, &mut data) } != Status::napi_ok
-        {
-            throw_type(self.env, "the first argument must be a sluice native handle");
-            return None;
-        }
-        // SAFETY: `data` is the pointer `external::<T>` made with `Rc::into_raw`
-        // for this tag, alive for this call (see above).
-        Some(unsafe { &*(data as *const T) })
-    }
-
     /// Argument `i` as a number; throws a `TypeError` otherwise.
-    pub(crate) fn number(&self, i: usize) -> Option<f64> {
+    fn number(&self, i: usize) -> Option<f64> {
         let mut number = 0.0;
         // SAFETY: the value is one of this call's; `number` is a valid out-pointer.
         let ok = self
@@ -202,49 +245,88 @@ impl Call {
             None
         }
     }
+}
 
-    /// Argument `i` as a count in 1..=u32::MAX; throws a `RangeError` otherwise.
-    pub(crate) fn count(&self, i: usize) -> Option<usize> {
-        let n = self.number(i)?;
+/// A handle: the attachment inside one of our externals tagged `P::TAG`;
+/// a `TypeError` otherwise. The reference is valid for the rest of the call:
+/// the external (which owns a count of the `Rc`) is an argument of this call,
+/// so it cannot be collected before the call returns.
+impl<'a, P: Primitive> Arg<'a> for &'a Attachment<P> {
+    fn read(call: &'a Call, i: usize) -> Option<Self> {
+        let value = call.arg(i)?;
+        let mut tagged = false;
+        // SAFETY: `value` is a value of this call; a non-object just fails the check.
+        let status = unsafe { sys::napi_check_object_type_tag(call.env, value, &P::TAG, &mut tagged) };
+        let mut data = ptr::null_mut();
+        if status != Status::napi_ok
+            || !tagged
+            // SAFETY: only reached for a value carrying our tag: an external we made.
+            || unsafe { sys::napi_get_value_external(call.env, value, &mut data) } != Status::napi_ok
+        {
+            throw_type(call.env, "the first argument must be a sluice native handle");
+            return None;
+        }
+        // SAFETY: `data` is the pointer `external::<P>` made with `Rc::into_raw`
+        // for this tag, alive for this call (see above).
+        Some(unsafe { &*(data as *const Attachment<P>) })
+    }
+}
+
+/// A count in 1..=u32::MAX; a `RangeError` otherwise.
+pub(crate) struct Count(pub(crate) usize);
+
+impl Arg<'_> for Count {
+    fn read(call: &Call, i: usize) -> Option<Self> {
+        let n = call.number(i)?;
         if n.fract() == 0.0 && (1.0..=u32::MAX as f64).contains(&n) {
-            Some(n as usize)
+            Some(Count(n as usize))
         } else {
-            throw_range(self.env, &format!("argument {i} must be a positive integer, got {n}"));
+            throw_range(call.env, &format!("argument {i} must be a positive integer, got {n}"));
             None
         }
     }
+}
 
-    /// Argument `i` as a priority: an integer in the i32 range, 0 when absent
-    /// or undefined; throws a `RangeError` otherwise.
-    pub(crate) fn priority(&self, i: usize) -> Option<i32> {
-        let Some(value) = self.arg(i) else { return Some(0) };
+/// A priority: an integer in the i32 range, 0 when absent or undefined; a
+/// `RangeError` otherwise.
+pub(crate) struct Priority(pub(crate) i32);
+
+impl Arg<'_> for Priority {
+    fn read(call: &Call, i: usize) -> Option<Self> {
+        let Some(value) = call.arg(i) else {
+            return Some(Priority(0));
+        };
         let mut kind = sys::ValueType::napi_undefined;
         // SAFETY: the value is one of this call's; `kind` is a valid out-pointer.
-        if unsafe { sys::napi_typeof(self.env, value, &mut kind) } == Status::napi_ok
+        if unsafe { sys::napi_typeof(call.env, value, &mut kind) } == Status::napi_ok
             && kind == sys::ValueType::napi_undefined
         {
-            return Some(0);
+            return Some(Priority(0));
         }
-        let p = self.number(i)?;
+        let p = call.number(i)?;
         if p.fract() == 0.0 && (i32::MIN as f64..=i32::MAX as f64).contains(&p) {
-            Some(p as i32)
+            Some(Priority(p as i32))
         } else {
             throw_range(
-                self.env,
+                call.env,
                 &format!("priority must be an integer in the 32-bit range, got {p}"),
             );
             None
         }
     }
+}
 
-    /// Argument `i` as a wait token: a safe non-negative integer.
-    pub(crate) fn token(&self, i: usize) -> Option<u64> {
-        let token = self.number(i)?;
+/// A wait token: a safe non-negative integer; a `RangeError` otherwise.
+pub(crate) struct Token(pub(crate) u64);
+
+impl Arg<'_> for Token {
+    fn read(call: &Call, i: usize) -> Option<Self> {
+        let token = call.number(i)?;
         if token.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&token) {
-            Some(token as u64)
+            Some(Token(token as u64))
         } else {
             throw_range(
-                self.env,
+                call.env,
                 &format!("token must be a safe non-negative integer, got {token}"),
             );
             None

@@ -12,19 +12,24 @@
 use std::ffi::CStr;
 use std::rc::Rc;
 
-use napi::sys::{self, napi_callback_info, napi_env, napi_value};
+use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 use sluice_core::{Acquire, AcquireError, Semaphore, Settlement, TryAcquireError, MAX_PERMITS};
 
-use crate::attachment::{Attachment, Held, Primitive};
-use crate::raw::{self, code, guarded, Call};
-use crate::registry::Shared;
+use crate::attachment::{attached_class, Attachment, Held, Primitive};
+use crate::raw::{self, code, entry, Count, Priority, Token};
 use crate::wake;
 
 impl Primitive for Semaphore {
     type Local = Held;
 
+    const TAG: sys::napi_type_tag = sys::napi_type_tag {
+        lower: 0x5a1c_e5e7_0a7d_1e55,
+        upper: 0x9c4b_2f1d_83e6_0c71,
+    };
+
+    /// Also the channel's, for each of its two semaphores.
     fn detach(&self, slot: u32, held: &Held) {
         self.remove_owner(slot);
         let held = held.take_all();
@@ -36,12 +41,6 @@ impl Primitive for Semaphore {
 }
 
 type SemaphoreAttachment = Attachment<Semaphore>;
-
-/// Marks externals of `NativeSemaphore#fastHandle`; random, fixed.
-const TAG: sys::napi_type_tag = sys::napi_type_tag {
-    lower: 0x5a1c_e5e7_0a7d_1e55,
-    upper: 0x9c4b_2f1d_83e6_0c71,
-};
 
 #[napi]
 pub struct NativeSemaphore {
@@ -77,10 +76,7 @@ impl NativeSemaphore {
                     "owed needs available 0 and no maxWaiters".to_owned(),
                 ));
             }
-            let core = Semaphore::with_owed(permits, owed as usize);
-            return Ok(Self {
-                attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
-            });
+            return Self::attach(&env, Semaphore::with_owed(permits, owed as usize));
         }
         let core = match (max_waiters, available) {
             (_, Some(free)) if free as usize > permits => {
@@ -99,28 +95,7 @@ impl NativeSemaphore {
             (Some(max), None) => Semaphore::with_max_waiters(permits, max as usize),
             (None, None) => Semaphore::new(permits),
         };
-        Ok(Self {
-            attachment: Attachment::get_or_attach(&env, Shared::create(core))?,
-        })
-    }
-
-    /// Attaches this thread to the semaphore with id `id`, made in any thread.
-    #[napi(factory, catch_unwind)]
-    pub fn from_id(env: Env, id: f64) -> Result<Self> {
-        Ok(Self {
-            attachment: Attachment::by_id(&env, id, "semaphore")?,
-        })
-    }
-
-    #[napi(getter)]
-    pub fn id(&self) -> f64 {
-        self.attachment.shared.id as f64
-    }
-
-    /// This thread's doorbell slot for this semaphore.
-    #[napi(getter)]
-    pub fn slot(&self) -> u32 {
-        self.attachment.slot
+        Self::attach(&env, core)
     }
 
     #[napi(getter)]
@@ -147,12 +122,6 @@ impl NativeSemaphore {
     #[napi(getter)]
     pub fn held(&self) -> u32 {
         self.attachment.local.get() as u32
-    }
-
-    /// A handle for the raw hot calls.
-    #[napi(ts_return_type = "object")]
-    pub fn fast_handle(&self, env: Env) -> Result<sys::napi_value> {
-        raw::external(env.raw(), &self.attachment, &TAG)
     }
 
     /// Withdraws a wait (giving back anything granted to it). Returns `null` if
@@ -244,27 +213,20 @@ impl NativeSemaphore {
         );
         out
     }
-
-    fn core(&self) -> &Semaphore {
-        &self.attachment.shared.primitive
-    }
 }
 
+attached_class!(NativeSemaphore, Semaphore, "semaphore", slot);
+
 pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
-    (c"semTryAcquire", guarded!(try_acquire)),
-    (c"semAcquire", guarded!(acquire)),
-    (c"semRelease", guarded!(release)),
-    (c"semTakeGranted", guarded!(take_granted)),
+    (c"semTryAcquire", entry!(try_acquire)),
+    (c"semAcquire", entry!(acquire)),
+    (c"semRelease", entry!(release)),
+    (c"semTakeGranted", entry!(take_granted)),
 ];
 
 /// `semTryAcquire(handle, n) -> 0 | 1 | 2 | 4` (not now, acquired, closed,
 /// more than the capacity).
-unsafe fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(n)) = (call.handle::<SemaphoreAttachment>(0, &TAG), call.count(1)) else {
-        return std::ptr::null_mut();
-    };
+fn try_acquire(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count) -> napi_value {
     let outcome = match attachment.shared.primitive.try_acquire(n) {
         Ok(()) => {
             attachment.local.add(n);
@@ -280,17 +242,13 @@ unsafe fn try_acquire(env: napi_env, info: napi_callback_info) -> napi_value {
 
 /// `semAcquire(handle, n, token, priority = 0) -> 0 | 1 | 2 | 3 | 4` (queued,
 /// acquired, closed, queue full, more than the capacity).
-unsafe fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(n), Some(token), Some(priority)) = (
-        call.handle::<SemaphoreAttachment>(0, &TAG),
-        call.count(1),
-        call.token(2),
-        call.priority(3),
-    ) else {
-        return std::ptr::null_mut();
-    };
+fn acquire(
+    env: napi_env,
+    attachment: &SemaphoreAttachment,
+    Count(n): Count,
+    Token(token): Token,
+    Priority(priority): Priority,
+) -> napi_value {
     let outcome = match attachment
         .shared
         .primitive
@@ -312,12 +270,7 @@ unsafe fn acquire(env: napi_env, info: napi_callback_info) -> napi_value {
 /// `semRelease(handle, n) -> null | entry | settle entries`: a single entry
 /// (the common case: one waiter granted) comes back as a bare number, which
 /// saves creating an array.
-unsafe fn release(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let (Some(attachment), Some(n)) = (call.handle::<SemaphoreAttachment>(0, &TAG), call.count(1)) else {
-        return std::ptr::null_mut();
-    };
+fn release(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count) -> napi_value {
     if let Err(message) = attachment.local.take(n) {
         return raw::throw_range(env, &message);
     }
@@ -342,12 +295,7 @@ unsafe fn release(env: napi_env, info: napi_callback_info) -> napi_value {
 /// `semTakeGranted(handle) -> tokens | null`: this thread's waits granted since
 /// the last call, whose permits count as held from now on, and, negated, the
 /// tokens of its waits refused since (the capacity shrank below them).
-unsafe fn take_granted(env: napi_env, info: napi_callback_info) -> napi_value {
-    // SAFETY: `guarded!` passes this invocation's env and info.
-    let call = unsafe { Call::new(env, info) };
-    let Some(attachment) = call.handle::<SemaphoreAttachment>(0, &TAG) else {
-        return std::ptr::null_mut();
-    };
+fn take_granted(env: napi_env, attachment: &SemaphoreAttachment) -> napi_value {
     let mut out = Vec::new();
     attachment
         .shared
