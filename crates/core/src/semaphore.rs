@@ -572,9 +572,13 @@ impl Semaphore {
     pub fn release(&self, n: usize) -> Result<Vec<Owner>, ReleaseError> {
         let mut current = self.state.load(Ordering::Relaxed);
         while current & QUEUED == 0 {
-            let capacity = self.capacity();
-            if (current >> PERMIT_SHIFT) + n > capacity {
-                return Err(ReleaseError { released: n, capacity });
+            if (current >> PERMIT_SHIFT) + n > self.capacity() {
+                // A double release, or a capacity that shrank between the two
+                // reads (`forget_permits` takes free permits, then lowers the
+                // capacity, so `current` may predate both): decide under the
+                // lock, where the forgets run and both values are stable. An
+                // error here would lose a legitimate release's permits.
+                break;
             }
             // Release: pairs with the Acquire CAS of whoever takes these permits.
             match self.state.compare_exchange_weak(
@@ -645,13 +649,16 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`ReleaseError`] if `n` exceeds the capacity; nothing changes then.
+    /// [`ReleaseError`] if `n` permits cannot be held (free permits plus `n`
+    /// would exceed the capacity); nothing changes then.
     pub fn forget_held(&self, n: usize) -> Result<Vec<Owner>, ReleaseError> {
         // Under the lock: orders with add_permits and the slow path's capacity
         // check, so no wait too heavy for the new capacity queues after the scan.
         let mut queue = self.lock();
         let capacity = self.capacity();
-        if n > capacity {
+        // The caller must hold `n`: free (available + reserved) plus held never
+        // exceeds the capacity.
+        if self.available() + queue.reserved_for_head + n > capacity {
             return Err(ReleaseError { released: n, capacity });
         }
         let capacity = capacity - n;
@@ -712,8 +719,11 @@ impl Semaphore {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    // After the permits left `state`, so a concurrent fast-path
-                    // release never sees the smaller capacity with the larger count.
+                    // After the permits left `state`. A fast-path release that
+                    // read `state` before the CAS and `capacity` after this
+                    // store sees a count the capacity no longer allows: it
+                    // does not fail on that, it rechecks under the lock (see
+                    // `release`).
                     self.capacity.fetch_sub(taken, Ordering::Relaxed);
                     return taken;
                 }

@@ -676,3 +676,14 @@ fn mpmc_stress_never_exceeds_capacity() {
     assert_eq!(sem.available(), CAPACITY);
     assert_eq!(sem.waiting(), 0);
 }
+
+#[test]
+fn forget_held_of_permits_nobody_holds_is_an_error() {
+    let sem = Semaphore::new(3);
+    // Nothing is held: forgetting one would leave 3 free against a capacity of 2.
+    assert!(sem.forget_held(1).is_err());
+    assert_eq!((sem.capacity(), sem.available()), (3, 3));
+    sem.try_acquire(1).unwrap();
+    assert!(sem.forget_held(1).is_ok());
+    assert_eq!((sem.capacity(), sem.available()), (2, 2));
+}

@@ -170,12 +170,13 @@ export class Doorbell {
   }
 
   #ring(slot: number): void {
-    if (slot === this.#slot) {
-      this.collect()
-    } else {
-      Atomics.add(this.#bells, slot, 1)
-      Atomics.notify(this.#bells, slot)
-    }
+    // This thread's own slot (a close, or a refusal, rings every owner):
+    // collect this object's waits at once, and ring anyway, since other
+    // objects of the same primitive in this thread (`from(handle)` twice)
+    // listen on the same slot and may hold waits too.
+    if (slot === this.#slot) this.collect()
+    Atomics.add(this.#bells, slot, 1)
+    Atomics.notify(this.#bells, slot)
   }
 
   #grant(token: number): void {
