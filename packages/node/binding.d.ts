@@ -74,7 +74,7 @@ export declare class NativeSemaphore {
    * Permits set aside for the queue head while it waits for the rest: free
    * permits that `available` does not show (it reads 0 while anyone waits).
    */
-  get reserved(): number
+  get reservedForHead(): number
   /** Removes up to `n` free permits for good; returns how many. */
   forgetPermits(n: number): number
   /**

@@ -134,9 +134,9 @@ pub enum TryRecvError {
     Closed,
 }
 
-/// [`Channel::try_reserve`] found the channel closed.
+/// [`Channel::try_claim_room`] found the channel closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReserveError;
+pub struct ClaimError;
 
 impl<T> fmt::Debug for TrySendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,7 +177,7 @@ impl fmt::Display for TryRecvError {
     }
 }
 
-impl fmt::Display for ReserveError {
+impl fmt::Display for ClaimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("channel closed")
     }
@@ -186,7 +186,7 @@ impl fmt::Display for ReserveError {
 impl<T> std::error::Error for TrySendError<T> {}
 impl<T> std::error::Error for SendError<T> {}
 impl std::error::Error for TryRecvError {}
-impl std::error::Error for ReserveError {}
+impl std::error::Error for ClaimError {}
 
 impl<T> Channel<T> {
     /// Creates a channel that holds at most `capacity` messages.
@@ -261,7 +261,7 @@ impl<T> Channel<T> {
     /// [`TrySendError::Full`] or [`TrySendError::Closed`], with the value.
     pub fn try_send(&self, value: T) -> Result<Vec<Owner>, TrySendError<T>> {
         match self.room.try_acquire(1) {
-            Ok(()) => Ok(self.send_reserved(std::iter::once(value))),
+            Ok(()) => Ok(self.send_claimed(std::iter::once(value))),
             Err(TryAcquireError::NoPermits) => Err(TrySendError::Full(value)),
             Err(TryAcquireError::Closed) => Err(TrySendError::Closed(value)),
         }
@@ -269,28 +269,28 @@ impl<T> Channel<T> {
 
     /// Takes as much free room as there is, up to `max`, if no sender is
     /// queued ahead; returns how much (possibly 0). Send that many values with
-    /// [`send_reserved`](Self::send_reserved), or give the room back with
-    /// [`unreserve`](Self::unreserve).
+    /// [`send_claimed`](Self::send_claimed), or give the room back with
+    /// [`return_room`](Self::return_room).
     ///
     /// # Errors
     ///
-    /// [`ReserveError`] once the channel is closed.
-    pub fn try_reserve(&self, max: usize) -> Result<usize, ReserveError> {
-        self.room.try_acquire_up_to(max).map_err(|_| ReserveError)
+    /// [`ClaimError`] once the channel is closed.
+    pub fn try_claim_room(&self, max: usize) -> Result<usize, ClaimError> {
+        self.room.try_acquire_up_to(max).map_err(|_| ClaimError)
     }
 
-    /// Gives back `n` places of room taken by [`try_reserve`](Self::try_reserve)
+    /// Gives back `n` places of room taken by [`try_claim_room`](Self::try_claim_room)
     /// and not used. Returns the owners of senders' waits it granted.
-    pub fn unreserve(&self, n: usize) -> Vec<Owner> {
+    pub fn return_room(&self, n: usize) -> Vec<Owner> {
         // Cannot exceed the capacity: these permits were taken from `room`.
         self.room.release(n).unwrap_or_default()
     }
 
     /// Sends `values` into room already taken, one place each (from
-    /// [`try_reserve`](Self::try_reserve)); does not look at `closed`, since the
+    /// [`try_claim_room`](Self::try_claim_room)); does not look at `closed`, since the
     /// room was taken before any close that follows. Returns the owners of
     /// receivers' waits it granted, all at once for the batch.
-    pub fn send_reserved(&self, values: impl IntoIterator<Item = T>) -> Vec<Owner> {
+    pub fn send_claimed(&self, values: impl IntoIterator<Item = T>) -> Vec<Owner> {
         let mut sent = 0;
         for value in values {
             self.push_owed(value);
@@ -319,7 +319,7 @@ impl<T> Channel<T> {
             let _ = self.room.release(1);
             return Err(SendError(value));
         }
-        Ok(self.send_reserved(std::iter::once(value)))
+        Ok(self.send_claimed(std::iter::once(value)))
     }
 
     /// Receives now if a message is queued and no receiver is queued ahead;

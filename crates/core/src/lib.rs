@@ -41,10 +41,10 @@ pub mod token_bucket;
 mod wait_queue;
 
 pub use array_queue::{AllocError, ArrayQueue};
-pub use channel::{Channel, ReserveError, SendError, TryRecvError, TrySendError};
+pub use channel::{Channel, ClaimError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use semaphore::{
-    Acquire, AcquireError, CapacityOverflow, Grant, Owner, Refusal, ReleaseError, Semaphore, Settlement, Token,
+    Acquire, AcquireError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore, Token,
     TryAcquireError, MAX_PERMITS,
 };
 pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket};

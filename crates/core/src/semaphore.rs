@@ -15,7 +15,7 @@
 //! queued wait asked for, that wait could never end, so it is taken out of the
 //! queue (what it was partly granted goes on to the next waiter), its owner is
 //! reported like a granted one, and the owner collects the refusal with
-//! [`drain_settled`](Semaphore::drain_settled) or
+//! [`drain_decisions`](Semaphore::drain_decisions) or
 //! [`take_refused`](Semaphore::take_refused).
 //!
 //! # Implementation
@@ -126,17 +126,17 @@ struct Queue {
     /// Waits that ended (granted or refused) but were not yet collected by
     /// their owner. Entries stay once made (one per owner that ever waited),
     /// so their `Vec`s keep their capacity and a grant allocates nothing.
-    settled: FxHashMap<Owner, Settled>,
+    decisions: FxHashMap<Owner, Decisions>,
 }
 
 /// One owner's uncollected outcomes.
 #[derive(Default)]
-struct Settled {
+struct Decisions {
     grants: Vec<Grant>,
     refusals: Vec<Refusal>,
 }
 
-impl Settled {
+impl Decisions {
     fn has(&self, token: Token) -> bool {
         self.grants.iter().any(|g| g.token == token) || self.refusals.iter().any(|r| r.token == token)
     }
@@ -173,9 +173,9 @@ pub struct Refusal {
     pub capacity: usize,
 }
 
-/// How a queued wait ended, as handed out by [`Semaphore::drain_settled`].
+/// How a queued wait ended, as handed out by [`Semaphore::drain_decisions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
+pub enum Decision {
     /// It was granted; its permits are the owner's from now on.
     Granted(Grant),
     /// It was refused: it could never have been granted.
@@ -283,7 +283,7 @@ impl Semaphore {
             queue: Mutex::new(Queue {
                 waiters: WaitQueue::new(),
                 reserved_for_head: 0,
-                settled: FxHashMap::default(),
+                decisions: FxHashMap::default(),
             }),
             waiting: AtomicUsize::new(0),
             max_waiters: usize::MAX,
@@ -494,7 +494,7 @@ impl Semaphore {
             Err(TryAcquireError::NoPermits) => {}
         }
         let mut queue = self.lock();
-        if queue.waiters.contains((owner, token)) || queue.settled.get(&owner).is_some_and(|s| s.has(token)) {
+        if queue.waiters.contains((owner, token)) || queue.decisions.get(&owner).is_some_and(|s| s.has(token)) {
             return Err(AcquireError::DuplicateToken);
         }
         if self.is_closed() {
@@ -670,7 +670,7 @@ impl Semaphore {
             ..
         } in queue.waiters.remove_heavier_than(capacity)
         {
-            queue.settled.entry(owner).or_default().refusals.push(Refusal {
+            queue.decisions.entry(owner).or_default().refusals.push(Refusal {
                 token,
                 requested: needed,
                 capacity,
@@ -741,13 +741,13 @@ impl Semaphore {
 
     /// Like [`take_granted`](Self::take_granted), but hands each grant to
     /// `collect` instead of allocating a `Vec` (the binding's hot path).
-    /// Refusals stay for [`drain_settled`](Self::drain_settled) or
+    /// Refusals stay for [`drain_decisions`](Self::drain_decisions) or
     /// [`take_refused`](Self::take_refused): an owner that never has a wait
     /// refused (one that never forgets permits) need not look for them.
     /// `collect` runs under the semaphore's lock: it must not call back into it.
     pub fn drain_granted(&self, owner: Owner, collect: impl FnMut(Grant)) {
-        if let Some(settled) = self.lock().settled.get_mut(&owner) {
-            settled.grants.drain(..).for_each(collect);
+        if let Some(decisions) = self.lock().decisions.get_mut(&owner) {
+            decisions.grants.drain(..).for_each(collect);
         }
     }
 
@@ -755,18 +755,18 @@ impl Semaphore {
     /// (see [`forget_held`](Self::forget_held)).
     pub fn take_refused(&self, owner: Owner) -> Vec<Refusal> {
         self.lock()
-            .settled
+            .decisions
             .get_mut(&owner)
-            .map_or_else(Vec::new, |settled| settled.refusals.drain(..).collect())
+            .map_or_else(Vec::new, |decisions| decisions.refusals.drain(..).collect())
     }
 
     /// Hands every uncollected outcome of `owner`'s waits to `collect`, grants
     /// first, under one lock. `collect` runs under the semaphore's lock: it
     /// must not call back into it.
-    pub fn drain_settled(&self, owner: Owner, mut collect: impl FnMut(Settlement)) {
-        if let Some(settled) = self.lock().settled.get_mut(&owner) {
-            settled.grants.drain(..).for_each(|g| collect(Settlement::Granted(g)));
-            settled.refusals.drain(..).for_each(|r| collect(Settlement::Refused(r)));
+    pub fn drain_decisions(&self, owner: Owner, mut collect: impl FnMut(Decision)) {
+        if let Some(decisions) = self.lock().decisions.get_mut(&owner) {
+            decisions.grants.drain(..).for_each(|g| collect(Decision::Granted(g)));
+            decisions.refusals.drain(..).for_each(|r| collect(Decision::Refused(r)));
         }
     }
 
@@ -782,12 +782,12 @@ impl Semaphore {
         let returned = if queue.waiters.remove((owner, token)).is_some() {
             0
         } else {
-            let settled = queue.settled.get_mut(&owner)?;
-            if let Some(at) = settled.grants.iter().position(|g| g.token == token) {
-                settled.grants.swap_remove(at).permits
+            let decisions = queue.decisions.get_mut(&owner)?;
+            if let Some(at) = decisions.grants.iter().position(|g| g.token == token) {
+                decisions.grants.swap_remove(at).permits
             } else {
-                let at = settled.refusals.iter().position(|r| r.token == token)?;
-                settled.refusals.swap_remove(at);
+                let at = decisions.refusals.iter().position(|r| r.token == token)?;
+                decisions.refusals.swap_remove(at);
                 return Some(Vec::new());
             }
         };
@@ -803,7 +803,7 @@ impl Semaphore {
         // Its queued waits give back nothing themselves: see `cancel`.
         queue.waiters.remove_where(|waiter| waiter.key.0 == owner);
         let granted: usize = queue
-            .settled
+            .decisions
             .remove(&owner)
             .unwrap_or_default()
             .grants
@@ -845,7 +845,7 @@ impl Semaphore {
                 ..
             } = queue.waiters.pop_front().expect("head exists");
             queue
-                .settled
+                .decisions
                 .entry(owner)
                 .or_default()
                 .grants

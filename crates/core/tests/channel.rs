@@ -12,7 +12,7 @@ use std::thread;
 
 use common::stress;
 use proptest::prelude::*;
-use sluice_core::{Acquire, Channel, Grant, ReserveError, SendError, TryRecvError, TrySendError};
+use sluice_core::{Acquire, Channel, ClaimError, Grant, SendError, TryRecvError, TrySendError};
 
 #[test]
 fn smoke() {
@@ -91,7 +91,7 @@ fn close_refuses_senders_and_drains_for_receivers() {
     assert_eq!(channel.room().acquire(1, 5, 1), Ok(Acquire::Acquired));
     channel.close();
     assert_eq!(channel.try_send(3), Err(TrySendError::Closed(3)));
-    assert_eq!(channel.try_reserve(1), Err(ReserveError));
+    assert_eq!(channel.try_claim_room(1), Err(ClaimError));
     // A wait granted before the close cannot send after it; its room goes back.
     assert_eq!(channel.send_held(4), Err(SendError(4)));
     assert_eq!(channel.try_recv(), Ok((1, vec![])));
@@ -105,10 +105,10 @@ fn close_refuses_senders_and_drains_for_receivers() {
 #[test]
 fn a_send_that_reserved_room_before_the_close_is_not_lost() {
     let channel = Channel::new(2);
-    assert_eq!(channel.try_reserve(5), Ok(2));
+    assert_eq!(channel.try_claim_room(5), Ok(2));
     channel.close();
     assert_eq!(channel.try_recv(), Err(TryRecvError::Closed), "nothing yet");
-    assert_eq!(channel.send_reserved([7, 8]), Vec::<u32>::new());
+    assert_eq!(channel.send_claimed([7, 8]), Vec::<u32>::new());
     assert_eq!(channel.try_recv(), Ok((7, vec![])));
     assert_eq!(channel.try_recv(), Ok((8, vec![])));
 }
@@ -117,11 +117,11 @@ fn a_send_that_reserved_room_before_the_close_is_not_lost() {
 fn reserve_and_unreserve_batch_room() {
     let channel = Channel::new(3);
     channel.try_send(0).unwrap();
-    assert_eq!(channel.try_reserve(5), Ok(2));
-    assert_eq!(channel.try_reserve(5), Ok(0));
+    assert_eq!(channel.try_claim_room(5), Ok(2));
+    assert_eq!(channel.try_claim_room(5), Ok(0));
     assert_eq!(channel.room().acquire(1, 9, 1), Ok(Acquire::Queued));
     assert_eq!(
-        channel.unreserve(2),
+        channel.return_room(2),
         vec![9],
         "given-back room goes to the waiting sender"
     );
@@ -133,8 +133,8 @@ fn reserve_and_unreserve_batch_room() {
 #[test]
 fn recv_many_stops_at_max_and_wakes_senders_once() {
     let channel = Channel::new(4);
-    assert_eq!(channel.try_reserve(4), Ok(4));
-    channel.send_reserved(1..=4);
+    assert_eq!(channel.try_claim_room(4), Ok(4));
+    channel.send_claimed(1..=4);
     assert_eq!(channel.room().acquire(2, 6, 1), Ok(Acquire::Queued));
     let mut got = Vec::new();
     assert_eq!(channel.try_recv_many(3, |v| got.push(v)), Ok((3, vec![6])));
@@ -301,15 +301,15 @@ proptest! {
                     next += 1;
                 }
                 Op::Reserve(max) => {
-                    let result = channel.try_reserve(max);
+                    let result = channel.try_claim_room(max);
                     if closed {
-                        prop_assert_eq!(result, Err(ReserveError));
+                        prop_assert_eq!(result, Err(ClaimError));
                     } else {
                         let room = max.min(capacity - model.len());
                         prop_assert_eq!(result, Ok(room));
                         let values: Vec<u32> = (next..next + room as u32).collect();
                         next += room as u32;
-                        prop_assert_eq!(channel.send_reserved(values.iter().copied()), Vec::<u32>::new());
+                        prop_assert_eq!(channel.send_claimed(values.iter().copied()), Vec::<u32>::new());
                         model.extend(values);
                     }
                 }

@@ -8,14 +8,14 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use sluice_core::{Acquire, Semaphore, Settlement};
+use sluice_core::{Acquire, Decision, Semaphore};
 
-/// Everything `owner` has settled: (granted permits, refusals).
-fn settled(sem: &Semaphore, owner: u32) -> (usize, usize) {
+/// Everything `owner` has decisions: (granted permits, refusals).
+fn decisions(sem: &Semaphore, owner: u32) -> (usize, usize) {
     let (mut granted, mut refused) = (0, 0);
-    sem.drain_settled(owner, |s| match s {
-        Settlement::Granted(g) => granted += g.permits,
-        Settlement::Refused(_) => refused += 1,
+    sem.drain_decisions(owner, |s| match s {
+        Decision::Granted(g) => granted += g.permits,
+        Decision::Refused(_) => refused += 1,
     });
     (granted, refused)
 }
@@ -45,8 +45,8 @@ fn refusal_races_remove_owner_and_cancel() {
         // The cancel found the wait queued or granted (then it gave it back);
         // never already refused (1 permit fits any capacity here).
         assert!(cancelled.is_some());
-        assert_eq!(settled(&sem, 0), (0, 0), "remove_owner leaves nothing to collect");
-        assert_eq!(settled(&sem, 1), (0, 0), "the cancel left nothing to collect");
+        assert_eq!(decisions(&sem, 0), (0, 0), "remove_owner leaves nothing to collect");
+        assert_eq!(decisions(&sem, 1), (0, 0), "the cancel left nothing to collect");
         assert_eq!(sem.waiting(), 0);
         assert_eq!(sem.capacity(), 2);
         assert_eq!(sem.reserved_for_head(), 0);
@@ -76,7 +76,7 @@ fn refusal_races_close_and_release() {
         forgetter.join().unwrap();
         closer.join().unwrap();
         assert!(released.unwrap().is_empty(), "nobody can be granted 2 of 1");
-        let (granted, refused) = settled(&sem, 0);
+        let (granted, refused) = decisions(&sem, 0);
         assert_eq!(granted, 0);
         assert!(refused <= 1);
         assert_eq!((sem.capacity(), sem.available(), sem.waiting()), (1, 1, 0));
@@ -104,8 +104,8 @@ fn refusal_races_priority_overtake() {
         let outcome = overtaker.join().unwrap();
         forgetter.join().unwrap();
         // Owner 0 (3 of capacity 2) is refused in every interleaving.
-        assert_eq!(settled(&sem, 0), (0, 1));
-        let (granted, refused) = settled(&sem, 1);
+        assert_eq!(decisions(&sem, 0), (0, 1));
+        let (granted, refused) = decisions(&sem, 1);
         assert_eq!(refused, 0);
         let overtaker_holds = match outcome {
             Acquire::Acquired => 1,
@@ -144,7 +144,7 @@ fn refusal_races_paying_a_debt() {
             assert!(paid_before, "a fast-path acquire succeeded while a permit was owed");
         }
         assert!(early.is_err(), "nothing was free: 1 released, 1 owed");
-        assert_eq!(settled(&sem, 0), (0, 1), "3 of capacity 2 is refused");
+        assert_eq!(decisions(&sem, 0), (0, 1), "3 of capacity 2 is refused");
         assert_eq!((sem.owed(), sem.waiting(), sem.available()), (0, 0, 0));
         sem.release(1).unwrap(); // the holder's last
         assert_eq!((sem.capacity(), sem.available()), (2, 1), "value -1 + 2 released");

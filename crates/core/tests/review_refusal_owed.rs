@@ -5,7 +5,7 @@
 //! succeeds while a wait is queued or a permit owed (no barging).
 
 use proptest::prelude::*;
-use sluice_core::{Acquire, AcquireError, Semaphore, Settlement, TryAcquireError};
+use sluice_core::{Acquire, AcquireError, Decision, Semaphore, TryAcquireError};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -55,24 +55,27 @@ fn uncollected(sem: &Semaphore, model: &mut Model) -> Result<usize, TestCaseErro
     // put the grants in the model (they are then held).
     let mut total = 0;
     for owner in 0..3u32 {
-        let mut settled = Vec::new();
-        sem.drain_settled(owner, |s| settled.push(s));
-        for s in settled {
+        let mut decisions = Vec::new();
+        sem.drain_decisions(owner, |s| decisions.push(s));
+        for s in decisions {
             let token = match s {
-                Settlement::Granted(g) => g.token,
-                Settlement::Refused(r) => r.token,
+                Decision::Granted(g) => g.token,
+                Decision::Refused(r) => r.token,
             };
             let waits = &mut model.queued[owner as usize];
             let at = waits.iter().position(|&(t, _)| t == token);
-            prop_assert!(at.is_some(), "outcome for an unknown or already settled token {token}");
+            prop_assert!(
+                at.is_some(),
+                "outcome for an unknown or already decisions token {token}"
+            );
             let (_, n) = waits.remove(at.unwrap());
             match s {
-                Settlement::Granted(g) => {
+                Decision::Granted(g) => {
                     prop_assert_eq!(g.permits, n);
                     total += n;
                     model.held[owner as usize].push(n);
                 }
-                Settlement::Refused(r) => {
+                Decision::Refused(r) => {
                     prop_assert_eq!(r.requested, n);
                     prop_assert!(n > r.capacity);
                 }
@@ -154,7 +157,7 @@ proptest! {
                     if !waits.is_empty() {
                         let (token, _) = waits.remove(pick % waits.len());
                         let before = sem.owed();
-                        prop_assert!(sem.cancel(owner, token).is_some(), "a queued or settled wait is known");
+                        prop_assert!(sem.cancel(owner, token).is_some(), "a queued or decisions wait is known");
                         model.debt_paid += before - sem.owed();
                     }
                 }
@@ -187,7 +190,7 @@ proptest! {
                     }
                 }
                 Op::Close => {
-                    // Withdraws every queued wait; settled ones stay to collect,
+                    // Withdraws every queued wait; decisions ones stay to collect,
                     // so collect them first to tell them from the withdrawn.
                     uncollected(&sem, &mut model)?;
                     sem.close();

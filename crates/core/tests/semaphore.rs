@@ -11,7 +11,7 @@ use std::thread;
 
 use common::stress;
 use proptest::prelude::*;
-use sluice_core::{Acquire, AcquireError, Grant, Refusal, ReleaseError, Semaphore, Settlement, TryAcquireError};
+use sluice_core::{Acquire, AcquireError, Decision, Grant, Refusal, ReleaseError, Semaphore, TryAcquireError};
 
 #[test]
 fn smoke() {
@@ -384,11 +384,11 @@ fn forget_held_refuses_queued_waits_heavier_than_the_new_capacity() {
     assert_eq!(sem.forget_held(1), Ok(vec![1]));
     assert_eq!(sem.capacity(), 2);
     assert_eq!(sem.waiting(), 1);
-    let mut settled = Vec::new();
-    sem.drain_settled(1, |s| settled.push(s));
+    let mut decisions = Vec::new();
+    sem.drain_decisions(1, |s| decisions.push(s));
     assert_eq!(
-        settled,
-        vec![Settlement::Refused(Refusal {
+        decisions,
+        vec![Decision::Refused(Refusal {
             token: 11,
             requested: 3,
             capacity: 2
@@ -494,22 +494,22 @@ fn collect(
     held: &mut Vec<usize>,
     queued: &mut Vec<(u64, usize)>,
 ) -> Result<(), TestCaseError> {
-    let mut settled = Vec::new();
-    sem.drain_settled(owner, |s| settled.push(s));
-    for settlement in settled {
+    let mut decisions = Vec::new();
+    sem.drain_decisions(owner, |s| decisions.push(s));
+    for settlement in decisions {
         let token = match settlement {
-            Settlement::Granted(grant) => grant.token,
-            Settlement::Refused(refusal) => refusal.token,
+            Decision::Granted(grant) => grant.token,
+            Decision::Refused(refusal) => refusal.token,
         };
         let at = queued.iter().position(|&(t, _)| t == token);
         prop_assert!(at.is_some(), "outcome for an unknown token");
         let (_, n) = queued.remove(at.unwrap());
         match settlement {
-            Settlement::Granted(grant) => {
+            Decision::Granted(grant) => {
                 prop_assert_eq!(n, grant.permits);
                 held.push(n);
             }
-            Settlement::Refused(refusal) => {
+            Decision::Refused(refusal) => {
                 prop_assert_eq!(n, refusal.requested);
                 prop_assert!(n > refusal.capacity, "refused a wait that fit");
             }

@@ -114,10 +114,10 @@ impl NativeChannel {
         let (core, slot, local) = (self.core(), self.attachment.slot, &self.attachment.local);
         let mut out = Vec::new();
         if let Some(woken) = core.room().cancel(slot, token as u64) {
-            wake::settle(core.room(), slot, &local.room, woken, &mut out);
+            wake::wake_list(core.room(), slot, &local.room, woken, &mut out);
         } else {
             let woken = core.items().cancel(slot, token as u64)?;
-            wake::settle(core.items(), slot, &local.items, woken, &mut out);
+            wake::wake_list(core.items(), slot, &local.items, woken, &mut out);
         }
         Some(out)
     }
@@ -148,13 +148,13 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 11] = [
 /// Settle entries for receivers' waits (on `items`) that a send granted.
 fn receivers_woken(attachment: &ChannelAttachment, woken: Vec<Owner>, out: &mut Vec<f64>) {
     let items = attachment.shared.primitive.items();
-    wake::settle(items, attachment.slot, &attachment.local.items, woken, out);
+    wake::wake_list(items, attachment.slot, &attachment.local.items, woken, out);
 }
 
 /// Settle entries for senders' waits (on `room`) that a receive granted.
 fn senders_woken(attachment: &ChannelAttachment, woken: Vec<Owner>, out: &mut Vec<f64>) {
     let room = attachment.shared.primitive.room();
-    wake::settle(room, attachment.slot, &attachment.local.room, woken, out);
+    wake::wake_list(room, attachment.slot, &attachment.local.room, woken, out);
 }
 
 /// `chanSend(handle, message) -> null | settle entries | NOT_NOW (full) | CLOSED`.
@@ -178,29 +178,29 @@ fn send_many(env: napi_env, attachment: &ChannelAttachment, messages: MessageArr
     // Take the room first, then read exactly that many messages: a value that
     // is not a message gives all the room back and sends nothing, so no
     // receiver is woken (and no grant collected) for a call that throws.
-    let Ok(room) = core.try_reserve(messages.len()) else {
+    let Ok(room) = core.try_claim_room(messages.len()) else {
         return raw::code(env, code::CLOSED);
     };
     let mut batch = Vec::with_capacity(room);
     for i in 0..room {
         let Some(message) = messages.get(i) else {
-            core.unreserve(room);
+            core.return_room(room);
             return std::ptr::null_mut();
         };
         batch.push(message);
     }
-    send_reserved(env, attachment, batch.into_iter())
+    send_claimed(env, attachment, batch.into_iter())
 }
 
-/// Sends messages into room already reserved and returns
+/// Sends messages into room already claimed and returns
 /// `[sent, ...settle entries]` (receivers woken once for the batch).
-fn send_reserved(
+fn send_claimed(
     env: napi_env,
     attachment: &ChannelAttachment,
     messages: impl ExactSizeIterator<Item = Message>,
 ) -> napi_value {
     let sent = messages.len();
-    let woken = attachment.shared.primitive.send_reserved(messages);
+    let woken = attachment.shared.primitive.send_claimed(messages);
     let mut out = vec![sent as f64];
     receivers_woken(attachment, woken, &mut out);
     raw::array(env, out.into_iter().map(|n| raw::number(env, n)))
@@ -330,10 +330,10 @@ fn take_granted(env: napi_env, attachment: &ChannelAttachment) -> napi_value {
 /// sends from the front of the array while there is room, taking all the
 /// room it can in one step and waking receivers once.
 fn send_numbers(env: napi_env, attachment: &ChannelAttachment, numbers: &mut [f64]) -> napi_value {
-    let Ok(room) = attachment.shared.primitive.try_reserve(numbers.len()) else {
+    let Ok(room) = attachment.shared.primitive.try_claim_room(numbers.len()) else {
         return raw::code(env, code::CLOSED);
     };
-    send_reserved(
+    send_claimed(
         env,
         attachment,
         numbers[..room].iter().map(|&number| Message::Number(number)),

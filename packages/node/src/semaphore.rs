@@ -15,7 +15,7 @@ use std::rc::Rc;
 use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_core::{Acquire, AcquireError, Semaphore, Settlement, TryAcquireError, MAX_PERMITS};
+use sluice_core::{Acquire, AcquireError, Decision, Semaphore, TryAcquireError, MAX_PERMITS};
 
 use crate::attachment::{attached_class, Attachment, Held, Primitive};
 use crate::raw::{self, code, entry, Count, Priority, Token};
@@ -129,7 +129,7 @@ impl NativeSemaphore {
     #[napi(catch_unwind)]
     pub fn cancel(&self, token: f64) -> Option<Vec<f64>> {
         let woken = self.core().cancel(self.attachment.slot, token as u64)?;
-        Some(self.settle(woken))
+        Some(self.wake_list(woken))
     }
 
     /// Adds `n` permits to the capacity, handing them out as a release would;
@@ -137,7 +137,7 @@ impl NativeSemaphore {
     #[napi(catch_unwind)]
     pub fn add_permits(&self, n: u32) -> Result<Vec<f64>> {
         let woken = self.core().add_permits(n as usize).map_err(invalid)?;
-        Ok(self.settle(woken))
+        Ok(self.wake_list(woken))
     }
 
     /// Releases `n` permits that no thread holds (counted out at construction
@@ -146,7 +146,7 @@ impl NativeSemaphore {
     #[napi(catch_unwind)]
     pub fn release_unowned(&self, n: u32) -> Result<Vec<f64>> {
         let woken = self.core().release(n as usize).map_err(invalid)?;
-        Ok(self.settle(woken))
+        Ok(self.wake_list(woken))
     }
 
     /// Permits still owed (`Semaphore::owed`): the value is `available +
@@ -159,7 +159,7 @@ impl NativeSemaphore {
     /// Permits set aside for the queue head while it waits for the rest: free
     /// permits that `available` does not show (it reads 0 while anyone waits).
     #[napi(getter)]
-    pub fn reserved(&self) -> u32 {
+    pub fn reserved_for_head(&self) -> u32 {
         self.core().reserved_for_head() as u32
     }
 
@@ -185,7 +185,7 @@ impl NativeSemaphore {
             Error::new(Status::InvalidArg, e.to_string())
         })?;
         let own = woken.contains(&self.attachment.slot);
-        let mut out = self.settle(woken);
+        let mut out = self.wake_list(woken);
         if own {
             // `settle` collected this thread's grants only: ring its own slot
             // too, so its doorbell collects any refusal (a no-op otherwise).
@@ -202,9 +202,9 @@ impl NativeSemaphore {
     }
 
     /// Settle entries (`wake.rs`) for the owners a grant woke.
-    fn settle(&self, woken: Vec<u32>) -> Vec<f64> {
+    fn wake_list(&self, woken: Vec<u32>) -> Vec<f64> {
         let mut out = Vec::new();
-        wake::settle(
+        wake::wake_list(
             self.core(),
             self.attachment.slot,
             &self.attachment.local,
@@ -279,7 +279,7 @@ fn release(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count) -> 
         Ok(woken) if woken.is_empty() => raw::null(env),
         Ok(woken) => {
             let mut out = Vec::with_capacity(woken.len());
-            wake::settle(core, attachment.slot, &attachment.local, woken, &mut out);
+            wake::wake_list(core, attachment.slot, &attachment.local, woken, &mut out);
             match out.as_slice() {
                 [single] => raw::number(env, *single),
                 entries => raw::numbers_or_null(env, entries),
@@ -300,12 +300,12 @@ fn take_granted(env: napi_env, attachment: &SemaphoreAttachment) -> napi_value {
     attachment
         .shared
         .primitive
-        .drain_settled(attachment.slot, |settled| match settled {
-            Settlement::Granted(grant) => {
+        .drain_decisions(attachment.slot, |decision| match decision {
+            Decision::Granted(grant) => {
                 attachment.local.add(grant.permits);
                 out.push(grant.token as f64);
             }
-            Settlement::Refused(refusal) => out.push(-(refusal.token as f64)),
+            Decision::Refused(refusal) => out.push(-(refusal.token as f64)),
         });
     raw::numbers_or_null(env, &out)
 }

@@ -89,7 +89,7 @@ attached_class!(NativeTokenBucket, TokenBucket, "token bucket");
 pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
     (c"bucketTryTake", entry!(try_take)),
     (c"bucketReserve", entry!(reserve)),
-    (c"bucketSettle", entry!(settle)),
+    (c"bucketRedeem", entry!(redeem)),
     (c"bucketCancel", entry!(cancel)),
 ];
 
@@ -118,8 +118,8 @@ fn reserve(env: napi_env, attachment: &BucketAttachment, Count(n): Count, Token(
     }
 }
 
-/// `bucketSettle(handle, token)`: the wait ended (its timer fired); forget it.
-fn settle(env: napi_env, attachment: &BucketAttachment, Token(token): Token) -> napi_value {
+/// `bucketRedeem(handle, token)`: the wait ended (its timer fired); forget it.
+fn redeem(env: napi_env, attachment: &BucketAttachment, Token(token): Token) -> napi_value {
     attachment.local.0.borrow_mut().remove(&token);
     raw::null(env)
 }

@@ -12,7 +12,7 @@ use crate::attachment::Held;
 
 /// Appends the settle entries for `woken` (owners granted by an operation on
 /// `semaphore`) to `out`, collecting the grants of `own` into `held`.
-pub(crate) fn settle(semaphore: &Semaphore, own: Owner, held: &Held, woken: Vec<Owner>, out: &mut Vec<f64>) {
+pub(crate) fn wake_list(semaphore: &Semaphore, own: Owner, held: &Held, woken: Vec<Owner>, out: &mut Vec<f64>) {
     for owner in woken {
         if owner == own {
             collect(semaphore, own, held, out);

@@ -36,7 +36,7 @@ interface RawCalls {
   /** Reserves `n` tokens; returns the nanoseconds to wait (0: taken now). */
   bucketReserve(handle: FastHandle, n: number, token: number): number
   /** The wait `token` ended: its tokens were due. */
-  bucketSettle(handle: FastHandle, token: number): null
+  bucketRedeem(handle: FastHandle, token: number): null
   /** Gives back the tokens of the pending wait `token`; 1 if refunded. */
   bucketCancel(handle: FastHandle, token: number): 0 | 1
   /** Sent (null or a wake list), or NOT_NOW (full) or CLOSED. */
@@ -127,7 +127,7 @@ function isInstalled(name: string): boolean {
 
 const raw = binding as unknown as RawCalls
 export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
-export const { bucketTryTake, bucketReserve, bucketSettle, bucketCancel } = raw
+export const { bucketTryTake, bucketReserve, bucketRedeem, bucketCancel } = raw
 export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
 export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw
 export const { chanSendNumbers, chanRecvNumbers } = raw

@@ -401,7 +401,7 @@ export const internal = {
     internals.deliver(internals.native.releaseUnowned(n))
   },
   /** Free permits set aside for a weighted head (not in `available`). */
-  reserved: (semaphore: Semaphore): number => semaphore[kInternals].native.reserved,
+  reservedForHead: (semaphore: Semaphore): number => semaphore[kInternals].native.reservedForHead,
   /**
    * `acquire`, with `granted` run synchronously by the call that grants it,
    * and, if it has to wait, `queued` handed a function that withdraws it:

@@ -5,7 +5,7 @@ import {
   attachById,
   bucketCancel,
   bucketReserve,
-  bucketSettle,
+  bucketRedeem,
   bucketTryTake,
   DONE,
   NativeTokenBucket,
@@ -154,7 +154,7 @@ export class TokenBucket {
           return
         }
         disconnect()
-        bucketSettle(this.#fast, token)
+        bucketRedeem(this.#fast, token)
         resolve()
       }
       const disconnect = onCancellation(signal, undefined, (reason) => {

@@ -222,7 +222,7 @@ export class Semaphore implements SemaphoreInterface {
    * request included, those still owed (an initial value below 0) deducted.
    */
   getValue(): number {
-    return this.#semaphore.available + internal.reserved(this.#semaphore) - internal.owed(this.#semaphore)
+    return this.#semaphore.available + internal.reservedForHead(this.#semaphore) - internal.owed(this.#semaphore)
   }
 
   setValue(value: number): void {
