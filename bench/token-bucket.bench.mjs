@@ -1,5 +1,6 @@
 // Token buckets: the synchronous decision (tryTake) against the pure-JS GCRA
-// baseline and limiter; an awaited take that is granted at once against the
+// baseline and limiter, for a bucket kept in this thread and one shared (its
+// handle read); an awaited take that is granted at once against the
 // peers whose API is asynchronous (limiter, rate-limiter-flexible,
 // bottleneck); and rate accuracy: how far a paced `take()` loop lands from
 // the configured rate. All in the same run.
@@ -29,6 +30,10 @@ async function rateError(take, rate, ms) {
 export function suites({ time, quick }) {
   const fast = 1e9
   const sluice = new TokenBucket({ capacity: fast, refillPerSecond: fast })
+  // Reading `handle` moves a bucket to native memory, as every bucket that
+  // another thread uses: its `tryTake` is a native call.
+  const shared = new TokenBucket({ capacity: fast, refillPerSecond: fast })
+  void shared.handle
   const baseline = new GcraBucket(fast, fast)
   const limiter = new LimiterBucket({ bucketSize: fast, tokensPerInterval: fast, interval: 'second' })
   // 1,000 takes per timed call: one call is ~20-80 ns, comparable to the
@@ -42,6 +47,9 @@ export function suites({ time, quick }) {
     })
     .add('sluice', () => {
       for (let i = 0; i < OPS; i++) sluice.tryTake(1)
+    })
+    .add('sluice, shared', () => {
+      for (let i = 0; i < OPS; i++) shared.tryTake(1)
     })
   tryTake.opsPerIteration = OPS
 

@@ -104,30 +104,48 @@ describe('Channel against a FIFO model', () => {
   }, 60_000)
 })
 
-type BucketOp = { op: 'tryTake' | 'take'; n: number } | { op: 'abort'; pick: number }
+type BucketOp = { op: 'tryTake' | 'take'; n: number; twin: boolean } | { op: 'abort'; pick: number } | { op: 'share' }
 
-describe('TokenBucket against a token-count model', () => {
+// A bucket lives in JavaScript until its handle is read, then in native
+// memory: the model holds for one kept local, one shared from the start, and
+// one moved at a random step (with takes waiting, as it happens).
+describe.each(['kept in this thread', 'shared from the start', 'shared midway'] as const)('TokenBucket (%s) against a token-count model', (mode) => {
   it('grants, queues and refunds as the model says (refill negligible during the test)', async () => {
     const capacity = 5
     const bucketOp: fc.Arbitrary<BucketOp> = fc.oneof(
-      fc.record({ op: fc.constantFrom('tryTake' as const, 'take' as const), n: fc.integer({ min: 1, max: capacity }) }),
+      fc.record({
+        op: fc.constantFrom('tryTake' as const, 'take' as const),
+        n: fc.integer({ min: 1, max: capacity }),
+        twin: fc.boolean(),
+      }),
       fc.record({ op: fc.constant('abort' as const), pick: fc.nat() }),
+      fc.record({ op: fc.constant('share' as const) }),
     )
     await fc.assert(
       fc.asyncProperty(fc.array(bucketOp, { maxLength: 40 }), async (ops) => {
         // One token per hour: nothing refills while the sequence runs.
         const bucket = new TokenBucket({ capacity, tokensPerInterval: 1, interval: 3_600_000 })
+        // Once shared, a second object attached through the handle acts on
+        // the same bucket: `twin` steps go through it.
+        let twin: TokenBucket | undefined
+        const share = (): void => {
+          twin ??= TokenBucket.from(bucket.handle)
+        }
+        if (mode === 'shared from the start') share()
+        const via = (step: { twin: boolean }): TokenBucket => (step.twin && twin !== undefined ? twin : bucket)
         let tokens = capacity // model; negative = owed to pending takes
         const pending: { n: number; controller: AbortController; done: boolean }[] = []
         for (const step of ops) {
-          if (step.op === 'tryTake') {
+          if (step.op === 'share') {
+            if (mode === 'shared midway') share()
+          } else if (step.op === 'tryTake') {
             const expected = tokens >= step.n
-            expect(bucket.tryTake(step.n)).toBe(expected)
+            expect(via(step).tryTake(step.n)).toBe(expected)
             if (expected) tokens -= step.n
           } else if (step.op === 'take') {
             const controller = new AbortController()
             const take = { n: step.n, controller, done: false }
-            bucket.take(step.n, { signal: controller.signal }).then(
+            via(step).take(step.n, { signal: controller.signal }).then(
               () => (take.done = true),
               () => {},
             )
@@ -144,6 +162,7 @@ describe('TokenBucket against a token-count model', () => {
           }
           await flush()
           expect(bucket.available).toBe(Math.max(0, tokens))
+          if (twin !== undefined) expect(twin.available).toBe(Math.max(0, tokens))
           for (const take of pending) expect(take.done).toBe(false)
         }
         for (const take of pending) take.controller.abort()

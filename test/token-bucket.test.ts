@@ -1,11 +1,19 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { InvalidHandleError, TimeoutError, TokenBucket } from 'sluice'
+import { InvalidHandleError, TimeoutError, TokenBucket, type TokenBucketOptions } from 'sluice'
 import { eventually, nextMessage, runWorker } from './helpers.js'
 
-describe('TokenBucket', () => {
+// A bucket lives in JavaScript until its handle is read, then in native
+// memory: every behaviour below holds in both.
+describe.each(['kept in this thread', 'shared'] as const)('TokenBucket (%s)', (mode) => {
+  const bucketOf = (options: TokenBucketOptions): TokenBucket => {
+    const bucket = new TokenBucket(options)
+    if (mode === 'shared') void bucket.handle
+    return bucket
+  }
+
   it('starts full and tryTake takes until empty', () => {
-    const bucket = new TokenBucket({ capacity: 3, refillPerSecond: 1 })
+    const bucket = bucketOf({ capacity: 3, refillPerSecond: 1 })
     expect(bucket.available).toBe(3)
     expect(bucket.tryTake(2)).toBe(true)
     expect(bucket.tryTake(2)).toBe(false)
@@ -14,7 +22,7 @@ describe('TokenBucket', () => {
   })
 
   it('take waits for the refill', async () => {
-    const bucket = new TokenBucket({ capacity: 2, tokensPerInterval: 1, interval: 20 })
+    const bucket = bucketOf({ capacity: 2, tokensPerInterval: 1, interval: 20 })
     expect(bucket.tryTake(2)).toBe(true)
     const started = performance.now()
     await bucket.take(2)
@@ -22,7 +30,7 @@ describe('TokenBucket', () => {
   })
 
   it('serves waiting takes in order, a large one before later small ones', async () => {
-    const bucket = new TokenBucket({ capacity: 4, refillPerSecond: 400 })
+    const bucket = bucketOf({ capacity: 4, refillPerSecond: 400 })
     bucket.tryTake(4)
     const order: string[] = []
     const big = bucket.take(4).then(() => order.push('big'))
@@ -33,7 +41,7 @@ describe('TokenBucket', () => {
   })
 
   it('abort rejects with the reason and gives the tokens back', async () => {
-    const bucket = new TokenBucket({ capacity: 2, refillPerSecond: 10 })
+    const bucket = bucketOf({ capacity: 2, refillPerSecond: 10 })
     bucket.tryTake(2)
     const controller = new AbortController()
     const waiting = bucket.take(2, { signal: controller.signal })
@@ -46,13 +54,13 @@ describe('TokenBucket', () => {
   })
 
   it('an already-aborted signal rejects at once and takes nothing', async () => {
-    const bucket = new TokenBucket({ capacity: 1, refillPerSecond: 1 })
+    const bucket = bucketOf({ capacity: 1, refillPerSecond: 1 })
     await expect(bucket.take(1, { signal: AbortSignal.abort('no') })).rejects.toBe('no')
     expect(bucket.available).toBe(1)
   })
 
   it('a take that cannot be served within its timeout rejects at once, taking nothing', async () => {
-    const bucket = new TokenBucket({ capacity: 1, refillPerSecond: 1 })
+    const bucket = bucketOf({ capacity: 1, refillPerSecond: 1 })
     bucket.tryTake()
     const started = performance.now()
     await expect(bucket.take(1, { timeout: 100 })).rejects.toBeInstanceOf(TimeoutError)
@@ -76,7 +84,7 @@ describe('TokenBucket', () => {
   })
 
   it('rejects n outside 1..capacity', async () => {
-    const bucket = new TokenBucket({ capacity: 2, refillPerSecond: 1 })
+    const bucket = bucketOf({ capacity: 2, refillPerSecond: 1 })
     expect(() => bucket.tryTake(3)).toThrow(new RangeError('n must be an integer between 1 and 2, got 3'))
     await expect(bucket.take(0)).rejects.toThrow(RangeError)
     expect(bucket.available).toBe(2)
@@ -119,7 +127,7 @@ describe('TokenBucket', () => {
     fc.assert(
       fc.property(options, (opts) => {
         try {
-          const bucket = new TokenBucket(opts as never)
+          const bucket = bucketOf(opts as never)
           expect(bucket.capacity).toBe(opts.capacity)
         } catch (error) {
           expect([TypeError, RangeError]).toContain((error as Error).constructor)
@@ -140,7 +148,7 @@ describe('TokenBucket', () => {
     const seconds = 2
     const capacity = 10
     const counts = new Int32Array(new SharedArrayBuffer(4))
-    const bucket = new TokenBucket({ capacity, refillPerSecond: rate })
+    const bucket = bucketOf({ capacity, refillPerSecond: rate })
     const workers = Array.from({ length: 4 }, () =>
       runWorker('bucket-takes.mjs', { handle: bucket.handle, counts: counts.buffer }),
     )
@@ -157,12 +165,66 @@ describe('TokenBucket', () => {
   })
 
   it('gives back the tokens of a worker terminated while its take waits', async () => {
-    const bucket = new TokenBucket({ capacity: 5, refillPerSecond: 5 })
+    const bucket = bucketOf({ capacity: 5, refillPerSecond: 5 })
     bucket.tryTake(5)
     const { worker } = runWorker('bucket-take-once.mjs', { handle: bucket.handle, n: 5 })
     expect(await nextMessage(worker)).toBe('waiting')
     await worker.terminate()
     // Without the refund, 5 more tokens would be due only after 2 s.
     await eventually(() => bucket.tryTake(1), 1_500)
+  })
+})
+
+describe('TokenBucket moving to native memory when its handle is first read', () => {
+  // One token per hour: nothing refills while a test runs.
+  const slow = { capacity: 5, tokensPerInterval: 1, interval: 3_600_000 }
+
+  it('keeps the tokens, the order of waiting takes and their refunds', async () => {
+    const bucket = new TokenBucket({ capacity: 4, refillPerSecond: 400 })
+    expect(bucket.tryTake(4)).toBe(true)
+    const order: string[] = []
+    const big = bucket.take(4).then(() => order.push('big'))
+    const controller = new AbortController()
+    const aborted = bucket.take(4, { signal: controller.signal })
+    const small = bucket.take(1).then(() => order.push('small'))
+    const { id } = bucket.handle // moves, with three takes waiting
+    expect(bucket.handle.id).toBe(id) // once
+    expect(bucket.tryTake()).toBe(false) // still owed to the waiters
+    controller.abort(new Error('stop'))
+    await expect(aborted).rejects.toThrow('stop')
+    await Promise.all([big, small])
+    expect(order).toEqual(['big', 'small'])
+  })
+
+  it('gives a waiting take aborted after the move its tokens back, to every thread', async () => {
+    const bucket = new TokenBucket(slow)
+    expect(bucket.tryTake(3)).toBe(true)
+    const controller = new AbortController()
+    const waiting = bucket.take(5, { signal: controller.signal }) // 3 owed
+    const { worker } = runWorker('bucket-try-take.mjs', { handle: bucket.handle })
+    try {
+      expect(await nextMessage(worker)).toBe('ready')
+      worker.postMessage(1)
+      expect(await nextMessage(worker)).toBe(false)
+      controller.abort()
+      await expect(waiting).rejects.toBeDefined()
+      expect(bucket.available).toBe(2)
+      worker.postMessage(2)
+      expect(await nextMessage(worker)).toBe(true)
+      expect(bucket.available).toBe(0)
+    } finally {
+      await worker.terminate()
+    }
+  })
+
+  it('gives back the tokens of a take that waited across the move when its thread is terminated', async () => {
+    const { worker } = runWorker('bucket-share-while-waiting.mjs', undefined)
+    const bucket = TokenBucket.from(await nextMessage(worker))
+    // 5 - 3 taken - 5 waiting: 3 owed, none available.
+    expect(bucket.available).toBe(0)
+    expect(bucket.tryTake(1)).toBe(false)
+    await worker.terminate()
+    await eventually(() => bucket.available === 2)
+    expect(bucket.tryTake(2)).toBe(true)
   })
 })

@@ -101,6 +101,15 @@ export declare class NativeSemaphore {
 export declare class NativeTokenBucket {
   /** A full bucket of `capacity` tokens, one more every `interval_nanos`. */
   constructor(capacity: number, intervalNanos: number)
+  /**
+   * A bucket moved here from JavaScript (where an unshared bucket lives):
+   * full again `full_in_nanos` from now, with this thread's pending
+   * reservations as flat `[token, tokens, due_in_nanos, ...]` triples. All
+   * are placed against one reading of the clock, which comes after the
+   * caller's: the bucket loses the nanoseconds between the two readings of
+   * refill, and never gains any.
+   */
+  static adopt(capacity: number, intervalNanos: number, fullInNanos: number, pending: Array<number>): NativeTokenBucket
   get capacity(): number
   get intervalNanos(): number
   get available(): number

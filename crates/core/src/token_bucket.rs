@@ -171,6 +171,28 @@ impl<C: Clock> TokenBucket<C> {
     /// [`BucketConfigError`] for a zero capacity or interval, or when
     /// `capacity * interval_nanos` overflows.
     pub fn with_clock(capacity: u64, interval_nanos: u64, clock: C) -> Result<Self, BucketConfigError> {
+        // `tat` of 0 is at or before any `now`: the bucket starts full.
+        Self::with_clock_at(capacity, interval_nanos, clock, 0)
+    }
+
+    /// A bucket that carries on from state kept elsewhere (sluice's Node
+    /// binding keeps an unshared bucket in JavaScript): its theoretical arrival
+    /// time is `tat` on `clock`'s timeline, so it is full again at `tat`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice_core::{FakeClock, TokenBucket};
+    ///
+    /// // 4 tokens of burst, one every 10 ns, full again 30 ns from now: 1 left.
+    /// let bucket = TokenBucket::with_clock_at(4, 10, FakeClock::new(100), 130).unwrap();
+    /// assert_eq!(bucket.available(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`with_clock`](Self::with_clock).
+    pub fn with_clock_at(capacity: u64, interval_nanos: u64, clock: C, tat: u64) -> Result<Self, BucketConfigError> {
         if capacity == 0 {
             return Err(BucketConfigError::ZeroCapacity);
         }
@@ -180,9 +202,8 @@ impl<C: Clock> TokenBucket<C> {
         let burst = capacity
             .checked_mul(interval_nanos)
             .ok_or(BucketConfigError::Overflow)?;
-        // `tat` of 0 is at or before any `now`: the bucket starts full.
         Ok(Self {
-            tat: CachePadded(AtomicU64::new(0)),
+            tat: CachePadded(AtomicU64::new(tat)),
             interval: interval_nanos,
             capacity,
             burst,

@@ -31,6 +31,39 @@ fn starts_full_and_refills_one_token_per_interval() {
 }
 
 #[test]
+fn a_bucket_carried_on_at_a_tat_behaves_as_the_one_it_continues() {
+    // The original: 4 tokens, one per 10 ns; 3 taken at 1_000, then 5 ns pass.
+    let original = bucket(4, 10);
+    assert_eq!(original.try_take(3), Ok(()));
+    original.clock().advance(5);
+    // Its continuation, made at the same instant with tat 1_030.
+    let carried = TokenBucket::with_clock_at(4, 10, FakeClock::new(1_005), 1_030).unwrap();
+    for step in 0..40 {
+        assert_eq!(carried.available(), original.available(), "step {step}");
+        let n = 1 + step % 3;
+        assert_eq!(carried.try_take(n), original.try_take(n), "step {step}");
+        if step % 4 == 0 {
+            let (a, b) = (carried.reserve(2).unwrap(), original.reserve(2).unwrap());
+            assert_eq!(a, b, "step {step}");
+            assert_eq!(carried.cancel(&a), original.cancel(&b), "step {step}");
+        }
+        carried.clock().advance(7);
+        original.clock().advance(7);
+    }
+    // A tat at or before now is a full bucket.
+    assert_eq!(
+        TokenBucket::with_clock_at(4, 10, FakeClock::new(50), 20)
+            .unwrap()
+            .available(),
+        4
+    );
+    assert_eq!(
+        TokenBucket::with_clock_at(0, 10, FakeClock::new(0), 0).unwrap_err(),
+        BucketConfigError::ZeroCapacity
+    );
+}
+
+#[test]
 fn more_than_capacity_is_an_error_not_a_hang() {
     let b = bucket(3, 10);
     assert_eq!(

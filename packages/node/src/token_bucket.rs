@@ -14,7 +14,7 @@ use std::rc::Rc;
 use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_core::{Clock, Reservation, TakeError, TokenBucket};
+use sluice_core::{Clock, MonotonicClock, Reservation, TakeError, TokenBucket};
 
 use crate::attachment::{attached_class, Attachment, Primitive};
 use crate::raw::{self, code, entry, Count, Token};
@@ -60,6 +60,57 @@ impl NativeTokenBucket {
         let core = TokenBucket::with_clock(capacity as u64, interval_nanos as u64, Default::default())
             .map_err(|error| Error::new(Status::InvalidArg, error.to_string()))?;
         Self::attach(&env, core)
+    }
+
+    /// A bucket moved here from JavaScript (where an unshared bucket lives):
+    /// full again `full_in_nanos` from now, with this thread's pending
+    /// reservations as flat `[token, tokens, due_in_nanos, ...]` triples. All
+    /// are placed against one reading of the clock, which comes after the
+    /// caller's: the bucket loses the nanoseconds between the two readings of
+    /// refill, and never gains any.
+    #[napi(factory, catch_unwind)]
+    pub fn adopt(env: Env, capacity: f64, interval_nanos: f64, full_in_nanos: f64, pending: Vec<f64>) -> Result<Self> {
+        let nanos = |x: f64| (x.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&x)).then_some(x as u64);
+        let (Some(capacity), Some(interval), Some(full_in)) =
+            (nanos(capacity), nanos(interval_nanos), nanos(full_in_nanos))
+        else {
+            return Err(Error::new(
+                Status::InvalidArg,
+                "capacity, interval and full_in must be safe non-negative integers",
+            ));
+        };
+        if !pending.len().is_multiple_of(3) {
+            return Err(Error::new(
+                Status::InvalidArg,
+                "pending must be [token, tokens, due_in] triples",
+            ));
+        }
+        let clock = MonotonicClock::default();
+        let now = clock.now();
+        let core = TokenBucket::with_clock_at(capacity, interval, clock, now + full_in)
+            .map_err(|error| Error::new(Status::InvalidArg, error.to_string()))?;
+        let mut reservations = Vec::with_capacity(pending.len() / 3);
+        for triple in pending.chunks_exact(3) {
+            let (Some(token), Some(tokens), Some(due_in)) = (nanos(triple[0]), nanos(triple[1]), nanos(triple[2]))
+            else {
+                return Err(Error::new(
+                    Status::InvalidArg,
+                    "pending must hold safe non-negative integers",
+                ));
+            };
+            reservations.push((
+                token,
+                Reservation {
+                    tokens,
+                    ready_at: now + due_in,
+                },
+            ));
+        }
+        let adopted = Self::attach(&env, core)?;
+        // Remembered as `reserve` remembers them: a thread that dies mid-wait
+        // gives these back too.
+        adopted.attachment.local.0.borrow_mut().extend(reservations);
+        Ok(adopted)
     }
 
     #[napi(getter)]

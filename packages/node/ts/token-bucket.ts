@@ -11,6 +11,7 @@ import {
   NativeTokenBucket,
   type FastHandle,
 } from './native.js'
+import { EXPIRED, LocalGcra } from './local-gcra.js'
 import { kAttach } from './symbols.js'
 import { MAX_TIMEOUT, show, validateInteger, validateOptions } from './validate.js'
 import { validateWaitOptions } from './wait.js'
@@ -48,15 +49,25 @@ const MAX_CAPACITY = 2 ** 32 - 1
 const MAX_BURST_NANOS = 2n ** 64n - 1n
 
 /**
- * A token bucket (GCRA) whose state lives in native memory: one rate limit
- * shared by every thread that has its handle. Waiting takes are served in the
- * order they were made, a large one included, with one timer each and no
- * polling.
+ * A token bucket (GCRA): one rate limit shared by every thread that has its
+ * handle. Waiting takes are served in the order they were made, a large one
+ * included, with one timer each and no polling.
+ *
+ * Until its `handle` is first read, no other thread can reach the bucket, so
+ * its state (one number) lives in JavaScript (`LocalGcra`) and a `tryTake`
+ * costs no native call. Reading `handle` moves the state and this thread's
+ * pending reservations to native memory, synchronously, and from then on
+ * every call goes there. Takes waiting across the move carry on unchanged:
+ * their timers redeem or cancel through whichever representation is current.
  */
 export class TokenBucket {
-  readonly #native: NativeTokenBucket
-  readonly #fast: FastHandle
+  /** Set while the bucket is this thread's alone; then `#native` is unset. */
+  #local: LocalGcra | undefined
+  #native: NativeTokenBucket | undefined
+  #fast: FastHandle | undefined
   readonly #capacity: number
+  /** Nanoseconds to refill one token. */
+  readonly #interval: number
 
   constructor(options: TokenBucketOptions)
   /** @internal adopts a native bucket already attached to this thread */
@@ -64,6 +75,9 @@ export class TokenBucket {
   constructor(options: TokenBucketOptions | typeof kAttach, attached?: NativeTokenBucket) {
     if (options === kAttach) {
       this.#native = attached!
+      this.#fast = this.#native.fastHandle() as FastHandle
+      this.#capacity = this.#native.capacity
+      this.#interval = this.#native.intervalNanos
     } else {
       const opts = validateOptions<TokenBucketOptions>(options, 'options')
       const capacity = validateInteger(opts.capacity, 'options.capacity', 1, MAX_CAPACITY)
@@ -74,10 +88,26 @@ export class TokenBucket {
           `options.capacity (${capacity}) tokens at ${rateFields(opts)} take longer than 2^64 ns (about 584 years) to refill: lower the capacity or raise the rate`,
         )
       }
-      this.#native = new NativeTokenBucket(capacity, nanos)
+      this.#capacity = capacity
+      this.#interval = nanos
+      // A burst past 2^52 ns cannot be counted exactly in a double: native from the start.
+      if (LocalGcra.fits(capacity, nanos)) this.#local = new LocalGcra(capacity, nanos)
+      else this.#attach(new NativeTokenBucket(capacity, nanos))
     }
-    this.#fast = this.#native.fastHandle() as FastHandle
-    this.#capacity = this.#native.capacity
+  }
+
+  #attach(native: NativeTokenBucket): NativeTokenBucket {
+    this.#native = native
+    this.#fast = native.fastHandle() as FastHandle
+    this.#local = undefined
+    return native
+  }
+
+  /** The native bucket, moving the state there first if it is still local. */
+  #shared(): NativeTokenBucket {
+    if (this.#native !== undefined) return this.#native
+    const { fullIn, pending } = this.#local!.state()
+    return this.#attach(NativeTokenBucket.adopt(this.#capacity, this.#interval, fullIn, pending))
   }
 
   /**
@@ -94,8 +124,9 @@ export class TokenBucket {
     return new TokenBucket(kAttach, attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket'))
   }
 
+  /** Moves the bucket to native memory (once) so other threads can share it. */
   get handle(): TokenBucketHandle {
-    return { kind: 'sluice:TokenBucket', id: this.#native.id }
+    return { kind: 'sluice:TokenBucket', id: this.#shared().id }
   }
 
   /** Most tokens the bucket holds. */
@@ -105,18 +136,24 @@ export class TokenBucket {
 
   /** Whole tokens available right now, to every thread. */
   get available(): number {
-    return this.#native.available
+    return this.#local !== undefined ? this.#local.available() : this.#native!.available
   }
 
   /** Tokens added per second. */
   get refillPerSecond(): number {
-    return 1e9 / this.#native.intervalNanos
+    return 1e9 / this.#interval
   }
 
   /** Takes `n` tokens if they are there now and nobody is waiting ahead. */
   tryTake(n = 1): boolean {
-    validateInteger(n, 'n', 1, this.#capacity)
-    return bucketTryTake(this.#fast, n) === DONE
+    // 1 is always valid (capacity >= 1): the common call skips the check.
+    if (n !== 1) validateInteger(n, 'n', 1, this.#capacity)
+    if (this.#local !== undefined) {
+      const taken = this.#local.tryTake(n)
+      if (taken !== EXPIRED) return taken === 1
+      this.#shared()
+    }
+    return bucketTryTake(this.#fast!, n) === DONE
   }
 
   /**
@@ -134,12 +171,12 @@ export class TokenBucket {
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
     const token = nextToken()
-    const waitNanos = bucketReserve(this.#fast, n, token)
+    const waitNanos = this.#reserve(n, token)
     if (waitNanos === 0) return Promise.resolve()
     // Whole milliseconds, rounded up: the timer must not fire before the tokens are due.
     const waitMs = Math.ceil(waitNanos / 1e6)
     if (timeout !== undefined && waitMs > timeout) {
-      bucketCancel(this.#fast, token)
+      this.#cancel(token)
       return Promise.reject(Errors.timeout(timeout))
     }
     return new Promise<void>((resolve, reject) => {
@@ -154,17 +191,38 @@ export class TokenBucket {
           return
         }
         disconnect()
-        bucketRedeem(this.#fast, token)
+        this.#redeem(token)
         resolve()
       }
       const disconnect = onCancellation(signal, undefined, (reason) => {
         clearTimeout(timer)
         disconnect()
-        bucketCancel(this.#fast, token)
+        this.#cancel(token)
         reject(reason)
       })
       timer = setTimeout(arm, Math.min(waitMs, MAX_TIMEOUT))
     })
+  }
+
+  // The three steps of a waiting take, against whichever representation is
+  // current: a take reserved locally may be redeemed or cancelled natively.
+  #reserve(n: number, token: number): number {
+    if (this.#local !== undefined) {
+      const wait = this.#local.reserve(n, token)
+      if (wait !== EXPIRED) return wait
+      this.#shared()
+    }
+    return bucketReserve(this.#fast!, n, token)
+  }
+
+  #redeem(token: number): void {
+    if (this.#local !== undefined) this.#local.redeem(token)
+    else bucketRedeem(this.#fast!, token)
+  }
+
+  #cancel(token: number): void {
+    if (this.#local !== undefined) this.#local.cancel(token)
+    else bucketCancel(this.#fast!, token)
   }
 }
 
