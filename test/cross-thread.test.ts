@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { InvalidHandleError, Semaphore } from 'sluice'
-import { CANCELLED, FIRST, GONE, MOST, countersFor, holdCycles } from './fixtures/hold-cycles.mjs'
+import { CANCELLED, FIRST, HELD, MOST, countersFor, holdCycles, markGone } from './fixtures/hold-cycles.mjs'
 import { eventually, nextMessage, runWorker } from './helpers.js'
 
 describe('Semaphore across worker threads', () => {
@@ -14,6 +14,7 @@ describe('Semaphore across worker threads', () => {
     expect(counters[MOST]).toBeGreaterThan(1) // they did overlap
     expect(counters[MOST]).toBeLessThanOrEqual(3)
     expect([...counters.slice(FIRST)]).toEqual([0, 0, 0, 0])
+    expect(counters[HELD]).toBe(0)
     expect(sem.available).toBe(3)
     expect(sem.waiting).toBe(0)
   })
@@ -77,7 +78,7 @@ describe('Semaphore across worker threads', () => {
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 60))
       // Stop counting it first: it may hold permits until the moment it dies,
       // and those are handed on as soon as it has.
-      Atomics.store(counters, FIRST + index, GONE)
+      markGone(counters, index)
       await worker.terminate()
     }
     expect(await survivor.exited).toBe(0)
