@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { describe, expect, it } from 'vitest'
 import { Permit, Semaphore } from 'sluice'
 import { isSettled } from './helpers.js'
@@ -164,6 +165,53 @@ describe('Semaphore', () => {
       }),
     ).rejects.toThrow('boom')
     expect(sem.available).toBe(2)
+  })
+
+  it('run releases the permits when fn throws synchronously, returns a plain object or a thenable', async () => {
+    const sem = new Semaphore(1)
+    const boom = new Error('boom')
+    await expect(
+      sem.run(() => {
+        throw boom
+      }),
+    ).rejects.toBe(boom)
+    expect(sem.available).toBe(1)
+    const value = { a: 1 }
+    await expect(sem.run(() => value)).resolves.toBe(value)
+    expect(sem.available).toBe(1)
+    let finish!: (n: number) => void
+    const thenable = {
+      then(resolve: (n: number) => void): void {
+        finish = resolve
+      },
+    }
+    const running = sem.run(() => thenable as unknown as PromiseLike<number>)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(sem.available).toBe(0)
+    finish(7)
+    await expect(running).resolves.toBe(7)
+    expect(sem.available).toBe(1)
+  })
+
+  it('run calls fn asynchronously, in the async context of its caller, whether it waited or not', async () => {
+    const sem = new Semaphore(1)
+    const context = new AsyncLocalStorage<string>()
+    const seen: (string | undefined)[] = []
+    const calls: string[] = []
+    const held = sem.tryAcquire()!
+    const queued = context.run('queued', () => sem.run(() => void seen.push(context.getStore())))
+    held.release() // grants the queued run in this (storeless) context
+    expect(seen).toEqual([])
+    const fast = context.run('fast', () =>
+      sem.run(() => {
+        calls.push('fn')
+        seen.push(context.getStore())
+      }),
+    )
+    calls.push('after run')
+    await Promise.all([queued, fast])
+    expect(calls).toEqual(['after run', 'fn'])
+    expect(seen).toEqual(['queued', 'fast'])
   })
 
   it('limits concurrency of many async tasks to the permit count', async () => {

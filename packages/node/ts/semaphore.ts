@@ -6,7 +6,7 @@ import {
   DONE,
   DOORBELL_SLOTS,
   NativeSemaphore,
-  QUEUE_FULL,
+  QUEUED,
   TOO_HEAVY,
   semAcquire,
   semRelease,
@@ -265,15 +265,13 @@ export class Semaphore {
     granted: ((permit: Permit) => void) | undefined,
     queued: ((cancel: Cancel) => void) | undefined,
   ): Promise<Permit> {
-    let weight: number, signal: AbortSignal | undefined, timeout: number | undefined, priority: number
+    let checked: CheckedOptions
     try {
-      const opts = validateOptions<AcquireOptions>(options, 'options')
-      weight = this.#validateWeight(opts.weight ?? 1, 'options.weight')
-      ;({ signal, timeout } = validateWaitOptions(opts))
-      priority = opts.priority === undefined ? 0 : validateInteger(opts.priority, 'options.priority', -(2 ** 31), 2 ** 31 - 1)
+      checked = this.#checkOptions(options)
     } catch (error) {
       return Promise.reject(error)
     }
+    const { weight, signal, timeout, priority } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
     const token = nextToken()
     const outcome = semAcquire(this.#fast, weight, token, priority)
@@ -282,21 +280,54 @@ export class Semaphore {
       granted?.(permit)
       return Promise.resolve(permit)
     }
-    if (outcome === CLOSED) return Promise.reject(Errors.semaphoreClosed(this.#closeReason))
-    if (outcome === TOO_HEAVY) return Promise.reject(Errors.overCapacity('options.weight', weight, this.#refreshCapacity()))
-    if (outcome === QUEUE_FULL) return Promise.reject(Errors.waitersFull(this.#native.waiting))
+    if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, weight))
     return enqueue(this.#queue, token, new PendingAcquire(this, weight, granted), signal, timeout, queued)
   }
 
+  /** `acquire`'s and `run`'s options, checked; throws what they reject with. */
+  #checkOptions(options: AcquireOptions | undefined): CheckedOptions {
+    // No options (the common call): the defaults need no checking, unless the
+    // cached capacity is below 1, where `#validateWeight` decides the error.
+    if (options === undefined && this.#capacity >= 1) return kDefaultOptions
+    const opts = validateOptions<AcquireOptions>(options, 'options')
+    const weight = this.#validateWeight(opts.weight ?? 1, 'options.weight')
+    const { signal, timeout } = validateWaitOptions(opts)
+    const priority =
+      opts.priority === undefined ? 0 : validateInteger(opts.priority, 'options.priority', -(2 ** 31), 2 ** 31 - 1)
+    return { weight, signal, timeout, priority }
+  }
+
+  /** The error for a `semAcquire` outcome other than DONE or QUEUED. */
+  #refusal(outcome: number, weight: number): Error {
+    if (outcome === CLOSED) return Errors.semaphoreClosed(this.#closeReason)
+    if (outcome === TOO_HEAVY) return Errors.overCapacity('options.weight', weight, this.#refreshCapacity())
+    return Errors.waitersFull(this.#native.waiting)
+  }
+
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
-  async run<T>(fn: () => T | PromiseLike<T>, options?: AcquireOptions): Promise<Awaited<T>> {
-    if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${show(fn)}`)
-    const permit = await this.acquire(options)
+  run<T>(fn: () => T | PromiseLike<T>, options?: AcquireOptions): Promise<Awaited<T>> {
+    // No async function and no Permit: one `RunWait` carries `fn` and holds
+    // the permits (see `holding`). Same checks, in the same order, as `acquire`.
+    if (typeof fn !== 'function') return Promise.reject(new TypeError(`fn must be a function, got ${show(fn)}`))
+    let checked: CheckedOptions
     try {
-      return await fn()
-    } finally {
-      permit.release()
+      checked = this.#checkOptions(options)
+    } catch (error) {
+      return Promise.reject(error)
     }
+    const { weight, signal, timeout, priority } = checked
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const wait = new RunWait<T>(this, weight, fn)
+    const token = nextToken()
+    const outcome = semAcquire(this.#fast, weight, token, priority)
+    let gate: Promise<RunWait<T>>
+    if (outcome === DONE) gate = Promise.resolve(wait)
+    else if (outcome === QUEUED) gate = enqueue(this.#queue, token, wait, signal, timeout)
+    else return Promise.reject(this.#refusal(outcome, weight))
+    // `fn` runs from a reaction registered here, never synchronously in this
+    // call nor in the releaser's: it keeps the caller's async context
+    // (AsyncLocalStorage), as `await` did.
+    return gate.then(holding)
   }
 
   /** @internal gives back permits a `Permit` held */
@@ -335,6 +366,16 @@ export class Semaphore {
     return validateInteger(weight, name, 1, this.#capacity)
   }
 }
+
+/** `AcquireOptions`, checked, with the defaults filled in. */
+interface CheckedOptions {
+  readonly weight: number
+  readonly signal: AbortSignal | undefined
+  readonly timeout: number | undefined
+  readonly priority: number
+}
+
+const kDefaultOptions: CheckedOptions = Object.freeze({ weight: 1, signal: undefined, timeout: undefined, priority: 0 })
 
 /** @internal What the compat adapters and a queued acquire reach of a semaphore. */
 interface SemaphoreInternals {
@@ -376,6 +417,69 @@ class PendingAcquire extends QueuedWait<Permit> {
   protected override refused(): never {
     throw this.#semaphore[kInternals].refusedError(this.#weight)
   }
+}
+
+/**
+ * A queued or granted `run`: the wait and, once granted, the holder of its
+ * permits, so a `run` costs no `Permit` and no async function frame.
+ */
+class RunWait<T> extends QueuedWait<RunWait<T>> {
+  readonly #semaphore: Semaphore
+  readonly #weight: number
+  readonly fn: () => T | PromiseLike<T>
+
+  constructor(semaphore: Semaphore, weight: number, fn: () => T | PromiseLike<T>) {
+    super()
+    this.#semaphore = semaphore
+    this.#weight = weight
+    this.fn = fn
+  }
+
+  /** Gives the permits back; `holding` calls it exactly once. */
+  release(): void {
+    this.#semaphore[kRelease](this.#weight)
+  }
+
+  protected granted(): RunWait<T> {
+    return this
+  }
+
+  protected withdrawn(): never {
+    throw this.#semaphore[kInternals].closedError()
+  }
+
+  protected override refused(): never {
+    throw this.#semaphore[kInternals].refusedError(this.#weight)
+  }
+}
+
+/**
+ * Runs a granted `run`'s `fn` and releases its permits however it ends: at
+ * once if it throws or returns a plain value, else when what it returned
+ * settles (as `try { return await fn() } finally { release }`).
+ */
+function holding<T>(wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
+  let result: T | PromiseLike<T>
+  try {
+    result = wait.fn()
+  } catch (error) {
+    wait.release()
+    throw error
+  }
+  if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
+    wait.release()
+    return result as Awaited<T>
+  }
+  return Promise.resolve(result).then(
+    (value) => {
+      wait.release()
+      return value
+    },
+    (error: unknown) => {
+      wait.release()
+      throw error
+    },
+  )
 }
 
 /**
