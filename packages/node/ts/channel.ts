@@ -1,3 +1,4 @@
+import { keepAliveInFlight } from './in-flight.js'
 import { markAsUntransferable } from 'node:worker_threads'
 import { Backlog } from './channel-backlog.js'
 import { codecs, encode, type Codec, type CodecName } from './codec.js'
@@ -157,6 +158,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   get handle(): ChannelHandle {
+    keepAliveInFlight(this)
     return {
       kind: 'sluice:Channel',
       id: this.#native.id,

@@ -1,3 +1,4 @@
+import { keepAliveInFlight } from './in-flight.js'
 import { Doorbell, nextToken } from './doorbell.js'
 import { Errors, type ClosedError } from './errors.js'
 import {
@@ -52,8 +53,9 @@ export interface AcquireOptions {
 /**
  * A plain, cloneable description of a semaphore, to pass to another thread
  * through `postMessage` or `workerData`; `Semaphore.from(handle)` there gives
- * the same semaphore. The semaphore must stay alive (some thread holding a
- * `Semaphore` for it) while its handle is in flight.
+ * the same semaphore. Reading `handle` keeps the semaphore alive for at
+ * least 30 s (IN_FLIGHT_MS); beyond that, some thread must hold a `Semaphore`
+ * for it while its handle is in flight.
  */
 export interface SemaphoreHandle {
   readonly kind: 'sluice:Semaphore'
@@ -179,6 +181,7 @@ export class Semaphore {
   }
 
   get handle(): SemaphoreHandle {
+    keepAliveInFlight(this)
     return { kind: 'sluice:Semaphore', id: this.#native.id, doorbells: this.#bells }
   }
 

@@ -1,3 +1,4 @@
+import { keepAliveInFlight } from './in-flight.js'
 import { onCancellation } from './abort.js'
 import { nextToken } from './doorbell.js'
 import { Errors } from './errors.js'
@@ -126,6 +127,7 @@ export class TokenBucket {
 
   /** Moves the bucket to native memory (once) so other threads can share it. */
   get handle(): TokenBucketHandle {
+    keepAliveInFlight(this)
     return { kind: 'sluice:TokenBucket', id: this.#shared().id }
   }
 
