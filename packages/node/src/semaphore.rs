@@ -217,12 +217,23 @@ impl NativeSemaphore {
 
 attached_class!(NativeSemaphore, Semaphore, "semaphore", slot);
 
-pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 5] = [
     (c"semTryAcquire", entry!(try_acquire)),
     (c"semAcquire", entry!(acquire)),
     (c"semRelease", entry!(release)),
     (c"semTakeGranted", entry!(take_granted)),
+    (c"semValue", entry!(value)),
 ];
+
+/// `semValue(handle) -> number`: free permits (`available` plus those
+/// reserved for the head) minus those owed, in one call: the async-mutex
+/// adapter reads it on every grant and release, where three getters (napi-rs
+/// methods, ~230 ns each) were 40% of its time with 100,000 tasks queued.
+fn value(env: napi_env, attachment: &SemaphoreAttachment) -> napi_value {
+    let core = &attachment.shared.primitive;
+    let free = core.available() + core.reserved_for_head();
+    raw::number(env, free as f64 - core.owed() as f64)
+}
 
 /// `semTryAcquire(handle, n) -> 0 | 1 | 2 | 4` (not now, acquired, closed,
 /// more than the capacity).

@@ -32,6 +32,8 @@ interface RawCalls {
   /** A wake list; a list of one entry comes back as a bare number. */
   semRelease(handle: FastHandle, n: number): WakeList | number
   semTakeGranted(handle: FastHandle): number[] | null
+  /** Free permits (available and reserved for the head) minus those owed. */
+  semValue(handle: FastHandle): number
   bucketTryTake(handle: FastHandle, n: number): Outcome
   /** Reserves `n` tokens; returns the nanoseconds to wait (0: taken now). */
   bucketReserve(handle: FastHandle, n: number, token: number): number
@@ -126,7 +128,7 @@ function isInstalled(name: string): boolean {
 }
 
 const raw = binding as unknown as RawCalls
-export const { semTryAcquire, semAcquire, semRelease, semTakeGranted } = raw
+export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semValue } = raw
 export const { bucketTryTake, bucketReserve, bucketRedeem, bucketCancel } = raw
 export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
 export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw

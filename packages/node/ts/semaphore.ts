@@ -13,6 +13,7 @@ import {
   semRelease,
   semTakeGranted,
   semTryAcquire,
+  semValue,
   type FastHandle,
   type WakeList,
 } from './native.js'
@@ -348,6 +349,7 @@ export class Semaphore {
   get [kInternals](): SemaphoreInternals {
     return (this.#internals ??= {
       native: this.#native,
+      value: () => semValue(this.#fast),
       deliver: (wakeList) => this.#queue.doorbell.deliver(wakeList),
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
@@ -383,6 +385,8 @@ const kDefaultOptions: CheckedOptions = Object.freeze({ weight: 1, signal: undef
 /** @internal What the compat adapters and a queued acquire reach of a semaphore. */
 interface SemaphoreInternals {
   readonly native: NativeSemaphore
+  /** Free permits (available and reserved for the head) minus those owed, in one native call. */
+  value(): number
   /** Acts on what a native call granted (see `Doorbell.deliver`). */
   deliver(wakeList: WakeList | number): void
   acquire(
@@ -502,6 +506,8 @@ export const internal = {
   },
   /** Permits owed (see `create`), in every thread. */
   owed: (semaphore: Semaphore): number => semaphore[kInternals].native.owed,
+  /** async-mutex's value: free permits (available and reserved for the head) minus those owed. */
+  value: (semaphore: Semaphore): number => semaphore[kInternals].value(),
   /** Frees `n` permits no thread holds. */
   releaseUnowned(semaphore: Semaphore, n: number): void {
     const internals = semaphore[kInternals]

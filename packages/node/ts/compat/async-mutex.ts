@@ -93,6 +93,61 @@ interface QueuedAcquire {
   cancel: Cancel | undefined
 }
 
+/**
+ * This object's queued acquires, in the native queue's order (higher
+ * priority first, FIFO within one). Grants take entries from the front, so
+ * the front is an index into the array, not a `shift()`: with 100,000 acquires
+ * queued, an array shift per grant made every grant O(n) (100,000 tasks under
+ * a limit ran 18x slower than before this queue existed).
+ */
+class AcquireQueue {
+  #entries: QueuedAcquire[] = []
+  #start = 0
+
+  get length(): number {
+    return this.#entries.length - this.#start
+  }
+
+  /** The `i`-th entry from the front. */
+  at(i: number): QueuedAcquire | undefined {
+    return this.#entries[this.#start + i]
+  }
+
+  /** Inserts after every entry of `entry.priority` or higher (O(1) when priorities are equal). */
+  insert(entry: QueuedAcquire): void {
+    let i = this.#entries.length
+    while (i > this.#start && entry.priority > this.#entries[i - 1]!.priority) i--
+    this.#entries.splice(i, 0, entry)
+  }
+
+  /** Removes `entry` if queued: O(1) at the front (a grant), O(n) elsewhere (a cancel). */
+  remove(entry: QueuedAcquire): void {
+    if (this.#entries[this.#start] === entry) {
+      this.#entries[this.#start++] = undefined as never
+      if (this.#start === this.#entries.length) this.clear()
+      else if (this.#start > 1024 && this.#start * 2 > this.#entries.length) {
+        this.#entries = this.#entries.slice(this.#start)
+        this.#start = 0
+      }
+      return
+    }
+    const i = this.#entries.indexOf(entry, this.#start)
+    if (i !== -1) this.#entries.splice(i, 1)
+  }
+
+  /** Takes every entry out, front first. */
+  takeAll(): QueuedAcquire[] {
+    const all = this.#entries.slice(this.#start)
+    this.clear()
+    return all
+  }
+
+  clear(): void {
+    this.#entries = []
+    this.#start = 0
+  }
+}
+
 /** A `waitForUnlock` not yet resolved. */
 interface UnlockWaiter {
   readonly priority: number
@@ -114,7 +169,7 @@ export class Semaphore implements SemaphoreInterface {
    * order (higher priority first, FIFO within one): async-mutex's `_queue`,
    * for `cancel` and for deciding which `waitForUnlock`s a change releases.
    */
-  readonly #queue: QueuedAcquire[] = []
+  readonly #queue = new AcquireQueue()
   /** Permits acquired through this object in this thread, oldest first, for `release(weight)`. */
   readonly #held = new Set<Permit>()
   /**
@@ -161,10 +216,7 @@ export class Semaphore implements SemaphoreInterface {
     }
     let value = 0
     const entry: QueuedAcquire = { weight, priority, cancel: undefined }
-    const dequeue = () => {
-      const i = this.#queue.indexOf(entry)
-      if (i !== -1) this.#queue.splice(i, 1)
-    }
+    const dequeue = () => this.#queue.remove(entry)
     const granted = (permit: Permit) => {
       dequeue()
       this.#held.add(permit)
@@ -172,7 +224,7 @@ export class Semaphore implements SemaphoreInterface {
     }
     const queued = (withdraw: Cancel) => {
       entry.cancel = withdraw
-      this.#queue.splice(insertionIndex(this.#queue, priority), 0, entry)
+      this.#queue.insert(entry)
     }
     return internal.acquire(this.#semaphore, { weight, priority }, granted, queued).then(
       (permit) => [value, this.#releaser(permit)],
@@ -203,7 +255,7 @@ export class Semaphore implements SemaphoreInterface {
   waitForUnlock(weight = 1, priority = 0): Promise<void> {
     validateWeight(weight)
     validatePriority(priority)
-    const head = this.#queue[0]
+    const head = this.#queue.at(0)
     if ((head === undefined || head.priority < priority) && weight <= this.getValue()) return Promise.resolve()
     return new Promise((resolve) => {
       let waiters = this.#unlockWaiters.get(weight)
@@ -222,7 +274,7 @@ export class Semaphore implements SemaphoreInterface {
    * request included, those still owed (an initial value below 0) deducted.
    */
   getValue(): number {
-    return this.#semaphore.available + internal.reservedForHead(this.#semaphore) - internal.owed(this.#semaphore)
+    return internal.value(this.#semaphore)
   }
 
   setValue(value: number): void {
@@ -259,7 +311,7 @@ export class Semaphore implements SemaphoreInterface {
   cancel(): void {
     // Last first: withdrawing a head gives back the permits set aside for
     // it, which must not reach a wait of ours that is about to be withdrawn.
-    const queued = this.#queue.splice(0).reverse()
+    const queued = this.#queue.takeAll().reverse()
     this.#cancelling = true
     try {
       for (const entry of queued) entry.cancel?.(this.#cancelError)
@@ -302,13 +354,13 @@ export class Semaphore implements SemaphoreInterface {
    */
   #changeValue(value: number, change: () => void): void {
     let rest = value
-    this.#drainUnlockWaiters(rest, this.#queue[0])
-    for (let i = 0; i < this.#queue.length && this.#queue[i]!.weight <= rest; i++) {
-      rest -= this.#queue[i]!.weight
-      this.#drainUnlockWaiters(rest, this.#queue[i + 1])
+    this.#drainUnlockWaiters(rest, this.#queue.at(0))
+    for (let i = 0; i < this.#queue.length && this.#queue.at(i)!.weight <= rest; i++) {
+      rest -= this.#queue.at(i)!.weight
+      this.#drainUnlockWaiters(rest, this.#queue.at(i + 1))
     }
     change()
-    this.#drainUnlockWaiters(this.getValue(), this.#queue[0])
+    this.#drainUnlockWaiters(this.getValue(), this.#queue.at(0))
     this.#arm()
   }
 
@@ -346,7 +398,7 @@ export class Semaphore implements SemaphoreInterface {
       permit.release()
       if (this.#watch !== watch) return
       this.#watch = undefined
-      if (!this.#cancelling) this.#drainUnlockWaiters(this.getValue(), this.#queue[0])
+      if (!this.#cancelling) this.#drainUnlockWaiters(this.getValue(), this.#queue.at(0))
       this.#arm()
     }
     const queued = (cancel: Cancel) => (watch.cancel = cancel)
