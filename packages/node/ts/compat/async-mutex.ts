@@ -353,6 +353,12 @@ export class Semaphore implements SemaphoreInterface {
    * what the native semaphore reports after, for other threads' waits.
    */
   #changeValue(value: number, change: () => void): void {
+    if (this.#unlockWaiters.size === 0) {
+      // Nothing to replay (the common case): no unlock waiter to release.
+      change()
+      this.#arm()
+      return
+    }
     let rest = value
     this.#drainUnlockWaiters(rest, this.#queue.at(0))
     for (let i = 0; i < this.#queue.length && this.#queue.at(i)!.weight <= rest; i++) {
@@ -366,6 +372,8 @@ export class Semaphore implements SemaphoreInterface {
 
   /** async-mutex's `_drainUnlockWaiters`, heaviest first, without counting down from the value. */
   #drainUnlockWaiters(value: number, head: QueuedAcquire | undefined): void {
+    // The common case, on every grant and release: nobody waits for unlock.
+    if (this.#unlockWaiters.size === 0) return
     const weights = [...this.#unlockWaiters.keys()].filter((weight) => weight <= value).sort((a, b) => b - a)
     for (const weight of weights) {
       const waiters = this.#unlockWaiters.get(weight)!
@@ -382,6 +390,7 @@ export class Semaphore implements SemaphoreInterface {
    * whichever thread, and then drains the unlock waiters here.
    */
   #arm(): void {
+    if (this.#unlockWaiters.size === 0 && this.#watch === undefined) return
     const value = this.getValue()
     let lightest = Number.POSITIVE_INFINITY
     for (const w of this.#unlockWaiters.keys()) lightest = Math.min(lightest, w)
