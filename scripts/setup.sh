@@ -4,7 +4,7 @@
 # checks), so that a missing tool fails in seconds, not after the Rust build;
 # valgrind.sh and asan.sh run their own check, so each also works alone.
 #
-#   bash scripts/setup.sh [build] [lint] [valgrind] [asan]   (none: all four)
+#   bash scripts/setup.sh [build] [lint] [valgrind] [asan] [package]   (none: all five)
 #
 # Installs what it can: rustfmt and clippy through rustup, valgrind through
 # apt-get when this is Debian/Ubuntu and we are root. Everything else (Node,
@@ -58,11 +58,19 @@ need_asan() {
     fail "$(rustc -vV | sed -n 's/^host: //p') has no AddressSanitizer runtime in $libdir: ASan needs x86_64/aarch64 Linux or macOS"
 }
 
+# The package checks (scripts/check-package.sh) build actionlint from the Go
+# module proxy, which needs Go 1.25 or later (actionlint 1.7.12's go.mod);
+# Go fetches a newer toolchain itself when GOTOOLCHAIN allows it.
+need_package() {
+  command -v go >/dev/null ||
+    fail "Go is not installed (npm run test:package builds actionlint with it): install Go 1.25+ (https://go.dev/dl)"
+}
+
 checks=("$@")
-[ ${#checks[@]} -gt 0 ] || checks=(build lint valgrind asan)
+[ ${#checks[@]} -gt 0 ] || checks=(build lint valgrind asan package)
 for check in "${checks[@]}"; do
   case "$check" in
-    build | lint | valgrind | asan) "need_$check" ;;
-    *) fail "unknown check $check (build, lint, valgrind, asan)" ;;
+    build | lint | valgrind | asan | package) "need_$check" ;;
+    *) fail "unknown check $check (build, lint, valgrind, asan, package)" ;;
   esac
 done
