@@ -68,6 +68,47 @@ impl MessageArray<'_> {
     }
 }
 
+/// What N-API reports of a typed array: its element kind, its length in
+/// elements, its data pointer (already offset to the view's start), and the
+/// `ArrayBuffer` under it with the view's byte offset there.
+struct TypedArray {
+    kind: sys::napi_typedarray_type,
+    length: usize,
+    data: *mut c_void,
+    buffer: napi_value,
+    byte_offset: usize,
+}
+
+/// `value` as a typed array, or None if it is not one.
+fn typed_array(env: napi_env, value: napi_value) -> Option<TypedArray> {
+    let mut is_typed_array = false;
+    // SAFETY: `value` belongs to the current call; out-pointers are valid.
+    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+    if !is_typed_array {
+        return None;
+    }
+    let mut array = TypedArray {
+        kind: 0,
+        length: 0,
+        data: ptr::null_mut(),
+        buffer: ptr::null_mut(),
+        byte_offset: 0,
+    };
+    // SAFETY: `value` is a typed array of this call; out-pointers are valid.
+    let status = unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            value,
+            &mut array.kind,
+            &mut array.length,
+            &mut array.data,
+            &mut array.buffer,
+            &mut array.byte_offset,
+        )
+    };
+    (status == Status::napi_ok).then_some(array)
+}
+
 /// Reads a message: a number, or the bytes of a `Uint8Array` (copied).
 fn read_message(env: napi_env, value: napi_value) -> Option<Message> {
     let mut kind = 0;
@@ -79,24 +120,8 @@ fn read_message(env: napi_env, value: napi_value) -> Option<Message> {
         unsafe { sys::napi_get_value_double(env, value, &mut number) };
         return Some(Message::Number(number));
     }
-    let mut is_typed_array = false;
-    // SAFETY: as above.
-    unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
-    if is_typed_array {
-        let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
-        // SAFETY: `value` is a typed array; out-pointers are valid.
-        let status = unsafe {
-            sys::napi_get_typedarray_info(
-                env,
-                value,
-                &mut kind,
-                &mut length,
-                &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        if status == Status::napi_ok && kind == sys::TypedarrayType::uint8_array {
+    if let Some(TypedArray { kind, length, data, .. }) = typed_array(env, value) {
+        if kind == sys::TypedarrayType::uint8_array {
             let bytes: Box<[u8]> = if length == 0 || data.is_null() {
                 Box::default()
             } else {
@@ -162,21 +187,16 @@ impl Slab {
         let env = call.env;
         let view = call.arg(i)?;
         let at = call.arg(i + 1)?;
-        let mut is_typed_array = false;
-        // SAFETY: both values belong to the current call; out-pointers are valid.
-        unsafe { sys::napi_is_typedarray(env, view, &mut is_typed_array) };
-        if !is_typed_array {
-            return None;
-        }
-        let (mut kind, mut len, mut data, mut buffer, mut byte_offset) =
-            (0, 0usize, ptr::null_mut::<c_void>(), ptr::null_mut(), 0usize);
+        let TypedArray {
+            kind,
+            length: len,
+            data,
+            buffer,
+            byte_offset,
+        } = typed_array(env, view)?;
         let mut offset = 0.0;
-        // SAFETY: `view` is a typed array and `at` a value of this call.
-        let ok = unsafe {
-            sys::napi_get_typedarray_info(env, view, &mut kind, &mut len, &mut data, &mut buffer, &mut byte_offset)
-                == Status::napi_ok
-                && sys::napi_get_value_double(env, at, &mut offset) == Status::napi_ok
-        };
+        // SAFETY: `at` is a value of this call; the out-pointer is valid.
+        let ok = unsafe { sys::napi_get_value_double(env, at, &mut offset) } == Status::napi_ok;
         let in_range = offset.fract() == 0.0 && offset >= 0.0 && offset <= len as f64;
         (ok && in_range && kind == sys::TypedarrayType::uint8_array && !data.is_null()).then_some(Slab {
             buffer,
@@ -286,28 +306,12 @@ impl<'a> Arg<'a> for &'a mut [f64] {
     fn read(call: &'a Call, i: usize) -> Option<Self> {
         let env = call.env;
         let value = call.arg(i)?;
-        let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut::<c_void>());
-        let mut is_typed_array = false;
-        // SAFETY: `value` belongs to the current call; out-pointers are valid.
-        unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
-        // SAFETY: as above, and `value` is a typed array when the call is made.
-        let ok = is_typed_array
-            && unsafe {
-                sys::napi_get_typedarray_info(
-                    env,
-                    value,
-                    &mut kind,
-                    &mut length,
-                    &mut data,
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                )
-            } == Status::napi_ok
-            && kind == sys::TypedarrayType::float64_array;
-        if !ok {
+        let Some(TypedArray { length, data, .. }) =
+            typed_array(env, value).filter(|array| array.kind == sys::TypedarrayType::float64_array)
+        else {
             raw::throw_type(env, "expected a Float64Array");
             return None;
-        }
+        };
         if length == 0 || data.is_null() {
             return Some(&mut []);
         }
