@@ -293,15 +293,17 @@ export class WorkerPool<Task = unknown, Result = unknown> extends EventEmitter i
    * shared signal (`onAbort`).
    */
   #run(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList'], permit: Permit): Promise<unknown> {
-    let result: Promise<unknown>
-    if (signal === undefined || signal.aborted) {
-      result = this.#piscina.run(message, { signal: signal ?? null, transferList: transferList as never })
-    } else {
+    let taskSignal: AbortSignal | null = signal ?? null
+    let detach: (() => void) | undefined
+    if (signal !== undefined && !signal.aborted) {
       const own = new AbortController()
-      const detach = onAbort(signal, () => own.abort(signal.reason))
-      result = this.#piscina.run(message, { signal: own.signal, transferList: transferList as never }).finally(detach)
+      detach = onAbort(signal, () => own.abort(signal.reason))
+      taskSignal = own.signal
     }
-    return result.finally(() => permit.release())
+    return this.#piscina.run(message, { signal: taskSignal, transferList: transferList as never }).finally(() => {
+      detach?.()
+      permit.release()
+    })
   }
 }
 

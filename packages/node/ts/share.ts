@@ -30,24 +30,34 @@ export function handlesOf(share: Record<string, unknown>): Record<string, Sharea
   return handles
 }
 
-/** Attaches this thread to each handle's primitive. */
+/**
+ * Attaches this thread to each handle's primitive.
+ *
+ * @throws {Error} naming the entry (`share.<name>`) whose primitive could not
+ *   be attached, with the reason as `cause`
+ */
 export function fromHandles(handles: Record<string, ShareableHandle>): Record<string, unknown> {
   const shared: Record<string, unknown> = {}
   for (const [name, handle] of Object.entries(handles)) {
-    switch (handle.kind) {
-      case 'sluice:Semaphore':
-        shared[name] = Semaphore.from(handle)
-        break
-      case 'sluice:Mutex':
-        shared[name] = Mutex.from(handle)
-        break
-      case 'sluice:TokenBucket':
-        shared[name] = TokenBucket.from(handle)
-        break
-      case 'sluice:Channel':
-        shared[name] = Channel.from(handle)
-        break
+    try {
+      shared[name] = fromHandle(handle)
+    } catch (cause) {
+      const reason = cause instanceof Error ? cause.message : String(cause)
+      throw new Error(`a pool thread could not attach share.${name}: ${reason}`, { cause })
     }
   }
   return shared
+}
+
+function fromHandle(handle: ShareableHandle): unknown {
+  switch (handle.kind) {
+    case 'sluice:Semaphore':
+      return Semaphore.from(handle)
+    case 'sluice:Mutex':
+      return Mutex.from(handle)
+    case 'sluice:TokenBucket':
+      return TokenBucket.from(handle)
+    case 'sluice:Channel':
+      return Channel.from(handle)
+  }
 }

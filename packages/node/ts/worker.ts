@@ -28,17 +28,12 @@ const data = (workerData as Record<string, PoolWorkerData> | null | undefined)?.
 export let attachError: Error | undefined
 
 function attach(handles: Record<string, ShareableHandle>): Record<string, unknown> {
-  const shared: Record<string, unknown> = {}
-  for (const [name, handle] of Object.entries(handles)) {
-    try {
-      Object.assign(shared, fromHandles({ [name]: handle }))
-    } catch (cause) {
-      const reason = cause instanceof Error ? cause.message : String(cause)
-      attachError = new Error(`a pool thread could not attach share.${name}: ${reason}`, { cause })
-      return {}
-    }
+  try {
+    return fromHandles(handles)
+  } catch (error) {
+    attachError = error as Error
+    return {}
   }
-  return shared
 }
 
 /**

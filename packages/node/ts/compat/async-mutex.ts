@@ -115,9 +115,7 @@ class AcquireQueue {
 
   /** Inserts after every entry of `entry.priority` or higher (O(1) when priorities are equal). */
   insert(entry: QueuedAcquire): void {
-    let i = this.#entries.length
-    while (i > this.#start && entry.priority > this.#entries[i - 1]!.priority) i--
-    this.#entries.splice(i, 0, entry)
+    this.#entries.splice(insertionIndex(this.#entries, entry.priority, this.#start), 0, entry)
   }
 
   /** Removes `entry` if queued: O(1) at the front (a grant), O(n) elsewhere (a cancel). */
@@ -154,10 +152,13 @@ interface UnlockWaiter {
   readonly resolve: () => void
 }
 
-/** async-mutex's `findIndexFromEnd`: where an entry of `priority` goes, after every entry of its priority or higher. */
-function insertionIndex(entries: readonly { readonly priority: number }[], priority: number): number {
+/**
+ * async-mutex's `findIndexFromEnd`: where an entry of `priority` goes in
+ * `entries` (from `start` on), after every entry of its priority or higher.
+ */
+function insertionIndex(entries: readonly { readonly priority: number }[], priority: number, start = 0): number {
   let i = entries.length
-  while (i > 0 && priority > entries[i - 1]!.priority) i--
+  while (i > start && priority > entries[i - 1]!.priority) i--
   return i
 }
 
