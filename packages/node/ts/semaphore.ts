@@ -398,31 +398,42 @@ interface SemaphoreInternals {
   refusedError(weight: number): RangeError
 }
 
+/**
+ * A queued wait for permits of `semaphore`: how a close or a refusal ends it
+ * (the same for `acquire` and `run`); subclasses say what a grant delivers.
+ */
+abstract class SemaphoreWait<R> extends QueuedWait<R> {
+  protected readonly semaphore: Semaphore
+  protected readonly weight: number
+
+  constructor(semaphore: Semaphore, weight: number) {
+    super()
+    this.semaphore = semaphore
+    this.weight = weight
+  }
+
+  protected withdrawn(): never {
+    throw this.semaphore[kInternals].closedError()
+  }
+
+  protected override refused(): never {
+    throw this.semaphore[kInternals].refusedError(this.weight)
+  }
+}
+
 /** A queued `acquire`: one object per wait, settled by the doorbell. */
-class PendingAcquire extends QueuedWait<Permit> {
-  readonly #semaphore: Semaphore
-  readonly #weight: number
+class PendingAcquire extends SemaphoreWait<Permit> {
   readonly #onGranted: ((permit: Permit) => void) | undefined
 
   constructor(semaphore: Semaphore, weight: number, onGranted: ((permit: Permit) => void) | undefined) {
-    super()
-    this.#semaphore = semaphore
-    this.#weight = weight
+    super(semaphore, weight)
     this.#onGranted = onGranted
   }
 
   protected granted(): Permit {
-    const permit = new Permit(this.#semaphore, this.#weight)
+    const permit = new Permit(this.semaphore, this.weight)
     this.#onGranted?.(permit)
     return permit
-  }
-
-  protected withdrawn(): never {
-    throw this.#semaphore[kInternals].closedError()
-  }
-
-  protected override refused(): never {
-    throw this.#semaphore[kInternals].refusedError(this.#weight)
   }
 }
 
@@ -430,33 +441,21 @@ class PendingAcquire extends QueuedWait<Permit> {
  * A queued or granted `run`: the wait and, once granted, the holder of its
  * permits, so a `run` costs no `Permit` and no async function frame.
  */
-class RunWait<T> extends QueuedWait<RunWait<T>> {
-  readonly #semaphore: Semaphore
-  readonly #weight: number
+class RunWait<T> extends SemaphoreWait<RunWait<T>> {
   readonly fn: () => T | PromiseLike<T>
 
   constructor(semaphore: Semaphore, weight: number, fn: () => T | PromiseLike<T>) {
-    super()
-    this.#semaphore = semaphore
-    this.#weight = weight
+    super(semaphore, weight)
     this.fn = fn
   }
 
   /** Gives the permits back; `holding` calls it exactly once. */
   release(): void {
-    this.#semaphore[kRelease](this.#weight)
+    this.semaphore[kRelease](this.weight)
   }
 
   protected granted(): RunWait<T> {
     return this
-  }
-
-  protected withdrawn(): never {
-    throw this.#semaphore[kInternals].closedError()
-  }
-
-  protected override refused(): never {
-    throw this.#semaphore[kInternals].refusedError(this.#weight)
   }
 }
 
@@ -504,8 +503,6 @@ export const internal = {
     const native = new NativeSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), value < 0 ? -value : undefined)
     return new Semaphore(kAttach, { native, bells: newDoorbells() })
   },
-  /** Permits owed (see `create`), in every thread. */
-  owed: (semaphore: Semaphore): number => semaphore[kInternals].native.owed,
   /** async-mutex's value: free permits (available and reserved for the head) minus those owed. */
   value: (semaphore: Semaphore): number => semaphore[kInternals].value(),
   /** Frees `n` permits no thread holds. */
@@ -513,8 +510,6 @@ export const internal = {
     const internals = semaphore[kInternals]
     internals.deliver(internals.native.releaseUnowned(n))
   },
-  /** Free permits set aside for a weighted head (not in `available`). */
-  reservedForHead: (semaphore: Semaphore): number => semaphore[kInternals].native.reservedForHead,
   /**
    * `acquire`, with `granted` run synchronously by the call that grants it,
    * and, if it has to wait, `queued` handed a function that withdraws it:
