@@ -35,6 +35,7 @@ mod cache_padded;
 pub mod channel;
 pub mod clock;
 mod fx_hash;
+pub mod rate_limiter;
 pub mod semaphore;
 mod sync;
 pub mod token_bucket;
@@ -43,6 +44,10 @@ mod wait_queue;
 pub use array_queue::{AllocError, ArrayQueue};
 pub use channel::{Channel, ClaimError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
+pub use rate_limiter::{
+    Algorithm, Decision, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, LimiterConfigError, RateLimiter, RequestError,
+    WhenFull, MAX_KEY_BYTES,
+};
 pub use semaphore::{
     Acquire, AcquireError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore, Token,
     TryAcquireError, MAX_PERMITS,
