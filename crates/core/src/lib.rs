@@ -45,8 +45,8 @@ pub use array_queue::{AllocError, ArrayQueue};
 pub use channel::{Channel, ClaimError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use rate_limiter::{
-    Algorithm, Decision, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, LimiterConfigError, RateLimiter, RequestError,
-    WhenFull, MAX_KEY_BYTES,
+    Algorithm, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, LimiterConfigError, RateLimiter, RequestError,
+    Verdict, WhenFull, MAX_KEY_BYTES,
 };
 pub use semaphore::{
     Acquire, AcquireError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore, Token,

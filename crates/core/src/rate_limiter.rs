@@ -111,7 +111,7 @@ pub enum Denied {
 /// The answer to [`RateLimiter::try_take`] or [`RateLimiter::peek`]; times
 /// in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub struct Verdict {
     /// `None` when allowed (for `peek`: when a take of 1 would be).
     pub denied: Option<Denied>,
     /// Whole tokens left for the key after this decision.
@@ -215,7 +215,7 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// [`RequestError::TooMany`] or [`RequestError::BadKey`]; a refusal is an
     /// `Ok` decision with `denied` set.
-    pub fn try_take(&self, key: Key<'_>, n: u64) -> Result<Decision, RequestError> {
+    pub fn try_take(&self, key: Key<'_>, n: u64) -> Result<Verdict, RequestError> {
         let _ = (key, n);
         todo!()
     }
@@ -225,7 +225,7 @@ impl<C: Clock> RateLimiter<C> {
     /// # Errors
     ///
     /// As [`try_take`](Self::try_take).
-    pub fn peek(&self, key: Key<'_>, n: u64) -> Result<Decision, RequestError> {
+    pub fn peek(&self, key: Key<'_>, n: u64) -> Result<Verdict, RequestError> {
         let _ = (key, n);
         todo!()
     }
