@@ -1,0 +1,293 @@
+// The options sluice/http and sluice/fastify share, validated in one place,
+// and the one decision both make per request: skip? which key? what cost?
+// then `tryTake`. Each step may answer with a promise (a key looked up in a
+// database, a remote limiter); the chain awaits only those that do, so a
+// synchronous limiter decides within the call, without a microtask.
+import { isIPv4, isIPv6 } from 'node:net'
+import type { KeyedRateLimit, RateLimitKey, RateLimitResult } from './keyed-limit.js'
+import {
+  defaultPolicyName,
+  headerPlan,
+  retryAfterSeconds,
+  validatePolicyName,
+  writeHeaders,
+  type HeaderPlan,
+  type HeaderSink,
+  type HeadersMode,
+  type LegacyReset,
+} from './rate-limit-headers.js'
+import { show, validateOptions } from './validate.js'
+
+/** What `onLimited` is told about a refused request. */
+export interface RateLimitRefusal {
+  /** The key that was refused. */
+  readonly key: RateLimitKey
+  /** The tokens the request asked for. */
+  readonly cost: number
+  /** The limiter's answer (`reason` says why: `'limited'`, or `'keys-full'`). */
+  readonly result: RateLimitResult
+  /** The `Retry-After` sent, in whole seconds (at least 1). */
+  readonly retryAfter: number
+}
+
+/** The options that say how requests are limited, whatever the limiter. */
+export interface RateLimitBehaviour<Req, Res> {
+  /** The client a request counts against. Default: its IP address, an IPv6 one by its /64. */
+  key?(req: Req): RateLimitKey | PromiseLike<RateLimitKey>
+  /** Tokens a request takes. Default: 1. */
+  cost?(req: Req): number | PromiseLike<number>
+  /** Return true to let a request through uncounted and without headers. */
+  skip?(req: Req): boolean | PromiseLike<boolean>
+  /**
+   * Called on a refusal, after the headers are set, to send a reply of your
+   * own (or only to log it). If the response is still unsent when it
+   * returns (or its promise settles), the default 429 reply is sent.
+   */
+  onLimited?(req: Req, res: Res, refusal: RateLimitRefusal): void | PromiseLike<void>
+  /** Which rate-limit headers to send. Default: `'draft'`. */
+  headers?: HeadersMode
+  /** The policy's name in the draft headers. Default: quota and window, e.g. `100-in-1min`. */
+  policyName?: string
+}
+
+/**
+ * The parameters of a `RateLimiter` that the middleware makes when no
+ * `limiter` is given. Until the RateLimiter lands this stays open; it then
+ * becomes `RateLimiterOptions`.
+ */
+export type LimiterParameters = Record<string, unknown>
+
+/** Either a `limiter` (any `KeyedRateLimit`, e.g. one shared with workers), or the parameters to make one. */
+export type RateLimitOptions<Req, Res> =
+  | (RateLimitBehaviour<Req, Res> & { limiter: KeyedRateLimit })
+  | (RateLimitBehaviour<Req, Res> & LimiterParameters & { limiter?: undefined })
+
+/** Options validated once, at setup; what `decide` runs on. */
+export interface CompiledLimit<Req, Res> {
+  readonly limiter: KeyedRateLimit
+  readonly key: (req: Req) => RateLimitKey | PromiseLike<RateLimitKey>
+  readonly cost: ((req: Req) => number | PromiseLike<number>) | undefined
+  readonly skip: ((req: Req) => boolean | PromiseLike<boolean>) | undefined
+  readonly onLimited: ((req: Req, res: Res, refusal: RateLimitRefusal) => void | PromiseLike<void>) | undefined
+  readonly policyName: string
+  readonly plan: HeaderPlan
+}
+
+/** What differs between the frameworks. */
+export interface FrameworkDefaults<Req> {
+  readonly key: (req: Req) => RateLimitKey
+  readonly legacyReset: LegacyReset
+}
+
+const BEHAVIOUR = new Set(['limiter', 'key', 'cost', 'skip', 'onLimited', 'headers', 'policyName'])
+const HEADERS_MODES: readonly unknown[] = ['draft', 'legacy', 'both', false]
+
+function makeLimiter(_parameters: LimiterParameters, name: string): KeyedRateLimit {
+  // Replaced by `new RateLimiter(parameters)` once rate-limiter.ts lands.
+  throw new TypeError(`${name}.limiter is required`)
+}
+
+function validateLimiter(value: unknown, name: string): KeyedRateLimit {
+  const limiter = value as Partial<KeyedRateLimit> | null
+  if (
+    typeof limiter !== 'object' ||
+    limiter === null ||
+    typeof limiter.tryTake !== 'function' ||
+    typeof limiter.capacity !== 'number' ||
+    !(limiter.capacity >= 1) ||
+    typeof limiter.windowMs !== 'number' ||
+    !(limiter.windowMs > 0)
+  ) {
+    throw new TypeError(`${name} must be a KeyedRateLimit (tryTake, capacity and windowMs), got ${show(value)}`)
+  }
+  return limiter as KeyedRateLimit
+}
+
+function validateFunction<F>(value: unknown, name: string): F | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${show(value)}`)
+  return value as F
+}
+
+/**
+ * Validates `options` (or a route's override of them, over `inherit`). A
+ * limiter is made here, once: an override that names neither a `limiter`
+ * nor parameters keeps counting in the inherited limiter.
+ */
+export function compileOptions<Req, Res>(
+  value: unknown,
+  defaults: FrameworkDefaults<Req>,
+  name: string,
+  inherit?: CompiledLimit<Req, Res>,
+): CompiledLimit<Req, Res> {
+  const options = validateOptions<RateLimitBehaviour<Req, Res> & { limiter?: unknown }>(value, name)
+  const parameters: LimiterParameters = {}
+  let hasParameters = false
+  for (const field of Object.keys(options)) {
+    if (BEHAVIOUR.has(field)) continue
+    parameters[field] = (options as Record<string, unknown>)[field]
+    hasParameters = true
+  }
+  let limiter: KeyedRateLimit
+  if (options.limiter !== undefined) {
+    if (hasParameters) {
+      const extra = Object.keys(parameters).map((field) => `${name}.${field}`)
+      throw new TypeError(`${extra.join(', ')} cannot be given with ${name}.limiter (they are the parameters of a limiter it would make)`)
+    }
+    limiter = validateLimiter(options.limiter, `${name}.limiter`)
+  } else if (hasParameters || inherit === undefined) {
+    limiter = makeLimiter(parameters, name)
+  } else {
+    limiter = inherit.limiter
+  }
+  if (options.headers !== undefined && !HEADERS_MODES.includes(options.headers)) {
+    throw new TypeError(`${name}.headers must be 'draft', 'legacy', 'both' or false, got ${show(options.headers)}`)
+  }
+  const mode = options.headers ?? inherit?.plan.mode ?? 'draft'
+  const policyName =
+    options.policyName !== undefined
+      ? validatePolicyName(options.policyName, `${name}.policyName`)
+      : limiter === inherit?.limiter
+        ? inherit.policyName
+        : defaultPolicyName(limiter)
+  return {
+    limiter,
+    key: validateFunction(options.key, `${name}.key`) ?? inherit?.key ?? defaults.key,
+    cost: validateFunction(options.cost, `${name}.cost`) ?? inherit?.cost,
+    skip: validateFunction(options.skip, `${name}.skip`) ?? inherit?.skip,
+    onLimited: validateFunction(options.onLimited, `${name}.onLimited`) ?? inherit?.onLimited,
+    policyName,
+    plan: headerPlan(limiter, mode, defaults.legacyReset, policyName),
+  }
+}
+
+/**
+ * The default key of an address: an IPv4 address as it is (an IPv4-mapped
+ * IPv6 one too), an IPv6 one by its /64 prefix, because one IPv6 client
+ * usually holds a whole /64 and could take a fresh address per request (as
+ * @fastify/rate-limit does; express-rate-limit groups by /56).
+ */
+export function addressKey(address: string | undefined): RateLimitKey {
+  // No address: the socket is gone already, and whatever is answered will
+  // not reach anyone. One shared key beats failing the request with a 500.
+  if (address === undefined || address === '') return 'unknown'
+  if (isIPv4(address)) return address
+  const zoneless = address.replace(/%.*$/, '')
+  if (!isIPv6(zoneless)) return address
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(zoneless)
+  if (mapped !== null) return mapped[1]!
+  const [head = '', tail] = zoneless.split('::')
+  const groups = (part: string): string[] => (part === '' ? [] : part.split(':'))
+  // An embedded IPv4 address (only ever in the last 32 bits) counts as two groups.
+  const count = (parts: string[]): number => parts.reduce((n, group) => n + (group.includes('.') ? 2 : 1), 0)
+  const first = groups(head)
+  const last = tail === undefined ? [] : groups(tail)
+  const all = tail === undefined ? first : [...first, ...Array<string>(8 - count(first) - count(last)).fill('0'), ...last]
+  return `${all
+    .slice(0, 4)
+    .map((group) => parseInt(group, 16).toString(16))
+    .join(':')}::/64`
+}
+
+/** What `decide` found: the limiter's answer, and what it was asked. */
+export interface Decision {
+  readonly key: RateLimitKey
+  readonly cost: number
+  readonly result: RateLimitResult
+}
+
+export function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function'
+}
+
+/**
+ * Runs skip, key, cost and `tryTake` for one request: `undefined` when
+ * skipped. Synchronous steps stay synchronous; the first promise makes the
+ * rest follow it. A step that throws throws (or rejects) out of here.
+ */
+export function decide<Req, Res>(limit: CompiledLimit<Req, Res>, req: Req): Decision | undefined | Promise<Decision | undefined> {
+  if (limit.skip !== undefined) {
+    const skip = limit.skip(req)
+    if (isThenable(skip)) return Promise.resolve(skip).then((skipped) => (skipped ? undefined : keyed(limit, req)))
+    if (skip) return undefined
+  }
+  return keyed(limit, req)
+}
+
+function keyed<Req, Res>(limit: CompiledLimit<Req, Res>, req: Req): Decision | Promise<Decision> {
+  const key = limit.key(req)
+  return isThenable(key) ? Promise.resolve(key).then((k) => costed(limit, req, k)) : costed(limit, req, key)
+}
+
+function costed<Req, Res>(limit: CompiledLimit<Req, Res>, req: Req, key: RateLimitKey): Decision | Promise<Decision> {
+  const cost = limit.cost === undefined ? 1 : limit.cost(req)
+  return isThenable(cost) ? Promise.resolve(cost).then((n) => take(limit, key, n)) : take(limit, key, cost)
+}
+
+function take<Req, Res>(limit: CompiledLimit<Req, Res>, key: RateLimitKey, cost: number): Decision | Promise<Decision> {
+  const result = limit.limiter.tryTake(key, cost)
+  return isThenable(result) ? Promise.resolve(result).then((r) => ({ key, cost, result: r })) : { key, cost, result }
+}
+
+/** How a framework's response is written to. */
+export interface Responder<Res> extends HeaderSink<Res> {
+  /** Whether a reply is under way already (then the default one is not sent). */
+  sent(res: Res): boolean
+  /** Sends the default refusal: 429 and a small JSON body. */
+  refuse(res: Res, result: RateLimitResult): void
+}
+
+/**
+ * Limits one request: `proceed()` lets it through, `proceed(error)` hands a
+ * failure (of a step, the limiter or `onLimited`) to the framework's error
+ * path, and `refused()` says a refusal was sent. Exactly one of them is
+ * called, once; nothing here rejects unobserved.
+ */
+export function limitRequest<Req, Res>(
+  limit: CompiledLimit<Req, Res>,
+  responder: Responder<Res>,
+  req: Req,
+  res: Res,
+  proceed: (error?: unknown) => void,
+  refused: () => void,
+): void {
+  let outcome: Decision | undefined | Promise<Decision | undefined>
+  try {
+    outcome = decide(limit, req)
+  } catch (error) {
+    proceed(error)
+    return
+  }
+  if (isThenable(outcome)) outcome.then((decision) => settle(limit, responder, req, res, decision, proceed, refused), proceed)
+  else settle(limit, responder, req, res, outcome, proceed, refused)
+}
+
+function settle<Req, Res>(
+  limit: CompiledLimit<Req, Res>,
+  responder: Responder<Res>,
+  req: Req,
+  res: Res,
+  decision: Decision | undefined,
+  proceed: (error?: unknown) => void,
+  refused: () => void,
+): void {
+  if (decision === undefined) return proceed()
+  const { result } = decision
+  // Headers can be added only to a response not yet under way (another
+  // handler may have answered while an async limiter decided).
+  if (!responder.sent(res)) writeHeaders(limit.plan, result, responder, res)
+  if (result.allowed) return proceed()
+  const finish = (): void => {
+    if (!responder.sent(res)) responder.refuse(res, result)
+    refused()
+  }
+  if (limit.onLimited === undefined) return finish()
+  let handled: void | PromiseLike<void>
+  try {
+    handled = limit.onLimited(req, res, { key: decision.key, cost: decision.cost, result, retryAfter: retryAfterSeconds(result) })
+  } catch (error) {
+    return proceed(error)
+  }
+  if (isThenable(handled)) Promise.resolve(handled).then(finish, proceed)
+  else finish()
+}

@@ -1,0 +1,2 @@
+// ES module entry of `sluice/http`: the CommonJS build, one instance per thread.
+export * from './http.js'
