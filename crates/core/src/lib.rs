@@ -7,6 +7,8 @@
 //! - [`Semaphore`]: a fair, weighted, closeable semaphore whose waiters are
 //!   woken by the caller, however it likes.
 //! - [`TokenBucket`]: a GCRA rate limiter on one atomic word.
+//! - [`RateLimiter`]: a keyed rate limiter (GCRA or sliding window per key),
+//!   sharded and bounded in keys.
 //!
 //! Every primitive is safe to share between OS threads (`Send + Sync`) and never
 //! blocks: operations that cannot complete at once hand back a decision (queue a
@@ -25,6 +27,7 @@
 //!    └──> array_queue ──> backoff ──> sync
 //!                  └───> cache_padded, sync
 //! token_bucket ──> clock ──> sync;  token_bucket ──> cache_padded, sync
+//! rate_limiter ──> clock, cache_padded, sync (+ hashbrown, foldhash)
 //! ```
 
 #![warn(missing_docs)]

@@ -1,25 +1,49 @@
 //! A keyed rate limiter: one limit per key (per user, per API key, per IP),
 //! shared by any number of threads, bounded in memory.
 //!
-//! API CONTRACT (written first so the binding can be built beside it; the
-//! implementation replaces every `todo!()`; signatures may only change with
-//! the binding's owner agreeing).
-//!
 //! Two algorithms, chosen per limiter:
 //! - [`Algorithm::Gcra`] (default): per key the same GCRA as
-//!   [`TokenBucket`](crate::TokenBucket), one theoretical arrival time.
+//!   [`TokenBucket`](crate::TokenBucket), one theoretical arrival time
+//!   (see `gcra.rs`).
 //! - [`Algorithm::SlidingWindow`]: the two-window weighted estimate. With
 //!   `limit = capacity` and `window = capacity * interval`, a request of `n`
 //!   at a fraction `f` into window `k` conforms when
-//!   `count[k - 1] * (1 - f) + count[k] + n <= limit`.
+//!   `count[k - 1] * (1 - f) + count[k] + n <= limit` (see `window.rs`).
+//!
+//! Both serve reservations FIFO per key: a [`RateLimiter::try_take`] is
+//! refused while a reservation on its key waits ahead.
 //!
 //! A cell whose state equals a fresh key's may be dropped at any moment (it
-//! changes no decision); `max_keys` caps the live cells, and
-//! [`WhenFull`] says what a new key gets when every cell is live.
-
+//! changes no decision); `max_keys` caps the cells, and [`WhenFull`] says
+//! what a new key gets when every cell is live.
+//!
+//! # Taking nothing
+//!
+//! `n == 0` is a valid probe: [`RateLimiter::try_take`] of 0 is
+//! [`RateLimiter::peek`] of 0 (allowed unless a reservation waits ahead),
+//! and [`RateLimiter::reserve`] of 0 is due when the key's earlier
+//! reservations are; neither stores a cell for the key nor marks it used.
+//!
+//! # Implementation
+//!
+//! `table.rs` is the sharded table of cells (hashing, the `max_keys` cap,
+//! eviction, dropping expired cells), generic over a `Rule`, the
+//! per-key algorithm: `gcra.rs` or `window.rs`. `key.rs` stores a key in 16
+//! bytes. Every operation hashes the key, locks one shard, reads or writes
+//! one cell, and unlocks; the clock is read before the lock and raised to the
+//! latest time the shard has seen, so time never goes back for a cell.
 use std::fmt;
 
 use crate::clock::{Clock, MonotonicClock};
+
+mod gcra;
+mod key;
+mod table;
+mod window;
+
+use gcra::Gcra;
+use table::Table;
+use window::Window;
 
 /// Longest key, in bytes (a string key is its UTF-8).
 pub const MAX_KEY_BYTES: usize = 512;
@@ -110,11 +134,16 @@ pub enum Denied {
 
 /// The answer to [`RateLimiter::try_take`] or [`RateLimiter::peek`]; times
 /// in nanoseconds.
+///
+/// A [`Denied::KeysFull`] answer says nothing about the key's own limit:
+/// `remaining` 0, `reset_after` 0, and `retry_after` one `interval_nanos`
+/// (a hint: cells expire all the time, so a later attempt may find room).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
-    /// `None` when allowed (for `peek`: when a take of 1 would be).
+    /// `None` when allowed (for `peek`: when a take of the same `n` would be).
     pub denied: Option<Denied>,
-    /// Whole tokens left for the key after this decision.
+    /// Whole tokens left for the key after this decision (for `peek`, and
+    /// for a refusal: left now); 0 while a reservation waits ahead.
     pub remaining: u64,
     /// Until a request of the same size would be allowed (0 when allowed).
     pub retry_after: u64,
@@ -171,9 +200,57 @@ impl KeyReservation {
 }
 
 /// A keyed rate limiter shared by any number of threads.
+///
+/// # Examples
+///
+/// ```
+/// use sluice_core::{Algorithm, Denied, FakeClock, Key, LimiterConfig, RateLimiter, WhenFull};
+///
+/// // 2 requests of burst per key, one more every 100 ns.
+/// let config = LimiterConfig {
+///     capacity: 2,
+///     interval_nanos: 100,
+///     algorithm: Algorithm::Gcra,
+///     max_keys: 10_000,
+///     when_full: WhenFull::EvictLeastRecent,
+/// };
+/// let limiter = RateLimiter::with_clock(config, FakeClock::new(0)).unwrap();
+/// let alice = Key::Bytes(b"user:alice");
+/// assert_eq!(limiter.try_take(alice, 2).unwrap().denied, None);
+/// let refused = limiter.try_take(alice, 1).unwrap();
+/// assert_eq!(refused.denied, Some(Denied::Limited));
+/// assert_eq!(refused.retry_after, 100);
+/// // Another key has its own limit.
+/// assert_eq!(limiter.try_take(Key::Int(7), 1).unwrap().remaining, 1);
+/// limiter.clock().advance(100);
+/// assert_eq!(limiter.try_take(alice, 1).unwrap().denied, None);
+/// ```
+///
+/// # Memory ordering
+///
+/// Each key's cell is read and written under its shard's [`Mutex`](std::sync::Mutex):
+/// every decision on one key is totally ordered, and the limiter publishes no
+/// data beyond its decisions.
 pub struct RateLimiter<C: Clock = MonotonicClock> {
     config: LimiterConfig,
     clock: C,
+    engine: Engine,
+}
+
+/// The table, typed by algorithm.
+enum Engine {
+    Gcra(Table<Gcra>),
+    Window(Table<Window>),
+}
+
+/// Runs `$body` with `$t` bound to the limiter's table, whichever algorithm.
+macro_rules! with_table {
+    ($self:ident, $t:ident => $body:expr) => {
+        match &$self.engine {
+            Engine::Gcra($t) => $body,
+            Engine::Window($t) => $body,
+        }
+    };
 }
 
 impl RateLimiter<MonotonicClock> {
@@ -194,8 +271,57 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// [`LimiterConfigError`] for a configuration that cannot work.
     pub fn with_clock(config: LimiterConfig, clock: C) -> Result<Self, LimiterConfigError> {
-        let _ = (config, clock);
-        todo!()
+        if config.capacity == 0 {
+            return Err(LimiterConfigError::ZeroCapacity);
+        }
+        if config.interval_nanos == 0 {
+            return Err(LimiterConfigError::ZeroInterval);
+        }
+        if config.max_keys == 0 {
+            return Err(LimiterConfigError::ZeroMaxKeys);
+        }
+        let burst = config
+            .capacity
+            .checked_mul(config.interval_nanos)
+            .ok_or(LimiterConfigError::Overflow)?;
+        let (max_keys, when_full, retry) = (config.max_keys, config.when_full, config.interval_nanos);
+        let engine = match config.algorithm {
+            Algorithm::Gcra => Engine::Gcra(Table::new(
+                Gcra {
+                    interval: config.interval_nanos,
+                    burst,
+                },
+                max_keys,
+                when_full,
+                retry,
+            )),
+            Algorithm::SlidingWindow => Engine::Window(Table::new(
+                Window {
+                    limit: config.capacity,
+                    window: burst,
+                },
+                max_keys,
+                when_full,
+                retry,
+            )),
+        };
+        Ok(Self { config, clock, engine })
+    }
+
+    /// Checks a request: the key's length and `n` against the capacity.
+    fn check(&self, key: Key<'_>, n: u64) -> Result<(), RequestError> {
+        if let Key::Bytes(b) = key {
+            if b.is_empty() || b.len() > MAX_KEY_BYTES {
+                return Err(RequestError::BadKey);
+            }
+        }
+        if n > self.config.capacity {
+            return Err(RequestError::TooMany {
+                requested: n,
+                capacity: self.config.capacity,
+            });
+        }
+        Ok(())
     }
 
     /// The parameters it was made with.
@@ -216,18 +342,22 @@ impl<C: Clock> RateLimiter<C> {
     /// [`RequestError::TooMany`] or [`RequestError::BadKey`]; a refusal is an
     /// `Ok` decision with `denied` set.
     pub fn try_take(&self, key: Key<'_>, n: u64) -> Result<Verdict, RequestError> {
-        let _ = (key, n);
-        todo!()
+        self.check(key, n)?;
+        let now = self.clock.now();
+        Ok(with_table!(self, t => if n == 0 { t.peek(key, 0, now) } else { t.take(key, n, now) }))
     }
 
-    /// What a take of `n` would get now, taking nothing.
+    /// What a take of `n` would get now, taking nothing. It looks at the
+    /// key's limit only: a new key is never answered [`Denied::KeysFull`]
+    /// here, and peeking does not count as using the key.
     ///
     /// # Errors
     ///
     /// As [`try_take`](Self::try_take).
     pub fn peek(&self, key: Key<'_>, n: u64) -> Result<Verdict, RequestError> {
-        let _ = (key, n);
-        todo!()
+        self.check(key, n)?;
+        let now = self.clock.now();
+        Ok(with_table!(self, t => t.peek(key, n, now)))
     }
 
     /// Reserves `n` tokens on `key`, due at the reservation's `ready_at`
@@ -238,25 +368,61 @@ impl<C: Clock> RateLimiter<C> {
     ///
     /// [`RequestError`]: too many, a bad key, or no room for a new key.
     pub fn reserve(&self, key: Key<'_>, n: u64) -> Result<KeyReservation, RequestError> {
-        let _ = (key, n);
-        todo!()
+        self.check(key, n)?;
+        let now = self.clock.now();
+        let ready_at = with_table!(self, t => if n == 0 {
+            Some(t.reserve_nothing(key, now))
+        } else {
+            t.reserve(key, n, now)
+        });
+        match ready_at {
+            Some(ready_at) => Ok(KeyReservation { tokens: n, ready_at }),
+            None => Err(RequestError::KeysFull),
+        }
     }
 
-    /// Gives back a reservation's tokens if it is not yet due; whether it did.
+    /// Gives back a reservation's tokens if it is not yet due; whether it
+    /// was not yet due (then it is withdrawn).
+    ///
+    /// GCRA moves the key's `tat` back by the tokens, as
+    /// [`TokenBucket::cancel`](crate::TokenBucket::cancel): exact for the
+    /// latest reservation, and for an earlier one the later ones keep their
+    /// due times. The sliding window takes the tokens out of the count of the
+    /// reservation's window when the key's cell still keeps that window (the
+    /// window of its latest request or the one before), and otherwise gives
+    /// back nothing, which never over-grants; takes still wait until the
+    /// latest reservation's due time. Cancel each reservation once, on the
+    /// key it was made on: after the key was reset or evicted the refund
+    /// goes to its new state.
     pub fn cancel(&self, key: Key<'_>, reservation: &KeyReservation) -> bool {
-        let _ = (key, reservation);
-        todo!()
+        if self.check(key, 0).is_err() {
+            return false;
+        }
+        let now = self.clock.now();
+        with_table!(self, t => t.cancel(key, reservation, now))
     }
 
-    /// Forgets `key`'s state (it starts fresh); whether it had any.
+    /// Forgets `key`'s state (it starts fresh); whether it had any (a live
+    /// cell: an expired one decided as a fresh key already).
     pub fn reset(&self, key: Key<'_>) -> bool {
-        let _ = key;
-        todo!()
+        if self.check(key, 0).is_err() {
+            return false;
+        }
+        let now = self.clock.now();
+        with_table!(self, t => t.reset(key, now))
+    }
+
+    /// Drops every expired cell now; how many. The table also does this on
+    /// its own, before it grows and when a new key finds it full, so calling
+    /// this is never needed for correctness, only to give memory back sooner.
+    pub fn purge(&self) -> usize {
+        let now = self.clock.now();
+        with_table!(self, t => t.purge(now))
     }
 
     /// Cells stored now, live or not yet dropped.
     pub fn len(&self) -> usize {
-        todo!()
+        with_table!(self, t => t.len())
     }
 
     /// Whether no cell is stored.
