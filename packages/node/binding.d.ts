@@ -34,6 +34,29 @@ export declare class NativeChannel {
   get slot(): number
 }
 
+export declare class NativeRateLimiter {
+  /**
+   * A limiter of `capacity` tokens per key, one more every `interval_nanos`;
+   * `algorithm` is `"gcra"` or `"sliding-window"`, `when_full` `"evict"`
+   * or `"refuse"`.
+   */
+  constructor(capacity: number, intervalNanos: number, algorithm: string, maxKeys: number, whenFull: string)
+  get capacity(): number
+  get intervalNanos(): number
+  get algorithm(): string
+  get maxKeys(): number
+  get whenFull(): string
+  /** Key cells stored now, live or not yet dropped. */
+  get size(): number
+  /** Reservations of this thread still waiting. */
+  get pending(): number
+  /** Attaches this thread to the primitive with id `id`, made in any thread. */
+  static fromId(id: number): NativeRateLimiter
+  get id(): number
+  /** A handle for the raw hot calls. */
+  fastHandle(): object
+}
+
 export declare class NativeSemaphore {
   /**
    * `maxWaiters`: most waits queued at once (across threads); unbounded if
@@ -135,6 +158,13 @@ export declare const DONE: number
 export declare const DOORBELL_SLOTS: number
 
 /**
+ * A new key and every key cell is live (`whenFull: 'refuse'`): the outcome
+ * of `limiterTryTake` and `limiterPeek` that refuses for want of room rather
+ * than for the key's own limit.
+ */
+export declare const KEYS_FULL: number
+
+/**
  * The largest channel capacity, 2^24. A channel's queue is allocated when it
  * is made, 24 bytes a message (a `Message` and its slot's stamp), so this
  * bounds what one constructor call can take to 384 MiB and about half a
@@ -142,6 +172,12 @@ export declare const DOORBELL_SLOTS: number
  * the backpressure is there to show. The TypeScript layer validates against it.
  */
 export declare const MAX_CHANNEL_CAPACITY: number
+
+/**
+ * The longest key in bytes (the core's `MAX_KEY_BYTES`), for the TypeScript
+ * layer (`RateLimiter.MAX_KEY_BYTES`).
+ */
+export declare const MAX_RATE_LIMIT_KEY_BYTES: number
 
 /**
  * Byte messages up to this size are received into the caller's slab (a

@@ -836,12 +836,15 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeChannel = nativeBinding.NativeChannel
+module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
 module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
 module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket
 module.exports.CLOSED = nativeBinding.CLOSED
 module.exports.DONE = nativeBinding.DONE
 module.exports.DOORBELL_SLOTS = nativeBinding.DOORBELL_SLOTS
+module.exports.KEYS_FULL = nativeBinding.KEYS_FULL
 module.exports.MAX_CHANNEL_CAPACITY = nativeBinding.MAX_CHANNEL_CAPACITY
+module.exports.MAX_RATE_LIMIT_KEY_BYTES = nativeBinding.MAX_RATE_LIMIT_KEY_BYTES
 module.exports.MAX_SLAB_MESSAGE = nativeBinding.MAX_SLAB_MESSAGE
 module.exports.NOT_NOW = nativeBinding.NOT_NOW
 module.exports.QUEUE_FULL = nativeBinding.QUEUE_FULL

@@ -8,6 +8,7 @@
 mod attachment;
 mod channel;
 mod js_values;
+mod rate_limiter;
 mod raw;
 mod registry;
 mod semaphore;
@@ -15,6 +16,7 @@ mod token_bucket;
 mod wake;
 
 pub use channel::NativeChannel;
+pub use rate_limiter::NativeRateLimiter;
 pub use semaphore::NativeSemaphore;
 pub use token_bucket::NativeTokenBucket;
 
@@ -30,6 +32,7 @@ pub fn init(exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Res
     raw::register(env.raw(), exports.raw(), &test_panic::RAW)?;
     raw::register(env.raw(), exports.raw(), &semaphore::RAW)?;
     raw::register(env.raw(), exports.raw(), &token_bucket::RAW)?;
+    raw::register(env.raw(), exports.raw(), &rate_limiter::RAW)?;
     raw::register(env.raw(), exports.raw(), &channel::RAW)
 }
 

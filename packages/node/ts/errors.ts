@@ -49,6 +49,17 @@ export class QueueFullError extends SluiceError {
 }
 
 /**
+ * A rate limiter had no room for a new key: `maxKeys` keys are live and
+ * `whenFull` is `'refuse'`. Only `take` rejects with it; `tryTake` answers
+ * `{ allowed: false, reason: 'keys-full' }`.
+ */
+export class KeysFullError extends SluiceError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_SLUICE_KEYS_FULL', options)
+  }
+}
+
+/**
  * @internal Every error a primitive raises, made in one place (as piscina's
  * `Errors`): one helper per error, so a message is written once.
  */
@@ -73,4 +84,9 @@ export const Errors = {
   refusedOverCapacity: (weight: number, capacity: number): RangeError =>
     new RangeError(`options.weight ${weight} exceeds the capacity, which fell to ${capacity} while the wait was queued`),
   timeout: (timeout: number): TimeoutError => new TimeoutError(timeout),
+  /** A rate limiter's `take` on a new key found every key cell live (`whenFull: 'refuse'`). */
+  keysFull: (maxKeys: number): KeysFullError =>
+    new KeysFullError(
+      `no room for a new key: ${maxKeys} keys are live (options.maxKeys) and options.whenFull is 'refuse'; a key's cell is freed once it is back to its full quota`,
+    ),
 } as const

@@ -3,6 +3,7 @@
 // `sluice-<platform>` package that npm installed as an optional dependency.
 import type * as Binding from '../binding.js'
 import { InvalidHandleError, ThreadLimitError } from './errors.js'
+import type { RateLimitKey } from './keyed-limit.js'
 
 /** An opaque, type-tagged handle made by a native class's `fastHandle()`. */
 export type FastHandle = object & { readonly __brand: 'sluice.FastHandle' }
@@ -41,6 +42,22 @@ interface RawCalls {
   bucketRedeem(handle: FastHandle, token: number): null
   /** Gives back the tokens of the pending wait `token`; 1 if refunded. */
   bucketCancel(handle: FastHandle, token: number): 0 | 1
+  /**
+   * Takes `n` tokens from `key` if it has them now: DONE, NOT_NOW (over its
+   * limit) or KEYS_FULL, with `out` = `[remaining, retryAfterMs, resetAfterMs]`.
+   * Throws a TypeError or RangeError naming `key` for a bad key.
+   */
+  limiterTryTake(handle: FastHandle, key: RateLimitKey, n: number, out: Float64Array): LimiterOutcome
+  /** What `limiterTryTake` would answer, taking nothing. */
+  limiterPeek(handle: FastHandle, key: RateLimitKey, n: number, out: Float64Array): LimiterOutcome
+  /** Reserves `n` tokens on `key`: nanoseconds to wait (0: taken now), or null if there is no room for a new key. */
+  limiterReserve(handle: FastHandle, key: RateLimitKey, n: number, token: number): number | null
+  /** The wait `token` ended: its tokens were due. */
+  limiterRedeem(handle: FastHandle, token: number): null
+  /** Gives back the tokens of the pending wait `token`; 1 if refunded. */
+  limiterCancel(handle: FastHandle, token: number): 0 | 1
+  /** Forgets `key`'s state; 1 if it had any. */
+  limiterReset(handle: FastHandle, key: RateLimitKey): 0 | 1
   /** Sent (null or a wake list), or NOT_NOW (full) or CLOSED. */
   chanSend(handle: FastHandle, message: Message): WakeList | typeof NOT_NOW | typeof CLOSED
   /** Sends from the front while there is room: `[sent, ...wakeList]`, or CLOSED. */
@@ -61,6 +78,9 @@ interface RawCalls {
   /** Fills `out` from the front: a count, `[count, ...wakeList]`, or null if closed and drained. */
   chanRecvNumbers(handle: FastHandle, out: Float64Array): number | number[] | null
 }
+
+/** A rate limiter's answer: allowed (DONE), over the key's limit (NOT_NOW), or no room for a new key. */
+export type LimiterOutcome = typeof DONE | typeof NOT_NOW | typeof KEYS_FULL
 
 /** What crosses into a channel: a number, or bytes. */
 export type Message = number | Uint8Array
@@ -130,6 +150,7 @@ function isInstalled(name: string): boolean {
 const raw = binding as unknown as RawCalls
 export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semValue } = raw
 export const { bucketTryTake, bucketReserve, bucketRedeem, bucketCancel } = raw
+export const { limiterTryTake, limiterPeek, limiterReserve, limiterRedeem, limiterCancel, limiterReset } = raw
 export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
 export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw
 export const { chanSendNumbers, chanRecvNumbers } = raw
@@ -137,12 +158,15 @@ export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = Binding.NativeSemaphore
 export const NativeTokenBucket = binding.NativeTokenBucket
 export type NativeTokenBucket = Binding.NativeTokenBucket
+export const NativeRateLimiter = binding.NativeRateLimiter
+export type NativeRateLimiter = Binding.NativeRateLimiter
 export const NativeChannel = binding.NativeChannel
 export type NativeChannel = Binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
 export const MAX_CHANNEL_CAPACITY = binding.MAX_CHANNEL_CAPACITY
 export const MAX_SLAB_MESSAGE = binding.MAX_SLAB_MESSAGE
-export const { NOT_NOW, QUEUED, DONE, CLOSED, QUEUE_FULL, TOO_HEAVY } = binding
+export const { NOT_NOW, QUEUED, DONE, CLOSED, QUEUE_FULL, TOO_HEAVY, KEYS_FULL } = binding
+export const MAX_RATE_LIMIT_KEY_BYTES = binding.MAX_RATE_LIMIT_KEY_BYTES
 
 /**
  * Attaches this thread to the live primitive with id `id` through a native

@@ -2,21 +2,30 @@
 // workerData and `sluice/worker` turns back into primitives.
 import { Channel, type ChannelHandle } from './channel.js'
 import { Mutex, type MutexHandle } from './mutex.js'
+import { RateLimiter, type RateLimiterHandle } from './rate-limiter.js'
 import { Semaphore, type SemaphoreHandle } from './semaphore.js'
 import { TokenBucket, type TokenBucketHandle } from './token-bucket.js'
 import { show } from './validate.js'
 
-export type Shareable = Semaphore | Mutex | TokenBucket | Channel<never>
-export type ShareableHandle = SemaphoreHandle | MutexHandle | TokenBucketHandle | ChannelHandle
+export type Shareable = Semaphore | Mutex | TokenBucket | RateLimiter | Channel<never>
+export type ShareableHandle = SemaphoreHandle | MutexHandle | TokenBucketHandle | RateLimiterHandle | ChannelHandle
 
 /** The handles of `share`, checked: each value must be a sluice primitive. */
 export function handlesOf(share: Record<string, unknown>): Record<string, ShareableHandle> {
   const handles: Record<string, ShareableHandle> = {}
   for (const [name, primitive] of Object.entries(share)) {
     if (
-      !(primitive instanceof Semaphore || primitive instanceof Mutex || primitive instanceof TokenBucket || primitive instanceof Channel)
+      !(
+        primitive instanceof Semaphore ||
+        primitive instanceof Mutex ||
+        primitive instanceof TokenBucket ||
+        primitive instanceof RateLimiter ||
+        primitive instanceof Channel
+      )
     ) {
-      throw new TypeError(`options.share.${name} must be a Semaphore, Mutex, TokenBucket or Channel, got ${show(primitive)}`)
+      throw new TypeError(
+        `options.share.${name} must be a Semaphore, Mutex, TokenBucket, RateLimiter or Channel, got ${show(primitive)}`,
+      )
     }
     const handle = primitive.handle
     if (handle.kind === 'sluice:Channel' && handle.codec === 'custom') {
@@ -57,6 +66,8 @@ function fromHandle(handle: ShareableHandle): unknown {
       return Mutex.from(handle)
     case 'sluice:TokenBucket':
       return TokenBucket.from(handle)
+    case 'sluice:RateLimiter':
+      return RateLimiter.from(handle)
     case 'sluice:Channel':
       return Channel.from(handle)
   }

@@ -45,9 +45,10 @@ export interface TokenBucketHandle {
   readonly id: number
 }
 
-const MAX_CAPACITY = 2 ** 32 - 1
-/** The longest refill from empty the native bucket can count (u64 nanoseconds). */
-const MAX_BURST_NANOS = 2n ** 64n - 1n
+/** @internal The largest capacity (also a rate limiter's). */
+export const MAX_CAPACITY = 2 ** 32 - 1
+/** @internal The longest refill from empty the native bucket (or a rate limiter) can count (u64 nanoseconds). */
+export const MAX_BURST_NANOS = 2n ** 64n - 1n
 
 /**
  * A token bucket (GCRA): one rate limit shared by every thread that has its
@@ -69,6 +70,11 @@ export class TokenBucket {
   readonly #capacity: number
   /** Nanoseconds to refill one token. */
   readonly #interval: number
+  /** How a waiting take ends, for `waitForReservation`. */
+  readonly #steps: ReservationSteps = {
+    redeem: (token) => this.#redeem(token),
+    cancel: (token) => this.#cancel(token),
+  }
 
   constructor(options: TokenBucketOptions)
   /** @internal adopts a native bucket already attached to this thread */
@@ -173,37 +179,7 @@ export class TokenBucket {
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
     const token = nextToken()
-    const waitNanos = this.#reserve(n, token)
-    if (waitNanos === 0) return Promise.resolve()
-    // Whole milliseconds, rounded up: the timer must not fire before the tokens are due.
-    const waitMs = Math.ceil(waitNanos / 1e6)
-    if (timeout !== undefined && waitMs > timeout) {
-      this.#cancel(token)
-      return Promise.reject(Errors.timeout(timeout))
-    }
-    return new Promise<void>((resolve, reject) => {
-      // setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days), which
-      // a slow bucket can need: wait in steps no longer than that.
-      const dueAt = Date.now() + waitMs
-      let timer: NodeJS.Timeout
-      const arm = (): void => {
-        const left = dueAt - Date.now()
-        if (left > 0) {
-          timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT))
-          return
-        }
-        disconnect()
-        this.#redeem(token)
-        resolve()
-      }
-      const disconnect = onCancellation(signal, undefined, (reason) => {
-        clearTimeout(timer)
-        disconnect()
-        this.#cancel(token)
-        reject(reason)
-      })
-      timer = setTimeout(arm, Math.min(waitMs, MAX_TIMEOUT))
-    })
+    return waitForReservation(this.#reserve(n, token), token, this.#steps, signal, timeout)
   }
 
   // The three steps of a waiting take, against whichever representation is
@@ -228,7 +204,64 @@ export class TokenBucket {
   }
 }
 
-function intervalNanos(options: Partial<TokenBucketOptions>): number {
+/** @internal How a reserved wait ends: its tokens came (`redeem`), or it gives them back (`cancel`). */
+export interface ReservationSteps {
+  redeem(token: number): void
+  cancel(token: number): void
+}
+
+/**
+ * @internal Waits out a reservation made under `token` and due in
+ * `waitNanos` (0: taken already), with one timer and no polling: the take of
+ * a token bucket and of a rate limiter. If the tokens would come after
+ * `timeout` ms it cancels at once and rejects with a `TimeoutError`; an abort
+ * of `signal` cancels (the tokens go back) and rejects with its reason.
+ */
+export function waitForReservation(
+  waitNanos: number,
+  token: number,
+  steps: ReservationSteps,
+  signal: AbortSignal | undefined,
+  timeout: number | undefined,
+): Promise<void> {
+  if (waitNanos === 0) return Promise.resolve()
+  // Whole milliseconds, rounded up: the timer must not fire before the tokens are due.
+  const waitMs = Math.ceil(waitNanos / 1e6)
+  if (timeout !== undefined && waitMs > timeout) {
+    steps.cancel(token)
+    return Promise.reject(Errors.timeout(timeout))
+  }
+  return new Promise<void>((resolve, reject) => {
+    // setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days), which
+    // a slow bucket can need: wait in steps no longer than that.
+    const dueAt = Date.now() + waitMs
+    let timer: NodeJS.Timeout
+    const arm = (): void => {
+      const left = dueAt - Date.now()
+      if (left > 0) {
+        timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT))
+        return
+      }
+      disconnect()
+      steps.redeem(token)
+      resolve()
+    }
+    const disconnect = onCancellation(signal, undefined, (reason) => {
+      clearTimeout(timer)
+      disconnect()
+      steps.cancel(token)
+      reject(reason)
+    })
+    timer = setTimeout(arm, Math.min(waitMs, MAX_TIMEOUT))
+  })
+}
+
+/**
+ * @internal Nanoseconds per token from `refillPerSecond`, or
+ * `tokensPerInterval` per `interval` ms; a TypeError or RangeError naming
+ * the field otherwise.
+ */
+export function intervalNanos(options: Partial<TokenBucketOptions>): number {
   const { refillPerSecond, tokensPerInterval, interval } = options
   let perSecond: number
   if (refillPerSecond !== undefined) {
@@ -252,15 +285,16 @@ function intervalNanos(options: Partial<TokenBucketOptions>): number {
   return nanos
 }
 
-/** The rate options as given, for an error message. */
-function rateFields(options: Partial<TokenBucketOptions>): string {
+/** @internal The rate options as given, for an error message. */
+export function rateFields(options: Partial<TokenBucketOptions>): string {
   const { refillPerSecond, tokensPerInterval, interval } = options
   return refillPerSecond === undefined
     ? `options.tokensPerInterval ${tokensPerInterval} per options.interval ${interval} ms`
     : `options.refillPerSecond ${refillPerSecond}`
 }
 
-function validateRate(value: unknown, name: string): number {
+/** @internal A positive finite number; a TypeError or RangeError naming `name` otherwise. */
+export function validateRate(value: unknown, name: string): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a positive number, got ${show(value)}`)
   if (!(value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive number, got ${show(value)}`)
   return value

@@ -1,0 +1,380 @@
+//! `NativeRateLimiter`: one thread's handle to a keyed rate limiter shared by
+//! threads, and its raw entry points.
+//!
+//! The algorithm (GCRA or the two-window estimate per key, bounded cells) is
+//! `sluice_core::RateLimiter`; this file only translates. A key arrives as a
+//! JS string (its UTF-8, copied into a buffer on the stack) or a safe integer,
+//! never allocating. A decision comes back as an outcome code, with its three
+//! numbers written into the caller's `Float64Array` instead of a fresh JS
+//! object (`ts/rate-limiter.ts` builds the result). A waiting `take` reserves
+//! as the token bucket's does; the thread's pending reservations are kept
+//! here (`Pending`) so that a thread that dies mid-wait gives them back.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr};
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::rc::Rc;
+
+use napi::sys::{self, napi_env, napi_value, Status};
+use napi::{Env, Error, Result};
+use napi_derive::napi;
+use sluice_core::{
+    Algorithm, Clock, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, RateLimiter, RequestError, Verdict, WhenFull,
+    MAX_KEY_BYTES,
+};
+
+use crate::attachment::{attached_class, Attachment, Primitive};
+use crate::raw::{self, code, entry, Arg, Call, Count, Token};
+
+/// A new key and every key cell is live (`whenFull: 'refuse'`): the outcome
+/// of `limiterTryTake` and `limiterPeek` that refuses for want of room rather
+/// than for the key's own limit.
+#[napi]
+pub const KEYS_FULL: u32 = 5;
+
+/// The longest key in bytes (the core's `MAX_KEY_BYTES`), for the TypeScript
+/// layer (`RateLimiter.MAX_KEY_BYTES`).
+#[napi]
+pub const MAX_RATE_LIMIT_KEY_BYTES: u32 = MAX_KEY_BYTES as u32;
+
+/// This thread's reservations that are not yet due, by wait token, with the
+/// key each was made on (a cancel needs it).
+#[derive(Default)]
+pub(crate) struct Pending(RefCell<HashMap<u64, (KeyBuf, KeyReservation)>>);
+
+impl Primitive for RateLimiter {
+    type Local = Pending;
+
+    const TAG: sys::napi_type_tag = sys::napi_type_tag {
+        lower: 0x51d7_0e3b_c962_a84f,
+        upper: 0x9a2f_64c8_1b7e_d035,
+    };
+
+    fn detach(&self, _slot: u32, pending: &Pending) {
+        for (_, (key, reservation)) in pending.0.borrow_mut().drain() {
+            self.cancel(key.as_key(), &reservation);
+        }
+    }
+}
+
+type LimiterAttachment = Attachment<RateLimiter>;
+
+#[napi]
+pub struct NativeRateLimiter {
+    attachment: Rc<LimiterAttachment>,
+}
+
+#[napi]
+impl NativeRateLimiter {
+    /// A limiter of `capacity` tokens per key, one more every `interval_nanos`;
+    /// `algorithm` is `"gcra"` or `"sliding-window"`, `when_full` `"evict"`
+    /// or `"refuse"`.
+    #[napi(constructor, catch_unwind)]
+    pub fn new(
+        env: Env,
+        capacity: f64,
+        interval_nanos: f64,
+        algorithm: String,
+        max_keys: f64,
+        when_full: String,
+    ) -> Result<Self> {
+        let count = |x: f64| (x.fract() == 0.0 && (1.0..=9_007_199_254_740_991.0).contains(&x)).then_some(x as u64);
+        let (Some(capacity), Some(interval_nanos), Some(max_keys)) =
+            (count(capacity), count(interval_nanos), count(max_keys))
+        else {
+            return Err(Error::new(
+                napi::Status::InvalidArg,
+                "capacity, interval and max_keys must be positive safe integers",
+            ));
+        };
+        let algorithm = match algorithm.as_str() {
+            "gcra" => Algorithm::Gcra,
+            "sliding-window" => Algorithm::SlidingWindow,
+            _ => {
+                return Err(Error::new(
+                    napi::Status::InvalidArg,
+                    "algorithm must be gcra or sliding-window",
+                ))
+            }
+        };
+        let when_full = match when_full.as_str() {
+            "evict" => WhenFull::EvictLeastRecent,
+            "refuse" => WhenFull::Refuse,
+            _ => {
+                return Err(Error::new(
+                    napi::Status::InvalidArg,
+                    "when_full must be evict or refuse",
+                ))
+            }
+        };
+        let config = LimiterConfig {
+            capacity,
+            interval_nanos,
+            algorithm,
+            max_keys,
+            when_full,
+        };
+        let core = RateLimiter::new(config).map_err(|error| Error::new(napi::Status::InvalidArg, error.to_string()))?;
+        Self::attach(&env, core)
+    }
+
+    #[napi(getter)]
+    pub fn capacity(&self) -> f64 {
+        self.core().config().capacity as f64
+    }
+
+    #[napi(getter)]
+    pub fn interval_nanos(&self) -> f64 {
+        self.core().config().interval_nanos as f64
+    }
+
+    #[napi(getter)]
+    pub fn algorithm(&self) -> &'static str {
+        match self.core().config().algorithm {
+            Algorithm::Gcra => "gcra",
+            Algorithm::SlidingWindow => "sliding-window",
+        }
+    }
+
+    #[napi(getter)]
+    pub fn max_keys(&self) -> f64 {
+        self.core().config().max_keys as f64
+    }
+
+    #[napi(getter)]
+    pub fn when_full(&self) -> &'static str {
+        match self.core().config().when_full {
+            WhenFull::EvictLeastRecent => "evict",
+            WhenFull::Refuse => "refuse",
+        }
+    }
+
+    /// Key cells stored now, live or not yet dropped.
+    #[napi(getter)]
+    pub fn size(&self) -> f64 {
+        self.core().len() as f64
+    }
+
+    /// Reservations of this thread still waiting.
+    #[napi(getter)]
+    pub fn pending(&self) -> u32 {
+        self.attachment.local.0.borrow().len() as u32
+    }
+}
+
+attached_class!(NativeRateLimiter, RateLimiter, "rate limiter");
+
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 6] = [
+    (c"limiterTryTake", entry!(try_take)),
+    (c"limiterPeek", entry!(peek)),
+    (c"limiterReserve", entry!(reserve)),
+    (c"limiterRedeem", entry!(redeem)),
+    (c"limiterCancel", entry!(cancel)),
+    (c"limiterReset", entry!(reset)),
+];
+
+/// `limiterTryTake(handle, key, n, out) -> DONE | NOT_NOW | KEYS_FULL`, with
+/// `out` = `[remaining, retryAfterMs, resetAfterMs]` (see [`answer`]).
+fn try_take(
+    env: napi_env,
+    attachment: &LimiterAttachment,
+    key: KeyArg,
+    Count(n): Count,
+    out: &mut [f64],
+) -> napi_value {
+    let limiter = &attachment.shared.primitive;
+    with_key(env, key, |key| answer(env, limiter.try_take(key, n as u64), out))
+}
+
+/// `limiterPeek(handle, key, n, out)`: as `limiterTryTake`, taking nothing.
+fn peek(env: napi_env, attachment: &LimiterAttachment, key: KeyArg, Count(n): Count, out: &mut [f64]) -> napi_value {
+    let limiter = &attachment.shared.primitive;
+    with_key(env, key, |key| answer(env, limiter.peek(key, n as u64), out))
+}
+
+/// `limiterReserve(handle, key, n, token) -> nanoseconds to wait | null`;
+/// null when the key is new and every cell is live (`whenFull: 'refuse'`).
+/// A reservation due at once is not remembered (its tokens are taken).
+fn reserve(
+    env: napi_env,
+    attachment: &LimiterAttachment,
+    key: KeyArg,
+    Count(n): Count,
+    Token(token): Token,
+) -> napi_value {
+    let limiter = &attachment.shared.primitive;
+    with_key(env, key, |key| match limiter.reserve(key, n as u64) {
+        Ok(reservation) => {
+            let wait = reservation.wait(limiter.clock().now());
+            if wait > 0 {
+                attachment.local.0.borrow_mut().insert(token, (key.into(), reservation));
+            }
+            raw::number(env, wait as f64)
+        }
+        Err(RequestError::KeysFull) => raw::null(env),
+        Err(error) => request_error(env, error),
+    })
+}
+
+/// `limiterRedeem(handle, token)`: the wait ended (its timer fired); forget it.
+fn redeem(env: napi_env, attachment: &LimiterAttachment, Token(token): Token) -> napi_value {
+    attachment.local.0.borrow_mut().remove(&token);
+    raw::null(env)
+}
+
+/// `limiterCancel(handle, token) -> 0 | 1`: gives a pending reservation's
+/// tokens back; 0 if it was unknown or already due.
+fn cancel(env: napi_env, attachment: &LimiterAttachment, Token(token): Token) -> napi_value {
+    let pending = attachment.local.0.borrow_mut().remove(&token);
+    let refunded = pending.is_some_and(|(key, r)| attachment.shared.primitive.cancel(key.as_key(), &r));
+    raw::code(env, u32::from(refunded))
+}
+
+/// `limiterReset(handle, key) -> 0 | 1`: forgets the key; 1 if it had state.
+fn reset(env: napi_env, attachment: &LimiterAttachment, key: KeyArg) -> napi_value {
+    let limiter = &attachment.shared.primitive;
+    with_key(env, key, |key| raw::code(env, u32::from(limiter.reset(key))))
+}
+
+/// A verdict as an outcome code, its numbers into `out`: whole tokens left,
+/// then milliseconds (rounded up) to retry and to reset. Integers in u64
+/// arithmetic, so the rounding is exact.
+fn answer(env: napi_env, verdict: std::result::Result<Verdict, RequestError>, out: &mut [f64]) -> napi_value {
+    let verdict = match verdict {
+        Ok(verdict) => verdict,
+        Err(error) => return request_error(env, error),
+    };
+    let Some(out) = out.get_mut(..3) else {
+        return raw::throw_range(env, "out must be a Float64Array of at least 3 elements");
+    };
+    let ms = |nanos: u64| nanos.div_ceil(1_000_000) as f64;
+    out[0] = verdict.remaining as f64;
+    out[1] = ms(verdict.retry_after);
+    out[2] = ms(verdict.reset_after);
+    raw::code(
+        env,
+        match verdict.denied {
+            None => code::DONE,
+            Some(Denied::Limited) => code::NOT_NOW,
+            Some(Denied::KeysFull) => KEYS_FULL,
+        },
+    )
+}
+
+fn request_error(env: napi_env, error: RequestError) -> napi_value {
+    match error {
+        RequestError::BadKey => raw::throw_range(env, &key_message("a key the limiter refused")),
+        // `n` is checked against the capacity in TypeScript; reaching this is
+        // a caller that skipped it.
+        _ => raw::throw_range(env, &error.to_string()),
+    }
+}
+
+/// A key argument: a safe integer, read at once, or a string of at most
+/// [`MAX_KEY_BYTES`] UTF-16 units (an upper bound on its UTF-8 length once
+/// known to be at most 3 bytes a unit), whose bytes [`with_key`] copies.
+pub(crate) enum KeyArg {
+    Int(i64),
+    Str(napi_value),
+}
+
+/// UTF-8 of at most `MAX_KEY_BYTES` UTF-16 units: 3 bytes a unit at most (a
+/// lone surrogate becomes U+FFFD), plus N-API's terminating NUL. A string
+/// that fits is never truncated, so its length is exact.
+const KEY_BUFFER: usize = 3 * MAX_KEY_BYTES + 1;
+
+/// The largest safe integer, 2^53 - 1.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+impl Arg<'_> for KeyArg {
+    fn read(call: &Call, i: usize) -> Option<Self> {
+        let env = call.env;
+        let Some(value) = call.arg(i) else {
+            raw::throw_type(env, "key must be a string or a safe integer, got nothing");
+            return None;
+        };
+        // Numbers first: one N-API call for an integer key.
+        let mut number = 0.0;
+        // SAFETY: `value` is one of this call's; the out-pointer is valid.
+        if unsafe { sys::napi_get_value_double(env, value, &mut number) } == Status::napi_ok {
+            if number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER {
+                // -0 reads as 0, as a Map compares them.
+                return Some(KeyArg::Int(number as i64));
+            }
+            raw::throw_range(env, &format!("key must be a string or a safe integer, got {number}"));
+            return None;
+        }
+        let mut units = 0usize;
+        // SAFETY: with a null buffer N-API only reports the length in UTF-16
+        // units (no copy, O(1)); a non-string fails with `string_expected`.
+        let status = unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) };
+        if status == Status::napi_ok {
+            // Each unit is at least one UTF-8 byte: more units, more bytes.
+            if units == 0 || units > MAX_KEY_BYTES {
+                let got = if units == 0 {
+                    "an empty string".to_string()
+                } else {
+                    format!("a string of at least {units} bytes")
+                };
+                raw::throw_range(env, &key_message(&got));
+                return None;
+            }
+            return Some(KeyArg::Str(value));
+        }
+        let mut kind = sys::ValueType::napi_undefined;
+        // SAFETY: as above.
+        unsafe { sys::napi_typeof(env, value, &mut kind) };
+        raw::throw_type(
+            env,
+            &format!("key must be a string or a safe integer, got {}", type_name(kind)),
+        );
+        None
+    }
+}
+
+/// Runs `body` with `key` as a [`Key`]: a string's UTF-8 in a buffer on this
+/// stack frame, so no key allocates.
+fn with_key(env: napi_env, key: KeyArg, body: impl FnOnce(Key<'_>) -> napi_value) -> napi_value {
+    match key {
+        KeyArg::Int(int) => body(Key::Int(int)),
+        KeyArg::Str(value) => {
+            let mut buffer = MaybeUninit::<[u8; KEY_BUFFER]>::uninit();
+            let mut len = 0usize;
+            // SAFETY: `value` is a string of this call (`KeyArg::read` checked);
+            // the buffer has room for `KEY_BUFFER` bytes, NUL included.
+            let status = unsafe {
+                sys::napi_get_value_string_utf8(env, value, buffer.as_mut_ptr() as *mut c_char, KEY_BUFFER, &mut len)
+            };
+            if status != Status::napi_ok {
+                return raw::throw_type(env, "key must be a string or a safe integer");
+            }
+            if len > MAX_KEY_BYTES {
+                return raw::throw_range(env, &key_message(&format!("a string of {len} bytes")));
+            }
+            // SAFETY: N-API wrote `len` bytes (< KEY_BUFFER) at the buffer's start.
+            let bytes = unsafe { std::slice::from_raw_parts(buffer.as_ptr() as *const u8, len) };
+            body(Key::Bytes(bytes))
+        }
+    }
+}
+
+/// The `RangeError` message for a string key of the wrong length.
+fn key_message(got: &str) -> String {
+    format!("key must be a string of 1 to {MAX_RATE_LIMIT_KEY_BYTES} UTF-8 bytes or a safe integer, got {got}")
+}
+
+fn type_name(kind: sys::napi_valuetype) -> &'static str {
+    match kind {
+        sys::ValueType::napi_undefined => "undefined",
+        sys::ValueType::napi_null => "null",
+        sys::ValueType::napi_boolean => "a boolean",
+        sys::ValueType::napi_symbol => "a symbol",
+        sys::ValueType::napi_object => "an object",
+        sys::ValueType::napi_function => "a function",
+        sys::ValueType::napi_external => "an external",
+        sys::ValueType::napi_bigint => "a bigint",
+        _ => "a value of another type",
+    }
+}
