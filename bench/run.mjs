@@ -3,22 +3,46 @@
 // row to the suite's baseline and of sluice to each peer (all measured in
 // this run), and writes the raw numbers to bench/results/<timestamp>.json.
 // `--quick` runs each task briefly (a smoke that every scenario produces numbers).
+// `--only <name>` (repeatable) runs the groups whose name contains <name>
+// (`--only rate-limit`: the keyed rate limits and the HTTP ones); a partial
+// run's report goes under bench/results/, never over bench/REPORT.md.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { parseArgs } from 'node:util'
 import { suites as channelSuites } from './channel.bench.mjs'
 import { suites as crossThreadSemaphoreSuites } from './cross-thread-semaphore.bench.mjs'
+import { suites as httpRateLimitSuites } from './http-rate-limit.bench.mjs'
 import { suites as poolSuites } from './pool.bench.mjs'
+import { suites as rateLimiterSuites } from './rate-limiter.bench.mjs'
 import { suites as semaphoreSuites } from './semaphore.bench.mjs'
 import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
 import { suites as waiterSuites } from './waiters.bench.mjs'
 
+// Groups in the order they run; `--only` picks among these names.
+const groups = {
+  semaphore: semaphoreSuites,
+  'token-bucket': tokenBucketSuites,
+  'rate-limiter': rateLimiterSuites,
+  'http-rate-limit': httpRateLimitSuites,
+  'cross-thread-semaphore': crossThreadSemaphoreSuites,
+  channel: channelSuites,
+  pool: poolSuites,
+  waiters: waiterSuites,
+}
+const usage = `usage: npm run bench [-- --quick] [-- --only <group>...]; groups: ${Object.keys(groups).join(', ')}`
 let args
 try {
-  ;({ values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } }))
+  ;({ values: args } = parseArgs({
+    options: { quick: { type: 'boolean', default: false }, only: { type: 'string', multiple: true } },
+  }))
 } catch (error) {
-  console.error(`${error.message}\nusage: npm run bench [-- --quick]`)
+  console.error(`${error.message}\n${usage}`)
+  process.exit(2)
+}
+const chosen = Object.keys(groups).filter((name) => !args.only || args.only.some((part) => name.includes(part)))
+if (chosen.length === 0) {
+  console.error(`--only ${args.only.join(', ')} matches no group\n${usage}`)
   process.exit(2)
 }
 const time = args.quick ? 100 : 2000
@@ -44,12 +68,23 @@ const environment = {
   cores: cpus().length,
   sluice: packageVersion('sluice'),
   peers: Object.fromEntries(
-    ['p-limit', 'p-queue', 'async-mutex', 'limiter', 'rate-limiter-flexible', 'bottleneck', 'piscina', 'tinybench'].map((p) => [
-      p,
-      packageVersion(p),
-    ]),
+    [
+      'p-limit',
+      'p-queue',
+      'async-mutex',
+      'limiter',
+      'rate-limiter-flexible',
+      'bottleneck',
+      'piscina',
+      'fastify',
+      '@fastify/rate-limit',
+      'autocannon',
+      'tinybench',
+    ].map((p) => [p, packageVersion(p)]),
   ),
   quick: args.quick,
+  // Set when only some groups ran: the report then is not the full one.
+  only: args.only ? chosen : undefined,
   date: new Date().toISOString(),
 }
 console.log(`sluice benchmarks — Node ${environment.node}, ${environment.rustc}, ${environment.cpu} x${environment.cores}`)
@@ -88,14 +123,7 @@ function tinybenchRows(bench) {
   })
 }
 
-const all = [
-  ...semaphoreSuites({ time, quick: args.quick }),
-  ...tokenBucketSuites({ time, quick: args.quick }),
-  ...crossThreadSemaphoreSuites({ quick: args.quick }),
-  ...channelSuites({ quick: args.quick }),
-  ...poolSuites({ quick: args.quick }),
-  ...waiterSuites({ quick: args.quick }),
-]
+const all = chosen.flatMap((name) => groups[name]({ time, quick: args.quick }))
 const results = []
 let failed = false
 const runStarted = performance.now()
@@ -115,6 +143,9 @@ for (const [index, suite] of all.entries()) {
     await suite.run()
     rows = tinybenchRows(suite)
   }
+  // A suite may check its rows (a contender that took the wrong path, a
+  // count that does not add up): a failed check turns a row into an error.
+  suite.check?.(rows)
   clearInterval(ticker)
   const elapsed = (performance.now() - suiteStarted) / 1000
   const total = (performance.now() - runStarted) / 1000
@@ -159,7 +190,9 @@ for (const [index, suite] of all.entries()) {
       console.log(`  ${mine.name} / ${peer.name}: ${(score(mine) / score(peer)).toFixed(2)}x (higher is better)`)
     }
   }
-  results.push({ suite: suite.name, baseline: baselineName, unit: suite.unit, lowerIsBetter: suite.lowerIsBetter, rows })
+  // Notes: lines of Markdown for the report (counts, checks) under the table.
+  for (const note of suite.notes ?? []) console.log(`  ${note}`)
+  results.push({ suite: suite.name, baseline: baselineName, unit: suite.unit, lowerIsBetter: suite.lowerIsBetter, rows, notes: suite.notes })
 }
 
 const dir = new URL('./results/', import.meta.url)
