@@ -430,3 +430,16 @@ fn contended_new_keys_never_exceed_max_keys() {
         assert!(limiter.len() >= 4_000, "a full table: {}", limiter.len());
     }
 }
+
+#[test]
+fn a_sliding_window_over_u32_max_counts_in_64_bits() {
+    let capacity = u64::from(u32::MAX) + 2;
+    let l = RateLimiter::with_clock(config(capacity, 1, Algorithm::SlidingWindow), FakeClock::new(0)).unwrap();
+    let k = Key::Int(1);
+    assert_eq!(l.try_take(k, capacity - 1), Ok(allowed(1, 2 * capacity)));
+    assert_eq!(l.try_take(k, 1), Ok(allowed(0, 2 * capacity)));
+    // Window 1 starts with all of window 0 weighing: 1 ns in, one token fits.
+    assert_eq!(l.try_take(k, 1), Ok(limited(0, capacity + 1, 2 * capacity)));
+    l.clock().advance(capacity + 1);
+    assert_eq!(l.try_take(k, 1), Ok(allowed(0, 2 * capacity - 1)));
+}

@@ -240,7 +240,10 @@ pub struct RateLimiter<C: Clock = MonotonicClock> {
 /// The table, typed by algorithm.
 enum Engine {
     Gcra(Table<Gcra>),
-    Window(Table<Window>),
+    /// Sliding window with a capacity that fits `u32` counts.
+    Window(Table<Window<u32>>),
+    /// Sliding window with a capacity over `u32::MAX`.
+    WideWindow(Table<Window<u64>>),
 }
 
 /// Runs `$body` with `$t` bound to the limiter's table, whichever algorithm.
@@ -249,6 +252,7 @@ macro_rules! with_table {
         match &$self.engine {
             Engine::Gcra($t) => $body,
             Engine::Window($t) => $body,
+            Engine::WideWindow($t) => $body,
         }
     };
 }
@@ -295,11 +299,14 @@ impl<C: Clock> RateLimiter<C> {
                 when_full,
                 retry,
             )),
-            Algorithm::SlidingWindow => Engine::Window(Table::new(
-                Window {
-                    limit: config.capacity,
-                    window: burst,
-                },
+            Algorithm::SlidingWindow if config.capacity <= u64::from(u32::MAX) => Engine::Window(Table::new(
+                Window::new(config.capacity, burst),
+                max_keys,
+                when_full,
+                retry,
+            )),
+            Algorithm::SlidingWindow => Engine::WideWindow(Table::new(
+                Window::new(config.capacity, burst),
                 max_keys,
                 when_full,
                 retry,

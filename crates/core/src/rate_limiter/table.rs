@@ -52,6 +52,10 @@ use crate::sync::{Mutex, MutexGuard};
 
 /// The counting algorithm for one key: a cell's state and the decisions on
 /// it. `n` is at most the capacity; `now` never goes back for one shard.
+///
+/// Contract the table relies on: an expired state decides exactly like
+/// `Default`, and `take` and `reserve` never move a state's expiry earlier
+/// (only `cancel` does).
 pub(crate) trait Rule {
     /// One key's state; `Default` is a key never seen.
     type State: Copy + Default;
@@ -168,42 +172,37 @@ impl<R: Rule> Table<R> {
     }
 
     /// The state `key` decides with: its cell's, or a fresh key's if it has
-    /// none or it expired.
-    fn state(&self, shard: &Shard<R::State>, slot: Option<u32>, now: u64) -> R::State {
-        match slot {
-            Some(i) => {
-                let s = shard.cells[i as usize].state;
-                if self.rule.expires_at(&s) <= now {
-                    R::State::default()
-                } else {
-                    s
-                }
-            }
-            None => R::State::default(),
-        }
+    /// none. (An expired cell decides exactly as a fresh key: used as is.)
+    fn state(shard: &Shard<R::State>, slot: Option<u32>) -> R::State {
+        slot.map_or_else(R::State::default, |i| shard.cells[i as usize].state)
     }
 
-    /// Runs `op` on `key`'s state (a new cell if `key` has none, room
-    /// permitting), marking it the most recently used. `None`: no room.
-    fn update<T>(&self, key: Key<'_>, now: u64, op: impl FnOnce(&R, &mut R::State, u64) -> T) -> Option<T> {
+    /// Runs `op` (a take or reservation of `n >= 1`) on `key`'s state, in a
+    /// new cell if `key` has none and there is room, and marks it the most
+    /// recently used. `None`: no room.
+    fn update<T>(&self, key: Key<'_>, now: u64, op: impl Fn(&R, &mut R::State, u64) -> T) -> Option<T> {
         let hash = hash_key(&self.hasher, key);
         let mut shard = self.lock(hash);
         let now = shard.observe(now);
-        let slot = shard.find(hash, key);
-        let mut state = self.state(&shard, slot, now);
-        let slot = match slot {
-            Some(i) => i,
-            None => {
-                if !shard.make_room(&self.rule, &self.hasher, now, self.when_full) {
-                    return None;
-                }
-                shard.insert(&self.hasher, hash, key, state)
-            }
-        };
-        let out = op(&self.rule, &mut state, now);
-        if shard.store(&self.rule, &self.hasher, slot, state, now) {
-            shard.touch(slot);
+        if let Some(i) = shard.find(hash, key) {
+            let state = &mut shard.cells[i as usize].state;
+            #[cfg(debug_assertions)]
+            let before = self.rule.expires_at(state);
+            let out = op(&self.rule, state, now);
+            // A take or reservation never moves a cell's expiry earlier, so
+            // `expiry_floor` stays a lower bound without being read.
+            #[cfg(debug_assertions)]
+            assert!(self.rule.expires_at(state) >= before.max(now));
+            shard.touch(i);
+            return Some(out);
         }
+        if !shard.make_room(&self.rule, &self.hasher, now, self.when_full) {
+            return None;
+        }
+        let mut state = R::State::default();
+        let out = op(&self.rule, &mut state, now);
+        shard.insert(&self.hasher, hash, key, state);
+        shard.expiry_floor = shard.expiry_floor.min(self.rule.expires_at(&state));
         Some(out)
     }
 
@@ -221,7 +220,7 @@ impl<R: Rule> Table<R> {
         let mut shard = self.lock(hash);
         let now = shard.observe(now);
         let slot = shard.find(hash, key);
-        self.rule.peek(&self.state(&shard, slot, now), now, n)
+        self.rule.peek(&Self::state(&shard, slot), now, n)
     }
 
     /// Like [`peek`](Self::peek) for a key that needs no cell (a take or
@@ -231,7 +230,7 @@ impl<R: Rule> Table<R> {
         let mut shard = self.lock(hash);
         let now = shard.observe(now);
         let slot = shard.find(hash, key);
-        let mut state = self.state(&shard, slot, now);
+        let mut state = Self::state(&shard, slot);
         self.rule.reserve(&mut state, now, 0)
     }
 
