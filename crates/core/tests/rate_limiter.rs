@@ -443,3 +443,24 @@ fn a_sliding_window_over_u32_max_counts_in_64_bits() {
     l.clock().advance(capacity + 1);
     assert_eq!(l.try_take(k, 1), Ok(allowed(0, 2 * capacity - 1)));
 }
+
+#[test]
+fn a_sharded_table_evicts_only_the_least_recently_used_of_each_shard() {
+    // 4,096 keys: 4 shards of 1,024, each with its own LRU order.
+    let l = limiter(LimiterConfig {
+        max_keys: 4_096,
+        when_full: WhenFull::EvictLeastRecent,
+        ..config(2, 1_000_000, Algorithm::Gcra)
+    });
+    for user in 0..20_000 {
+        assert_eq!(l.try_take(Key::Int(user), 1).unwrap().denied, None);
+    }
+    assert_eq!(l.len(), 4_096);
+    // No shard got more than 1,000 of the last 1,000 keys: all are kept.
+    for user in 19_000..20_000 {
+        assert_eq!(l.peek(Key::Int(user), 1).unwrap().remaining, 1, "key {user}");
+    }
+    // The first keys were evicted: they start fresh.
+    let fresh = (0..1_000).filter(|&u| l.peek(Key::Int(u), 1).unwrap().remaining == 2).count();
+    assert_eq!(fresh, 1_000);
+}

@@ -344,6 +344,26 @@ impl<C: Clock> RateLimiter<C> {
     /// Takes `n` tokens from `key` if they are there now and no reservation
     /// on that key is waiting ahead.
     ///
+    /// # Examples
+    ///
+    /// A sliding window of 4 per 40 ns: the previous window weighs by how
+    /// much of it the last 40 ns still cover.
+    ///
+    /// ```
+    /// # use sluice_core::{Algorithm, Denied, FakeClock, Key, LimiterConfig, RateLimiter, WhenFull};
+    /// # let config = LimiterConfig { capacity: 4, interval_nanos: 10, algorithm: Algorithm::SlidingWindow,
+    /// #     max_keys: 100, when_full: WhenFull::Refuse };
+    /// # let limiter = RateLimiter::with_clock(config, FakeClock::new(0)).unwrap();
+    /// let ip = Key::Bytes(b"203.0.113.9");
+    /// assert_eq!(limiter.try_take(ip, 4).unwrap().remaining, 0);
+    /// limiter.clock().advance(50); // 10 ns into the next window: 4 * 0.75 = 3
+    /// let verdict = limiter.try_take(ip, 2).unwrap();
+    /// assert_eq!(verdict.denied, Some(Denied::Limited));
+    /// assert_eq!(verdict.remaining, 1);
+    /// assert_eq!(verdict.retry_after, 10); // 4 * 0.5 + 2 = 4
+    /// assert_eq!(limiter.try_take(ip, 1).unwrap().denied, None);
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`RequestError::TooMany`] or [`RequestError::BadKey`]; a refusal is an
@@ -358,6 +378,20 @@ impl<C: Clock> RateLimiter<C> {
     /// key's limit only: a new key is never answered [`Denied::KeysFull`]
     /// here, and peeking does not count as using the key.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sluice_core::{Algorithm, Denied, FakeClock, Key, LimiterConfig, RateLimiter, WhenFull};
+    /// # let config = LimiterConfig { capacity: 4, interval_nanos: 10, algorithm: Algorithm::Gcra,
+    /// #     max_keys: 100, when_full: WhenFull::Refuse };
+    /// # let limiter = RateLimiter::with_clock(config, FakeClock::new(0)).unwrap();
+    /// let key = Key::Int(1);
+    /// limiter.try_take(key, 3).unwrap();
+    /// let verdict = limiter.peek(key, 2).unwrap();
+    /// assert_eq!((verdict.denied, verdict.remaining, verdict.retry_after), (Some(Denied::Limited), 1, 10));
+    /// assert_eq!(limiter.peek(key, 1).unwrap().remaining, 1, "peeking took nothing");
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`try_take`](Self::try_take).
@@ -370,6 +404,24 @@ impl<C: Clock> RateLimiter<C> {
     /// Reserves `n` tokens on `key`, due at the reservation's `ready_at`
     /// (now, if they are there). Reservations on one key are served in the
     /// order made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sluice_core::{Algorithm, Denied, FakeClock, Key, LimiterConfig, RateLimiter, WhenFull};
+    /// # let config = LimiterConfig { capacity: 4, interval_nanos: 10, algorithm: Algorithm::Gcra,
+    /// #     max_keys: 100, when_full: WhenFull::Refuse };
+    /// # let limiter = RateLimiter::with_clock(config, FakeClock::new(0)).unwrap();
+    /// let key = Key::Bytes(b"api-key-1");
+    /// limiter.try_take(key, 4).unwrap();
+    /// let first = limiter.reserve(key, 2).unwrap();
+    /// assert_eq!(first.ready_at, 20);
+    /// // A take waits behind the reservation, whatever its size.
+    /// assert_eq!(limiter.try_take(key, 1).unwrap().retry_after, 30);
+    /// assert!(limiter.cancel(key, &first), "not yet due: withdrawn");
+    /// limiter.clock().advance(10);
+    /// assert_eq!(limiter.try_take(key, 1).unwrap().denied, None);
+    /// ```
     ///
     /// # Errors
     ///
@@ -421,7 +473,25 @@ impl<C: Clock> RateLimiter<C> {
 
     /// Drops every expired cell now; how many. The table also does this on
     /// its own, before it grows and when a new key finds it full, so calling
-    /// this is never needed for correctness, only to give memory back sooner.
+    /// this is never needed for correctness, only to give memory back sooner
+    /// (after a burst of keys that then went quiet, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sluice_core::{Algorithm, Denied, FakeClock, Key, LimiterConfig, RateLimiter, WhenFull};
+    /// # let config = LimiterConfig { capacity: 4, interval_nanos: 10, algorithm: Algorithm::Gcra,
+    /// #     max_keys: 100, when_full: WhenFull::Refuse };
+    /// # let limiter = RateLimiter::with_clock(config, FakeClock::new(0)).unwrap();
+    /// for user in 0..10 {
+    ///     limiter.try_take(Key::Int(user), 1).unwrap();
+    /// }
+    /// assert!(limiter.reset(Key::Int(0)));
+    /// assert_eq!(limiter.len(), 9);
+    /// limiter.clock().advance(10); // every bucket is full again
+    /// assert_eq!(limiter.purge(), 9);
+    /// assert!(limiter.is_empty());
+    /// ```
     pub fn purge(&self) -> usize {
         let now = self.clock.now();
         with_table!(self, t => t.purge(now))

@@ -37,8 +37,16 @@
 //! period) or a new key finds the shard at its cap. A sweep that leaves the
 //! slab a quarter full shrinks it.
 //!
+//! Takes and reservations only ever move a cell's expiry later, so they
+//! leave the floor alone; an insert or a cancel lowers it. A sweep at the cap
+//! that finds nothing expired (the floor was a cell since refreshed) costs
+//! one pass over the shard and makes the floor exact again, so such wasted
+//! passes happen at most once per lifetime of the shard's earliest-expiring
+//! cell, and only while new keys keep arriving at a full shard.
+//!
 //! A key found with an expired cell is a new key in every way but one: its
-//! cell already takes a slot, so it always has room.
+//! cell already takes a slot, so it always has room. It decides with the
+//! expired state as it is, which decides exactly as a fresh one.
 
 use std::sync::PoisonError;
 
