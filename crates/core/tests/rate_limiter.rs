@@ -461,6 +461,8 @@ fn a_sharded_table_evicts_only_the_least_recently_used_of_each_shard() {
         assert_eq!(l.peek(Key::Int(user), 1).unwrap().remaining, 1, "key {user}");
     }
     // The first keys were evicted: they start fresh.
-    let fresh = (0..1_000).filter(|&u| l.peek(Key::Int(u), 1).unwrap().remaining == 2).count();
+    let fresh = (0..1_000)
+        .filter(|&u| l.peek(Key::Int(u), 1).unwrap().remaining == 2)
+        .count();
     assert_eq!(fresh, 1_000);
 }
