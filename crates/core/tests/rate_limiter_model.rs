@@ -282,7 +282,13 @@ enum Op {
 fn keys() -> Vec<KeyBuf> {
     let mut keys: Vec<KeyBuf> = (0..4).map(KeyBuf::Int).collect();
     keys.extend(
-        ["1", "k1", "user:1234567", "a key longer than fourteen bytes"].map(|s| KeyBuf::Bytes(s.as_bytes().into())),
+        [
+            "1",
+            "255.255.255.255",
+            "user:1234567",
+            "a key longer than fifteen bytes",
+        ]
+        .map(|s| KeyBuf::Bytes(s.as_bytes().into())),
     );
     keys
 }
