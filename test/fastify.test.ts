@@ -3,9 +3,10 @@
 // says otherwise.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { parseList } from 'structured-headers'
+import { RateLimiter } from 'sluice'
 import { rateLimit, type FastifyRateLimitOptions } from 'sluice/fastify'
 import { afterEach, describe, expect, it } from 'vitest'
-import { AsyncLimitDouble, LimitDouble, failingLimit } from './http-limit-double.js'
+import { AsyncLimitDouble, LimitDouble, failingLimit, takeInWorker } from './http-limit-double.js'
 
 const apps: FastifyInstance[] = []
 afterEach(async () => {
@@ -65,6 +66,12 @@ describe('sluice/fastify', () => {
     expect(response.headers['x-ratelimit-limit']).toBe('10')
     expect(response.headers['x-ratelimit-remaining']).toBe('9')
     expect(response.headers['x-ratelimit-reset']).toBe('6')
+  })
+
+  it('limits requests for routes that do not exist too, so a scan of 404s is throttled', async () => {
+    const app = await appWith({ limiter: new LimitDouble(2) })
+    expect(await statuses(app, 3, '/nope')).toEqual([404, 404, 429])
+    expect(await statuses(app, 1, '/')).toEqual([429])
   })
 
   it('honours trustProxy: request.ip, and so the key, is the forwarded client', async () => {
@@ -198,5 +205,35 @@ describe('sluice/fastify', () => {
       }
     }
     expect(seen).toEqual([200, 200, 429])
+  })
+})
+
+describe('sluice/fastify with a RateLimiter', () => {
+  it('makes a RateLimiter from its parameters, and one of its own for a route override that gives parameters', async () => {
+    const app = await appWith({ capacity: 3, refillPerSecond: 0.01 }, (app) => {
+      app.post('/login', { config: { sluiceRateLimit: { limit: 1, windowMs: 60_000 } } }, async () => 'in')
+    })
+    expect(await statuses(app, 4)).toEqual([200, 200, 200, 429])
+    const login = await app.inject({ method: 'POST', url: '/login' })
+    expect(login.statusCode).toBe(200)
+    expect(parseList(String(login.headers['ratelimit-policy']))).toEqual([['1-in-1min', new Map([['q', 1], ['w', 60]])]])
+    expect((await app.inject({ method: 'POST', url: '/login' })).statusCode).toBe(429)
+    const refused = await app.inject({ url: '/' })
+    expect(parseList(String(refused.headers['ratelimit-policy']))).toEqual([['3-in-5min', new Map([['q', 3], ['w', 300]])]])
+  })
+
+  it("counts in a limiter shared with a worker thread: the worker's takes and the plugin's are one budget", async () => {
+    const limiter = new RateLimiter({ limit: 5, windowMs: 3_600_000 })
+    expect(await takeInWorker(limiter.handle, '127.0.0.1', 4)).toBe(4)
+    const app = await appWith({ limiter })
+    expect(await statuses(app, 2)).toEqual([200, 429])
+    expect(await takeInWorker(limiter.handle, '127.0.0.1', 1)).toBe(0)
+  })
+
+  it('sends a key the RateLimiter refuses down the error path: a 500 naming the key', async () => {
+    const app = await appWith({ limit: 5, windowMs: 1000, key: () => ({ not: 'a key' }) as never })
+    const response = await app.inject({ url: '/' })
+    expect(response.statusCode).toBe(500)
+    expect(response.json().message).toBe('key must be a string or a safe integer, got an object')
   })
 })

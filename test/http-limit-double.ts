@@ -1,6 +1,9 @@
 // A KeyedRateLimit in plain JavaScript, for testing the HTTP middleware
 // against the interface alone: counts per key that never refill (time does
 // not pass for it), with the times a GCRA of the same quota would answer.
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
+import type { RateLimiterHandle } from 'sluice'
 import type { KeyedRateLimit, RateLimitKey, RateLimitResult } from 'sluice/http'
 
 export class LimitDouble implements KeyedRateLimit {
@@ -64,4 +67,19 @@ export function failingLimit(async: boolean): KeyedRateLimit {
       throw error
     },
   }
+}
+
+/** Takes `n` single tokens for `key` in a worker thread, from the limiter `handle` names; resolves with how many it got. */
+export async function takeInWorker(handle: RateLimiterHandle, key: string, n: number): Promise<number> {
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads')
+     const limiter = require('sluice').RateLimiter.from(workerData.handle)
+     let taken = 0
+     for (let i = 0; i < workerData.n; i++) if (limiter.tryTake(workerData.key).allowed) taken++
+     parentPort.postMessage(taken)`,
+    { eval: true, workerData: { handle, key, n } },
+  )
+  const [taken] = (await once(worker, 'message')) as [number]
+  await once(worker, 'exit')
+  return taken
 }

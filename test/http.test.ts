@@ -7,9 +7,10 @@ import { createServer, type IncomingMessage, type RequestListener, type ServerRe
 import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { parseList } from 'structured-headers'
+import { RateLimiter } from 'sluice'
 import { rateLimit, type HttpRateLimit, type RateLimitRefusal } from 'sluice/http'
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest'
-import { AsyncLimitDouble, LimitDouble, failingLimit } from './http-limit-double.js'
+import { AsyncLimitDouble, LimitDouble, failingLimit, takeInWorker } from './http-limit-double.js'
 
 interface ExpressApp extends RequestListener {
   use(...handlers: unknown[]): ExpressApp
@@ -331,6 +332,10 @@ describe('sluice/http on a node:http server', () => {
     expect(() => rateLimit({ limiter, key: 'ip' as never })).toThrow("options.key must be a function, got 'ip'")
     expect(() => rateLimit({ limiter, policyName: 'café' })).toThrow(/^options\.policyName must be a non-empty string of printable ASCII/)
     expect(() => rateLimit({ limiter, capacity: 5 } as never)).toThrow(/options\.capacity cannot be given with options\.limiter/)
+    // express-rate-limit's names are not ours: refused rather than ignored.
+    expect(() => rateLimit({ max: 5, windowMs: 1000 } as never)).toThrow(
+      'options.max is not an option of the rate-limit middleware nor of RateLimiter',
+    )
   })
 })
 
@@ -380,5 +385,59 @@ describe('sluice/http in an Express 5 app', () => {
     const url = await serve(app)
     expect(await statuses(url, 4)).toEqual([200, 200, 429, 429])
     expect(handled).toBe(2)
+  })
+})
+
+describe('sluice/http with a RateLimiter', () => {
+  it('makes a RateLimiter from its parameters when given no limiter', async () => {
+    const url = await plainServer(rateLimit({ limit: 2, windowMs: 60_000 }))
+    expect(await statuses(url, 3)).toEqual([200, 200, 429])
+    const refused = await fetch(url)
+    expect(parseList(refused.headers.get('ratelimit-policy')!)).toEqual([['2-in-1min', new Map([['q', 2], ['w', 60]])]])
+    const retryAfter = Number(refused.headers.get('retry-after'))
+    expect(retryAfter).toBeGreaterThanOrEqual(29)
+    expect(retryAfter).toBeLessThanOrEqual(30)
+    expect(parseList(refused.headers.get('ratelimit')!)[0]![1].get('t')).toBe(retryAfter)
+  })
+
+  it('counts in a limiter shared with a worker thread: the worker\'s takes and the middleware\'s are one budget', async () => {
+    const limiter = new RateLimiter({ limit: 10, windowMs: 3_600_000 })
+    expect(await takeInWorker(limiter.handle, '127.0.0.1', 7)).toBe(7)
+    const url = await plainServer(rateLimit({ limiter }))
+    const first = await fetch(url)
+    expect(parseList(first.headers.get('ratelimit')!)[0]![1].get('r')).toBe(2)
+    expect(await statuses(url, 3)).toEqual([200, 200, 429])
+    expect(await takeInWorker(limiter.handle, '127.0.0.1', 1)).toBe(0)
+    expect(await takeInWorker(limiter.handle, '10.0.0.1', 1)).toBe(1)
+  })
+
+  it('hands a key the RateLimiter refuses (a TypeError, a RangeError) and a cost above its capacity (a RangeError) to the error handler as 500s', async () => {
+    const app = express()
+    app.use(
+      rateLimit({
+        capacity: 2,
+        refillPerSecond: 1,
+        // No x-key header: undefined, not a key at all.
+        key: (req) => req.headers['x-key'] as string,
+        cost: (req) => Number(req.headers['x-cost'] ?? 1),
+      }),
+    )
+    app.get('/', (_req: unknown, res: { send(body: string): void }) => res.send('ok'))
+    const errors: Error[] = []
+    app.use((error: Error, _req: unknown, res: ServerResponse, _next: unknown) => {
+      errors.push(error)
+      res.statusCode = 500
+      res.end()
+    })
+    const url = await serve(app)
+    expect((await fetch(url)).status).toBe(500)
+    expect((await fetch(url, { headers: { 'x-key': 'x'.repeat(513) } })).status).toBe(500)
+    expect((await fetch(url, { headers: { 'x-key': 'k', 'x-cost': '3' } })).status).toBe(500)
+    expect((await fetch(url, { headers: { 'x-key': 'k' } })).status).toBe(200)
+    expect(errors.map((e) => `${e.name}: ${e.message}`)).toEqual([
+      'TypeError: key must be a string or a safe integer, got undefined',
+      'RangeError: key must be a string of 1 to 512 UTF-8 bytes or a safe integer, got a string of at least 513 bytes',
+      'RangeError: n must be an integer between 1 and 2, got 3',
+    ])
   })
 })

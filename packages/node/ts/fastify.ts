@@ -12,20 +12,21 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import type { KeyedRateLimit } from './keyed-limit.js'
+import type { RateLimiterOptions } from './rate-limiter.js'
 import {
   addressKey,
   compileOptions,
   limitRequest,
   type CompiledLimit,
   type FrameworkDefaults,
-  type LimiterParameters,
   type RateLimitBehaviour,
   type RateLimitOptions,
   type Responder,
 } from './http-options.js'
 import { JSON_CONTENT_TYPE, refusalBody } from './rate-limit-headers.js'
 
-export type { RateLimitBehaviour, RateLimitRefusal, LimiterParameters } from './http-options.js'
+export type { RateLimitBehaviour, RateLimitRefusal } from './http-options.js'
+export type { RateLimiterOptions } from './rate-limiter.js'
 export type { HeadersMode } from './rate-limit-headers.js'
 export type { KeyedRateLimit, RateLimitKey, RateLimitReason, RateLimitResult } from './keyed-limit.js'
 
@@ -37,7 +38,8 @@ export type FastifyRateLimitOptions = RateLimitOptions<FastifyRequest, FastifyRe
  * `limiter` or limiter parameters it counts in the plugin's limiter (set
  * only `cost`, say), with them in a limiter of its own.
  */
-export type RouteRateLimitOptions = RateLimitBehaviour<FastifyRequest, FastifyReply> & { limiter?: KeyedRateLimit } & LimiterParameters
+export type RouteRateLimitOptions = RateLimitBehaviour<FastifyRequest, FastifyReply> &
+  ({ limiter?: KeyedRateLimit } | (RateLimiterOptions & { limiter?: undefined }))
 
 declare module 'fastify' {
   interface FastifyContextConfig {

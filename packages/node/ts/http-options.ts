@@ -16,6 +16,7 @@ import {
   type HeadersMode,
   type LegacyReset,
 } from './rate-limit-headers.js'
+import { RateLimiter, type RateLimiterOptions } from './rate-limiter.js'
 import { show, validateOptions } from './validate.js'
 
 /** What `onLimited` is told about a refused request. */
@@ -50,17 +51,10 @@ export interface RateLimitBehaviour<Req, Res> {
   policyName?: string
 }
 
-/**
- * The parameters of a `RateLimiter` that the middleware makes when no
- * `limiter` is given. Until the RateLimiter lands this stays open; it then
- * becomes `RateLimiterOptions`.
- */
-export type LimiterParameters = Record<string, unknown>
-
-/** Either a `limiter` (any `KeyedRateLimit`, e.g. one shared with workers), or the parameters to make one. */
+/** Either a `limiter` (any `KeyedRateLimit`, e.g. one shared with workers), or the parameters of a `RateLimiter` to make. */
 export type RateLimitOptions<Req, Res> =
   | (RateLimitBehaviour<Req, Res> & { limiter: KeyedRateLimit })
-  | (RateLimitBehaviour<Req, Res> & LimiterParameters & { limiter?: undefined })
+  | (RateLimitBehaviour<Req, Res> & RateLimiterOptions & { limiter?: undefined })
 
 /** Options validated once, at setup; what `decide` runs on. */
 export interface CompiledLimit<Req, Res> {
@@ -80,12 +74,20 @@ export interface FrameworkDefaults<Req> {
 }
 
 const BEHAVIOUR = new Set(['limiter', 'key', 'cost', 'skip', 'onLimited', 'headers', 'policyName'])
+/** Every field of any form of `RateLimiterOptions` (the type checks the names, not that none is missing). */
+type LimiterField = RateLimiterOptions extends infer O ? (O extends unknown ? keyof O : never) : never
+const LIMITER_FIELDS = new Set<string>([
+  'limit',
+  'windowMs',
+  'capacity',
+  'refillPerSecond',
+  'tokensPerInterval',
+  'interval',
+  'algorithm',
+  'maxKeys',
+  'whenFull',
+] satisfies LimiterField[])
 const HEADERS_MODES: readonly unknown[] = ['draft', 'legacy', 'both', false]
-
-function makeLimiter(_parameters: LimiterParameters, name: string): KeyedRateLimit {
-  // Replaced by `new RateLimiter(parameters)` once rate-limiter.ts lands.
-  throw new TypeError(`${name}.limiter is required`)
-}
 
 function validateLimiter(value: unknown, name: string): KeyedRateLimit {
   const limiter = value as Partial<KeyedRateLimit> | null
@@ -121,10 +123,15 @@ export function compileOptions<Req, Res>(
   inherit?: CompiledLimit<Req, Res>,
 ): CompiledLimit<Req, Res> {
   const options = validateOptions<RateLimitBehaviour<Req, Res> & { limiter?: unknown }>(value, name)
-  const parameters: LimiterParameters = {}
+  const parameters: Record<string, unknown> = {}
   let hasParameters = false
   for (const field of Object.keys(options)) {
     if (BEHAVIOUR.has(field)) continue
+    // A misspelt option, or one of another library's (max, keyGenerator):
+    // better refused than silently ignored.
+    if (!LIMITER_FIELDS.has(field)) {
+      throw new TypeError(`${name}.${field} is not an option of the rate-limit middleware nor of RateLimiter`)
+    }
     parameters[field] = (options as Record<string, unknown>)[field]
     hasParameters = true
   }
@@ -136,7 +143,8 @@ export function compileOptions<Req, Res>(
     }
     limiter = validateLimiter(options.limiter, `${name}.limiter`)
   } else if (hasParameters || inherit === undefined) {
-    limiter = makeLimiter(parameters, name)
+    // RateLimiter validates its own parameters (its messages say `options.`).
+    limiter = new RateLimiter(parameters as unknown as RateLimiterOptions)
   } else {
     limiter = inherit.limiter
   }

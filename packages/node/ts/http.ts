@@ -18,7 +18,8 @@ import {
 } from './http-options.js'
 import { JSON_CONTENT_TYPE, refusalBody } from './rate-limit-headers.js'
 
-export type { RateLimitOptions, RateLimitBehaviour, RateLimitRefusal, LimiterParameters } from './http-options.js'
+export type { RateLimitOptions, RateLimitBehaviour, RateLimitRefusal } from './http-options.js'
+export type { RateLimiterOptions } from './rate-limiter.js'
 export type { HeadersMode } from './rate-limit-headers.js'
 export type { KeyedRateLimit, RateLimitKey, RateLimitReason, RateLimitResult } from './keyed-limit.js'
 
