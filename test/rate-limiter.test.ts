@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
@@ -425,5 +426,41 @@ describe('RateLimiter reset and handles', () => {
     expect(() => RateLimiter.from({ kind: 'sluice:RateLimiter', id: bucket.handle.id })).toThrow(InvalidHandleError)
     expect(() => RateLimiter.from(bucket.handle as never)).toThrow(TypeError)
     expect(() => RateLimiter.from({ kind: 'sluice:RateLimiter' } as never)).toThrow(/^handle must be a RateLimiter handle/)
+  })
+})
+
+describe('RateLimiter binding', () => {
+  interface Binding {
+    NativeRateLimiter: new (capacity: number, intervalNanos: number, algorithm: string, maxKeys: number, whenFull: string) => {
+      decisionHandle(out: unknown): object
+      fastHandle(): object
+    }
+    limiterTryTake(handle: unknown, key: unknown, n: number): number
+  }
+  const binding = createRequire(import.meta.url)('../packages/node/binding.js') as Binding
+
+  it('writes decisions only into a Float64Array over shared memory, which cannot be detached under it', () => {
+    const native = new binding.NativeRateLimiter(5, 1e6, 'gcra', 10, 'evict')
+    for (const out of [
+      new Float64Array(3), // detachable: its memory could go away under native code
+      new Float64Array(new SharedArrayBuffer(16)),
+      new Int32Array(new SharedArrayBuffer(24)),
+      new Float64Array(new SharedArrayBuffer(32)).subarray(2),
+      [0, 0, 0],
+      undefined,
+    ]) {
+      expect(() => native.decisionHandle(out)).toThrow(/^out must be a Float64Array of at least 3 over a SharedArrayBuffer/)
+    }
+    const out = new Float64Array(new SharedArrayBuffer(24))
+    const handle = native.decisionHandle(out)
+    expect(binding.limiterTryTake(handle, 'k', 2)).toBe(1)
+    expect([...out]).toEqual([3, 0, 2])
+  })
+
+  it('refuses any handle but a decision handle, and leaves an unusable call without effect', () => {
+    const native = new binding.NativeRateLimiter(5, 1e6, 'gcra', 10, 'evict')
+    for (const handle of [native.fastHandle(), {}, null, 1]) expect(() => binding.limiterTryTake(handle, 'k', 1)).toThrow(TypeError)
+    expect(() => binding.limiterTryTake(native.fastHandle(), 'k', 1)).toThrow(/^the first argument must be a sluice rate limiter decision handle/)
+    expect(() => binding.limiterTryTake(native.decisionHandle(new Float64Array(new SharedArrayBuffer(24))), 'k', 0)).toThrow(RangeError)
   })
 })

@@ -50,6 +50,14 @@ export declare class NativeRateLimiter {
   get size(): number
   /** Reservations of this thread still waiting. */
   get pending(): number
+  /**
+   * The handle the raw calls take: this thread's attachment, and `out`, a
+   * `Float64Array` of at least 3 over a `SharedArrayBuffer`, where each
+   * decision's numbers go. A shared buffer cannot be detached or moved,
+   * and the handle holds a reference to the array, so the memory stays
+   * valid for as long as the handle; a `TypeError` for anything else.
+   */
+  decisionHandle(out: unknown): object
   /** Attaches this thread to the primitive with id `id`, made in any thread. */
   static fromId(id: number): NativeRateLimiter
   get id(): number

@@ -71,16 +71,16 @@ impl MessageArray<'_> {
 /// What N-API reports of a typed array: its element kind, its length in
 /// elements, its data pointer (already offset to the view's start), and the
 /// `ArrayBuffer` under it with the view's byte offset there.
-struct TypedArray {
-    kind: sys::napi_typedarray_type,
-    length: usize,
-    data: *mut c_void,
-    buffer: napi_value,
+pub(crate) struct TypedArray {
+    pub(crate) kind: sys::napi_typedarray_type,
+    pub(crate) length: usize,
+    pub(crate) data: *mut c_void,
+    pub(crate) buffer: napi_value,
     byte_offset: usize,
 }
 
 /// `value` as a typed array, or None if it is not one.
-fn typed_array(env: napi_env, value: napi_value) -> Option<TypedArray> {
+pub(crate) fn typed_array(env: napi_env, value: napi_value) -> Option<TypedArray> {
     let mut is_typed_array = false;
     // SAFETY: `value` belongs to the current call; out-pointers are valid.
     unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };

@@ -5,20 +5,24 @@
 //! `sluice_core::RateLimiter`; this file only translates. A key arrives as a
 //! JS string (its UTF-8, copied into a buffer on the stack) or a safe integer,
 //! never allocating. A decision comes back as an outcome code, with its three
-//! numbers written into the caller's `Float64Array` instead of a fresh JS
-//! object (`ts/rate-limiter.ts` builds the result). A waiting `take` reserves
-//! as the token bucket's does; the thread's pending reservations are kept
-//! here (`Pending`) so that a thread that dies mid-wait gives them back.
+//! numbers written into a `Float64Array` the caller registered once
+//! (`decisionHandle`) instead of a fresh JS object (`ts/rate-limiter.ts`
+//! builds the result): reading a typed array argument on every call cost
+//! ~75 ns here, a third of a `tryTake`. A waiting `take` reserves as the
+//! token bucket's does; the thread's pending reservations are kept here
+//! (`Pending`) so that a thread that dies mid-wait gives them back.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 use std::mem::MaybeUninit;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use napi::bindgen_prelude::Unknown;
 use napi::sys::{self, napi_env, napi_value, Status};
-use napi::{Env, Error, Result};
+use napi::{Env, Error, JsValue, Result};
 use napi_derive::napi;
 use sluice_core::{
     Algorithm, Clock, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, RateLimiter, RequestError, Verdict, WhenFull,
@@ -26,6 +30,7 @@ use sluice_core::{
 };
 
 use crate::attachment::{attached_class, Attachment, Primitive};
+use crate::js_values::{typed_array, TypedArray};
 use crate::raw::{self, code, entry, Arg, Call, Count, Token};
 
 /// A new key and every key cell is live (`whenFull: 'refuse'`): the outcome
@@ -162,6 +167,122 @@ impl NativeRateLimiter {
     pub fn pending(&self) -> u32 {
         self.attachment.local.0.borrow().len() as u32
     }
+
+    /// The handle the raw calls take: this thread's attachment, and `out`, a
+    /// `Float64Array` of at least 3 over a `SharedArrayBuffer`, where each
+    /// decision's numbers go. A shared buffer cannot be detached or moved,
+    /// and the handle holds a reference to the array, so the memory stays
+    /// valid for as long as the handle; a `TypeError` for anything else.
+    #[napi(ts_return_type = "object")]
+    pub fn decision_handle(&self, env: Env, out: Unknown) -> Result<napi_value> {
+        let (env, array) = (env.raw(), out.raw());
+        let shared = typed_array(env, array).filter(|a| {
+            let mut detachable = true;
+            // SAFETY: `a.buffer` is this call's; a SharedArrayBuffer is not an
+            // `ArrayBuffer` to N-API (V8's IsArrayBuffer excludes it).
+            let ok = unsafe { sys::napi_is_arraybuffer(env, a.buffer, &mut detachable) } == Status::napi_ok;
+            ok && !detachable && a.kind == sys::TypedarrayType::float64_array && a.length >= 3 && !a.data.is_null()
+        });
+        // A Float64Array's data is 8-byte aligned; checked all the same, as it
+        // is read as `AtomicU64`s.
+        let out = shared.and_then(|TypedArray { data, .. }| NonNull::new(data as *mut AtomicU64));
+        let Some(out) = out.filter(|out| out.as_ptr().is_aligned()) else {
+            return Err(Error::new(
+                napi::Status::InvalidArg,
+                "out must be a Float64Array of at least 3 over a SharedArrayBuffer",
+            ));
+        };
+        let mut reference = ptr::null_mut();
+        // SAFETY: `array` is an object of this call; the out-pointer is valid.
+        if unsafe { sys::napi_create_reference(env, array, 1, &mut reference) } != Status::napi_ok {
+            return Err(Error::from_reason("failed to reference the decision array"));
+        }
+        let handle = Box::new(LimiterHandle {
+            attachment: Rc::clone(&self.attachment),
+            out,
+            array: reference,
+        });
+        let data = Box::into_raw(handle) as *mut c_void;
+        let mut result = ptr::null_mut();
+        // SAFETY: `finalize_handle` matches the data's type; N-API runs it
+        // once, when the external is collected.
+        let status =
+            unsafe { sys::napi_create_external(env, data, Some(finalize_handle), ptr::null_mut(), &mut result) };
+        if status != Status::napi_ok {
+            // SAFETY: the external was not made, so this still owns the box.
+            unsafe { finalize_handle(env, data, ptr::null_mut()) };
+            return Err(Error::from_reason("failed to create a native handle"));
+        }
+        // SAFETY: `result` is a fresh object of this env, tagged once.
+        if unsafe { sys::napi_type_tag_object(env, result, &HANDLE_TAG) } != Status::napi_ok {
+            return Err(Error::from_reason("failed to tag a native handle"));
+        }
+        Ok(result)
+    }
+}
+
+/// Marks the externals `decisionHandle` makes, so an entry point refuses any
+/// other value (another primitive's handle included).
+const HANDLE_TAG: sys::napi_type_tag = sys::napi_type_tag {
+    lower: 0xc2e8_47a1_5f09_3db6,
+    upper: 0x6b13_f0d4_a87c_2e59,
+};
+
+/// What the raw calls take (see [`NativeRateLimiter::decision_handle`]).
+pub(crate) struct LimiterHandle {
+    attachment: Rc<LimiterAttachment>,
+    /// The first of three `f64`s (as bits) of the registered array, written
+    /// with relaxed atomic stores: a shared buffer may be seen by other
+    /// threads, and a plain write would race with them.
+    out: NonNull<AtomicU64>,
+    /// A strong reference to the registered array, keeping its memory alive.
+    array: sys::napi_ref,
+}
+
+impl LimiterHandle {
+    /// Writes `[remaining, retryAfterMs, resetAfterMs]` into the array.
+    fn write(&self, values: [f64; 3]) {
+        for (i, value) in values.into_iter().enumerate() {
+            // SAFETY: the array holds at least 3 f64s at `out`, 8-byte aligned
+            // (checked when the handle was made), alive while `array` is.
+            unsafe { &*self.out.as_ptr().add(i) }.store(value.to_bits(), Ordering::Relaxed);
+        }
+    }
+}
+
+unsafe extern "C" fn finalize_handle(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` came from `Box::into_raw` in `decision_handle`; N-API
+    // calls this once.
+    let handle = unsafe { Box::from_raw(data as *mut LimiterHandle) };
+    // SAFETY: the reference was made in this env and is deleted once, here.
+    unsafe { sys::napi_delete_reference(env, handle.array) };
+}
+
+/// A handle argument: the `LimiterHandle` inside one of `decisionHandle`'s
+/// externals; a `TypeError` otherwise. Valid for the rest of the call: the
+/// external is an argument of it, so it cannot be collected meanwhile.
+impl<'a> Arg<'a> for &'a LimiterHandle {
+    fn read(call: &'a Call, i: usize) -> Option<Self> {
+        let value = call.arg(i)?;
+        let mut tagged = false;
+        // SAFETY: `value` is a value of this call; a non-object just fails the check.
+        let status = unsafe { sys::napi_check_object_type_tag(call.env, value, &HANDLE_TAG, &mut tagged) };
+        let mut data = ptr::null_mut();
+        if status != Status::napi_ok
+            || !tagged
+            // SAFETY: only reached for a value carrying our tag: an external we made.
+            || unsafe { sys::napi_get_value_external(call.env, value, &mut data) } != Status::napi_ok
+        {
+            raw::throw_type(
+                call.env,
+                "the first argument must be a sluice rate limiter decision handle",
+            );
+            return None;
+        }
+        // SAFETY: `data` is the `Box<LimiterHandle>` made for this tag, alive
+        // for this call (see above).
+        Some(unsafe { &*(data as *const LimiterHandle) })
+    }
 }
 
 attached_class!(NativeRateLimiter, RateLimiter, "rate limiter");
@@ -175,35 +296,24 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 6] = [
     (c"limiterReset", entry!(reset)),
 ];
 
-/// `limiterTryTake(handle, key, n, out) -> DONE | NOT_NOW | KEYS_FULL`, with
-/// `out` = `[remaining, retryAfterMs, resetAfterMs]` (see [`answer`]).
-fn try_take(
-    env: napi_env,
-    attachment: &LimiterAttachment,
-    key: KeyArg,
-    Count(n): Count,
-    out: &mut [f64],
-) -> napi_value {
-    let limiter = &attachment.shared.primitive;
-    with_key(env, key, |key| answer(env, limiter.try_take(key, n as u64), out))
+/// `limiterTryTake(handle, key, n) -> DONE | NOT_NOW | KEYS_FULL`, with the
+/// decision's numbers in the handle's array (see [`answer`]).
+fn try_take(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count) -> napi_value {
+    let limiter = &handle.attachment.shared.primitive;
+    with_key(env, key, |key| answer(env, limiter.try_take(key, n as u64), handle))
 }
 
-/// `limiterPeek(handle, key, n, out)`: as `limiterTryTake`, taking nothing.
-fn peek(env: napi_env, attachment: &LimiterAttachment, key: KeyArg, Count(n): Count, out: &mut [f64]) -> napi_value {
-    let limiter = &attachment.shared.primitive;
-    with_key(env, key, |key| answer(env, limiter.peek(key, n as u64), out))
+/// `limiterPeek(handle, key, n)`: as `limiterTryTake`, taking nothing.
+fn peek(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count) -> napi_value {
+    let limiter = &handle.attachment.shared.primitive;
+    with_key(env, key, |key| answer(env, limiter.peek(key, n as u64), handle))
 }
 
 /// `limiterReserve(handle, key, n, token) -> nanoseconds to wait | null`;
 /// null when the key is new and every cell is live (`whenFull: 'refuse'`).
 /// A reservation due at once is not remembered (its tokens are taken).
-fn reserve(
-    env: napi_env,
-    attachment: &LimiterAttachment,
-    key: KeyArg,
-    Count(n): Count,
-    Token(token): Token,
-) -> napi_value {
+fn reserve(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count, Token(token): Token) -> napi_value {
+    let attachment = &handle.attachment;
     let limiter = &attachment.shared.primitive;
     with_key(env, key, |key| match limiter.reserve(key, n as u64) {
         Ok(reservation) => {
@@ -219,40 +329,40 @@ fn reserve(
 }
 
 /// `limiterRedeem(handle, token)`: the wait ended (its timer fired); forget it.
-fn redeem(env: napi_env, attachment: &LimiterAttachment, Token(token): Token) -> napi_value {
-    attachment.local.0.borrow_mut().remove(&token);
+fn redeem(env: napi_env, handle: &LimiterHandle, Token(token): Token) -> napi_value {
+    handle.attachment.local.0.borrow_mut().remove(&token);
     raw::null(env)
 }
 
 /// `limiterCancel(handle, token) -> 0 | 1`: gives a pending reservation's
 /// tokens back; 0 if it was unknown or already due.
-fn cancel(env: napi_env, attachment: &LimiterAttachment, Token(token): Token) -> napi_value {
+fn cancel(env: napi_env, handle: &LimiterHandle, Token(token): Token) -> napi_value {
+    let attachment = &handle.attachment;
     let pending = attachment.local.0.borrow_mut().remove(&token);
     let refunded = pending.is_some_and(|(key, r)| attachment.shared.primitive.cancel(key.as_key(), &r));
     raw::code(env, u32::from(refunded))
 }
 
 /// `limiterReset(handle, key) -> 0 | 1`: forgets the key; 1 if it had state.
-fn reset(env: napi_env, attachment: &LimiterAttachment, key: KeyArg) -> napi_value {
-    let limiter = &attachment.shared.primitive;
+fn reset(env: napi_env, handle: &LimiterHandle, key: KeyArg) -> napi_value {
+    let limiter = &handle.attachment.shared.primitive;
     with_key(env, key, |key| raw::code(env, u32::from(limiter.reset(key))))
 }
 
-/// A verdict as an outcome code, its numbers into `out`: whole tokens left,
-/// then milliseconds (rounded up) to retry and to reset. Integers in u64
-/// arithmetic, so the rounding is exact.
-fn answer(env: napi_env, verdict: std::result::Result<Verdict, RequestError>, out: &mut [f64]) -> napi_value {
+/// A verdict as an outcome code, its numbers into the handle's array: whole
+/// tokens left, then milliseconds (rounded up) to retry and to reset.
+/// Integers in u64 arithmetic, so the rounding is exact.
+fn answer(env: napi_env, verdict: std::result::Result<Verdict, RequestError>, handle: &LimiterHandle) -> napi_value {
     let verdict = match verdict {
         Ok(verdict) => verdict,
         Err(error) => return request_error(env, error),
     };
-    let Some(out) = out.get_mut(..3) else {
-        return raw::throw_range(env, "out must be a Float64Array of at least 3 elements");
-    };
     let ms = |nanos: u64| nanos.div_ceil(1_000_000) as f64;
-    out[0] = verdict.remaining as f64;
-    out[1] = ms(verdict.retry_after);
-    out[2] = ms(verdict.reset_after);
+    handle.write([
+        verdict.remaining as f64,
+        ms(verdict.retry_after),
+        ms(verdict.reset_after),
+    ]);
     raw::code(
         env,
         match verdict.denied {

@@ -44,12 +44,14 @@ interface RawCalls {
   bucketCancel(handle: FastHandle, token: number): 0 | 1
   /**
    * Takes `n` tokens from `key` if it has them now: DONE, NOT_NOW (over its
-   * limit) or KEYS_FULL, with `out` = `[remaining, retryAfterMs, resetAfterMs]`.
-   * Throws a TypeError or RangeError naming `key` for a bad key.
+   * limit) or KEYS_FULL, with `[remaining, retryAfterMs, resetAfterMs]`
+   * written into the array the handle was made with
+   * (`NativeRateLimiter.decisionHandle`). Throws a TypeError or RangeError
+   * naming `key` for a bad key.
    */
-  limiterTryTake(handle: FastHandle, key: RateLimitKey, n: number, out: Float64Array): LimiterOutcome
+  limiterTryTake(handle: FastHandle, key: RateLimitKey, n: number): LimiterOutcome
   /** What `limiterTryTake` would answer, taking nothing. */
-  limiterPeek(handle: FastHandle, key: RateLimitKey, n: number, out: Float64Array): LimiterOutcome
+  limiterPeek(handle: FastHandle, key: RateLimitKey, n: number): LimiterOutcome
   /** Reserves `n` tokens on `key`: nanoseconds to wait (0: taken now), or null if there is no room for a new key. */
   limiterReserve(handle: FastHandle, key: RateLimitKey, n: number, token: number): number | null
   /** The wait `token` ended: its tokens were due. */

@@ -112,10 +112,12 @@ const MAX_KEYS = 2 ** 32 - 1
 
 /**
  * Where native code writes a decision's numbers: `[remaining, retryAfterMs,
- * resetAfterMs]`. One per thread, read at once after each call, so that a
- * decision allocates nothing but the result object.
+ * resetAfterMs]`. One per thread, registered with each limiter's handle
+ * (`decisionHandle`) and read at once after each call, so that a decision
+ * allocates nothing but the result object and passes no array. Shared
+ * memory because it cannot be detached: native code keeps its address.
  */
-const scratch = new Float64Array(3)
+const scratch = new Float64Array(new SharedArrayBuffer(3 * Float64Array.BYTES_PER_ELEMENT))
 
 /**
  * A keyed rate limiter: one limit per key (a user, an API key, an IP),
@@ -153,7 +155,7 @@ export class RateLimiter implements KeyedRateLimit {
       const whenFull = oneOf(opts.whenFull ?? kDefaultOptions.whenFull, 'options.whenFull', ['evict', 'refuse'])
       this.#native = new NativeRateLimiter(capacity, interval, algorithm, maxKeys, whenFull)
     }
-    this.#fast = this.#native.fastHandle() as FastHandle
+    this.#fast = this.#native.decisionHandle(scratch) as FastHandle
     this.#capacity = this.#native.capacity
     this.#interval = this.#native.intervalNanos
     this.#maxKeys = this.#native.maxKeys
@@ -216,13 +218,13 @@ export class RateLimiter implements KeyedRateLimit {
   tryTake(key: RateLimitKey, n = 1): RateLimitResult {
     // 1 is always valid (capacity >= 1): the common call skips the check.
     if (n !== 1) validateInteger(n, 'n', 1, this.#capacity)
-    return resultOf(limiterTryTake(this.#fast, key, n, scratch))
+    return resultOf(limiterTryTake(this.#fast, key, n))
   }
 
   /** What `tryTake(key, n)` would answer now, taking nothing. */
   peek(key: RateLimitKey, n = 1): RateLimitResult {
     if (n !== 1) validateInteger(n, 'n', 1, this.#capacity)
-    return resultOf(limiterPeek(this.#fast, key, n, scratch))
+    return resultOf(limiterPeek(this.#fast, key, n))
   }
 
   /**
