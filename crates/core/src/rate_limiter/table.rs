@@ -37,6 +37,11 @@
 //! period) or a new key finds the shard at its cap. A sweep that leaves the
 //! slab a quarter full shrinks it.
 //!
+//! At the cap, a new key first checks the 8 least recently used cells and
+//! drops the first expired one it finds: under a stream of new keys (churn,
+//! or a client making keys up) that is where they are, in O(1). Only when
+//! those are live does it sweep.
+//!
 //! Takes and reservations only ever move a cell's expiry later, so they
 //! leave the floor alone; an insert or a cancel lowers it. A sweep at the cap
 //! that finds nothing expired (the floor was a cell since refreshed) costs
@@ -88,6 +93,10 @@ const KEYS_PER_SHARD: u64 = 1024;
 
 /// Most shards.
 const MAX_SHARDS: u64 = 64;
+
+/// How many of the least recently used cells a new key at the cap checks
+/// for an expired one before sweeping the whole shard.
+const PROBE: usize = 8;
 
 /// One live (or expired, not yet dropped) key.
 struct Cell<S> {
@@ -330,6 +339,9 @@ impl<S: Copy> Shard<S> {
             return true;
         }
         if now >= self.expiry_floor {
+            if self.drop_an_old_expired_cell(rule, hasher, now) {
+                return true;
+            }
             self.sweep(rule, hasher, now);
             if self.cells.len() < self.cap {
                 return true;
@@ -343,6 +355,26 @@ impl<S: Copy> Shard<S> {
                 true
             }
         }
+    }
+
+    /// Drops the first expired cell among the `PROBE` least recently used,
+    /// if there is one: at the cap under a stream of new keys (churn, or an
+    /// attacker making up keys) the oldest cells are the ones that expired,
+    /// and finding one there saves a pass over the shard.
+    fn drop_an_old_expired_cell<R: Rule<State = S>>(&mut self, rule: &R, hasher: &RandomState, now: u64) -> bool {
+        let mut i = self.oldest;
+        for _ in 0..PROBE {
+            if i == NIL {
+                break;
+            }
+            let cell = &self.cells[i as usize];
+            if rule.expires_at(&cell.state) <= now {
+                self.remove(hasher, i);
+                return true;
+            }
+            i = cell.newer;
+        }
+        false
     }
 
     /// Adds a cell for `key` (not present), newest; its slab index.
