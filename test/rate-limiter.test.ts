@@ -301,6 +301,39 @@ describe('RateLimiter keys', () => {
   })
 })
 
+describe('RateLimiter with hostile arguments', () => {
+  it('any key and n to any method either work or throw a TypeError or RangeError naming key or n, and the limiter stays consistent', async () => {
+    const limiter = new RateLimiter({ limit: 3, windowMs: 60_000, maxKeys: 50 })
+    const special = fc.constantFrom<unknown>(
+      '', 'a'.repeat(513), '\ud800', '\u0000', 0, -0, 2 ** 53, -(2 ** 53), Number.NaN, Infinity, 1.5, 1n, true, null, undefined,
+      Symbol('k'), {}, [], () => 1, new String('a'), new Float64Array(3), Object.create(null),
+    )
+    const key = fc.oneof(fc.string({ unit: 'binary', maxLength: 600 }), fc.integer(), fc.double(), fc.anything(), special)
+    const n = fc.oneof(fc.integer({ min: -1, max: 5 }), fc.double(), special)
+    const method = fc.constantFrom('tryTake', 'peek', 'take', 'reset')
+    await fc.assert(
+      fc.asyncProperty(method, key, n, async (name, k, count) => {
+        let outcome: unknown
+        try {
+          const call = (limiter[name] as (key: unknown, n: unknown, options?: unknown) => unknown).call(limiter, k, count, { timeout: 0 })
+          outcome = await Promise.resolve(call).catch((error: unknown) => (error instanceof TimeoutError ? undefined : Promise.reject(error)))
+        } catch (error) {
+          expect([TypeError, RangeError]).toContain((error as Error).constructor)
+          expect((error as Error).message).toMatch(/^(key|n) must be/)
+          return
+        }
+        if (name === 'tryTake' || name === 'peek') {
+          const result = outcome as RateLimitResult
+          expect(Number.isInteger(result.remaining) && result.remaining >= 0 && result.remaining <= 3).toBe(true)
+          expect(Number.isInteger(result.retryAfterMs) && Number.isInteger(result.resetAfterMs)).toBe(true)
+        }
+        expect(limiter.size).toBeLessThanOrEqual(50)
+      }),
+      { numRuns: 1_000, endOnFailure: true },
+    )
+  })
+})
+
 describe('RateLimiter take', () => {
   it('waits for the refill', async () => {
     const limiter = new RateLimiter({ capacity: 2, tokensPerInterval: 1, interval: 20 })
