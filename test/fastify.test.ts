@@ -110,6 +110,14 @@ describe('sluice/fastify', () => {
     ])
   })
 
+  it('accepts an onLimited that returns the reply it sent (a fastify reply is thenable)', async () => {
+    const app = await appWith({ limiter: new LimitDouble(1), onLimited: (_request, reply) => reply.code(503).send('busy') })
+    expect(await statuses(app, 3)).toEqual([200, 503, 503])
+    const refused = await app.inject({ url: '/' })
+    expect(refused.body).toBe('busy')
+    expect(refused.headers['retry-after']).toBe('60')
+  })
+
   it("a route's config.sluiceRateLimit opts it out with false, or overrides options for it", async () => {
     const shared = new LimitDouble(4)
     const own = new LimitDouble(1)

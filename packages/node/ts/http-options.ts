@@ -42,9 +42,11 @@ export interface RateLimitBehaviour<Req, Res> {
   /**
    * Called on a refusal, after the headers are set, to send a reply of your
    * own (or only to log it). If the response is still unsent when it
-   * returns (or its promise settles), the default 429 reply is sent.
+   * returns (or its promise settles), the default 429 reply is sent. What
+   * it returns is awaited if it is a promise (or thenable, as a fastify
+   * reply is), and otherwise ignored.
    */
-  onLimited?(req: Req, res: Res, refusal: RateLimitRefusal): void | PromiseLike<void>
+  onLimited?(req: Req, res: Res, refusal: RateLimitRefusal): unknown
   /** Which rate-limit headers to send. Default: `'draft'`. */
   headers?: HeadersMode
   /** The policy's name in the draft headers. Default: quota and window, e.g. `100-in-1min`. */
@@ -62,7 +64,7 @@ export interface CompiledLimit<Req, Res> {
   readonly key: (req: Req) => RateLimitKey | PromiseLike<RateLimitKey>
   readonly cost: ((req: Req) => number | PromiseLike<number>) | undefined
   readonly skip: ((req: Req) => boolean | PromiseLike<boolean>) | undefined
-  readonly onLimited: ((req: Req, res: Res, refusal: RateLimitRefusal) => void | PromiseLike<void>) | undefined
+  readonly onLimited: ((req: Req, res: Res, refusal: RateLimitRefusal) => unknown) | undefined
   readonly policyName: string
   readonly plan: HeaderPlan
 }
@@ -290,7 +292,7 @@ function settle<Req, Res>(
     refused()
   }
   if (limit.onLimited === undefined) return finish()
-  let handled: void | PromiseLike<void>
+  let handled: unknown
   try {
     handled = limit.onLimited(req, res, { key: decision.key, cost: decision.cost, result, retryAfter: retryAfterSeconds(result) })
   } catch (error) {
