@@ -29,13 +29,14 @@
 //! A cell whose state decides like a fresh key's has expired and may be
 //! dropped at any time without changing any answer. Each shard keeps
 //! `expiry_floor`, a lower bound on the expiry of every cell it holds
-//! (lowered on every write, made exact by a sweep). A sweep drops every
+//! (lowered by inserts and cancels, made exact by a sweep). A sweep drops every
 //! expired cell in one pass, and runs only when the floor says one exists
 //! (`now >= expiry_floor`) and either the slab or the index is about to
 //! grow (so a sweep is paid for by the growth it replaces: amortized O(1),
 //! and a shard's memory follows the keys active within about one refill
-//! period) or a new key finds the shard at its cap. A sweep that leaves the
-//! slab a quarter full shrinks it.
+//! period, as long as new keys arrive; `RateLimiter::purge` gives it back
+//! when they stop) or a new key finds the shard at its cap. A sweep that
+//! leaves the slab a quarter full shrinks it.
 //!
 //! At the cap, a new key first checks the 8 least recently used cells and
 //! drops the first expired one it finds: under a stream of new keys (churn,
@@ -52,6 +53,15 @@
 //! A key found with an expired cell is a new key in every way but one: its
 //! cell already takes a slot, so it always has room. It decides with the
 //! expired state as it is, which decides exactly as a fresh one.
+//!
+//! # Memory
+//!
+//! A cell is 32 bytes for GCRA (key 16, links 8, `tat` 8) and 40 for the
+//! sliding window with `u32` counts (48 with `u64`); the index adds 5 bytes
+//! per bucket at a load of 44% to 88%. A million live keys measure 44 bytes
+//! each (GCRA) and 52 (sliding window) of resident memory
+//! (`examples/rate_limiter_memory.rs`): untouched slab capacity is not
+//! resident.
 
 use std::sync::PoisonError;
 
@@ -240,8 +250,8 @@ impl<R: Rule> Table<R> {
         self.rule.peek(&Self::state(&shard, slot), now, n)
     }
 
-    /// Like [`peek`](Self::peek) for a key that needs no cell (a take or
-    /// reservation of nothing): `Some(reservation due time)` for `reserve`.
+    /// The due time of a reservation of nothing on `key`: when its earlier
+    /// reservations are. Needs no cell and changes nothing.
     pub(crate) fn reserve_nothing(&self, key: Key<'_>, now: u64) -> u64 {
         let hash = hash_key(&self.hasher, key);
         let mut shard = self.lock(hash);
@@ -261,7 +271,7 @@ impl<R: Rule> Table<R> {
         if let Some(i) = shard.find(hash, key) {
             let mut state = shard.cells[i as usize].state;
             self.rule.cancel(&mut state, now, reservation);
-            let _kept = shard.store(&self.rule, &self.hasher, i, state, now);
+            shard.store(&self.rule, &self.hasher, i, state, now);
         }
         true
     }
@@ -314,17 +324,15 @@ impl<S: Copy> Shard<S> {
         self.index.find(hash, |&i| self.cells[i as usize].key.is(key)).copied()
     }
 
-    /// Writes a cell's state, or drops the cell if the state has expired;
-    /// whether the cell is kept.
-    fn store<R: Rule<State = S>>(&mut self, rule: &R, hasher: &RandomState, i: u32, state: S, now: u64) -> bool {
+    /// Writes a cell's state, or drops the cell if the state has expired.
+    fn store<R: Rule<State = S>>(&mut self, rule: &R, hasher: &RandomState, i: u32, state: S, now: u64) {
         let expires = rule.expires_at(&state);
         if expires <= now {
             self.remove(hasher, i);
-            return false;
+        } else {
+            self.cells[i as usize].state = state;
+            self.expiry_floor = self.expiry_floor.min(expires);
         }
-        self.cells[i as usize].state = state;
-        self.expiry_floor = self.expiry_floor.min(expires);
-        true
     }
 
     /// Makes room for one more cell; false when full of live cells and
