@@ -148,7 +148,8 @@ export function suites({ quick }) {
           counts.push({ name, requests, ...verdict })
           rows.push({
             name,
-            // The ceiling: a server that limits nothing. Context, not a contender.
+            // Context, not a contender; and not a ceiling: every one of its
+            // requests runs the route handler, where a limiter's 429 skips it.
             reference: name === 'no limiter' || undefined,
             opsPerSecond: requests / result.duration,
             ok: verdict.ok,
@@ -165,7 +166,8 @@ export function suites({ quick }) {
       suite.notes = [
         `autocannon ${seconds} s per contender (after ${warmup} s of warm-up on other keys), ${CONNECTIONS} connections, one request in flight each; the server in a child process. ` +
           `${CONNECTIONS / 2} connections ask /generous (limit ${GENEROUS.toExponential(0)} per hour: never reached), ${CONNECTIONS / 2} ask /tight (${TIGHT} per hour), each with its own key. ` +
-          `Both limiters send X-RateLimit-Limit/Remaining/Reset on every response and Retry-After on a 429.`,
+          `Both limiters send X-RateLimit-Limit/Remaining/Reset on every response and Retry-After on a 429. ` +
+          `No limiter is context, not a ceiling: it runs the route handler for every request, where a 429 from an onRequest hook skips the handler (@fastify/rate-limit's 429 is a thrown Error through fastify's error handler; sluice/fastify sends its 429 from the hook).`,
         `Check: each /tight key is allowed exactly min(its requests, ${TIGHT}), each /generous key always; tolerance 0, since the 1-hour window cannot roll over or refill a token within a run and every response is counted by the connection that got it (a connection error or timeout fails the check).`,
         '',
         '| contender | requests | 2xx | 429 | expected 429 | check |',
