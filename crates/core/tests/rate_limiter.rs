@@ -466,3 +466,25 @@ fn a_sharded_table_evicts_only_the_least_recently_used_of_each_shard() {
         .count();
     assert_eq!(fresh, 1_000);
 }
+
+#[test]
+fn a_limiter_is_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<RateLimiter>();
+    shared::<RateLimiter<FakeClock>>();
+}
+
+#[test]
+fn a_cancel_after_the_key_was_reset_refunds_nothing_it_did_not_take() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(config(2, 10, algorithm));
+        let k = Key::Int(3);
+        assert_eq!(l.try_take(k, 2).unwrap().denied, None);
+        let r = l.reserve(k, 2).unwrap();
+        assert!(l.reset(k));
+        assert!(l.cancel(k, &r), "not yet due, {algorithm:?}");
+        assert!(l.is_empty(), "no state was made for it, {algorithm:?}");
+        assert_eq!(l.try_take(k, 2).unwrap().denied, None);
+        assert_eq!(l.try_take(k, 1).unwrap().denied, Some(Denied::Limited), "{algorithm:?}");
+    }
+}

@@ -293,15 +293,17 @@ fn keys() -> Vec<KeyBuf> {
     keys
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Operations on the 8 keys, asking for up to `most` tokens, moving the
+/// clock up to `far` at a time.
+fn op(most: u64, far: u64) -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..8usize, 0..7u64).prop_map(|(k, n)| Op::Take(k, n)),
-        1 => (0..8usize, 0..7u64).prop_map(|(k, n)| Op::Peek(k, n)),
-        2 => (0..8usize, 0..7u64).prop_map(|(k, n)| Op::Reserve(k, n)),
+        4 => (0..8usize, 0..=most).prop_map(|(k, n)| Op::Take(k, n)),
+        1 => (0..8usize, 0..=most).prop_map(|(k, n)| Op::Peek(k, n)),
+        2 => (0..8usize, 0..=most).prop_map(|(k, n)| Op::Reserve(k, n)),
         1 => (0..16usize).prop_map(Op::Cancel),
         1 => (0..8usize).prop_map(Op::Reset),
         1 => Just(Op::Purge),
-        3 => (0..40u64).prop_map(Op::Advance),
+        3 => (0..far).prop_map(Op::Advance),
     ]
 }
 
@@ -402,10 +404,10 @@ fn run(config: LimiterConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseEr
     Ok(())
 }
 
-fn config() -> impl Strategy<Value = LimiterConfig> {
+fn config(capacity: u64, interval: u64) -> impl Strategy<Value = LimiterConfig> {
     (
-        1u64..5,
-        1u64..7,
+        1..=capacity,
+        1..=interval,
         prop_oneof![Just(Algorithm::Gcra), Just(Algorithm::SlidingWindow)],
         1u64..7,
         prop_oneof![Just(WhenFull::Refuse), Just(WhenFull::EvictLeastRecent)],
@@ -428,9 +430,25 @@ proptest! {
     /// timeline and from later on it.
     #[test]
     fn every_answer_matches_the_reference(
-        config in config(),
+        config in config(4, 6),
         start in prop_oneof![Just(0u64), 0u64..1_000],
-        ops in proptest::collection::vec(op(), 1..120),
+        ops in proptest::collection::vec(op(6, 40), 1..120),
+    ) {
+        run(config, start, ops)?;
+    }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The same with bigger limits and windows (more partial weights, longer
+    /// queues of reservations) and more keys than cells.
+    #[test]
+    fn every_answer_matches_the_reference_with_bigger_limits(
+        config in config(9, 13),
+        start in 0u64..100_000,
+        ops in proptest::collection::vec(op(10, 150), 1..100),
     ) {
         run(config, start, ops)?;
     }
