@@ -141,6 +141,18 @@ describe('sluice/fastify', () => {
     expect(own.calls).toHaveLength(2)
   })
 
+  it('gives routes that share an override object one limiter, and routes with equal but separate objects one each', async () => {
+    const strict = { limit: 1, windowMs: 60_000 }
+    const app = await appWith({ limit: 100, windowMs: 60_000 }, (app) => {
+      app.post('/login', { config: { sluiceRateLimit: strict } }, async () => 'in')
+      app.post('/reset', { config: { sluiceRateLimit: strict } }, async () => 'sent')
+      app.post('/signup', { config: { sluiceRateLimit: { limit: 1, windowMs: 60_000 } } }, async () => 'welcome')
+    })
+    expect((await app.inject({ method: 'POST', url: '/login' })).statusCode).toBe(200)
+    expect((await app.inject({ method: 'POST', url: '/reset' })).statusCode).toBe(429)
+    expect((await app.inject({ method: 'POST', url: '/signup' })).statusCode).toBe(200)
+  })
+
   it('refuses a route override that is not valid when the route is registered, not when it is requested', async () => {
     const app = Fastify()
     apps.push(app)

@@ -75,6 +75,8 @@ export interface FrameworkDefaults<Req> {
   readonly legacyReset: LegacyReset
 }
 
+const kDefaultOptions = { headers: 'draft', cost: 1 } as const
+
 const BEHAVIOUR = new Set(['limiter', 'key', 'cost', 'skip', 'onLimited', 'headers', 'policyName'])
 /** Every field of any form of `RateLimiterOptions` (the type checks the names, not that none is missing). */
 type LimiterField = RateLimiterOptions extends infer O ? (O extends unknown ? keyof O : never) : never
@@ -153,7 +155,7 @@ export function compileOptions<Req, Res>(
   if (options.headers !== undefined && !HEADERS_MODES.includes(options.headers)) {
     throw new TypeError(`${name}.headers must be 'draft', 'legacy', 'both' or false, got ${show(options.headers)}`)
   }
-  const mode = options.headers ?? inherit?.plan.mode ?? 'draft'
+  const mode = options.headers ?? inherit?.plan.mode ?? kDefaultOptions.headers
   const policyName =
     options.policyName !== undefined
       ? validatePolicyName(options.policyName, `${name}.policyName`)
@@ -230,7 +232,7 @@ function keyed<Req, Res>(limit: CompiledLimit<Req, Res>, req: Req): Decision | P
 }
 
 function costed<Req, Res>(limit: CompiledLimit<Req, Res>, req: Req, key: RateLimitKey): Decision | Promise<Decision> {
-  const cost = limit.cost === undefined ? 1 : limit.cost(req)
+  const cost = limit.cost === undefined ? kDefaultOptions.cost : limit.cost(req)
   return isThenable(cost) ? Promise.resolve(cost).then((n) => take(limit, key, n)) : take(limit, key, cost)
 }
 
