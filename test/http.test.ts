@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { parseList } from 'structured-headers'
 import { RateLimiter } from 'sluice'
-import { rateLimit, type HttpRateLimit, type RateLimitRefusal } from 'sluice/http'
+import { ipKey, rateLimit, type HttpRateLimit, type RateLimitRefusal } from 'sluice/http'
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest'
 import { AsyncLimitDouble, LimitDouble, failingLimit, takeInWorker } from './http-limit-double.js'
 
@@ -311,6 +311,8 @@ describe('sluice/http on a node:http server', () => {
       'fe80:0:0:0::/64',
       'unknown',
     ])
+    // The same, exported for a key of your own that falls back to the address.
+    expect(addresses.map((address) => ipKey(address ?? undefined))).toEqual(limiter.calls.map((c) => c.key))
   })
 
   it('is typed as both forms: with next it returns nothing, without it a promise of whether to go on', () => {

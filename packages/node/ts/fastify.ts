@@ -14,7 +14,7 @@ import fp from 'fastify-plugin'
 import type { KeyedRateLimit } from './keyed-limit.js'
 import type { RateLimiterOptions } from './rate-limiter.js'
 import {
-  addressKey,
+  ipKey,
   compileOptions,
   limitRequest,
   type CompiledLimit,
@@ -25,6 +25,7 @@ import {
 } from './http-options.js'
 import { JSON_CONTENT_TYPE, refusalBody } from './rate-limit-headers.js'
 
+export { ipKey } from './http-options.js'
 export type { RateLimitBehaviour, RateLimitRefusal } from './http-options.js'
 export type { RateLimiterOptions } from './rate-limiter.js'
 export type { HeadersMode } from './rate-limit-headers.js'
@@ -54,7 +55,7 @@ declare module 'fastify' {
 
 const defaults: FrameworkDefaults<FastifyRequest> = {
   // `request.ip` honours fastify's `trustProxy`.
-  key: (request) => addressKey(request.ip),
+  key: (request) => ipKey(request.ip),
   // Seconds from now, as @fastify/rate-limit sends it.
   legacyReset: 'delta',
 }

@@ -174,12 +174,14 @@ export function compileOptions<Req, Res>(
 }
 
 /**
- * The default key of an address: an IPv4 address as it is (an IPv4-mapped
- * IPv6 one too), an IPv6 one by its /64 prefix, because one IPv6 client
- * usually holds a whole /64 and could take a fresh address per request (as
- * @fastify/rate-limit does; express-rate-limit groups by /56).
+ * The key of a client address, as the default `key` makes it (exported for
+ * a key of your own that falls back to the address): an IPv4 address as it
+ * is (an IPv4-mapped IPv6 one too), an IPv6 one by its /64 prefix, because
+ * one IPv6 client usually holds a whole /64 and could take a fresh address
+ * per request (as @fastify/rate-limit does; express-rate-limit groups by
+ * /56). No address at all is the key `'unknown'`.
  */
-export function addressKey(address: string | undefined): RateLimitKey {
+export function ipKey(address: string | undefined): string {
   // No address: the socket is gone already, and whatever is answered will
   // not reach anyone. One shared key beats failing the request with a 500.
   if (address === undefined || address === '') return 'unknown'

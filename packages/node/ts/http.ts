@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
-  addressKey,
+  ipKey,
   compileOptions,
   limitRequest,
   type FrameworkDefaults,
@@ -18,6 +18,7 @@ import {
 } from './http-options.js'
 import { JSON_CONTENT_TYPE, refusalBody } from './rate-limit-headers.js'
 
+export { ipKey } from './http-options.js'
 export type { RateLimitOptions, RateLimitBehaviour, RateLimitRefusal } from './http-options.js'
 export type { RateLimiterOptions } from './rate-limiter.js'
 export type { HeadersMode } from './rate-limit-headers.js'
@@ -39,7 +40,7 @@ export interface HttpRateLimit<Req extends IncomingMessage = IncomingMessage, Re
 type MaybeExpressRequest = IncomingMessage & { ip?: unknown }
 
 const defaults: FrameworkDefaults<MaybeExpressRequest> = {
-  key: (req) => addressKey(typeof req.ip === 'string' ? req.ip : req.socket.remoteAddress),
+  key: (req) => ipKey(typeof req.ip === 'string' ? req.ip : req.socket.remoteAddress),
   // Seconds since the epoch, as express-rate-limit sends it.
   legacyReset: 'epoch',
 }
