@@ -12,7 +12,11 @@
 //! must change no answer.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::collections::HashMap;
+
+use common::stress;
 
 use proptest::prelude::*;
 use sluice_core::{
@@ -424,7 +428,7 @@ fn config(capacity: u64, interval: u64) -> impl Strategy<Value = LimiterConfig> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: stress(512) as u32, ..ProptestConfig::default() })]
 
     /// Every answer equals the reference's, from the start of the clock's
     /// timeline and from later on it.
@@ -440,7 +444,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: stress(256) as u32, ..ProptestConfig::default() })]
 
     /// The same with bigger limits and windows (more partial weights, longer
     /// queues of reservations) and more keys than cells.
