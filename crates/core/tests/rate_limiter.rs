@@ -488,3 +488,15 @@ fn a_cancel_after_the_key_was_reset_refunds_nothing_it_did_not_take() {
         assert_eq!(l.try_take(k, 1).unwrap().denied, Some(Denied::Limited), "{algorithm:?}");
     }
 }
+
+#[test]
+fn debug_shows_the_config_and_the_cells() {
+    let l = limiter(config(2, 10, Algorithm::Gcra));
+    l.try_take(Key::Int(1), 1).unwrap();
+    let shown = format!("{l:?}");
+    assert!(
+        shown.starts_with("RateLimiter { config: LimiterConfig { capacity: 2,"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("cells: 1 }"), "{shown}");
+}
