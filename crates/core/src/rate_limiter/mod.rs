@@ -32,6 +32,12 @@
 //! bytes. Every operation hashes the key, locks one shard, reads or writes
 //! one cell, and unlocks; the clock is read before the lock and raised to the
 //! latest time the shard has seen, so time never goes back for a cell.
+//!
+//! A limiter of `max_keys` of 2048 or more is split into up to 64 shards
+//! (at least 1024 keys each), and `max_keys` is split exactly between them:
+//! a new key may find its own shard full a little before the whole table
+//! is, and eviction takes the least recently used key of that shard.
+
 use std::fmt;
 
 use crate::clock::{Clock, MonotonicClock};
@@ -103,7 +109,9 @@ pub enum WhenFull {
     #[default]
     Refuse,
     /// Drop the least recently used live cell to make room (that key then
-    /// starts fresh, which may let it through early).
+    /// starts fresh, which may let it through early). Least recently used
+    /// among the keys of the new key's shard (see the module docs): exact
+    /// for a `max_keys` under 2048.
     EvictLeastRecent,
 }
 
@@ -117,7 +125,8 @@ pub struct LimiterConfig {
     pub interval_nanos: u64,
     /// How to count.
     pub algorithm: Algorithm,
-    /// Most live cells; at least 1.
+    /// Most cells (live or not yet dropped); at least 1. Split exactly
+    /// between the table's shards.
     pub max_keys: u64,
     /// What a new key gets when `max_keys` cells are live.
     pub when_full: WhenFull,
