@@ -100,7 +100,7 @@ const plugin: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options
     }
     return limit
   }
-  // A bad override fails `ready()` (the route's registration), not its requests.
+  // A bad override throws where its route is registered, not at each request.
   fastify.addHook('onRoute', (route) => {
     const override = route.config?.sluiceRateLimit
     if (override !== undefined && override !== false) routeLimit(override)
@@ -129,7 +129,8 @@ const plugin: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options
  * registered on and of that instance's children; register it inside a
  * child context to limit only that context's routes.
  *
- * A failure (a limiter that throws or rejects, a key it refuses as a
- * TypeError) goes to fastify's error handler: a 500 unless you say otherwise.
+ * A failure (a limiter that throws or rejects, a key or cost it refuses
+ * with a TypeError or RangeError) goes to fastify's error handler: a 500
+ * unless you say otherwise.
  */
 export const rateLimit = fp(plugin, { fastify: '5.x', name: 'sluice-rate-limit' })
