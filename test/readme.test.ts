@@ -15,7 +15,9 @@
 //   other block is an example, run there as `node <file>`; it must exit 0
 //   within EXAMPLE_TIMEOUT_MS by itself (close pools, end workers).
 // - The directory has a package.json with "type": "module" and
-//   node_modules/sluice linked to packages/node, as after `npm install sluice`.
+//   node_modules/sluice linked to packages/node, as after `npm install sluice`;
+//   FRAMEWORKS (the web frameworks the middleware examples use) are linked
+//   beside it from this repository's devDependencies.
 // - PLACEHOLDERS are the names the examples use for what only the reader has.
 //   Each is defined on the first line of every file that uses it and does not
 //   declare it. Everything else an example needs, it defines itself.
@@ -29,6 +31,8 @@ import { NODE_VERSIONS, nodeBinary } from '../scripts/fetch-node.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const EXAMPLE_TIMEOUT_MS = 20_000
+/** Packages the examples may import besides sluice, as a reader would `npm install` them. */
+const FRAMEWORKS = ['express', 'fastify']
 
 /** name -> its definition; README.md's Usage section tells the reader. */
 const PLACEHOLDERS: Record<string, string> = {
@@ -96,6 +100,7 @@ function writeExamples(blocks: Block[]): Example[] {
       mkdirSync(join(dir, 'node_modules'), { recursive: true })
       writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', private: true }))
       symlinkSync(join(root, 'packages', 'node'), join(dir, 'node_modules', 'sluice'), 'dir')
+      for (const name of FRAMEWORKS) symlinkSync(join(root, 'node_modules', name), join(dir, 'node_modules', name), 'dir')
       dirs.set(block.heading, dir)
     }
     const header = /^\/\/(.*)/.exec(block.code)?.[1] ?? ''
