@@ -2,7 +2,9 @@
 // would: require it, use a Semaphore in this thread and across a worker.
 const assert = require('node:assert/strict')
 const { Worker } = require('node:worker_threads')
-const { Semaphore } = require('sluice')
+const { RateLimiter, Semaphore } = require('sluice')
+const { rateLimit } = require('sluice/http')
+const { rateLimit: fastifyRateLimit } = require('sluice/fastify')
 
 async function main() {
   const sem = new Semaphore(2)
@@ -10,7 +12,9 @@ async function main() {
   assert.equal(sem.available, 0)
   const worker = new Worker(
     `const { parentPort, workerData } = require('node:worker_threads')
-     const { Semaphore } = require('sluice')
+     const { RateLimiter, Semaphore } = require('sluice')
+const { rateLimit } = require('sluice/http')
+const { rateLimit: fastifyRateLimit } = require('sluice/fastify')
      Semaphore.from(workerData).acquire().then((p) => { parentPort.postMessage('got'); p.release() })`,
     { eval: true, workerData: sem.handle },
   )
@@ -25,6 +29,10 @@ async function main() {
   assert.equal(await got, 'got')
   await new Promise((resolve) => worker.once('exit', resolve))
   assert.equal(sem.available, 2)
+  const limiter = new RateLimiter({ limit: 1, windowMs: 60_000 })
+  assert.deepEqual([limiter.tryTake(7).allowed, limiter.tryTake(7).allowed], [true, false])
+  assert.equal(typeof rateLimit({ limiter }), 'function')
+  assert.equal(typeof fastifyRateLimit, 'function')
   console.log(`require ok on ${process.version}`)
 }
 
