@@ -397,7 +397,11 @@ impl Semaphore {
     ) -> Result<(), AdoptError> {
         if waits.is_empty() {
             // Nothing to queue: nothing can be set aside for a head either.
-            return if reserved_for_head == 0 { Ok(()) } else { Err(AdoptError) };
+            return if reserved_for_head == 0 {
+                Ok(())
+            } else {
+                Err(AdoptError)
+            };
         }
         let mut queue = self.lock();
         let capacity = self.capacity();
@@ -411,7 +415,10 @@ impl Semaphore {
             && reserved_for_head <= capacity
             && waits.iter().all(|&(_, needed, _)| (1..=capacity).contains(&needed))
             && waits.windows(2).all(|pair| pair[0].2 >= pair[1].2)
-            && !queue.decisions.get(&owner).is_some_and(|d| waits.iter().any(|w| d.has(w.0)));
+            && !queue
+                .decisions
+                .get(&owner)
+                .is_some_and(|d| waits.iter().any(|w| d.has(w.0)));
         if !valid {
             return Err(AdoptError);
         }
