@@ -193,7 +193,7 @@ export class LocalSemaphore {
     last!.next = undefined
     // If the head was refused, what was reserved for it goes on to the next.
     this.releaseLocked(0)
-    settle(refused, (wait) => wait.onRefused())
+    settle(refused, refuse)
   }
 
   /** Takes `wait` out of the queue, if it stands there; the caller then `releaseLocked(0)`s. */
@@ -217,7 +217,7 @@ export class LocalSemaphore {
     this.#heaviest = 0
     // What was reserved for the head goes back to the fast path.
     this.releaseLocked(0)
-    settle(withdrawn, (wait) => wait.onWithdrawn())
+    settle(withdrawn, withdraw)
   }
 
   /** Free permits (available and reserved for the head) minus those owed: `semValue`. */
@@ -256,7 +256,7 @@ export class LocalSemaphore {
     if (this.waiting === 0 && this.owed === 0) this.available += n
     if (granted === undefined) return
     last!.next = undefined
-    settle(granted, (wait) => wait.onGrant())
+    settle(granted, grant)
   }
 
   /** Empties the queue for the move to native memory: the state and waits, in order. */
@@ -297,6 +297,10 @@ export class LocalSemaphore {
     if (--this.waiting === 0) this.#heaviest = 0
   }
 }
+
+const grant = (wait: LocalWait): void => wait.onGrant()
+const withdraw = (wait: LocalWait): void => wait.onWithdrawn()
+const refuse = (wait: LocalWait): void => wait.onRefused()
 
 /** Ends each wait of a chain linked by `next` (detached from any queue). */
 function settle(first: LocalWait | undefined, end: (wait: LocalWait) => void): void {
