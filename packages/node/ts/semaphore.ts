@@ -470,8 +470,6 @@ export class Semaphore {
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
-      shared: () => this.#shared(),
-      isNative: () => this.#native !== undefined,
     })
   }
 
@@ -513,9 +511,6 @@ interface SemaphoreInternals {
   ): Promise<Permit>
   closedError(): ClosedError
   refusedError(weight: number): RangeError
-  /** The native semaphore, moving the state there first (tests). */
-  shared(): NativeSemaphore
-  isNative(): boolean
 }
 
 /**
@@ -629,10 +624,6 @@ export const internal = {
   create(value: number): Semaphore {
     return new Semaphore(kLocal, new LocalSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), Math.max(-value, 0)))
   },
-  /** Moves `semaphore` to native memory now, as reading its handle does (tests). */
-  share: (semaphore: Semaphore): void => void semaphore[kInternals].shared(),
-  /** Whether `semaphore` still keeps its state in JavaScript (tests). */
-  isLocal: (semaphore: Semaphore): boolean => !semaphore[kInternals].isNative(),
   /** async-mutex's value: free permits (available and reserved for the head) minus those owed. */
   value: (semaphore: Semaphore): number => semaphore[kInternals].value(),
   /** Frees `n` permits no thread holds. */
