@@ -411,8 +411,11 @@ describe('RateLimiter maxKeys', () => {
     const limiter = new RateLimiter({ limit: 1, windowMs: 60_000, maxKeys: 2, whenFull: 'refuse' })
     expect(limiter.tryTake('a').allowed).toBe(true)
     expect(limiter.tryTake('b').allowed).toBe(true)
+    // peek answers what tryTake would: no room for 'c' either.
+    expect(limiter.peek('c')).toMatchObject({ allowed: false, remaining: 0, reason: 'keys-full' })
     const refused: RateLimitResult = limiter.tryTake('c')
     expect(refused).toMatchObject({ allowed: false, remaining: 0, reason: 'keys-full' })
+    expect(limiter.peek('c')).toEqual(refused)
     const error = await limiter.take('c').catch((e: unknown) => e)
     expect(error).toBeInstanceOf(KeysFullError)
     expect(error).toBeInstanceOf(SluiceError)

@@ -500,3 +500,22 @@ fn debug_shows_the_config_and_the_cells() {
     );
     assert!(shown.ends_with("cells: 1 }"), "{shown}");
 }
+
+#[test]
+fn peek_answers_keys_full_for_a_new_key_as_try_take_does() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(LimiterConfig {
+            max_keys: 1,
+            ..config(2, 10, algorithm)
+        });
+        assert_eq!(l.try_take(Key::Int(1), 1).unwrap().denied, None);
+        let peeked = l.peek(Key::Int(2), 1).unwrap();
+        assert_eq!(peeked, l.try_take(Key::Int(2), 1).unwrap(), "{algorithm:?}");
+        assert_eq!(peeked.denied, Some(Denied::KeysFull), "{algorithm:?}");
+        // A probe of nothing needs no cell: still allowed.
+        assert_eq!(l.peek(Key::Int(2), 0).unwrap().denied, None);
+        // Once key 1's cell expires there is room, for peek as for take.
+        l.clock().advance(100);
+        assert_eq!(l.peek(Key::Int(2), 1).unwrap().denied, None, "{algorithm:?}");
+    }
+}

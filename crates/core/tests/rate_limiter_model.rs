@@ -141,6 +141,13 @@ impl Reference {
         k.last = t;
     }
 
+    /// Whether `key` is live, or a cell could be made for it without evicting.
+    fn room(&self, key: &KeyBuf, now: u64) -> bool {
+        let own_live = self.keys.get(key).is_some_and(|k| self.live(k, now));
+        own_live
+            || (self.keys.iter().filter(|(k, v)| *k != key && self.live(v, now)).count() as u64) < self.config.max_keys
+    }
+
     /// Makes sure `key` may hold state: false if it is new (or expired) and
     /// every other slot is live and the limiter refuses. Evicts if told to.
     fn admit(&mut self, key: &KeyBuf, now: u64) -> bool {
@@ -207,6 +214,14 @@ impl Reference {
     }
 
     fn peek(&self, key: &KeyBuf, n: u64, now: u64) -> Verdict {
+        if n > 0 && self.config.when_full == WhenFull::Refuse && !self.room(key, now) {
+            return Verdict {
+                denied: Some(Denied::KeysFull),
+                remaining: 0,
+                retry_after: self.config.interval_nanos,
+                reset_after: 0,
+            };
+        }
         let k = self.get(key);
         let allowed = self.conforms(&k, now, n);
         self.verdict(&k, now, n, allowed)

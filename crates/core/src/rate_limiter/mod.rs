@@ -383,9 +383,10 @@ impl<C: Clock> RateLimiter<C> {
         Ok(with_table!(self, t => if n == 0 { t.peek(key, 0, now) } else { t.take(key, n, now) }))
     }
 
-    /// What a take of `n` would get now, taking nothing. It looks at the
-    /// key's limit only: a new key is never answered [`Denied::KeysFull`]
-    /// here, and peeking does not count as using the key.
+    /// What a take of `n` would get now, taking nothing: a new key with no
+    /// room for its cell (`max_keys` cells live, [`WhenFull::Refuse`]) is
+    /// answered [`Denied::KeysFull`] for `n >= 1`, as a take would be.
+    /// Peeking stores no cell and does not count as using the key.
     ///
     /// # Examples
     ///

@@ -242,11 +242,23 @@ impl<R: Rule> Table<R> {
         self.update(key, now, |rule, s, now| rule.reserve(s, now, n))
     }
 
+    /// What a take of `n` would get: for `n >= 1`, a new key with no room
+    /// (under `Refuse`) is answered `KeysFull`, as `take` would answer it.
+    /// Finding room may drop expired cells (which changes no decision), but
+    /// stores no cell for `key` and does not mark anything used.
     pub(crate) fn peek(&self, key: Key<'_>, n: u64, now: u64) -> Verdict {
         let hash = hash_key(&self.hasher, key);
         let mut shard = self.lock(hash);
         let now = shard.observe(now);
         let slot = shard.find(hash, key);
+        if n > 0
+            && slot.is_none()
+            && self.when_full == WhenFull::Refuse
+            && shard.cells.len() >= shard.cap
+            && !shard.make_room(&self.rule, &self.hasher, now, WhenFull::Refuse)
+        {
+            return self.keys_full();
+        }
         self.rule.peek(&Self::state(&shard, slot), now, n)
     }
 
