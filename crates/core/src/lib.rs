@@ -49,7 +49,7 @@ pub use channel::{Channel, ClaimError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use rate_limiter::{
     Algorithm, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, LimiterConfigError, RateLimiter, RequestError,
-    Verdict, WhenFull, MAX_KEY_BYTES,
+    Verdict, WhenFull, MAX_KEY_BYTES, MAX_LIMITER_BURST_NANOS,
 };
 pub use semaphore::{
     Acquire, AcquireError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore, Token,

@@ -519,3 +519,34 @@ fn peek_answers_keys_full_for_a_new_key_as_try_take_does() {
         assert_eq!(l.peek(Key::Int(2), 1).unwrap().denied, None, "{algorithm:?}");
     }
 }
+
+#[test]
+fn a_burst_over_2_pow_63_ns_is_refused_and_the_longest_allowed_still_limits() {
+    use sluice_core::MAX_LIMITER_BURST_NANOS;
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        // (2^32 - 1) * (2^32 + 1) = 2^64 - 1 ns: a saturated `tat` sat within
+        // the burst of now, and every take went through.
+        let err = |c, i| RateLimiter::new(config(c, i, algorithm)).err();
+        assert_eq!(
+            err(u64::from(u32::MAX), (1 << 32) + 1),
+            Some(LimiterConfigError::Overflow)
+        );
+        assert_eq!(err(2, 1 << 62), Some(LimiterConfigError::Overflow));
+        assert_eq!(err(1, MAX_LIMITER_BURST_NANOS), None);
+    }
+    // 2^31 tokens, one per 2^32 - 1 ns: a burst just under 2^63 ns.
+    let cfg = config(1 << 31, (1 << 32) - 1, Algorithm::Gcra);
+    let l = RateLimiter::with_clock(cfg, FakeClock::new(1 << 40)).unwrap();
+    let k = Key::Int(1);
+    assert_eq!(l.try_take(k, cfg.capacity).unwrap().denied, None);
+    assert_eq!(l.try_take(k, cfg.capacity).unwrap().denied, Some(Denied::Limited));
+    assert_eq!(l.try_take(k, 1).unwrap().denied, Some(Denied::Limited));
+    for _ in 0..3 {
+        let r = l.reserve(k, cfg.capacity).unwrap();
+        assert!(
+            r.ready_at > l.clock().now(),
+            "a reservation on an empty key is not due at once"
+        );
+    }
+    assert_eq!(l.try_take(k, 1).unwrap().denied, Some(Denied::Limited));
+}

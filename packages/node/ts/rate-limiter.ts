@@ -20,7 +20,6 @@ import {
 import { kAttach } from './symbols.js'
 import {
   intervalNanos,
-  MAX_BURST_NANOS,
   MAX_CAPACITY,
   rateFields,
   validateRate,
@@ -106,6 +105,13 @@ export interface RateLimiterHandle {
 }
 
 const kDefaultOptions = { algorithm: 'gcra', maxKeys: 100_000, whenFull: 'evict' } as const
+
+/**
+ * The longest burst or window a limiter counts, 2^63 - 1 ns (the core's
+ * `MAX_LIMITER_BURST_NANOS`): half a token bucket's, so that a time past
+ * `now + burst` never wraps back within it.
+ */
+const MAX_BURST_NANOS = 2n ** 63n - 1n
 
 /** The most keys a limiter may remember. */
 const MAX_KEYS = 2 ** 32 - 1
@@ -287,7 +293,7 @@ function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number
     const nanos = intervalNanos(opts)
     if (BigInt(checked) * BigInt(nanos) > MAX_BURST_NANOS) {
       throw new RangeError(
-        `options.capacity (${checked}) tokens at ${rateFields(opts)} take longer than 2^64 ns (about 584 years) to refill: lower the capacity or raise the rate`,
+        `options.capacity (${checked}) tokens at ${rateFields(opts)} take longer than 2^63 ns (about 292 years) to refill: lower the capacity or raise the rate`,
       )
     }
     return { capacity: checked, interval: nanos }
@@ -301,7 +307,7 @@ function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number
     )
   }
   if (!Number.isSafeInteger(nanos) || BigInt(checked) * BigInt(nanos) > MAX_BURST_NANOS) {
-    throw new RangeError(`options.windowMs must be shorter than 2^64 ns (about 584 years), got ${show(windowMs)}`)
+    throw new RangeError(`options.windowMs must be shorter than 2^63 ns (about 292 years), got ${show(windowMs)}`)
   }
   return { capacity: checked, interval: nanos }
 }
