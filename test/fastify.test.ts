@@ -118,6 +118,18 @@ describe('sluice/fastify', () => {
     expect(refused.headers['retry-after']).toBe('60')
   })
 
+  it('sends the default 429 when onLimited returns the reply unsent (a chained reply.header), instead of hanging', async () => {
+    const app = await appWith({ limiter: new LimitDouble(1), onLimited: (_request, reply) => reply.header('x-limited', 'yes') })
+    await app.inject({ url: '/' })
+    const refused = await Promise.race([
+      app.inject({ url: '/' }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the refused request hangs')), 2_000).unref()),
+    ])
+    expect(refused.statusCode).toBe(429)
+    expect(refused.headers['x-limited']).toBe('yes')
+    expect(refused.json()).toMatchObject({ statusCode: 429 })
+  })
+
   it("a route's config.sluiceRateLimit opts it out with false, or overrides options for it", async () => {
     const shared = new LimitDouble(4)
     const own = new LimitDouble(1)

@@ -43,8 +43,9 @@ export interface RateLimitBehaviour<Req, Res> {
    * Called on a refusal, after the headers are set, to send a reply of your
    * own (or only to log it). If the response is still unsent when it
    * returns (or its promise settles), the default 429 reply is sent. What
-   * it returns is awaited if it is a promise (or thenable, as a fastify
-   * reply is), and otherwise ignored.
+   * it returns is awaited if it is a promise (or another thenable), and
+   * otherwise ignored; the response itself (a fastify reply, which is
+   * thenable) is not awaited, so send on it before returning it.
    */
   onLimited?(req: Req, res: Res, refusal: RateLimitRefusal): unknown
   /** Which rate-limit headers to send. Default: `'draft'`. */
@@ -302,6 +303,9 @@ function settle<Req, Res>(
   } catch (error) {
     return proceed(error)
   }
-  if (isThenable(handled)) Promise.resolve(handled).then(finish, proceed)
+  // A fastify reply is thenable but settles only once sent: returned as it
+  // is (a chained `reply.header(...)`, or `return reply.send(...)`), it is
+  // not awaited, or an unsent one would hold the request forever.
+  if (isThenable(handled) && handled !== res) Promise.resolve(handled).then(finish, proceed)
   else finish()
 }
