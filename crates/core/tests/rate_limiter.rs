@@ -233,6 +233,51 @@ fn cancel_gives_back_a_reservation_not_yet_due() {
 }
 
 #[test]
+fn a_reservation_made_before_its_key_was_reset_refunds_nothing_into_the_new_state() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(config(2, 10, algorithm));
+        let k = Key::Int(9);
+        assert_eq!(l.try_take(k, 2).unwrap().denied, None);
+        let r = l.reserve(k, 2).unwrap();
+        assert!(l.reset(k));
+        assert_eq!(
+            l.try_take(k, 2).unwrap().denied,
+            None,
+            "{algorithm:?}: fresh after reset"
+        );
+        // Withdrawn (not yet due), but the new state never counted its tokens.
+        assert!(l.cancel(k, &r), "{algorithm:?}");
+        assert_eq!(
+            l.try_take(k, 2).unwrap().denied,
+            Some(Denied::Limited),
+            "{algorithm:?}: 4 tokens at one instant from a capacity of 2"
+        );
+    }
+}
+
+#[test]
+fn a_reservation_made_before_its_key_was_evicted_refunds_nothing_into_the_new_state() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(LimiterConfig {
+            max_keys: 1,
+            when_full: WhenFull::EvictLeastRecent,
+            ..config(2, 10, algorithm)
+        });
+        let (a, b) = (Key::Int(1), Key::Int(2));
+        assert_eq!(l.try_take(a, 2).unwrap().denied, None);
+        let r = l.reserve(a, 2).unwrap();
+        assert_eq!(l.try_take(b, 1).unwrap().denied, None, "b evicts a");
+        assert_eq!(
+            l.try_take(a, 2).unwrap().denied,
+            None,
+            "{algorithm:?}: a is fresh again"
+        );
+        assert!(l.cancel(a, &r), "{algorithm:?}");
+        assert_eq!(l.try_take(a, 2).unwrap().denied, Some(Denied::Limited), "{algorithm:?}");
+    }
+}
+
+#[test]
 fn zero_tokens_probe_without_storing_a_cell() {
     for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
         let l = limiter(config(2, 10, algorithm));

@@ -208,6 +208,8 @@ pub struct KeyReservation {
     pub tokens: u64,
     /// When they are there, in nanoseconds on the limiter's clock.
     pub ready_at: u64,
+    /// Live cells its shard had forgotten when it was made (see `cancel`).
+    forgotten: u64,
 }
 
 impl KeyReservation {
@@ -449,13 +451,18 @@ impl<C: Clock> RateLimiter<C> {
     pub fn reserve(&self, key: Key<'_>, n: u64) -> Result<KeyReservation, RequestError> {
         self.check(key, n)?;
         let now = self.clock.now();
-        let ready_at = with_table!(self, t => if n == 0 {
-            Some(t.reserve_nothing(key, now))
+        let made = with_table!(self, t => if n == 0 {
+            // Nothing to refund: the count does not matter.
+            Some((t.reserve_nothing(key, now), 0))
         } else {
             t.reserve(key, n, now)
         });
-        match ready_at {
-            Some(ready_at) => Ok(KeyReservation { tokens: n, ready_at }),
+        match made {
+            Some((ready_at, forgotten)) => Ok(KeyReservation {
+                tokens: n,
+                ready_at,
+                forgotten,
+            }),
             None => Err(RequestError::KeysFull),
         }
     }
@@ -471,8 +478,10 @@ impl<C: Clock> RateLimiter<C> {
     /// window of its latest request or the one before), and otherwise gives
     /// back nothing, which never over-grants; takes still wait until the
     /// latest reservation's due time. Cancel each reservation once, on the
-    /// key it was made on: after the key was reset or evicted the refund
-    /// goes to its new state.
+    /// key it was made on. Once a live key of its shard has been reset or
+    /// evicted since the reservation was made, the cancel gives back
+    /// nothing: the key's state may be a new one that never counted these
+    /// tokens (a rare loss of a refund, never an over-grant).
     pub fn cancel(&self, key: Key<'_>, reservation: &KeyReservation) -> bool {
         if self.check(key, 0).is_err() {
             return false;
