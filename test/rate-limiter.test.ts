@@ -252,10 +252,24 @@ describe('RateLimiter keys', () => {
     // Other bytes, other keys: another emoji, and é as e + a combining accent.
     expect(limiter.tryTake('🗝').allowed).toBe(true)
     expect(limiter.tryTake('cafe\u0301').allowed).toBe(true)
-    // A lone surrogate has no UTF-8: it is read as U+FFFD, as Buffer.from does.
-    expect(limiter.tryTake('\ud800', 2).allowed).toBe(true)
-    expect(limiter.tryTake('\udc00').allowed).toBe(false)
-    expect(limiter.tryTake('\ufffd').allowed).toBe(false)
+    // U+FFFD itself is a key like any other.
+    expect(limiter.tryTake('\ufffd', 2).allowed).toBe(true)
+    expect(limiter.tryTake('a\ufffdb', 2).allowed).toBe(true)
+  })
+
+  it('refuses a key with a lone surrogate, which has no UTF-8 and would share a cell with U+FFFD', () => {
+    const limiter = new RateLimiter(options)
+    for (const key of ['\ud800', '\udc00', 'a\udbffb', '\ufffd\ud800', 'x'.repeat(100) + '\ud83d']) {
+      expect(() => limiter.tryTake(key), JSON.stringify(key)).toThrow(RangeError)
+      expect(() => limiter.tryTake(key)).toThrow(/^key must be .* got a string with a lone surrogate$/)
+      expect(() => limiter.peek(key)).toThrow(RangeError)
+      expect(() => limiter.reset(key)).toThrow(RangeError)
+    }
+    expect(limiter.size).toBe(0)
+    // A surrogate pair is one character: fine.
+    expect(limiter.tryTake('\ud83d\udd11').allowed).toBe(true)
+    expect(limiter.tryTake('🔑').allowed).toBe(true)
+    expect(limiter.tryTake('🔑').allowed).toBe(false)
   })
 
   it.each([
