@@ -49,10 +49,10 @@ pub use channel::{Channel, ClaimError, SendError, TryRecvError, TrySendError};
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use rate_limiter::{
     Algorithm, Denied, Key, KeyBuf, KeyReservation, LimiterConfig, LimiterConfigError, RateLimiter, RequestError,
-    Verdict, WhenFull, MAX_KEY_BYTES, MAX_LIMITER_BURST_NANOS,
+    Verdict, WhenFull, MAX_KEY_BYTES,
 };
 pub use semaphore::{
     Acquire, AcquireError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore, Token,
     TryAcquireError, MAX_PERMITS,
 };
-pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket};
+pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket, MAX_BURST_NANOS};

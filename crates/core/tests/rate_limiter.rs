@@ -567,7 +567,7 @@ fn peek_answers_keys_full_for_a_new_key_as_try_take_does() {
 
 #[test]
 fn a_burst_over_2_pow_63_ns_is_refused_and_the_longest_allowed_still_limits() {
-    use sluice_core::MAX_LIMITER_BURST_NANOS;
+    use sluice_core::MAX_BURST_NANOS;
     for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
         // (2^32 - 1) * (2^32 + 1) = 2^64 - 1 ns: a saturated `tat` sat within
         // the burst of now, and every take went through.
@@ -577,7 +577,7 @@ fn a_burst_over_2_pow_63_ns_is_refused_and_the_longest_allowed_still_limits() {
             Some(LimiterConfigError::Overflow)
         );
         assert_eq!(err(2, 1 << 62), Some(LimiterConfigError::Overflow));
-        assert_eq!(err(1, MAX_LIMITER_BURST_NANOS), None);
+        assert_eq!(err(1, MAX_BURST_NANOS), None);
     }
     // 2^31 tokens, one per 2^32 - 1 ns: a burst just under 2^63 ns.
     let cfg = config(1 << 31, (1 << 32) - 1, Algorithm::Gcra);

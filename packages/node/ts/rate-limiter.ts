@@ -20,6 +20,7 @@ import {
 import { kAttach } from './symbols.js'
 import {
   intervalNanos,
+  MAX_BURST_NANOS,
   MAX_CAPACITY,
   rateFields,
   validateRate,
@@ -106,12 +107,6 @@ export interface RateLimiterHandle {
 
 const kDefaultOptions = { algorithm: 'gcra', maxKeys: 100_000, whenFull: 'evict' } as const
 
-/**
- * The longest burst or window a limiter counts, 2^63 - 1 ns (the core's
- * `MAX_LIMITER_BURST_NANOS`): half a token bucket's, so that a time past
- * `now + burst` never wraps back within it.
- */
-const MAX_BURST_NANOS = 2n ** 63n - 1n
 
 /** The most keys a limiter may remember. */
 const MAX_KEYS = 2 ** 32 - 1

@@ -41,6 +41,7 @@
 use std::fmt;
 
 use crate::clock::{Clock, MonotonicClock};
+use crate::token_bucket::MAX_BURST_NANOS;
 
 mod gcra;
 mod key;
@@ -53,15 +54,6 @@ use window::Window;
 
 /// Longest key, in bytes (a string key is its UTF-8).
 pub const MAX_KEY_BYTES: usize = 512;
-
-/// Longest burst or window, `capacity * interval_nanos`: 2^63 - 1 ns (about
-/// 292 years). While the clock reads under 2^63 ns, `now + burst` fits in
-/// 64 bits, and a sum that saturates at `u64::MAX` (a take tried on a key
-/// just emptied, a queue of reservations) is still more than `burst` ahead
-/// of now, so it refuses or waits as the exact sum would. With a burst near
-/// 2^64 a saturated `tat` was within `burst` of now and let every take and
-/// reservation through.
-pub const MAX_LIMITER_BURST_NANOS: u64 = u64::MAX / 2;
 
 /// A key: an integer or a byte string. `Int(1)` and `Bytes(b"1")` are
 /// different keys (as in a JavaScript `Map`).
@@ -195,7 +187,7 @@ pub enum LimiterConfigError {
     ZeroInterval,
     /// `max_keys` must be at least 1.
     ZeroMaxKeys,
-    /// `capacity * interval_nanos` is over [`MAX_LIMITER_BURST_NANOS`].
+    /// `capacity * interval_nanos` is over [`MAX_BURST_NANOS`].
     Overflow,
 }
 
@@ -307,7 +299,7 @@ impl<C: Clock> RateLimiter<C> {
         let burst = config
             .capacity
             .checked_mul(config.interval_nanos)
-            .filter(|&burst| burst <= MAX_LIMITER_BURST_NANOS)
+            .filter(|&burst| burst <= MAX_BURST_NANOS)
             .ok_or(LimiterConfigError::Overflow)?;
         let (max_keys, when_full, retry) = (config.max_keys, config.when_full, config.interval_nanos);
         let engine = match config.algorithm {
