@@ -11,7 +11,7 @@ export default tseslint.config(
         process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly',
         setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', performance: 'readonly',
         SharedArrayBuffer: 'readonly', Atomics: 'readonly', URL: 'readonly', AbortSignal: 'readonly',
-        AbortController: 'readonly', globalThis: 'readonly', structuredClone: 'readonly',
+        AbortController: 'readonly', globalThis: 'readonly', structuredClone: 'readonly', fetch: 'readonly',
       },
     },
     rules: {

@@ -131,8 +131,8 @@ export function suites({ quick }) {
   // order (A B C, C B A, ...) against servers that stay up, so that a burst
   // of load from elsewhere on this shared machine lands on all of them, not
   // on whichever ran then; each row is its best round, as bestOf elsewhere.
-  const rounds = quick ? 1 : 2
-  const seconds = quick ? 2 : 3
+  const rounds = quick ? 1 : 3
+  const seconds = 2
   const warmup = 1
   const suite = {
     name: `fastify 5, ${CONNECTIONS} connections keyed by x-api-key, half over their limit (requests/s)`,

@@ -1,7 +1,7 @@
 // sluice/fastify in fastify 5: through `inject`, and once over a real
 // socket. The limiter is the test double of KeyedRateLimit unless a test
 // says otherwise.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify'
 import { parseList } from 'structured-headers'
 import { RateLimiter } from 'sluice'
 import { ipKey, rateLimit, type FastifyRateLimitOptions } from 'sluice/fastify'
@@ -116,6 +116,34 @@ describe('sluice/fastify', () => {
     const refused = await app.inject({ url: '/' })
     expect(refused.body).toBe('busy')
     expect(refused.headers['retry-after']).toBe('60')
+  })
+
+  it('sends the default 429 when onLimited returns the reply unsent (a chained reply.header), instead of hanging', async () => {
+    const app = await appWith({ limiter: new LimitDouble(1), onLimited: (_request, reply) => reply.header('x-limited', 'yes') })
+    await app.inject({ url: '/' })
+    const refused = await Promise.race([
+      app.inject({ url: '/' }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the refused request hangs')), 2_000).unref()),
+    ])
+    expect(refused.statusCode).toBe(429)
+    expect(refused.headers['x-limited']).toBe('yes')
+    expect(refused.json()).toMatchObject({ statusCode: 429 })
+  })
+
+  it.each([
+    ['returns the reply it sent', (_request: unknown, reply: FastifyReply) => reply.code(503).send('busy')],
+    ['sends and returns nothing', (_request: unknown, reply: FastifyReply) => void reply.code(503).send('busy')],
+    ['sends from an async function', async (_request: unknown, reply: FastifyReply) => void reply.code(503).send('busy')],
+  ])('sends no default 429 over a reply of onLimited still in async onSend hooks: onLimited %s', async (_, onLimited) => {
+    const app = await appWith({ limiter: new LimitDouble(1), onLimited }, (app) => {
+      app.addHook('onSend', async (_request, _reply, payload) => {
+        await new Promise((resolve) => setTimeout(resolve, 5))
+        return payload
+      })
+    })
+    expect(await statuses(app, 3)).toEqual([200, 503, 503])
+    const refused = await app.inject({ url: '/' })
+    expect(refused.body).toBe('busy')
   })
 
   it("a route's config.sluiceRateLimit opts it out with false, or overrides options for it", async () => {

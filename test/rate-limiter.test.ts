@@ -54,7 +54,7 @@ describe('RateLimiter options', () => {
     [{ limit: 5, windowMs: Infinity }, RangeError, /^options\.windowMs/],
     [{ limit: 5, windowMs: '1000' }, TypeError, /^options\.windowMs/],
     [{ limit: 1_000_000, windowMs: 1e-4 }, RangeError, /^options\.windowMs must leave at least 1 ns per token/],
-    [{ limit: 5, windowMs: 1e30 }, RangeError, /^options\.windowMs must be shorter than 2\^64 ns/],
+    [{ limit: 5, windowMs: 1e30 }, RangeError, /^options\.windowMs must be shorter than 2\^63 ns/],
     [{ limit: 5, windowMs: 1000, capacity: 5 }, TypeError, /not both/],
     [{ limit: 5, windowMs: 1000, refillPerSecond: 5 }, TypeError, /not both/],
     [{ capacity: 5 }, TypeError, /refillPerSecond/],
@@ -63,7 +63,10 @@ describe('RateLimiter options', () => {
     [{ capacity: 5, refillPerSecond: -1 }, RangeError, /^options\.refillPerSecond/],
     [{ capacity: 5, tokensPerInterval: 1 }, TypeError, /^options\.interval/],
     [{ capacity: 5, refillPerSecond: 1, interval: 5 }, TypeError, /not both/],
-    [{ capacity: 2 ** 32 - 1, refillPerSecond: 1e-4 }, RangeError, /^options\.capacity \(4294967295\) tokens at options\.refillPerSecond 0\.0001 take longer than 2\^64 ns/],
+    [{ capacity: 2 ** 32 - 1, refillPerSecond: 1e-4 }, RangeError, /^options\.capacity \(4294967295\) tokens at options\.refillPerSecond 0\.0001 take longer than 2\^63 ns/],
+    // (2^32 - 1) * (2^32 + 1) ns = 2^64 - 1: a bucket's limit, but a key of this limiter took without limit.
+    [{ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 4294.967297 }, RangeError, /^options\.capacity \(4294967295\) tokens .* take longer than 2\^63 ns/],
+    [{ limit: 2, windowMs: 2 ** 63 / 1e6 }, RangeError, /^options\.windowMs must be shorter than 2\^63 ns/],
     [{ limit: 5, windowMs: 1000, algorithm: 'fixed-window' }, TypeError, /^options\.algorithm must be 'gcra' or 'sliding-window', got 'fixed-window'/],
     [{ limit: 5, windowMs: 1000, algorithm: 1 }, TypeError, /^options\.algorithm/],
     [{ limit: 5, windowMs: 1000, maxKeys: 0 }, RangeError, /^options\.maxKeys must be an integer between 1 and/],
@@ -249,10 +252,24 @@ describe('RateLimiter keys', () => {
     // Other bytes, other keys: another emoji, and é as e + a combining accent.
     expect(limiter.tryTake('🗝').allowed).toBe(true)
     expect(limiter.tryTake('cafe\u0301').allowed).toBe(true)
-    // A lone surrogate has no UTF-8: it is read as U+FFFD, as Buffer.from does.
-    expect(limiter.tryTake('\ud800', 2).allowed).toBe(true)
-    expect(limiter.tryTake('\udc00').allowed).toBe(false)
-    expect(limiter.tryTake('\ufffd').allowed).toBe(false)
+    // U+FFFD itself is a key like any other.
+    expect(limiter.tryTake('\ufffd', 2).allowed).toBe(true)
+    expect(limiter.tryTake('a\ufffdb', 2).allowed).toBe(true)
+  })
+
+  it('refuses a key with a lone surrogate, which has no UTF-8 and would share a cell with U+FFFD', () => {
+    const limiter = new RateLimiter(options)
+    for (const key of ['\ud800', '\udc00', 'a\udbffb', '\ufffd\ud800', 'x'.repeat(100) + '\ud83d']) {
+      expect(() => limiter.tryTake(key), JSON.stringify(key)).toThrow(RangeError)
+      expect(() => limiter.tryTake(key)).toThrow(/^key must be .* got a string with a lone surrogate$/)
+      expect(() => limiter.peek(key)).toThrow(RangeError)
+      expect(() => limiter.reset(key)).toThrow(RangeError)
+    }
+    expect(limiter.size).toBe(0)
+    // A surrogate pair is one character: fine.
+    expect(limiter.tryTake('\ud83d\udd11').allowed).toBe(true)
+    expect(limiter.tryTake('🔑').allowed).toBe(true)
+    expect(limiter.tryTake('🔑').allowed).toBe(false)
   })
 
   it.each([
@@ -411,8 +428,11 @@ describe('RateLimiter maxKeys', () => {
     const limiter = new RateLimiter({ limit: 1, windowMs: 60_000, maxKeys: 2, whenFull: 'refuse' })
     expect(limiter.tryTake('a').allowed).toBe(true)
     expect(limiter.tryTake('b').allowed).toBe(true)
+    // peek answers what tryTake would: no room for 'c' either.
+    expect(limiter.peek('c')).toMatchObject({ allowed: false, remaining: 0, reason: 'keys-full' })
     const refused: RateLimitResult = limiter.tryTake('c')
     expect(refused).toMatchObject({ allowed: false, remaining: 0, reason: 'keys-full' })
+    expect(limiter.peek('c')).toEqual(refused)
     const error = await limiter.take('c').catch((e: unknown) => e)
     expect(error).toBeInstanceOf(KeysFullError)
     expect(error).toBeInstanceOf(SluiceError)

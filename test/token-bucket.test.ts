@@ -90,18 +90,24 @@ describe.each(['kept in this thread', 'shared'] as const)('TokenBucket (%s)', (m
     expect(bucket.available).toBe(2)
   })
 
-  it('a capacity and interval whose product overflows 64-bit nanoseconds is a RangeError naming the fields', () => {
+  it('a capacity and interval whose product is 2^63 ns or more is a RangeError naming the fields', () => {
     // 2^32 - 1 tokens, one per 2^33 ns: the burst is past 2^64 ns.
     const make = () => new TokenBucket({ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 2 ** 33 / 1e6 })
     expect(make).toThrow(RangeError)
     expect(make).toThrow(
-      /^options\.capacity \(4294967295\) tokens at options\.tokensPerInterval 1 per options\.interval 8589\.934592 ms take longer than 2\^64 ns/,
+      /^options\.capacity \(4294967295\) tokens at options\.tokensPerInterval 1 per options\.interval 8589\.934592 ms take longer than 2\^63 ns/,
     )
+    // Just past 2^63 ns (2^32 - 1 tokens, one per 2^31 + 1 ns): near 2^64 a
+    // saturated time sat within one burst of now and every take went through.
+    expect(() => new TokenBucket({ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 2147.483649 })).toThrow(RangeError)
+    const largest = new TokenBucket({ capacity: 2 ** 31, tokensPerInterval: 1, interval: 4294.967295 })
+    expect(largest.tryTake(2 ** 31)).toBe(true)
+    expect(largest.tryTake(2 ** 31)).toBe(false)
     expect(() => new TokenBucket({ capacity: 2 ** 32 - 1, refillPerSecond: 1e-4 })).toThrow(
       /^options\.capacity \(4294967295\) tokens at options\.refillPerSecond 0\.0001 take longer/,
     )
-    // Just inside the limit is fine: (2^32 - 1) * 2^32 < 2^64.
-    expect(new TokenBucket({ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 2 ** 32 / 1e6 }).capacity).toBe(2 ** 32 - 1)
+    // Just inside the limit is fine: (2^32 - 1) * 2^31 < 2^63.
+    expect(new TokenBucket({ capacity: 2 ** 32 - 1, tokensPerInterval: 1, interval: 2 ** 31 / 1e6 }).capacity).toBe(2 ** 32 - 1)
   })
 
   it('any options either make a bucket or throw a TypeError or RangeError (never a native error)', () => {

@@ -55,4 +55,4 @@ pub use semaphore::{
     Acquire, AcquireError, AdoptError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore,
     Token, TryAcquireError, MAX_PERMITS,
 };
-pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket};
+pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket, MAX_BURST_NANOS};

@@ -37,6 +37,15 @@ use crate::cache_padded::CachePadded;
 use crate::clock::{Clock, MonotonicClock};
 use crate::sync::{AtomicU64, Ordering};
 
+/// Longest burst, `capacity * interval` (and a keyed limiter's window):
+/// 2^63 - 1 ns (about 292 years). While the clock reads under 2^63 ns,
+/// `now + burst` fits in 64 bits, and a sum that saturates at `u64::MAX` (a
+/// take tried on a bucket just emptied, a queue of reservations) is still
+/// more than `burst` ahead of now, so it refuses or waits as the exact sum
+/// would. With a burst near 2^64 a saturated (or wrapped) `tat` was within
+/// `burst` of now and let every take and reservation through.
+pub const MAX_BURST_NANOS: u64 = u64::MAX / 2;
+
 /// A GCRA token bucket shared by any number of threads.
 ///
 /// # Examples
@@ -95,7 +104,7 @@ pub enum BucketConfigError {
     Rate(f64),
     /// The refill interval per token must be at least 1 ns.
     ZeroInterval,
-    /// `capacity * interval` does not fit in 64 bits of nanoseconds.
+    /// `capacity * interval` is over [`MAX_BURST_NANOS`].
     Overflow,
 }
 
@@ -138,7 +147,7 @@ impl fmt::Display for BucketConfigError {
                 )
             }
             BucketConfigError::ZeroInterval => f.write_str("the refill interval must be at least 1 ns"),
-            BucketConfigError::Overflow => f.write_str("capacity times interval overflows 64-bit nanoseconds"),
+            BucketConfigError::Overflow => f.write_str("capacity times interval is over 2^63 - 1 nanoseconds"),
         }
     }
 }
@@ -201,6 +210,7 @@ impl<C: Clock> TokenBucket<C> {
         }
         let burst = capacity
             .checked_mul(interval_nanos)
+            .filter(|&burst| burst <= MAX_BURST_NANOS)
             .ok_or(BucketConfigError::Overflow)?;
         Ok(Self {
             tat: CachePadded(AtomicU64::new(tat)),
@@ -255,7 +265,7 @@ impl<C: Clock> TokenBucket<C> {
         let now = self.clock.now();
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let next = tat.max(now) + cost;
+            let next = tat.max(now).saturating_add(cost);
             if next - now > self.burst {
                 return Err(TakeError::Insufficient {
                     retry_after: next - now - self.burst,
@@ -284,9 +294,11 @@ impl<C: Clock> TokenBucket<C> {
         // Relaxed: see the type's memory-ordering note.
         let previous = self
             .tat
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| Some(tat.max(now) + cost))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                Some(tat.max(now).saturating_add(cost))
+            })
             .unwrap_or_else(|tat| tat);
-        let next = previous.max(now) + cost;
+        let next = previous.max(now).saturating_add(cost);
         Ok(Reservation {
             tokens: n,
             // Saturating: early on a clock's timeline `next` can be below `burst`.

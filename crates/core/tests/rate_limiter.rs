@@ -233,6 +233,51 @@ fn cancel_gives_back_a_reservation_not_yet_due() {
 }
 
 #[test]
+fn a_reservation_made_before_its_key_was_reset_refunds_nothing_into_the_new_state() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(config(2, 10, algorithm));
+        let k = Key::Int(9);
+        assert_eq!(l.try_take(k, 2).unwrap().denied, None);
+        let r = l.reserve(k, 2).unwrap();
+        assert!(l.reset(k));
+        assert_eq!(
+            l.try_take(k, 2).unwrap().denied,
+            None,
+            "{algorithm:?}: fresh after reset"
+        );
+        // Withdrawn (not yet due), but the new state never counted its tokens.
+        assert!(l.cancel(k, &r), "{algorithm:?}");
+        assert_eq!(
+            l.try_take(k, 2).unwrap().denied,
+            Some(Denied::Limited),
+            "{algorithm:?}: 4 tokens at one instant from a capacity of 2"
+        );
+    }
+}
+
+#[test]
+fn a_reservation_made_before_its_key_was_evicted_refunds_nothing_into_the_new_state() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(LimiterConfig {
+            max_keys: 1,
+            when_full: WhenFull::EvictLeastRecent,
+            ..config(2, 10, algorithm)
+        });
+        let (a, b) = (Key::Int(1), Key::Int(2));
+        assert_eq!(l.try_take(a, 2).unwrap().denied, None);
+        let r = l.reserve(a, 2).unwrap();
+        assert_eq!(l.try_take(b, 1).unwrap().denied, None, "b evicts a");
+        assert_eq!(
+            l.try_take(a, 2).unwrap().denied,
+            None,
+            "{algorithm:?}: a is fresh again"
+        );
+        assert!(l.cancel(a, &r), "{algorithm:?}");
+        assert_eq!(l.try_take(a, 2).unwrap().denied, Some(Denied::Limited), "{algorithm:?}");
+    }
+}
+
+#[test]
 fn zero_tokens_probe_without_storing_a_cell() {
     for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
         let l = limiter(config(2, 10, algorithm));
@@ -499,4 +544,54 @@ fn debug_shows_the_config_and_the_cells() {
         "{shown}"
     );
     assert!(shown.ends_with("cells: 1 }"), "{shown}");
+}
+
+#[test]
+fn peek_answers_keys_full_for_a_new_key_as_try_take_does() {
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let l = limiter(LimiterConfig {
+            max_keys: 1,
+            ..config(2, 10, algorithm)
+        });
+        assert_eq!(l.try_take(Key::Int(1), 1).unwrap().denied, None);
+        let peeked = l.peek(Key::Int(2), 1).unwrap();
+        assert_eq!(peeked, l.try_take(Key::Int(2), 1).unwrap(), "{algorithm:?}");
+        assert_eq!(peeked.denied, Some(Denied::KeysFull), "{algorithm:?}");
+        // A probe of nothing needs no cell: still allowed.
+        assert_eq!(l.peek(Key::Int(2), 0).unwrap().denied, None);
+        // Once key 1's cell expires there is room, for peek as for take.
+        l.clock().advance(100);
+        assert_eq!(l.peek(Key::Int(2), 1).unwrap().denied, None, "{algorithm:?}");
+    }
+}
+
+#[test]
+fn a_burst_over_2_pow_63_ns_is_refused_and_the_longest_allowed_still_limits() {
+    use sluice_core::MAX_BURST_NANOS;
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        // (2^32 - 1) * (2^32 + 1) = 2^64 - 1 ns: a saturated `tat` sat within
+        // the burst of now, and every take went through.
+        let err = |c, i| RateLimiter::new(config(c, i, algorithm)).err();
+        assert_eq!(
+            err(u64::from(u32::MAX), (1 << 32) + 1),
+            Some(LimiterConfigError::Overflow)
+        );
+        assert_eq!(err(2, 1 << 62), Some(LimiterConfigError::Overflow));
+        assert_eq!(err(1, MAX_BURST_NANOS), None);
+    }
+    // 2^31 tokens, one per 2^32 - 1 ns: a burst just under 2^63 ns.
+    let cfg = config(1 << 31, (1 << 32) - 1, Algorithm::Gcra);
+    let l = RateLimiter::with_clock(cfg, FakeClock::new(1 << 40)).unwrap();
+    let k = Key::Int(1);
+    assert_eq!(l.try_take(k, cfg.capacity).unwrap().denied, None);
+    assert_eq!(l.try_take(k, cfg.capacity).unwrap().denied, Some(Denied::Limited));
+    assert_eq!(l.try_take(k, 1).unwrap().denied, Some(Denied::Limited));
+    for _ in 0..3 {
+        let r = l.reserve(k, cfg.capacity).unwrap();
+        assert!(
+            r.ready_at > l.clock().now(),
+            "a reservation on an empty key is not due at once"
+        );
+    }
+    assert_eq!(l.try_take(k, 1).unwrap().denied, Some(Denied::Limited));
 }

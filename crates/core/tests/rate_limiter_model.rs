@@ -42,6 +42,10 @@ struct Reference {
     config: LimiterConfig,
     keys: HashMap<KeyBuf, RefKey>,
     tick: u64,
+    /// Live keys reset or evicted so far (the limiter counts them per shard;
+    /// these configurations have one shard). A cancel refunds only when it
+    /// is unchanged since its reservation was made.
+    forgotten: u64,
 }
 
 impl Reference {
@@ -141,6 +145,13 @@ impl Reference {
         k.last = t;
     }
 
+    /// Whether `key` is live, or a cell could be made for it without evicting.
+    fn room(&self, key: &KeyBuf, now: u64) -> bool {
+        let own_live = self.keys.get(key).is_some_and(|k| self.live(k, now));
+        own_live
+            || (self.keys.iter().filter(|(k, v)| *k != key && self.live(v, now)).count() as u64) < self.config.max_keys
+    }
+
     /// Makes sure `key` may hold state: false if it is new (or expired) and
     /// every other slot is live and the limiter refuses. Evicts if told to.
     fn admit(&mut self, key: &KeyBuf, now: u64) -> bool {
@@ -158,6 +169,7 @@ impl Reference {
                     WhenFull::EvictLeastRecent => {
                         let victim = live.iter().min_by_key(|(used, _)| *used).unwrap().1.clone();
                         let epoch = self.keys[&victim].epoch + 1;
+                        self.forgotten += 1;
                         self.keys.insert(
                             victim,
                             RefKey {
@@ -207,6 +219,14 @@ impl Reference {
     }
 
     fn peek(&self, key: &KeyBuf, n: u64, now: u64) -> Verdict {
+        if n > 0 && self.config.when_full == WhenFull::Refuse && !self.room(key, now) {
+            return Verdict {
+                denied: Some(Denied::KeysFull),
+                remaining: 0,
+                retry_after: self.config.interval_nanos,
+                reset_after: 0,
+            };
+        }
         let k = self.get(key);
         let allowed = self.conforms(&k, now, n);
         self.verdict(&k, now, n, allowed)
@@ -236,9 +256,13 @@ impl Reference {
         }
     }
 
-    fn cancel(&mut self, key: &KeyBuf, r: &KeyReservation, now: u64) -> bool {
+    fn cancel(&mut self, key: &KeyBuf, r: &KeyReservation, forgotten: u64, now: u64) -> bool {
         if r.ready_at <= now {
             return false;
+        }
+        if forgotten != self.forgotten {
+            // Withdrawn, nothing given back: the key may have a new state.
+            return true;
         }
         let w = self.w();
         let i = self.config.interval_nanos;
@@ -258,6 +282,7 @@ impl Reference {
 
     fn reset(&mut self, key: &KeyBuf, now: u64) -> bool {
         let live = self.keys.get(key).is_some_and(|k| self.live(k, now));
+        self.forgotten += u64::from(live);
         if let Some(k) = self.keys.get_mut(key) {
             *k = RefKey {
                 epoch: k.epoch + 1,
@@ -317,6 +342,7 @@ fn run(config: LimiterConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseEr
         config,
         keys: HashMap::new(),
         tick: 0,
+        forgotten: 0,
     };
     let keys = keys();
     let mut outstanding: Vec<(KeyBuf, KeyReservation, u64)> = Vec::new();
@@ -361,21 +387,15 @@ fn run(config: LimiterConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseEr
                 );
                 if let Ok(r) = got {
                     prop_assert_eq!(r.tokens, n);
-                    let epoch = reference.get(&keys[k]).epoch;
-                    outstanding.push((keys[k].clone(), r, epoch));
+                    outstanding.push((keys[k].clone(), r, reference.forgotten));
                 }
             }
             Op::Cancel(i) => {
                 if outstanding.is_empty() {
                     continue;
                 }
-                let (key, r, epoch) = outstanding.swap_remove(i % outstanding.len());
-                // A reservation made before its key was reset or evicted
-                // belongs to state the limiter no longer has: not modelled.
-                if reference.get(&key).epoch != epoch {
-                    continue;
-                }
-                let want = reference.cancel(&key, &r, now);
+                let (key, r, forgotten) = outstanding.swap_remove(i % outstanding.len());
+                let want = reference.cancel(&key, &r, forgotten, now);
                 prop_assert_eq!(limiter.cancel(key.as_key(), &r), want, "step {} cancel", step);
             }
             Op::Reset(k) => {

@@ -465,9 +465,26 @@ fn with_key(env: napi_env, key: KeyArg, body: impl FnOnce(Key<'_>) -> napi_value
             }
             // SAFETY: N-API wrote `len` bytes (< KEY_BUFFER) at the buffer's start.
             let bytes = unsafe { std::slice::from_raw_parts(buffer.as_ptr() as *const u8, len) };
+            // N-API writes a lone surrogate as U+FFFD (EF BF BD), which would
+            // make '\ud800', '\udc00' and '\ufffd' one key: only when that
+            // sequence appears, read the UTF-16 to tell them apart.
+            if bytes.windows(3).any(|w| w == [0xEF, 0xBF, 0xBD]) && !well_formed(env, value) {
+                return raw::throw_range(env, &key_message("a string with a lone surrogate"));
+            }
             body(Key::Bytes(bytes))
         }
     }
+}
+
+/// Whether string `value` (at most `MAX_KEY_BYTES` UTF-16 units, as
+/// `KeyArg::read` checked) pairs every surrogate.
+fn well_formed(env: napi_env, value: napi_value) -> bool {
+    let mut units = [0u16; MAX_KEY_BYTES + 1];
+    let mut len = 0usize;
+    // SAFETY: `value` is a string of this call; the buffer holds
+    // `MAX_KEY_BYTES + 1` units, NUL included.
+    let status = unsafe { sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr(), units.len(), &mut len) };
+    status == Status::napi_ok && char::decode_utf16(units[..len.min(MAX_KEY_BYTES)].iter().copied()).all(|c| c.is_ok())
 }
 
 /// The `RangeError` message for a string key of the wrong length.

@@ -69,6 +69,23 @@ const responder: Responder<FastifyReply> = {
     reply.header(name, previous === undefined ? value : `${String(previous)}, ${value}`)
   },
   sent: (reply) => reply.sent,
+  // reply.sent turns true only once the response has ended, after any async
+  // onSend hooks: a send in progress shows only as a call to reply.send,
+  // which this counts (on the instance, for as long as it watches).
+  watch(reply) {
+    let begun = false
+    const send: (this: FastifyReply, payload?: unknown) => FastifyReply = reply.send
+    const own = Object.hasOwn(reply, 'send')
+    reply.send = function (this: FastifyReply, payload?: unknown): FastifyReply {
+      begun = true
+      return send.call(this, payload)
+    }
+    return () => {
+      if (own) reply.send = send
+      else delete (reply as { send?: unknown }).send
+      return begun || reply.sent
+    }
+  },
   refuse(reply, result) {
     reply.code(429).header('content-type', JSON_CONTENT_TYPE).send(refusalBody(result))
   },

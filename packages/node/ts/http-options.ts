@@ -41,10 +41,11 @@ export interface RateLimitBehaviour<Req, Res> {
   skip?(req: Req): boolean | PromiseLike<boolean>
   /**
    * Called on a refusal, after the headers are set, to send a reply of your
-   * own (or only to log it). If the response is still unsent when it
-   * returns (or its promise settles), the default 429 reply is sent. What
-   * it returns is awaited if it is a promise (or thenable, as a fastify
-   * reply is), and otherwise ignored.
+   * own (or only to log it). If it began no reply by the time it returns
+   * (or its promise settles), the default 429 reply is sent. What
+   * it returns is awaited if it is a promise (or another thenable), and
+   * otherwise ignored; the response itself (a fastify reply, which is
+   * thenable) is not awaited, so send on it before returning it.
    */
   onLimited?(req: Req, res: Res, refusal: RateLimitRefusal): unknown
   /** Which rate-limit headers to send. Default: `'draft'`. */
@@ -249,6 +250,12 @@ export interface Responder<Res> extends HeaderSink<Res> {
   sent(res: Res): boolean
   /** Sends the default refusal: 429 and a small JSON body. */
   refuse(res: Res, result: RateLimitResult): void
+  /**
+   * Watches for a reply begun on `res` (by `onLimited`): the function
+   * returned stops watching and says whether one was begun since, sent
+   * yet or not (a fastify reply can still be in its async onSend hooks).
+   */
+  watch(res: Res): () => boolean
 }
 
 /**
@@ -291,17 +298,30 @@ function settle<Req, Res>(
   // handler may have answered while an async limiter decided).
   if (!responder.sent(res)) writeHeaders(limit.plan, result, responder, res)
   if (result.allowed) return proceed()
-  const finish = (): void => {
+  if (limit.onLimited === undefined) {
     if (!responder.sent(res)) responder.refuse(res, result)
+    return refused()
+  }
+  const begun = responder.watch(res)
+  const finish = (): void => {
+    // Not over a reply of onLimited's own, even one not yet sent.
+    if (!begun() && !responder.sent(res)) responder.refuse(res, result)
     refused()
   }
-  if (limit.onLimited === undefined) return finish()
   let handled: unknown
   try {
     handled = limit.onLimited(req, res, { key: decision.key, cost: decision.cost, result, retryAfter: retryAfterSeconds(result) })
   } catch (error) {
+    begun()
     return proceed(error)
   }
-  if (isThenable(handled)) Promise.resolve(handled).then(finish, proceed)
-  else finish()
+  // A fastify reply is thenable but settles only once sent: returned as it
+  // is (a chained `reply.header(...)`, or `return reply.send(...)`), it is
+  // not awaited, or an unsent one would hold the request forever.
+  if (isThenable(handled) && handled !== res) {
+    Promise.resolve(handled).then(finish, (error: unknown) => {
+      begun()
+      proceed(error)
+    })
+  } else finish()
 }

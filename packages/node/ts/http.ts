@@ -49,6 +49,8 @@ const responder: Responder<ServerResponse> = {
   set: (res, name, value) => res.setHeader(name, value),
   append: (res, name, value) => res.appendHeader(name, value),
   sent: (res) => res.headersSent || res.writableEnded,
+  // node:http begins a reply synchronously (writeHead, write, end).
+  watch: (res) => () => res.headersSent || res.writableEnded,
   refuse(res, result) {
     res.statusCode = 429
     res.setHeader('Content-Type', JSON_CONTENT_TYPE)

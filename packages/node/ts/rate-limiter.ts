@@ -107,6 +107,7 @@ export interface RateLimiterHandle {
 
 const kDefaultOptions = { algorithm: 'gcra', maxKeys: 100_000, whenFull: 'evict' } as const
 
+
 /** The most keys a limiter may remember. */
 const MAX_KEYS = 2 ** 32 - 1
 
@@ -287,7 +288,7 @@ function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number
     const nanos = intervalNanos(opts)
     if (BigInt(checked) * BigInt(nanos) > MAX_BURST_NANOS) {
       throw new RangeError(
-        `options.capacity (${checked}) tokens at ${rateFields(opts)} take longer than 2^64 ns (about 584 years) to refill: lower the capacity or raise the rate`,
+        `options.capacity (${checked}) tokens at ${rateFields(opts)} take longer than 2^63 ns (about 292 years) to refill: lower the capacity or raise the rate`,
       )
     }
     return { capacity: checked, interval: nanos }
@@ -301,7 +302,7 @@ function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number
     )
   }
   if (!Number.isSafeInteger(nanos) || BigInt(checked) * BigInt(nanos) > MAX_BURST_NANOS) {
-    throw new RangeError(`options.windowMs must be shorter than 2^64 ns (about 584 years), got ${show(windowMs)}`)
+    throw new RangeError(`options.windowMs must be shorter than 2^63 ns (about 292 years), got ${show(windowMs)}`)
   }
   return { capacity: checked, interval: nanos }
 }

@@ -48,7 +48,12 @@ export interface TokenBucketHandle {
 /** @internal The largest capacity (also a rate limiter's). */
 export const MAX_CAPACITY = 2 ** 32 - 1
 /** @internal The longest refill from empty the native bucket (or a rate limiter) can count (u64 nanoseconds). */
-export const MAX_BURST_NANOS = 2n ** 64n - 1n
+/**
+ * The longest burst (refill from empty) a bucket or a keyed limiter's window
+ * counts, 2^63 - 1 ns (the core's `MAX_BURST_NANOS`): a time past
+ * `now + burst` then never wraps or saturates back within it.
+ */
+export const MAX_BURST_NANOS = 2n ** 63n - 1n
 
 /**
  * A token bucket (GCRA): one rate limit shared by every thread that has its
@@ -92,7 +97,7 @@ export class TokenBucket {
       // The bucket keeps `capacity * interval` (its burst) in 64-bit nanoseconds.
       if (BigInt(capacity) * BigInt(nanos) > MAX_BURST_NANOS) {
         throw new RangeError(
-          `options.capacity (${capacity}) tokens at ${rateFields(opts)} take longer than 2^64 ns (about 584 years) to refill: lower the capacity or raise the rate`,
+          `options.capacity (${capacity}) tokens at ${rateFields(opts)} take longer than 2^63 ns (about 292 years) to refill: lower the capacity or raise the rate`,
         )
       }
       this.#capacity = capacity

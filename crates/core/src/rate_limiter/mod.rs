@@ -41,6 +41,7 @@
 use std::fmt;
 
 use crate::clock::{Clock, MonotonicClock};
+use crate::token_bucket::MAX_BURST_NANOS;
 
 mod gcra;
 mod key;
@@ -186,7 +187,7 @@ pub enum LimiterConfigError {
     ZeroInterval,
     /// `max_keys` must be at least 1.
     ZeroMaxKeys,
-    /// `capacity * interval_nanos` does not fit in 64 bits of nanoseconds.
+    /// `capacity * interval_nanos` is over [`MAX_BURST_NANOS`].
     Overflow,
 }
 
@@ -199,6 +200,8 @@ pub struct KeyReservation {
     pub tokens: u64,
     /// When they are there, in nanoseconds on the limiter's clock.
     pub ready_at: u64,
+    /// Live cells its shard had forgotten when it was made (see `cancel`).
+    forgotten: u64,
 }
 
 impl KeyReservation {
@@ -296,6 +299,7 @@ impl<C: Clock> RateLimiter<C> {
         let burst = config
             .capacity
             .checked_mul(config.interval_nanos)
+            .filter(|&burst| burst <= MAX_BURST_NANOS)
             .ok_or(LimiterConfigError::Overflow)?;
         let (max_keys, when_full, retry) = (config.max_keys, config.when_full, config.interval_nanos);
         let engine = match config.algorithm {
@@ -383,9 +387,10 @@ impl<C: Clock> RateLimiter<C> {
         Ok(with_table!(self, t => if n == 0 { t.peek(key, 0, now) } else { t.take(key, n, now) }))
     }
 
-    /// What a take of `n` would get now, taking nothing. It looks at the
-    /// key's limit only: a new key is never answered [`Denied::KeysFull`]
-    /// here, and peeking does not count as using the key.
+    /// What a take of `n` would get now, taking nothing: a new key with no
+    /// room for its cell (`max_keys` cells live, [`WhenFull::Refuse`]) is
+    /// answered [`Denied::KeysFull`] for `n >= 1`, as a take would be.
+    /// Peeking stores no cell and does not count as using the key.
     ///
     /// # Examples
     ///
@@ -438,13 +443,18 @@ impl<C: Clock> RateLimiter<C> {
     pub fn reserve(&self, key: Key<'_>, n: u64) -> Result<KeyReservation, RequestError> {
         self.check(key, n)?;
         let now = self.clock.now();
-        let ready_at = with_table!(self, t => if n == 0 {
-            Some(t.reserve_nothing(key, now))
+        let made = with_table!(self, t => if n == 0 {
+            // Nothing to refund: the count does not matter.
+            Some((t.reserve_nothing(key, now), 0))
         } else {
             t.reserve(key, n, now)
         });
-        match ready_at {
-            Some(ready_at) => Ok(KeyReservation { tokens: n, ready_at }),
+        match made {
+            Some((ready_at, forgotten)) => Ok(KeyReservation {
+                tokens: n,
+                ready_at,
+                forgotten,
+            }),
             None => Err(RequestError::KeysFull),
         }
     }
@@ -460,8 +470,10 @@ impl<C: Clock> RateLimiter<C> {
     /// window of its latest request or the one before), and otherwise gives
     /// back nothing, which never over-grants; takes still wait until the
     /// latest reservation's due time. Cancel each reservation once, on the
-    /// key it was made on: after the key was reset or evicted the refund
-    /// goes to its new state.
+    /// key it was made on. Once a live key of its shard has been reset or
+    /// evicted since the reservation was made, the cancel gives back
+    /// nothing: the key's state may be a new one that never counted these
+    /// tokens (a rare loss of a refund, never an over-grant).
     pub fn cancel(&self, key: Key<'_>, reservation: &KeyReservation) -> bool {
         if self.check(key, 0).is_err() {
             return false;
@@ -544,7 +556,7 @@ impl fmt::Display for LimiterConfigError {
             LimiterConfigError::ZeroCapacity => f.write_str("capacity must be at least 1"),
             LimiterConfigError::ZeroInterval => f.write_str("the refill interval must be at least 1 ns"),
             LimiterConfigError::ZeroMaxKeys => f.write_str("max_keys must be at least 1"),
-            LimiterConfigError::Overflow => f.write_str("capacity times interval overflows 64-bit nanoseconds"),
+            LimiterConfigError::Overflow => f.write_str("capacity times interval is over 2^63 - 1 ns"),
         }
     }
 }

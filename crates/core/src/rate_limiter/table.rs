@@ -136,6 +136,10 @@ struct Shard<S> {
     /// clock earlier but locks later decides at this time, so time never
     /// goes back for a cell.
     now: u64,
+    /// Live cells forgotten so far (reset or evicted): a reservation records
+    /// it, and a cancel refunds only if it is unchanged, so tokens reserved
+    /// on a forgotten state never go back into the key's new one.
+    forgotten: u64,
 }
 
 /// A shard behind its lock, on cache lines of its own.
@@ -169,6 +173,7 @@ impl<R: Rule> Table<R> {
                     cap,
                     expiry_floor: u64::MAX,
                     now: 0,
+                    forgotten: 0,
                 }))
             })
             .collect();
@@ -206,8 +211,9 @@ impl<R: Rule> Table<R> {
 
     /// Runs `op` (a take or reservation of `n >= 1`) on `key`'s state, in a
     /// new cell if `key` has none and there is room, and marks it the most
-    /// recently used. `None`: no room.
-    fn update<T>(&self, key: Key<'_>, now: u64, op: impl Fn(&R, &mut R::State, u64) -> T) -> Option<T> {
+    /// recently used; with the shard's `forgotten` count after it. `None`: no
+    /// room.
+    fn update<T>(&self, key: Key<'_>, now: u64, op: impl Fn(&R, &mut R::State, u64) -> T) -> Option<(T, u64)> {
         let hash = hash_key(&self.hasher, key);
         let mut shard = self.lock(hash);
         let now = shard.observe(now);
@@ -221,7 +227,7 @@ impl<R: Rule> Table<R> {
             #[cfg(debug_assertions)]
             assert!(self.rule.expires_at(state) >= before.max(now));
             shard.touch(i);
-            return Some(out);
+            return Some((out, shard.forgotten));
         }
         if !shard.make_room(&self.rule, &self.hasher, now, self.when_full) {
             return None;
@@ -230,23 +236,38 @@ impl<R: Rule> Table<R> {
         let out = op(&self.rule, &mut state, now);
         shard.insert(&self.hasher, hash, key, state);
         shard.expiry_floor = shard.expiry_floor.min(self.rule.expires_at(&state));
-        Some(out)
+        Some((out, shard.forgotten))
     }
 
     pub(crate) fn take(&self, key: Key<'_>, n: u64, now: u64) -> Verdict {
         self.update(key, now, |rule, s, now| rule.take(s, now, n))
-            .unwrap_or_else(|| self.keys_full())
+            .map_or_else(|| self.keys_full(), |(verdict, _)| verdict)
     }
 
-    pub(crate) fn reserve(&self, key: Key<'_>, n: u64, now: u64) -> Option<u64> {
+    /// A reservation of `n >= 1` on `key`: its due time and the shard's
+    /// `forgotten` count once it is made (an eviction making room for it
+    /// counted already), which its cancel must find unchanged to refund.
+    pub(crate) fn reserve(&self, key: Key<'_>, n: u64, now: u64) -> Option<(u64, u64)> {
         self.update(key, now, |rule, s, now| rule.reserve(s, now, n))
     }
 
+    /// What a take of `n` would get: for `n >= 1`, a new key with no room
+    /// (under `Refuse`) is answered `KeysFull`, as `take` would answer it.
+    /// Finding room may drop expired cells (which changes no decision), but
+    /// stores no cell for `key` and does not mark anything used.
     pub(crate) fn peek(&self, key: Key<'_>, n: u64, now: u64) -> Verdict {
         let hash = hash_key(&self.hasher, key);
         let mut shard = self.lock(hash);
         let now = shard.observe(now);
         let slot = shard.find(hash, key);
+        if n > 0
+            && slot.is_none()
+            && self.when_full == WhenFull::Refuse
+            && shard.cells.len() >= shard.cap
+            && !shard.make_room(&self.rule, &self.hasher, now, WhenFull::Refuse)
+        {
+            return self.keys_full();
+        }
         self.rule.peek(&Self::state(&shard, slot), now, n)
     }
 
@@ -268,6 +289,12 @@ impl<R: Rule> Table<R> {
         if reservation.ready_at <= now {
             return false;
         }
+        // A key forgotten since (reset or evicted; maybe not this key: the
+        // count is the shard's) may hold a new state that never counted
+        // these tokens: refunding into it would over-grant, so give nothing.
+        if reservation.forgotten != shard.forgotten {
+            return true;
+        }
         if let Some(i) = shard.find(hash, key) {
             let mut state = shard.cells[i as usize].state;
             self.rule.cancel(&mut state, now, reservation);
@@ -284,6 +311,9 @@ impl<R: Rule> Table<R> {
             Some(i) => {
                 let live = self.rule.expires_at(&shard.cells[i as usize].state) > now;
                 shard.remove(&self.hasher, i);
+                if live {
+                    shard.forgotten += 1;
+                }
                 live
             }
             None => false,
@@ -360,6 +390,7 @@ impl<S: Copy> Shard<S> {
             WhenFull::EvictLeastRecent => {
                 // Every cell is live (the floor is past now), the oldest too.
                 self.remove(hasher, self.oldest);
+                self.forgotten += 1;
                 true
             }
         }
