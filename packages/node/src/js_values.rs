@@ -209,7 +209,7 @@ impl Slab {
         let in_range = offset.fract() == 0.0 && offset >= SLAB_HEADER_BYTES as f64 && offset <= len as f64;
         // The header is written as a u32: the data must be aligned for it
         // (an ArrayBuffer's always is).
-        let aligned = (data as usize) % std::mem::align_of::<u32>() == 0;
+        let aligned = (data as usize).is_multiple_of(std::mem::align_of::<u32>());
         (ok && in_range && aligned && !data.is_null()).then_some(Slab {
             data: data as *mut u8,
             len,
