@@ -438,7 +438,7 @@ describe('sluice/http with a RateLimiter', () => {
     expect((await fetch(url, { headers: { 'x-key': 'k' } })).status).toBe(200)
     expect(errors.map((e) => `${e.name}: ${e.message}`)).toEqual([
       'TypeError: key must be a string or a safe integer, got undefined',
-      'RangeError: key must be a string of 1 to 512 UTF-8 bytes or a safe integer, got a string of at least 513 bytes',
+      'RangeError: key must be a string of 1 to 512 UTF-8 bytes or a safe integer, got a string of 513 bytes',
       'RangeError: n must be an integer between 1 and 2, got 3',
     ])
   })

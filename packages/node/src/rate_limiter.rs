@@ -391,8 +391,9 @@ pub(crate) enum KeyArg {
 }
 
 /// UTF-8 of at most `MAX_KEY_BYTES` UTF-16 units: 3 bytes a unit at most (a
-/// lone surrogate becomes U+FFFD), plus N-API's terminating NUL. A string
-/// that fits is never truncated, so its length is exact.
+/// lone surrogate becomes U+FFFD), plus N-API's terminating NUL. A key that
+/// fits is never truncated, so its length is exact; a longer string is cut
+/// at a character boundary past `MAX_KEY_BYTES` and refused.
 const KEY_BUFFER: usize = 3 * MAX_KEY_BYTES + 1;
 
 /// The largest safe integer, 2^53 - 1.
@@ -409,38 +410,16 @@ impl Arg<'_> for KeyArg {
         let mut number = 0.0;
         // SAFETY: `value` is one of this call's; the out-pointer is valid.
         if unsafe { sys::napi_get_value_double(env, value, &mut number) } == Status::napi_ok {
-            if number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER {
+            if raw::is_whole(number) && number.abs() <= MAX_SAFE_INTEGER {
                 // -0 reads as 0, as a Map compares them.
                 return Some(KeyArg::Int(number as i64));
             }
             raw::throw_range(env, &format!("key must be a string or a safe integer, got {number}"));
             return None;
         }
-        let mut units = 0usize;
-        // SAFETY: with a null buffer N-API only reports the length in UTF-16
-        // units (no copy, O(1)); a non-string fails with `string_expected`.
-        let status = unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) };
-        if status == Status::napi_ok {
-            // Each unit is at least one UTF-8 byte: more units, more bytes.
-            if units == 0 || units > MAX_KEY_BYTES {
-                let got = if units == 0 {
-                    "an empty string".to_string()
-                } else {
-                    format!("a string of at least {units} bytes")
-                };
-                raw::throw_range(env, &key_message(&got));
-                return None;
-            }
-            return Some(KeyArg::Str(value));
-        }
-        let mut kind = sys::ValueType::napi_undefined;
-        // SAFETY: as above.
-        unsafe { sys::napi_typeof(env, value, &mut kind) };
-        raw::throw_type(
-            env,
-            &format!("key must be a string or a safe integer, got {}", type_name(kind)),
-        );
-        None
+        // Anything else is read (or refused) as a string by `with_key`: one
+        // N-API call for a string key.
+        Some(KeyArg::Str(value))
     }
 }
 
@@ -452,16 +431,31 @@ fn with_key(env: napi_env, key: KeyArg, body: impl FnOnce(Key<'_>) -> napi_value
         KeyArg::Str(value) => {
             let mut buffer = MaybeUninit::<[u8; KEY_BUFFER]>::uninit();
             let mut len = 0usize;
-            // SAFETY: `value` is a string of this call (`KeyArg::read` checked);
-            // the buffer has room for `KEY_BUFFER` bytes, NUL included.
+            // SAFETY: `value` is one of this call's (anything but a string
+            // fails with `string_expected`, writing nothing); the buffer has
+            // room for `KEY_BUFFER` bytes, NUL included.
             let status = unsafe {
                 sys::napi_get_value_string_utf8(env, value, buffer.as_mut_ptr() as *mut c_char, KEY_BUFFER, &mut len)
             };
             if status != Status::napi_ok {
-                return raw::throw_type(env, "key must be a string or a safe integer");
+                let mut kind = sys::ValueType::napi_undefined;
+                // SAFETY: as above.
+                unsafe { sys::napi_typeof(env, value, &mut kind) };
+                return raw::throw_type(
+                    env,
+                    &format!("key must be a string or a safe integer, got {}", type_name(kind)),
+                );
             }
-            if len > MAX_KEY_BYTES {
-                return raw::throw_range(env, &key_message(&format!("a string of {len} bytes")));
+            // A string of at most MAX_KEY_BYTES UTF-16 units is never cut
+            // short (3 bytes a unit at most); a longer one may be, at a
+            // character boundary, but is then over MAX_KEY_BYTES anyway.
+            if len == 0 || len > MAX_KEY_BYTES {
+                let got = match len {
+                    0 => "an empty string".to_string(),
+                    len if len + 4 >= KEY_BUFFER => format!("a string of at least {len} bytes"),
+                    len => format!("a string of {len} bytes"),
+                };
+                return raw::throw_range(env, &key_message(&got));
             }
             // SAFETY: N-API wrote `len` bytes (< KEY_BUFFER) at the buffer's start.
             let bytes = unsafe { std::slice::from_raw_parts(buffer.as_ptr() as *const u8, len) };
@@ -476,8 +470,9 @@ fn with_key(env: napi_env, key: KeyArg, body: impl FnOnce(Key<'_>) -> napi_value
     }
 }
 
-/// Whether string `value` (at most `MAX_KEY_BYTES` UTF-16 units, as
-/// `KeyArg::read` checked) pairs every surrogate.
+/// Whether string `value` pairs every surrogate. Called only for a string
+/// whose UTF-8 is at most `MAX_KEY_BYTES` bytes, so it has at most as many
+/// UTF-16 units and fits the buffer.
 fn well_formed(env: napi_env, value: napi_value) -> bool {
     let mut units = [0u16; MAX_KEY_BYTES + 1];
     let mut len = 0usize;
