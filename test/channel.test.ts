@@ -110,6 +110,24 @@ describe('Channel', () => {
     expect(await ch.recvMany(2)).toEqual([1, 2])
   })
 
+  it('numeric sendMany calls waiting at once each send their own values (the encoding scratch array is not shared)', async () => {
+    const ch = new Channel<number>({ capacity: 2, codec: 'number' })
+    const first = ch.sendMany([1, 2, 3, 4, 5])
+    const second = ch.sendMany([6, 7, 8])
+    // A getter that sends while a batch is being encoded.
+    const sneaky = [9, 0, 11]
+    Object.defineProperty(sneaky, 1, { get: () => (ch.trySendMany([99]), 10) })
+    const third = ch.sendMany(sneaky)
+    const received: number[] = []
+    while (received.length < 11) received.push(...(await ch.recvMany(4)))
+    await Promise.all([first, second, third])
+    expect([...received].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    const order = (values: number[]) => received.filter((n) => values.includes(n))
+    expect(order([1, 2, 3, 4, 5])).toEqual([1, 2, 3, 4, 5])
+    expect(order([6, 7, 8])).toEqual([6, 7, 8])
+    expect(order([9, 10, 11])).toEqual([9, 10, 11])
+  })
+
   it('recvMany of byte messages gives each its own bytes (views over one buffer per batch), empty ones included', async () => {
     const ch = new Channel<Uint8Array>({ capacity: 8, codec: 'bytes' })
     const sent = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([4, 5, 6, 7, 8]), new Uint8Array([9])]

@@ -220,6 +220,14 @@ export declare const QUEUE_FULL: number
 export declare const QUEUED: number
 
 /**
+ * Bytes at the start of a slab where a receive writes the length of the
+ * message it placed (a native-endian `u32`, read by `ts/receive-slab.ts`
+ * through a `Uint32Array`); messages go after it. `ts/receive-slab.ts` starts
+ * each slab's offset here.
+ */
+export declare const SLAB_HEADER_BYTES: number
+
+/**
  * More permits asked for than the semaphore's capacity (which may have
  * shrunk since JS cached it).
  */

@@ -263,7 +263,8 @@ fn received(env: napi_env, message: Message, settle: Vec<f64>, slab: Option<&Sla
 }
 
 /// `chanRecv(handle, slab?, at?) -> message | [message, ...settle] | undefined (empty) | null (closed and drained)`;
-/// a byte message of up to `MAX_SLAB_MESSAGE` bytes comes back as a view into `slab` at `at` when it fits.
+/// a byte message of up to `MAX_SLAB_MESSAGE` bytes that fits in `slab` (an `ArrayBuffer`) at `at` is
+/// copied there and comes back as `true` (see `Slab`).
 fn recv(env: napi_env, attachment: &ChannelAttachment, slab: Option<Slab>) -> napi_value {
     match attachment.shared.primitive.try_recv() {
         Ok((message, woken)) => {
@@ -301,7 +302,7 @@ fn recv_many(env: napi_env, attachment: &ChannelAttachment, Count(max): Count) -
     raw::array(env, values.into_iter())
 }
 
-/// `chanPopHeld(handle, slab?, at?) -> message | [message, ...settle] | null (closed and drained)`:
+/// `chanPopHeld(handle, slab?, at?) -> message | true | [message or true, ...settle] | null (closed and drained)`:
 /// receives with the message this thread's granted wait holds.
 fn pop_held(env: napi_env, attachment: &ChannelAttachment, slab: Option<Slab>) -> napi_value {
     if let Err(reason) = attachment.local.items.take(1) {

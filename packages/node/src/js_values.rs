@@ -162,19 +162,27 @@ pub(crate) fn message_value(env: napi_env, message: Message) -> napi_value {
 #[napi_derive::napi]
 pub const MAX_SLAB_MESSAGE: u32 = 8 * 1024;
 
-/// Room in a `Uint8Array` the JS side owns, for receiving one byte message
-/// as a view instead of a fresh buffer (a buffer's allocation costs more than
-/// the rest of a receive). Views are never reused: the JS side moves `at`
-/// past each one and starts a new slab when this one is full.
+/// Bytes at the start of a slab where a receive writes the length of the
+/// message it placed (a native-endian `u32`, read by `ts/receive-slab.ts`
+/// through a `Uint32Array`); messages go after it. `ts/receive-slab.ts` starts
+/// each slab's offset here.
+#[napi_derive::napi]
+pub const SLAB_HEADER_BYTES: u32 = 8;
+
+/// Room in an `ArrayBuffer` the JS side owns (its receive slab), for
+/// receiving one byte message without making a JS value here: the bytes are
+/// copied to offset `at`, their length to the slab's header, and the entry
+/// point returns `true`; the JS side makes the view (a `Uint8Array` made in JS
+/// costs a fraction of one made through N-API). Views are never reused: the JS
+/// side moves `at` past each message and starts a new slab when this one is
+/// full.
 pub(crate) struct Slab {
-    buffer: napi_value,
     data: *mut u8,
-    byte_offset: usize,
     len: usize,
     at: usize,
 }
 
-/// Arguments `i` (a `Uint8Array`) and `i + 1` (the offset to write at), if
+/// Arguments `i` (an `ArrayBuffer`) and `i + 1` (the offset to write at), if
 /// given and valid: the last argument of an entry point, never an error.
 impl Arg<'_> for Option<Slab> {
     fn read(call: &Call, i: usize) -> Option<Self> {
@@ -185,45 +193,48 @@ impl Arg<'_> for Option<Slab> {
 impl Slab {
     fn from_args(call: &Call, i: usize) -> Option<Slab> {
         let env = call.env;
-        let view = call.arg(i)?;
+        let buffer = call.arg(i)?;
         let at = call.arg(i + 1)?;
-        let TypedArray {
-            kind,
-            length: len,
-            data,
-            buffer,
-            byte_offset,
-        } = typed_array(env, view)?;
+        let mut data = ptr::null_mut();
+        let mut len = 0;
+        // SAFETY: `buffer` is a value of this call; out-pointers are valid. A
+        // value that is not an ArrayBuffer fails with a status, not a throw.
+        // A detached buffer reports no data and a length of 0.
+        if unsafe { sys::napi_get_arraybuffer_info(env, buffer, &mut data, &mut len) } != Status::napi_ok {
+            return None;
+        }
         let mut offset = 0.0;
         // SAFETY: `at` is a value of this call; the out-pointer is valid.
         let ok = unsafe { sys::napi_get_value_double(env, at, &mut offset) } == Status::napi_ok;
-        let in_range = offset.fract() == 0.0 && offset >= 0.0 && offset <= len as f64;
-        (ok && in_range && kind == sys::TypedarrayType::uint8_array && !data.is_null()).then_some(Slab {
-            buffer,
+        let in_range = offset.fract() == 0.0 && offset >= SLAB_HEADER_BYTES as f64 && offset <= len as f64;
+        // The header is written as a u32: the data must be aligned for it
+        // (an ArrayBuffer's always is).
+        let aligned = (data as usize).is_multiple_of(std::mem::align_of::<u32>());
+        (ok && in_range && aligned && !data.is_null()).then_some(Slab {
             data: data as *mut u8,
-            byte_offset,
             len,
             at: offset as usize,
         })
     }
 
-    /// A view of `bytes` copied into the slab, or None if they do not fit.
-    fn place(&self, env: napi_env, bytes: &[u8]) -> Option<napi_value> {
+    /// Copies `bytes` into the slab at `at` and their length into its
+    /// header; false (nothing written) if they do not fit.
+    fn place(&self, bytes: &[u8]) -> bool {
         if bytes.len() > MAX_SLAB_MESSAGE as usize || bytes.len() > self.len - self.at {
-            return None;
+            return false;
         }
-        // SAFETY: `data` points at the view's `len` bytes, alive for this call
-        // (the view is an argument), and `at + bytes.len() <= len` was checked;
-        // the view starts `byte_offset` bytes into `buffer`.
+        // SAFETY: `data` points at the buffer's `len` bytes, alive for this
+        // call (the buffer is an argument) and not read by JS while it runs;
+        // `SLAB_HEADER_BYTES <= at` and `at + bytes.len() <= len` were
+        // checked, so the header and the message do not overlap and lie
+        // inside it; `data` is aligned for the u32 header.
         unsafe {
-            copy_to_view(
-                env,
-                self.buffer,
-                self.data.add(self.at),
-                self.byte_offset + self.at,
-                bytes,
-            )
+            if !bytes.is_empty() {
+                ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(self.at), bytes.len());
+            }
+            (self.data as *mut u32).write(bytes.len() as u32);
         }
+        true
     }
 }
 
@@ -260,11 +271,15 @@ unsafe fn copy_to_view(
     (status == Status::napi_ok).then_some(view)
 }
 
-/// A received message as a JS value: bytes into the slab when they fit.
+/// A received message as a JS value, or `true` for bytes placed in the slab
+/// (see [`Slab`]).
 pub(crate) fn deliver(env: napi_env, message: Message, slab: Option<&Slab>) -> napi_value {
     if let (Message::Bytes(bytes), Some(slab)) = (&message, slab) {
-        if let Some(view) = slab.place(env, bytes) {
-            return view;
+        if slab.place(bytes) {
+            let mut result = ptr::null_mut();
+            // SAFETY: `env` is live; `result` is a valid out-pointer.
+            unsafe { sys::napi_get_boolean(env, true, &mut result) };
+            return result;
         }
     }
     message_value(env, message)

@@ -12,15 +12,42 @@ import { show } from './validate.js'
  */
 const NUMBER_CHUNK = 64 * 1024
 
-/** A batch of numbers to send, as one `Float64Array` (checked: numbers only). */
+/**
+ * Most numbers `toFloat64s` encodes into the thread's reused scratch array
+ * (512 KiB); a larger batch gets an array of its own.
+ */
+const SCRATCH_MAX = 64 * 1024
+let scratch = new Float64Array(0)
+/** A `toFloat64s` is filling the scratch array (a getter on `values` may send too). */
+let filling = false
+
+/**
+ * A batch of numbers to send, as one `Float64Array` (checked: numbers only).
+ * Unless `values` is one already, it may be a view of a scratch array this
+ * thread reuses (an allocation per batch cost more than the rest of a small
+ * batch's send): use it before anything else can run (an `await`), or copy it.
+ */
 export function toFloat64s(values: Iterable<unknown>): Float64Array {
   if (values instanceof Float64Array) return values
   const list = Array.isArray(values) ? (values as unknown[]) : Array.from(values)
-  const numbers = new Float64Array(list.length)
-  for (let i = 0; i < list.length; i++) {
-    const value = list[i]
-    if (typeof value !== 'number') throw new TypeError(`message must be a number, got ${show(value)}`)
-    numbers[i] = value
+  const length = list.length
+  let numbers: Float64Array
+  const reuse = !filling && length <= SCRATCH_MAX
+  if (reuse) {
+    if (scratch.length < length) scratch = new Float64Array(Math.min(SCRATCH_MAX, Math.max(length, 2 * scratch.length)))
+    numbers = scratch.length === length ? scratch : scratch.subarray(0, length)
+    filling = true
+  } else {
+    numbers = new Float64Array(length)
+  }
+  try {
+    for (let i = 0; i < length; i++) {
+      const value = list[i]
+      if (typeof value !== 'number') throw new TypeError(`message must be a number, got ${show(value)}`)
+      numbers[i] = value
+    }
+  } finally {
+    if (reuse) filling = false
   }
   return numbers
 }
@@ -60,7 +87,10 @@ export class NumberBatches {
         count = outcome[0]!
         this.#doorbell.deliver(outcome, 1)
       }
-      for (let i = 0; i < count; i++) values.push(out[i]!)
+      // Sized once, then filled: faster than a push per number.
+      const start = values.length
+      values.length = start + count
+      for (let i = 0; i < count; i++) values[start + i] = out[i]!
       if (count < room) break
     }
     return true

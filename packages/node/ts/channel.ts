@@ -229,7 +229,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * was waiting to send have been sent.
    */
   async sendMany(values: Iterable<T>, options?: WaitOptions): Promise<void> {
-    const messages = this.#encodeMany(values)
+    let messages = this.#encodeMany(values)
     const { signal, timeout } = validateWaitOptions(options)
     if (signal?.aborted) throw signal.reason
     let next = 0
@@ -237,6 +237,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       const rest = next === 0 ? messages : messages instanceof Float64Array ? messages.subarray(next) : messages.slice(next)
       next += this.#sendBatch(rest)
       if (next < messages.length) {
+        // Numbers may be in this thread's scratch array (see `toFloat64s`),
+        // which the next batch encoded while this one waits would overwrite.
+        if (messages instanceof Float64Array && messages !== values) messages = messages.slice()
         // Full: wait for room for the next one, then try a batch again.
         await this.#send(messages[next]!, signal, timeout)
         next++

@@ -67,13 +67,19 @@ interface RawCalls {
   chanQueueSend(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Sends into the slot a granted wait holds. */
   chanPushHeld(handle: FastHandle, message: Message): WakeList | typeof CLOSED
-  /** A message, or `[message, ...wakeList]`; undefined if empty; null if closed and drained. */
-  chanRecv(handle: FastHandle, slab?: Uint8Array, at?: number): Received | undefined | null
+  /**
+   * A message, or `[message, ...wakeList]`; undefined if empty; null if closed
+   * and drained. With a slab, `true` in place of a message: its bytes are in
+   * the slab at `at`, their length in its header (see `ts/receive-slab.ts`).
+   */
+  chanRecv(handle: FastHandle): Received | undefined | null
+  chanRecv(handle: FastHandle, slab: ArrayBuffer, at: number): Received | SlabReceived | undefined | null
   /** `[count, ...messages, ...wakeList]`; undefined if empty; null if closed and drained. */
   chanRecvMany(handle: FastHandle, max: number): unknown[] | undefined | null
   chanQueueRecv(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Receives with the item a granted wait holds; null if closed and drained. */
-  chanPopHeld(handle: FastHandle, slab?: Uint8Array, at?: number): Received | null
+  chanPopHeld(handle: FastHandle): Received | null
+  chanPopHeld(handle: FastHandle, slab: ArrayBuffer, at: number): Received | SlabReceived | null
   chanTakeGranted(handle: FastHandle): number[] | null
   /** Sends numbers from the front while there is room: `[sent, ...wakeList]`, or CLOSED. */
   chanSendNumbers(handle: FastHandle, numbers: Float64Array): number[] | typeof CLOSED
@@ -88,6 +94,8 @@ export type LimiterOutcome = typeof DONE | typeof NOT_NOW | typeof KEYS_FULL
 export type Message = number | Uint8Array
 /** A received message, alone or followed by a wake list. */
 export type Received = Message | [Message, ...number[]]
+/** A receive into the slab: `true` stands for the message placed there. */
+export type SlabReceived = true | [true, ...number[]]
 
 const binding = loadBinding()
 
@@ -167,6 +175,7 @@ export type NativeChannel = Binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
 export const MAX_CHANNEL_CAPACITY = binding.MAX_CHANNEL_CAPACITY
 export const MAX_SLAB_MESSAGE = binding.MAX_SLAB_MESSAGE
+export const SLAB_HEADER_BYTES = binding.SLAB_HEADER_BYTES
 export const { NOT_NOW, QUEUED, DONE, CLOSED, QUEUE_FULL, TOO_HEAVY, KEYS_FULL } = binding
 export const MAX_RATE_LIMIT_KEY_BYTES = binding.MAX_RATE_LIMIT_KEY_BYTES
 
