@@ -15,27 +15,23 @@
 // (what the native attachment counts).
 import { CLOSED, DONE, NOT_NOW, QUEUED, QUEUE_FULL, TOO_HEAVY, type Outcome } from './native.js'
 
-/**
- * A wait as the local queue links it (a semaphore's `SemaphoreWait`). It is
- * in a queue exactly when it has a `prev` or is the queue's head.
- */
+/** A wait as the local queue links it (a semaphore's `SemaphoreWait`). */
 export interface LocalWait {
+  /** Names the wait to the doorbell and, once moved, to native code. */
+  token: number
   readonly weight: number
-  /**
-   * The wait's priority while it stands in a local queue. The field is
-   * reused: once the wait moves to native memory, its token (`Semaphore`
-   * assigns tokens at the move), so a wait carries one number, not two.
-   */
-  key: number
+  priority: number
   /** Neighbours in the queue (`next` also chains waits being settled). */
   prev: LocalWait | undefined
   next: LocalWait | undefined
+  /** Whether it stands in a local queue now. */
+  linked: boolean
   onGrant(): void
   onWithdrawn(): void
   onRefused(): void
 }
 
-/** What `NativeSemaphore.adopt` takes (but the triples), and the waits to queue there, in order. */
+/** What `NativeSemaphore.adopt` takes, and the waits it queues, in order. */
 export interface LocalState {
   readonly capacity: number
   readonly maxWaiters: number | undefined
@@ -43,7 +39,8 @@ export interface LocalState {
   readonly owed: number
   readonly held: number
   readonly reserved: number
-  /** In the order they are served, unlinked, each `key` still its priority. */
+  /** `[token, weight, priority, ...]`, in the order they are served. */
+  readonly triples: number[]
   readonly waits: LocalWait[]
 }
 
@@ -102,7 +99,7 @@ export class LocalSemaphore {
     }
     // Overtaking: the permits reserved for the head belong to whoever stands first.
     const head = this.#head
-    if (head !== undefined && head.key < priority && this.reserved >= n) {
+    if (head !== undefined && head.priority < priority && this.reserved >= n) {
       this.reserved -= n
       this.held += n
       return DONE
@@ -114,7 +111,7 @@ export class LocalSemaphore {
   /** Queues `wait` after every wait of its priority or higher (after `acquire` answered QUEUED). */
   push(wait: LocalWait): void {
     let after = this.#tail
-    while (after !== undefined && after.key < wait.key) after = after.prev
+    while (after !== undefined && after.priority < wait.priority) after = after.prev
     const before = after === undefined ? this.#head : after.next
     wait.prev = after
     wait.next = before
@@ -122,6 +119,7 @@ export class LocalSemaphore {
     else after.next = wait
     if (before === undefined) this.#tail = wait
     else before.prev = wait
+    wait.linked = true
     this.waiting++
     if (wait.weight > this.#heaviest) this.#heaviest = wait.weight
   }
@@ -200,7 +198,7 @@ export class LocalSemaphore {
 
   /** Takes `wait` out of the queue, if it stands there; the caller then `releaseLocked(0)`s. */
   remove(wait: LocalWait): boolean {
-    if (wait.prev === undefined && this.#head !== wait) return false
+    if (!wait.linked) return false
     this.#unlink(wait)
     return true
   }
@@ -210,7 +208,10 @@ export class LocalSemaphore {
     if (this.closed) return
     this.closed = true
     const withdrawn = this.#head
-    for (let wait = withdrawn; wait !== undefined; wait = wait.next) wait.prev = undefined
+    for (let wait = withdrawn; wait !== undefined; wait = wait.next) {
+      wait.linked = false
+      wait.prev = undefined
+    }
     this.#head = this.#tail = undefined
     this.waiting = 0
     this.#heaviest = 0
@@ -260,8 +261,12 @@ export class LocalSemaphore {
 
   /** Empties the queue for the move to native memory: the state and waits, in order. */
   takeState(): LocalState {
+    const triples: number[] = []
     const waits: LocalWait[] = []
-    for (let wait = this.#head; wait !== undefined; wait = wait.next) waits.push(wait)
+    for (let wait = this.#head; wait !== undefined; wait = wait.next) {
+      triples.push(wait.token, wait.weight, wait.priority)
+      waits.push(wait)
+    }
     const state: LocalState = {
       capacity: this.capacity,
       maxWaiters: this.maxWaiters === Number.POSITIVE_INFINITY ? undefined : this.maxWaiters,
@@ -269,9 +274,13 @@ export class LocalSemaphore {
       owed: this.owed,
       held: this.held,
       reserved: this.reserved,
+      triples,
       waits,
     }
-    for (const wait of waits) wait.prev = wait.next = undefined
+    for (const wait of waits) {
+      wait.linked = false
+      wait.prev = wait.next = undefined
+    }
     this.#head = this.#tail = undefined
     this.waiting = 0
     return state
@@ -284,6 +293,7 @@ export class LocalSemaphore {
     if (next === undefined) this.#tail = prev
     else next.prev = prev
     wait.prev = wait.next = undefined
+    wait.linked = false
     if (--this.waiting === 0) this.#heaviest = 0
   }
 }

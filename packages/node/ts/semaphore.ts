@@ -1,6 +1,6 @@
 import { onCancellation } from './abort.js'
 import { keepAliveInFlight } from './in-flight.js'
-import { Doorbell, nextToken, type Wait } from './doorbell.js'
+import { Doorbell, nextToken } from './doorbell.js'
 import { Errors, type ClosedError } from './errors.js'
 import {
   attachById,
@@ -21,7 +21,7 @@ import {
 import { LocalSemaphore, type LocalWait } from './local-semaphore.js'
 import { kAttach, kForget, kInternals, kLocal, kRelease } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
-import { validateWaitOptions, type Cancel, type Queue } from './wait.js'
+import { QueuedWait, validateWaitOptions, type Cancel, type Queue } from './wait.js'
 
 export type { Cancel } from './wait.js'
 
@@ -190,20 +190,13 @@ export class Semaphore {
   #shared(): NativeSemaphore {
     if (this.#native !== undefined) return this.#native
     const local = this.#local!
-    const { capacity, maxWaiters, available, owed, held, reserved, waits } = local.takeState()
-    // Tokens are given at the move: a local wait needs none (`key` held its priority).
-    const triples: number[] = []
-    for (const wait of waits) {
-      const token = nextToken()
-      triples.push(token, wait.weight, wait.key)
-      wait.key = token
-    }
+    const { capacity, maxWaiters, available, owed, held, reserved, triples, waits } = local.takeState()
     const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples)
     if (local.closed) native.close() // nothing queued: it withdraws nobody
     this.#attach(native, newDoorbells())
     this.#local = undefined
     const { doorbell } = this.#queue!
-    for (const wait of waits as SemaphoreWait<unknown>[]) doorbell.wait(wait.key, wait)
+    for (const wait of waits) doorbell.wait(wait.token, wait)
     return native
   }
 
@@ -343,9 +336,7 @@ export class Semaphore {
       return Promise.resolve(permit)
     }
     if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, weight))
-    const wait =
-      granted === undefined ? new PendingAcquire(this, weight) : new HookedAcquire(this, weight, granted)
-    return this.#enqueue(wait, token, priority, local, signal, timeout, queued)
+    return this.#enqueue(new PendingAcquire(this, weight, granted), token, priority, local, signal, timeout, queued)
   }
 
   /**
@@ -364,19 +355,19 @@ export class Semaphore {
     timeout: number | undefined,
     queued?: (cancel: Cancel) => void,
   ): Promise<R> {
-    // Only `resolve` is kept: the reject function would cost a closure per
-    // wait, and a rejection resolves with a rejected promise (`SemaphoreWait.fail`).
-    const promise = new Promise<R>((resolve) => {
+    const promise = new Promise<R>((resolve, reject) => {
       wait.resolve = resolve
+      wait.reject = reject
     })
     if (local !== undefined) {
       // Linked before any callback runs: the queue is as `acquire` left it.
-      wait.key = priority
+      wait.token = nextToken()
+      wait.priority = priority
       local.push(wait)
-    } else wait.key = token
+    } else wait.token = token
     if (signal !== undefined || timeout !== undefined || queued !== undefined) {
       const cancel: Cancel = (reason) => this.#cancel(wait, reason)
-      connect(wait, onCancellation(signal, timeout, cancel))
+      wait.disconnect = onCancellation(signal, timeout, cancel)
       queued?.(cancel)
     }
     if (local === undefined) this.#queue!.doorbell.wait(token, wait)
@@ -393,15 +384,15 @@ export class Semaphore {
     const local = this.#local
     if (local !== undefined) {
       if (!local.remove(wait)) return
-      disconnect(wait)
+      wait.disconnect()
       local.releaseLocked(0)
     } else {
       const { doorbell, withdraw } = this.#queue!
-      if (!doorbell.forget(wait.key)) return
-      disconnect(wait)
-      doorbell.deliver(withdraw(wait.key))
+      if (!doorbell.forget(wait.token)) return
+      wait.disconnect()
+      doorbell.deliver(withdraw(wait.token))
     }
-    wait.fail(reason)
+    wait.reject(reason)
   }
 
   /** `acquire`'s and `run`'s options, checked; throws what they reject with. */
@@ -523,111 +514,47 @@ interface SemaphoreInternals {
 }
 
 /**
- * What disconnects each cancellable wait (signal, timeout or compat cancel)
- * from its signal and timer, kept beside the wait rather than in it: most
- * waits have none, and a field would cost every wait. `cancellable` counts
- * the entries, so that an uncancellable wait's ending looks nothing up while
- * no wait has one.
- */
-const disconnects = new WeakMap<object, () => void>()
-let cancellable = 0
-
-function connect(wait: object, disconnect: () => void): void {
-  disconnects.set(wait, disconnect)
-  cancellable++
-}
-
-/** Disconnects `wait` from its signal and timer, if it has any (once). */
-function disconnect(wait: object): void {
-  if (cancellable === 0) return
-  const disconnectIt = disconnects.get(wait)
-  if (disconnectIt === undefined) return
-  disconnects.delete(wait)
-  cancellable--
-  disconnectIt()
-}
-
-/**
  * A queued wait for permits of `semaphore`: how a close or a refusal ends it
  * (the same for `acquire` and `run`); subclasses say what a grant delivers.
- * One object per wait, and a small one: thousands may be pending. It keeps
- * its promise's `resolve` only (a rejection resolves with a rejected
- * promise), its signal and timer beside it (`disconnects`), and one number
- * that is its priority while queued locally and its token once native.
  */
-abstract class SemaphoreWait<R> implements LocalWait, Wait {
-  /** Settles the wait's promise; set by `#enqueue` (a rejected promise rejects it). */
-  resolve: (value: R | PromiseLike<R>) => void = notQueued
+abstract class SemaphoreWait<R> extends QueuedWait<R> implements LocalWait {
   protected readonly semaphore: Semaphore
   readonly weight: number
-  /** Its priority while in a `LocalSemaphore` queue; its token once queued natively. */
-  key = 0
+  /** The wait's token (to the doorbell and native code, or for the move there). */
+  token = 0
   // Where it stands in a `LocalSemaphore` queue, while the semaphore is local.
+  priority = 0
   prev: LocalWait | undefined = undefined
   next: LocalWait | undefined = undefined
-  /** Set by `Doorbell.wait` once queued natively. */
-  doorbell: Doorbell | undefined = undefined
+  linked = false
 
   constructor(semaphore: Semaphore, weight: number) {
+    super()
     this.semaphore = semaphore
     this.weight = weight
   }
 
-  /** The wait was granted: what it resolves with (a throw rejects it). */
-  protected abstract granted(): R
-
-  /** Rejects the wait's promise with `reason` exactly (no reject function kept). */
-  fail(reason: unknown): void {
-    // The rejected promise gets its handler (the wait's promise following it)
-    // in the same microtask checkpoint: never reported as unhandled itself.
-    this.resolve(Promise.reject(reason))
+  protected withdrawn(): never {
+    throw this.semaphore[kInternals].closedError()
   }
 
-  onGrant(): void {
-    disconnect(this)
-    let value: R
-    try {
-      value = this.granted()
-    } catch (error) {
-      this.fail(error)
-      return
-    }
-    this.resolve(value)
-  }
-
-  onWithdrawn(): void {
-    disconnect(this)
-    this.fail(this.semaphore[kInternals].closedError())
-  }
-
-  onRefused(): void {
-    disconnect(this)
-    this.fail(this.semaphore[kInternals].refusedError(this.weight))
+  protected override refused(): never {
+    throw this.semaphore[kInternals].refusedError(this.weight)
   }
 }
 
-/** What a wait's `resolve` is before `#enqueue` sets it (a `run` granted at once never queues). */
-function notQueued(): void {}
-
-/** A queued `acquire`: resolves with a `Permit` made at grant time. */
+/** A queued `acquire`: one object per wait, settled by the doorbell. */
 class PendingAcquire extends SemaphoreWait<Permit> {
-  protected granted(): Permit {
-    return new Permit(this.semaphore, this.weight)
-  }
-}
+  readonly #onGranted: ((permit: Permit) => void) | undefined
 
-/** A queued `acquire` of a compat adapter, whose `onGranted` sees the permit first. */
-class HookedAcquire extends PendingAcquire {
-  readonly #onGranted: (permit: Permit) => void
-
-  constructor(semaphore: Semaphore, weight: number, onGranted: (permit: Permit) => void) {
+  constructor(semaphore: Semaphore, weight: number, onGranted: ((permit: Permit) => void) | undefined) {
     super(semaphore, weight)
     this.#onGranted = onGranted
   }
 
-  protected override granted(): Permit {
-    const permit = super.granted()
-    this.#onGranted(permit)
+  protected granted(): Permit {
+    const permit = new Permit(this.semaphore, this.weight)
+    this.#onGranted?.(permit)
     return permit
   }
 }
