@@ -74,16 +74,6 @@ export declare class NativeSemaphore {
    * zero); only with `available` 0.
    */
   constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null, owed?: number | undefined | null)
-  /**
-   * A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
-   * moved into shared memory with this thread attached: `capacity`
-   * permits, `available` free, `owed` owed, `held` held by this thread
-   * (the rest by nobody), and this thread's queued waits, `waits` as
-   * `[token, permits, priority, ...]` in the order they are served, with
-   * `reservedForHead` permits set aside for the first. Their grants then
-   * reach this thread's doorbell as any wait's do.
-   */
-  static adopt(capacity: number, maxWaiters: number | undefined | null, available: number, owed: number, held: number, reservedForHead: number, waits: Array<number>): NativeSemaphore
   get capacity(): number
   get available(): number
   get waiting(): number

@@ -98,57 +98,6 @@ impl NativeSemaphore {
         Self::attach(&env, core)
     }
 
-    /// A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
-    /// moved into shared memory with this thread attached: `capacity`
-    /// permits, `available` free, `owed` owed, `held` held by this thread
-    /// (the rest by nobody), and this thread's queued waits, `waits` as
-    /// `[token, permits, priority, ...]` in the order they are served, with
-    /// `reservedForHead` permits set aside for the first. Their grants then
-    /// reach this thread's doorbell as any wait's do.
-    #[napi(factory, catch_unwind)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn adopt(
-        env: Env,
-        capacity: u32,
-        max_waiters: Option<u32>,
-        available: u32,
-        owed: u32,
-        held: u32,
-        reserved_for_head: u32,
-        waits: Vec<f64>,
-    ) -> Result<Self> {
-        let adopt_error = |what: &str| Error::new(Status::InvalidArg, format!("cannot adopt this semaphore: {what}"));
-        let capacity = capacity as usize;
-        let (available, held, reserved) = (available as usize, held as usize, reserved_for_head as usize);
-        if capacity == 0 || available + held + reserved > capacity {
-            return Err(adopt_error("more permits free and held than its capacity"));
-        }
-        if !waits.len().is_multiple_of(3) {
-            return Err(adopt_error("waits must be [token, permits, priority] triples"));
-        }
-        let mut queued = Vec::with_capacity(waits.len() / 3);
-        for triple in waits.chunks_exact(3) {
-            let integer = |x: f64, min: f64, max: f64| x.fract() == 0.0 && (min..=max).contains(&x);
-            if !(integer(triple[0], 1.0, 9_007_199_254_740_991.0)
-                && integer(triple[1], 1.0, capacity as f64)
-                && integer(triple[2], f64::from(i32::MIN), f64::from(i32::MAX)))
-            {
-                return Err(adopt_error("a wait is not [token, permits, priority]"));
-            }
-            queued.push((triple[0] as u64, triple[1] as usize, triple[2] as i32));
-        }
-        let max_waiters = max_waiters.map_or(usize::MAX, |max| max as usize);
-        let core = Semaphore::with_state(capacity, max_waiters, available, owed as usize)
-            .map_err(|error| adopt_error(&error.to_string()))?;
-        let adopted = Self::attach(&env, core)?;
-        adopted
-            .core()
-            .adopt_waits(adopted.attachment.slot, reserved, &queued)
-            .map_err(|error| adopt_error(&error.to_string()))?;
-        adopted.attachment.local.add(held);
-        Ok(adopted)
-    }
-
     #[napi(getter)]
     pub fn capacity(&self) -> u32 {
         self.core().capacity() as u32

@@ -1,4 +1,3 @@
-import { onCancellation } from './abort.js'
 import { keepAliveInFlight } from './in-flight.js'
 import { Doorbell, nextToken } from './doorbell.js'
 import { Errors, type ClosedError } from './errors.js'
@@ -16,12 +15,11 @@ import {
   semTryAcquire,
   semValue,
   type FastHandle,
-  type Outcome,
+  type WakeList,
 } from './native.js'
-import { LocalSemaphore, type LocalWait } from './local-semaphore.js'
-import { kAttach, kForget, kInternals, kLocal, kRelease } from './symbols.js'
+import { kAttach, kForget, kInternals, kRelease } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
-import { QueuedWait, validateWaitOptions, type Cancel, type Queue } from './wait.js'
+import { enqueue, QueuedWait, validateWaitOptions, type Cancel, type Queue } from './wait.js'
 
 export type { Cancel } from './wait.js'
 
@@ -120,28 +118,20 @@ function newDoorbells(): SharedArrayBuffer {
 }
 
 /**
- * A counting semaphore shared by every thread that has its handle. Waiters
- * are served first come, first served across all threads; a waiter needing
- * many permits is not overtaken by smaller requests that arrive after it.
- *
- * Until its `handle` is first read, no other thread can reach the semaphore,
- * so its state (counts and queue) lives in JavaScript (`LocalSemaphore`) and
- * no call crosses into native code. Reading `handle` moves the state, the
- * permits this thread holds and its queued waits, in order and under their
- * tokens, into a native semaphore, synchronously; from then on every call goes
- * there, and the waits moved carry on: the doorbell delivers their grants.
+ * A counting semaphore whose state lives in native memory, shared by every
+ * thread that has its handle. Waiters are served first come, first served
+ * across all threads; a waiter needing many permits is not overtaken by
+ * smaller requests that arrive after it.
  */
 export class Semaphore {
-  /** Set while the semaphore is this thread's alone; then the native fields are unset. */
-  #local: LocalSemaphore | undefined
-  #native: NativeSemaphore | undefined
+  readonly #native: NativeSemaphore
   /** For the hot calls, which skip napi-rs's per-call costs. */
-  #fast: FastHandle | undefined
+  readonly #fast: FastHandle
   /** Cached: reading it from native costs a call (refreshed when it matters). */
   #capacity: number
-  #bells: SharedArrayBuffer | undefined
+  readonly #bells: SharedArrayBuffer
   /** What `enqueue` needs: this thread's doorbell and the native withdraw. */
-  #queue: Queue | undefined
+  readonly #queue: Queue
   /** Only in the thread that closed it: the reason given to `close`. */
   #closeReason: unknown
 
@@ -151,53 +141,24 @@ export class Semaphore {
   constructor(permits: number, options?: SemaphoreOptions)
   /** @internal adopts a native semaphore already attached to this thread */
   constructor(attach: typeof kAttach, attached: Attached)
-  /** @internal starts from a state kept in JavaScript (`internal.create`) */
-  constructor(local: typeof kLocal, state: LocalSemaphore)
-  constructor(permits: number | typeof kAttach | typeof kLocal, options?: SemaphoreOptions | Attached | LocalSemaphore) {
+  constructor(permits: number | typeof kAttach, options?: SemaphoreOptions | Attached) {
     if (permits === kAttach) {
-      const { native, bells } = options as Attached
-      this.#capacity = this.#attach(native, bells).capacity
-    } else if (permits === kLocal) {
-      this.#local = options as LocalSemaphore
-      this.#capacity = this.#local.capacity
+      ;({ native: this.#native, bells: this.#bells } = options as Attached)
     } else {
       validateInteger(permits, 'permits', 1, MAX_PERMITS)
       const { maxWaiters } = validateOptions<SemaphoreOptions>(options, 'options')
       if (maxWaiters !== undefined) validateInteger(maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
-      this.#local = new LocalSemaphore(permits, maxWaiters)
-      this.#capacity = permits
+      this.#native = new NativeSemaphore(permits, maxWaiters)
+      this.#bells = newDoorbells()
     }
-  }
-
-  #attach(native: NativeSemaphore, bells: SharedArrayBuffer): NativeSemaphore {
-    this.#native = native
-    this.#bells = bells
+    const native = this.#native
     const fast = (this.#fast = native.fastHandle() as FastHandle)
+    this.#capacity = native.capacity
     const waitable = { slot: native.slot, takeGranted: () => semTakeGranted(fast), isClosed: () => native.closed }
     this.#queue = {
-      doorbell: new Doorbell(waitable, new Int32Array(bells)),
+      doorbell: new Doorbell(waitable, new Int32Array(this.#bells)),
       withdraw: (token) => native.cancel(token),
     }
-    return native
-  }
-
-  /**
-   * The native semaphore, moving the state there first if it is still local:
-   * the permits this thread holds stay held by it, and its queued waits are
-   * queued there in the same order under their tokens, then registered with
-   * the doorbell, which delivers their grants from then on.
-   */
-  #shared(): NativeSemaphore {
-    if (this.#native !== undefined) return this.#native
-    const local = this.#local!
-    const { capacity, maxWaiters, available, owed, held, reserved, triples, waits } = local.takeState()
-    const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples)
-    if (local.closed) native.close() // nothing queued: it withdraws nobody
-    this.#attach(native, newDoorbells())
-    this.#local = undefined
-    const { doorbell } = this.#queue!
-    for (const wait of waits) doorbell.wait(wait.token, wait)
-    return native
   }
 
   /**
@@ -220,16 +181,14 @@ export class Semaphore {
     return new Semaphore(kAttach, { native, bells: doorbells })
   }
 
-  /** Moves the semaphore to native memory (once) so other threads can share it. */
   get handle(): SemaphoreHandle {
     keepAliveInFlight(this)
-    const { id } = this.#shared()
-    return { kind: 'sluice:Semaphore', id, doorbells: this.#bells! }
+    return { kind: 'sluice:Semaphore', id: this.#native.id, doorbells: this.#bells }
   }
 
   /** Permits in existence: created with, plus added, minus forgotten. */
   get capacity(): number {
-    return this.#local !== undefined ? this.#local.capacity : this.#native!.capacity
+    return this.#native.capacity
   }
 
   /**
@@ -237,14 +196,10 @@ export class Semaphore {
    */
   addPermits(n: number): void {
     validateInteger(n, 'n', 1, MAX_PERMITS)
-    if (this.capacity + n > MAX_PERMITS) {
+    if (this.#native.capacity + n > MAX_PERMITS) {
       throw new RangeError(`the capacity would exceed ${MAX_PERMITS} permits`)
     }
-    const local = this.#local
-    if (local !== undefined) {
-      this.#capacity = local.capacity + n
-      local.addPermits(n)
-    } else this.#queue!.doorbell.deliver(this.#native!.addPermits(n))
+    this.#queue.doorbell.deliver(this.#native.addPermits(n))
   }
 
   /**
@@ -253,23 +208,22 @@ export class Semaphore {
    */
   forgetPermits(n: number): number {
     validateInteger(n, 'n', 1, MAX_PERMITS)
-    if (this.#local !== undefined) return this.#local.forgetPermits(n)
-    return this.#native!.forgetPermits(n)
+    return this.#native.forgetPermits(n)
   }
 
   /** Permits free right now, in all threads (0 while anyone waits). */
   get available(): number {
-    return this.#local !== undefined ? this.#local.available : this.#native!.available
+    return this.#native.available
   }
 
   /** Waits queued right now, in all threads. */
   get waiting(): number {
-    return this.#local !== undefined ? this.#local.waiting : this.#native!.waiting
+    return this.#native.waiting
   }
 
   /** Whether `close` has run, in any thread. */
   get closed(): boolean {
-    return this.#local !== undefined ? this.#local.closed : this.#native!.closed
+    return this.#native.closed
   }
 
   /**
@@ -280,8 +234,7 @@ export class Semaphore {
    */
   tryAcquire(weight = 1): Permit | null {
     this.#validateWeight(weight, 'weight')
-    const local = this.#local
-    const outcome = local !== undefined ? local.tryAcquire(weight) : semTryAcquire(this.#fast!, weight)
+    const outcome = semTryAcquire(this.#fast, weight)
     if (outcome === DONE) return new Permit(this, weight)
     if (outcome === CLOSED) throw Errors.semaphoreClosed(this.#closeReason)
     if (outcome === TOO_HEAVY) throw Errors.overCapacity('weight', weight, this.#refreshCapacity())
@@ -295,10 +248,9 @@ export class Semaphore {
    * released. Closing again does nothing.
    */
   close(reason?: unknown): void {
-    if (this.closed) return
+    if (this.#native.closed) return
     this.#closeReason = reason
-    if (this.#local !== undefined) this.#local.close()
-    else this.#queue!.doorbell.deliver(this.#native!.close())
+    this.#queue.doorbell.deliver(this.#native.close())
   }
 
   /**
@@ -325,74 +277,15 @@ export class Semaphore {
     }
     const { weight, signal, timeout, priority } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const local = this.#local
-    let token = 0
-    let outcome: Outcome
-    if (local !== undefined) outcome = local.acquire(weight, priority)
-    else outcome = semAcquire(this.#fast!, weight, (token = nextToken()), priority)
+    const token = nextToken()
+    const outcome = semAcquire(this.#fast, weight, token, priority)
     if (outcome === DONE) {
       const permit = new Permit(this, weight)
       granted?.(permit)
       return Promise.resolve(permit)
     }
     if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, weight))
-    return this.#enqueue(new PendingAcquire(this, weight, granted), token, priority, local, signal, timeout, queued)
-  }
-
-  /**
-   * Registers `wait`, queued natively under `token`, or to be queued in
-   * `local` (which answered QUEUED), and returns its promise. `queued`, if
-   * given, receives the wait's `Cancel` (the compat adapters cancel without
-   * an AbortSignal, whose listeners cost far more than the wait itself when
-   * thousands are queued). An uncancellable wait allocates no cancel closure.
-   */
-  #enqueue<R>(
-    wait: SemaphoreWait<R>,
-    token: number,
-    priority: number,
-    local: LocalSemaphore | undefined,
-    signal: AbortSignal | undefined,
-    timeout: number | undefined,
-    queued?: (cancel: Cancel) => void,
-  ): Promise<R> {
-    const promise = new Promise<R>((resolve, reject) => {
-      wait.resolve = resolve
-      wait.reject = reject
-    })
-    if (local !== undefined) {
-      // Linked before any callback runs: the queue is as `acquire` left it.
-      wait.token = nextToken()
-      wait.priority = priority
-      local.push(wait)
-    } else wait.token = token
-    if (signal !== undefined || timeout !== undefined || queued !== undefined) {
-      const cancel: Cancel = (reason) => this.#cancel(wait, reason)
-      wait.disconnect = onCancellation(signal, timeout, cancel)
-      queued?.(cancel)
-    }
-    if (local === undefined) this.#queue!.doorbell.wait(token, wait)
-    return promise
-  }
-
-  /**
-   * Withdraws a queued wait (abort, timeout, a compat adapter's cancel),
-   * whichever representation holds it now, and rejects it with `reason`;
-   * does nothing once it has ended. Whatever was granted to it meanwhile goes
-   * back, and may wake others.
-   */
-  #cancel<R>(wait: SemaphoreWait<R>, reason: unknown): void {
-    const local = this.#local
-    if (local !== undefined) {
-      if (!local.remove(wait)) return
-      wait.disconnect()
-      local.releaseLocked(0)
-    } else {
-      const { doorbell, withdraw } = this.#queue!
-      if (!doorbell.forget(wait.token)) return
-      wait.disconnect()
-      doorbell.deliver(withdraw(wait.token))
-    }
-    wait.reject(reason)
+    return enqueue(this.#queue, token, new PendingAcquire(this, weight, granted), signal, timeout, queued)
   }
 
   /** `acquire`'s and `run`'s options, checked; throws what they reject with. */
@@ -408,11 +301,11 @@ export class Semaphore {
     return { weight, signal, timeout, priority }
   }
 
-  /** The error for an acquire outcome other than DONE or QUEUED. */
+  /** The error for a `semAcquire` outcome other than DONE or QUEUED. */
   #refusal(outcome: number, weight: number): Error {
     if (outcome === CLOSED) return Errors.semaphoreClosed(this.#closeReason)
     if (outcome === TOO_HEAVY) return Errors.overCapacity('options.weight', weight, this.#refreshCapacity())
-    return Errors.waitersFull(this.waiting)
+    return Errors.waitersFull(this.#native.waiting)
   }
 
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
@@ -429,14 +322,11 @@ export class Semaphore {
     const { weight, signal, timeout, priority } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
     const wait = new RunWait<T>(this, weight, fn)
-    const local = this.#local
-    let token = 0
-    let outcome: Outcome
-    if (local !== undefined) outcome = local.acquire(weight, priority)
-    else outcome = semAcquire(this.#fast!, weight, (token = nextToken()), priority)
+    const token = nextToken()
+    const outcome = semAcquire(this.#fast, weight, token, priority)
     let gate: Promise<RunWait<T>>
     if (outcome === DONE) gate = Promise.resolve(wait)
-    else if (outcome === QUEUED) gate = this.#enqueue(wait, token, priority, local, signal, timeout)
+    else if (outcome === QUEUED) gate = enqueue(this.#queue, token, wait, signal, timeout)
     else return Promise.reject(this.#refusal(outcome, weight))
     // `fn` runs from a reaction registered here, never synchronously in this
     // call nor in the releaser's: it keeps the caller's async context
@@ -446,27 +336,21 @@ export class Semaphore {
 
   /** @internal gives back permits a `Permit` held */
   [kRelease](weight: number): void {
-    const local = this.#local
-    if (local !== undefined) local.release(weight)
-    else this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
+    this.#queue.doorbell.deliver(semRelease(this.#fast, weight))
   }
 
   /** @internal gives up held permits for good (`Permit.forget`) */
   [kForget](weight: number): void {
     // Waits now too heavy for the smaller capacity are refused (and rung for).
-    const local = this.#local
-    if (local !== undefined) local.forgetHeld(weight)
-    else this.#queue!.doorbell.deliver(this.#native!.forgetHeld(weight))
+    this.#queue.doorbell.deliver(this.#native.forgetHeld(weight))
   }
 
   /** @internal what the compat adapters and a queued wait reach (made on first use) */
   get [kInternals](): SemaphoreInternals {
     return (this.#internals ??= {
-      value: () => (this.#local !== undefined ? this.#local.value() : semValue(this.#fast!)),
-      releaseUnowned: (n) => {
-        if (this.#local !== undefined) this.#local.releaseUnowned(n)
-        else this.#queue!.doorbell.deliver(this.#native!.releaseUnowned(n))
-      },
+      native: this.#native,
+      value: () => semValue(this.#fast),
+      deliver: (wakeList) => this.#queue.doorbell.deliver(wakeList),
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
@@ -477,12 +361,12 @@ export class Semaphore {
 
   /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
   #refreshCapacity(): number {
-    return (this.#capacity = this.capacity)
+    return (this.#capacity = this.#native.capacity)
   }
 
   #validateWeight(weight: unknown, name: string): number {
     // The cached capacity is exact unless permits were added or forgotten;
-    // only then is the current one read.
+    // only then is the native one read.
     if (typeof weight === 'number' && weight > this.#capacity) this.#refreshCapacity()
     return validateInteger(weight, name, 1, this.#capacity)
   }
@@ -500,10 +384,11 @@ const kDefaultOptions: CheckedOptions = Object.freeze({ weight: 1, signal: undef
 
 /** @internal What the compat adapters and a queued acquire reach of a semaphore. */
 interface SemaphoreInternals {
-  /** Free permits (available and reserved for the head) minus those owed. */
+  readonly native: NativeSemaphore
+  /** Free permits (available and reserved for the head) minus those owed, in one native call. */
   value(): number
-  /** Frees `n` permits no thread holds. */
-  releaseUnowned(n: number): void
+  /** Acts on what a native call granted (see `Doorbell.deliver`). */
+  deliver(wakeList: WakeList | number): void
   acquire(
     options: AcquireOptions | undefined,
     granted: ((permit: Permit) => void) | undefined,
@@ -517,16 +402,9 @@ interface SemaphoreInternals {
  * A queued wait for permits of `semaphore`: how a close or a refusal ends it
  * (the same for `acquire` and `run`); subclasses say what a grant delivers.
  */
-abstract class SemaphoreWait<R> extends QueuedWait<R> implements LocalWait {
+abstract class SemaphoreWait<R> extends QueuedWait<R> {
   protected readonly semaphore: Semaphore
-  readonly weight: number
-  /** The wait's token (to the doorbell and native code, or for the move there). */
-  token = 0
-  // Where it stands in a `LocalSemaphore` queue, while the semaphore is local.
-  priority = 0
-  prev: LocalWait | undefined = undefined
-  next: LocalWait | undefined = undefined
-  linked = false
+  protected readonly weight: number
 
   constructor(semaphore: Semaphore, weight: number) {
     super()
@@ -622,13 +500,15 @@ export const internal = {
    * `-value` permits released pay that debt before anyone is served.
    */
   create(value: number): Semaphore {
-    return new Semaphore(kLocal, new LocalSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), Math.max(-value, 0)))
+    const native = new NativeSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), value < 0 ? -value : undefined)
+    return new Semaphore(kAttach, { native, bells: newDoorbells() })
   },
   /** async-mutex's value: free permits (available and reserved for the head) minus those owed. */
   value: (semaphore: Semaphore): number => semaphore[kInternals].value(),
   /** Frees `n` permits no thread holds. */
   releaseUnowned(semaphore: Semaphore, n: number): void {
-    semaphore[kInternals].releaseUnowned(n)
+    const internals = semaphore[kInternals]
+    internals.deliver(internals.native.releaseUnowned(n))
   },
   /**
    * `acquire`, with `granted` run synchronously by the call that grants it,

@@ -10,12 +10,6 @@
  */
 export const kAttach: unique symbol = Symbol('sluice.attach')
 
-/**
- * First constructor argument that makes a semaphore start from a state kept
- * in JavaScript (`new Semaphore(kLocal, localSemaphore)`): `internal.create`.
- */
-export const kLocal: unique symbol = Symbol('sluice.local')
-
 /** `Semaphore[kRelease](weight)`: gives back permits a `Permit` held. */
 export const kRelease: unique symbol = Symbol('sluice.release')
 
