@@ -196,12 +196,7 @@ impl Reference {
             return self.peek(key, 0, now);
         }
         if !self.admit(key, now) {
-            return Verdict {
-                denied: Some(Denied::KeysFull),
-                remaining: 0,
-                retry_after: self.config.interval_nanos,
-                reset_after: 0,
-            };
+            return self.keys_full();
         }
         let k = self.get(key);
         if !self.conforms(&k, now, n) {
@@ -218,14 +213,19 @@ impl Reference {
         self.verdict(&k, now, n, true)
     }
 
+    /// What a new key with no room gets.
+    fn keys_full(&self) -> Verdict {
+        Verdict {
+            denied: Some(Denied::KeysFull),
+            remaining: 0,
+            retry_after: self.config.interval_nanos,
+            reset_after: 0,
+        }
+    }
+
     fn peek(&self, key: &KeyBuf, n: u64, now: u64) -> Verdict {
         if n > 0 && self.config.when_full == WhenFull::Refuse && !self.room(key, now) {
-            return Verdict {
-                denied: Some(Denied::KeysFull),
-                remaining: 0,
-                retry_after: self.config.interval_nanos,
-                reset_after: 0,
-            };
+            return self.keys_full();
         }
         let k = self.get(key);
         let allowed = self.conforms(&k, now, n);
