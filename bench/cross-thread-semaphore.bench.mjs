@@ -9,32 +9,11 @@
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { Semaphore } from 'sluice'
+import { coordinate } from './baselines/coordinator.mjs'
 import { SabSemaphore, SabTicketLock } from './baselines/sab-semaphore.mjs'
 
 const contender = new URL('./workers/semaphore-contender.mjs', import.meta.url)
 const WORKERS = 4
-
-/** Serves 'acquire'/'release' messages from `workers` with one permit, FIFO. */
-function coordinate(workers) {
-  let free = 1
-  const queue = []
-  for (const worker of workers) {
-    worker.on('message', (message) => {
-      if (message === 'acquire') {
-        if (free > 0) {
-          free--
-          worker.postMessage('grant')
-        } else {
-          queue.push(worker)
-        }
-      } else if (message === 'release') {
-        const next = queue.shift()
-        if (next) next.postMessage('grant')
-        else free++
-      }
-    })
-  }
-}
 
 async function acquisitionsPerSecond(mode, cycles) {
   const data = { mode, cycles }
@@ -48,7 +27,7 @@ async function acquisitionsPerSecond(mode, cycles) {
   const exited = workers.map((worker) => once(worker, 'exit'))
   await Promise.all(workers.map((worker) => once(worker, 'message')))
   const done = workers.map((worker) => new Promise((resolve) => worker.on('message', (m) => m.done && resolve(m.waits))))
-  if (mode === 'port') coordinate(workers)
+  if (mode === 'port') coordinate(workers, 1, (worker, message) => worker.postMessage(message))
   const started = performance.now()
   for (const worker of workers) worker.postMessage('go')
   const waits = await Promise.all(done)

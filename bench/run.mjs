@@ -12,9 +12,13 @@ import { cpus } from 'node:os'
 import { parseArgs } from 'node:util'
 import { suites as channelSuites } from './channel.bench.mjs'
 import { suites as crossThreadSemaphoreSuites } from './cross-thread-semaphore.bench.mjs'
+import { suites as diagnosticsSuites } from './diagnostics.bench.mjs'
 import { suites as httpRateLimitSuites } from './http-rate-limit.bench.mjs'
+import { suites as namedSuites } from './named.bench.mjs'
 import { suites as poolSuites } from './pool.bench.mjs'
 import { suites as rateLimiterSuites } from './rate-limiter.bench.mjs'
+import { suites as resilienceSuites } from './resilience.bench.mjs'
+import { suites as redisSuites } from './redis.bench.mjs'
 import { suites as semaphoreSuites } from './semaphore.bench.mjs'
 import { suites as tokenBucketSuites } from './token-bucket.bench.mjs'
 import { suites as waiterSuites } from './waiters.bench.mjs'
@@ -26,9 +30,13 @@ const groups = {
   'rate-limiter': rateLimiterSuites,
   'http-rate-limit': httpRateLimitSuites,
   'cross-thread-semaphore': crossThreadSemaphoreSuites,
+  named: namedSuites,
   channel: channelSuites,
   pool: poolSuites,
   waiters: waiterSuites,
+  resilience: resilienceSuites,
+  diagnostics: diagnosticsSuites,
+  redis: redisSuites,
 }
 const usage = `usage: npm run bench [-- --quick] [-- --only <group>...]; groups: ${Object.keys(groups).join(', ')}`
 let args
@@ -79,7 +87,13 @@ const environment = {
       'fastify',
       '@fastify/rate-limit',
       'autocannon',
+      'proper-lockfile',
+      'opossum',
+      'cockatiel',
       'tinybench',
+      'ioredis',
+      'redis',
+      'redis-semaphore',
     ].map((p) => [p, packageVersion(p)]),
   ),
   quick: args.quick,

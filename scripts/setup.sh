@@ -4,10 +4,10 @@
 # checks), so that a missing tool fails in seconds, not after the Rust build;
 # valgrind.sh and asan.sh run their own check, so each also works alone.
 #
-#   bash scripts/setup.sh [build] [lint] [valgrind] [asan] [package]   (none: all five)
+#   bash scripts/setup.sh [build] [lint] [valgrind] [asan] [package] [redis] [postgres]   (none: all seven)
 #
-# Installs what it can: rustfmt and clippy through rustup, valgrind through
-# apt-get when this is Debian/Ubuntu and we are root. Everything else (Node,
+# Installs what it can: rustfmt and clippy through rustup, valgrind,
+# redis-server and postgresql through apt-get when this is Debian/Ubuntu and we are root. Everything else (Node,
 # npm, Rust) is the reader's, as the README says.
 set -euo pipefail
 
@@ -46,6 +46,34 @@ need_valgrind() {
   fail "valgrind is not installed: install it (Debian: sudo apt-get install valgrind; macOS has none: skip npm run test:valgrind)"
 }
 
+# The Redis tests (test/redis-*.test.ts) and the bench's redis group start
+# their own redis-server (Valkey's works too) on a free loopback port.
+need_redis() {
+  command -v redis-server >/dev/null && return
+  if can_apt; then
+    echo "setup: installing redis-server (apt-get)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
+    command -v redis-server >/dev/null || fail "apt-get installed redis-server, but it is not on PATH"
+    return
+  fi
+  fail "redis-server is not installed: install it (Debian: sudo apt-get install redis-server; macOS: brew install redis)"
+}
+
+# The reference service's test (test/service.test.ts) and bench start a
+# throwaway PostgreSQL cluster (examples/service/postgres.mjs) with initdb and
+# pg_ctl, from Debian's /usr/lib/postgresql/<version>/bin or PATH.
+need_postgres() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return
+  command -v initdb >/dev/null && command -v pg_ctl >/dev/null && return
+  if can_apt; then
+    echo "setup: installing postgresql (apt-get)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || fail "apt-get installed postgresql, but no /usr/lib/postgresql/*/bin/initdb"
+    return
+  fi
+  fail "PostgreSQL is not installed (npm run bench:service starts one): install it (Debian: sudo apt-get install postgresql; macOS: brew install postgresql)"
+}
+
 # AddressSanitizer runs on the stable toolchain (asan.sh sets
 # RUSTC_BOOTSTRAP=1 for the unstable -Zsanitizer flag); it needs the ASan
 # runtime that rust-std ships for the host, which exists for x86_64/aarch64
@@ -67,10 +95,10 @@ need_package() {
 }
 
 checks=("$@")
-[ ${#checks[@]} -gt 0 ] || checks=(build lint valgrind asan package)
+[ ${#checks[@]} -gt 0 ] || checks=(build lint valgrind asan package redis postgres)
 for check in "${checks[@]}"; do
   case "$check" in
-    build | lint | valgrind | asan | package) "need_$check" ;;
-    *) fail "unknown check $check (build, lint, valgrind, asan, package)" ;;
+    build | lint | valgrind | asan | package | redis | postgres) "need_$check" ;;
+    *) fail "unknown check $check (build, lint, valgrind, asan, package, redis, postgres)" ;;
   esac
 done

@@ -1,6 +1,6 @@
 import { MessageChannel } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
-import { Channel, ClosedError, InvalidHandleError, Semaphore, TimeoutError, type Codec } from 'sluice'
+import { Channel, ClosedError, InvalidHandleError, Semaphore, TimeoutError, type Codec, type LocalSemaphoreHandle } from 'sluice'
 import { isSettled } from './helpers.js'
 
 describe('Channel', () => {
@@ -259,7 +259,7 @@ describe('Channel', () => {
     const { doorbells } = new Channel({ capacity: 1 }).handle
     const forged = { kind: 'sluice:Channel', id: 2 ** 40, doorbells, codec: 'v8', maxMessageBytes: 1 } as const
     expect(() => Channel.from(forged)).toThrow(InvalidHandleError)
-    const semaphoreId = new Semaphore(1).handle.id
+    const semaphoreId = (new Semaphore(1).handle as LocalSemaphoreHandle).id
     expect(() => Channel.from({ ...forged, id: semaphoreId })).toThrow(InvalidHandleError)
     expect(() => Channel.from({ ...forged, kind: 'sluice:Semaphore' } as never)).toThrow(TypeError)
   })

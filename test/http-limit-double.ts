@@ -2,9 +2,9 @@
 // against the interface alone: counts per key that never refill (time does
 // not pass for it), with the times a GCRA of the same quota would answer.
 import { once } from 'node:events'
-import { Worker } from 'node:worker_threads'
 import type { RateLimiterHandle } from 'sluice'
 import type { KeyedRateLimit, RateLimitKey, RateLimitResult } from 'sluice/http'
+import { evalWorker } from './helpers.js'
 
 export class LimitDouble implements KeyedRateLimit {
   readonly used = new Map<RateLimitKey, number>()
@@ -71,15 +71,17 @@ export function failingLimit(async: boolean): KeyedRateLimit {
 
 /** Takes `n` single tokens for `key` in a worker thread, from the limiter `handle` names; resolves with how many it got. */
 export async function takeInWorker(handle: RateLimiterHandle, key: string, n: number): Promise<number> {
-  const worker = new Worker(
+  // `evalWorker` listens for the exit from the start: the worker exits right
+  // after its one message, often before this thread has taken it.
+  const { worker, exited } = evalWorker(
     `const { parentPort, workerData } = require('node:worker_threads')
      const limiter = require('sluice').RateLimiter.from(workerData.handle)
      let taken = 0
      for (let i = 0; i < workerData.n; i++) if (limiter.tryTake(workerData.key).allowed) taken++
      parentPort.postMessage(taken)`,
-    { eval: true, workerData: { handle, key, n } },
+    { handle, key, n },
   )
   const [taken] = (await once(worker, 'message')) as [number]
-  await once(worker, 'exit')
+  await exited
   return taken
 }

@@ -1,6 +1,11 @@
 // Model-based tests: random sequences of operations, aborts and timeouts on a
 // real Semaphore (and Mutex), checked after every step against a reference
 // model of a fair, weighted, FIFO semaphore with partial grants to the head.
+//
+// A semaphore keeps its state in JavaScript until its handle is first read,
+// then in native memory: each runs in three modes, kept in this thread
+// throughout, shared (handle read before the run), and moved at a random step
+// (a `share` step reads the handle, with whatever is held and queued then).
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Mutex, type Permit, Semaphore } from 'sluice'
@@ -8,13 +13,20 @@ import { Mutex, type Permit, Semaphore } from 'sluice'
 interface Wait {
   id: number
   weight: number
+  priority: number
   assigned: number
   controller: AbortController
   outcome: 'waiting' | 'granted' | 'aborted'
   permit?: Permit
 }
 
-/** The reference: what a fair semaphore must do, in plain sequential code. */
+/**
+ * The reference: what a fair semaphore must do, in plain sequential code.
+ * Waits stand higher priority first, in arrival order within a priority; the
+ * head collects permits as they come (the reserve) and a wait that comes to
+ * stand first takes the reserve over, or is granted from it at once if it
+ * covers the request (core `acquire_with_priority`).
+ */
 class Model {
   free: number
   readonly queue: Wait[] = []
@@ -62,24 +74,43 @@ class TryAcquire implements fc.AsyncCommand<Model, Real> {
 }
 
 class Acquire implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly weight: number) {}
+  constructor(
+    readonly weight: number,
+    readonly priority: number,
+  ) {}
   check = (m: Readonly<Model>): boolean => this.weight <= m.capacity
   async run(m: Model, r: Real): Promise<void> {
-    const wait: Wait = { id: r.waits.length, weight: this.weight, assigned: 0, controller: new AbortController(), outcome: 'waiting' }
+    const { weight, priority } = this
+    const wait: Wait = { id: r.waits.length, weight, priority, assigned: 0, controller: new AbortController(), outcome: 'waiting' }
     r.waits.push(wait)
     seen.set(m, r.waits)
-    r.sem.acquire({ weight: this.weight, signal: wait.controller.signal }).then(
+    r.sem.acquire({ weight, priority, signal: wait.controller.signal }).then(
       (permit) => {
         wait.permit = permit
       },
       () => {},
     )
-    m.queue.push(wait)
-    m.pump()
+    const head = m.queue[0]
+    if (head !== undefined && head.priority < priority && head.assigned >= weight) {
+      // Overtaking: the permits set aside for the head belong to whoever stands first.
+      head.assigned -= weight
+      wait.outcome = 'granted'
+      m.held.push({ weight })
+    } else {
+      // After every wait of its priority or higher; standing first, it takes over the reserve.
+      let at = m.queue.length
+      while (at > 0 && m.queue[at - 1]!.priority < priority) at--
+      m.queue.splice(at, 0, wait)
+      if (at === 0 && head !== undefined) {
+        wait.assigned = head.assigned
+        head.assigned = 0
+      }
+      m.pump()
+    }
     await flush()
     check(m, r)
   }
-  toString = (): string => `acquire(${this.weight})`
+  toString = (): string => `acquire(${this.weight}, priority ${this.priority})`
 }
 
 class Release implements fc.AsyncCommand<Model, Real> {
@@ -115,6 +146,20 @@ class Abort implements fc.AsyncCommand<Model, Real> {
   toString = (): string => `abort(#${this.pick})`
 }
 
+class Share implements fc.AsyncCommand<Model, Real> {
+  check = (): boolean => true
+  async run(m: Model, r: Real): Promise<void> {
+    void r.sem.handle // moves the state, held permits and queued waits to native memory (once)
+    check(m, r)
+    await flush()
+    check(m, r)
+  }
+  toString = (): string => 'share'
+}
+
+type Mode = 'kept in this thread' | 'shared' | 'moved at a random step'
+const modes: Mode[] = ['kept in this thread', 'shared', 'moved at a random step']
+
 function check(m: Model, r: Real): void {
   expect(r.sem.waiting).toBe(m.queue.length)
   expect(r.sem.available).toBe(m.queue.length > 0 ? 0 : m.free)
@@ -130,24 +175,28 @@ function waitsOf(model: Model): Wait[] {
   return seen.get(model) ?? []
 }
 
-const commands = (capacity: number): fc.Arbitrary<Iterable<fc.AsyncCommand<Model, Real>>> =>
+const commands = (capacity: number, mode: Mode): fc.Arbitrary<Iterable<fc.AsyncCommand<Model, Real>>> =>
   fc.commands(
     [
       fc.integer({ min: 1, max: capacity }).map((w) => new TryAcquire(w)),
-      fc.integer({ min: 1, max: capacity }).map((w) => new Acquire(w)),
+      fc
+        .tuple(fc.integer({ min: 1, max: capacity }), fc.oneof(fc.constant(0), fc.integer({ min: -1, max: 1 })))
+        .map(([w, p]) => new Acquire(w, p)),
       fc.nat().map((i) => new Release(i)),
       fc.nat().map((i) => new Abort(i)),
+      ...(mode === 'moved at a random step' ? [fc.constant(new Share())] : []),
     ],
     { maxCommands: 40 },
   )
 
-describe('Semaphore against a reference model', () => {
+describe.each(modes)('Semaphore against a reference model (%s)', (mode) => {
   it('matches the model for random sequences of tryAcquire, acquire, release and abort', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 4 }), async (capacity) => {
         await fc.assert(
-          fc.asyncProperty(commands(capacity), async (cmds) => {
+          fc.asyncProperty(commands(capacity, mode), async (cmds) => {
             const sem = new Semaphore(capacity)
+            if (mode === 'shared') void sem.handle
             const model = new Model(capacity)
             await fc.asyncModelRun(() => ({ model, real: { sem, waits: [] } }), cmds)
             // Tear down: abort what waits, release what is held: all comes back.
@@ -158,7 +207,7 @@ describe('Semaphore against a reference model', () => {
             expect(sem.waiting).toBe(0)
             expect(sem.available).toBe(capacity)
           }),
-          { numRuns: 25 },
+          { numRuns: 40 },
         )
       }),
       { numRuns: 8 },
@@ -166,13 +215,15 @@ describe('Semaphore against a reference model', () => {
   }, 60_000)
 })
 
-describe('Mutex against a reference model', () => {
+describe.each(modes)('Mutex against a reference model (%s)', (mode) => {
   it('excludes, and serves lock waiters in order, under random lock/tryLock/unlock/abort', async () => {
+    const share = mode === 'moved at a random step' ? [fc.constant('share' as const)] : []
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof(fc.constant('lock' as const), fc.constant('tryLock' as const), fc.constant('unlock' as const), fc.nat(5)), { maxLength: 60 }),
+        fc.array(fc.oneof(fc.constant('lock' as const), fc.constant('tryLock' as const), fc.constant('unlock' as const), fc.nat(5), ...share), { maxLength: 60 }),
         async (steps) => {
           const mutex = new Mutex()
+          if (mode === 'shared') void mutex.handle
           const order: number[] = []
           let holder: Permit | null = null
           const waits: { id: number; controller: AbortController; settled: boolean }[] = []
@@ -198,6 +249,8 @@ describe('Mutex against a reference model', () => {
                 expect(holder).toBeNull()
                 holder = guard
               }
+            } else if (step === 'share') {
+              void mutex.handle
             } else if (step === 'unlock') {
               const guard = holder
               holder = null

@@ -11,6 +11,7 @@ import {
   TokenBucket,
   type RateLimitResult,
   type RateLimiterOptions,
+  type LocalTokenBucketHandle,
 } from 'sluice'
 
 /** Asserts `value` is within [low, high]. */
@@ -465,7 +466,7 @@ describe('RateLimiter reset and handles', () => {
   it('RateLimiter.from(limiter.handle) is the same limiter, with the same options', () => {
     const limiter = new RateLimiter({ limit: 3, windowMs: 1_500, algorithm: 'sliding-window', maxKeys: 50, whenFull: 'refuse' })
     const handle = limiter.handle
-    expect(handle).toEqual({ kind: 'sluice:RateLimiter', id: expect.any(Number) })
+    expect(handle).toEqual({ kind: 'sluice:RateLimiter', id: expect.any(Number), metrics: expect.any(SharedArrayBuffer) })
     const other = RateLimiter.from(structuredClone(handle))
     expect([other.capacity, other.windowMs, other.algorithm, other.maxKeys, other.whenFull]).toEqual([3, 1_500, 'sliding-window', 50, 'refuse'])
     expect(limiter.tryTake('k', 3).allowed).toBe(true)
@@ -476,7 +477,7 @@ describe('RateLimiter reset and handles', () => {
   it('a forged, foreign or malformed handle is refused', () => {
     expect(() => RateLimiter.from({ kind: 'sluice:RateLimiter', id: 2 ** 40 })).toThrow(InvalidHandleError)
     const bucket = new TokenBucket({ capacity: 1, refillPerSecond: 1 })
-    expect(() => RateLimiter.from({ kind: 'sluice:RateLimiter', id: bucket.handle.id })).toThrow(InvalidHandleError)
+    expect(() => RateLimiter.from({ kind: 'sluice:RateLimiter', id: (bucket.handle as LocalTokenBucketHandle).id })).toThrow(InvalidHandleError)
     expect(() => RateLimiter.from(bucket.handle as never)).toThrow(TypeError)
     expect(() => RateLimiter.from({ kind: 'sluice:RateLimiter' } as never)).toThrow(/^handle must be a RateLimiter handle/)
   })

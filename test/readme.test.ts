@@ -26,13 +26,14 @@ import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NODE_VERSIONS, nodeBinary } from '../scripts/fetch-node.mjs'
+import { startRedis, type RedisServer } from './support/redis-server.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const EXAMPLE_TIMEOUT_MS = 20_000
 /** Packages the examples may import besides sluice, as a reader would `npm install` them. */
-const FRAMEWORKS = ['express', 'fastify']
+const FRAMEWORKS = ['express', 'fastify', 'ioredis']
 
 /** name -> its definition; README.md's Usage section tells the reader. */
 const PLACEHOLDERS: Record<string, string> = {
@@ -130,7 +131,9 @@ function writeExamples(blocks: Block[]): Example[] {
 
 function runExample(node: string, example: Example): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    execFile(node, [example.file], { cwd: example.dir, timeout: EXAMPLE_TIMEOUT_MS, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+    // The Redis examples read REDIS_URL, as a reader's deployment would: here, this file's own server.
+    const env = { ...process.env, REDIS_URL: redisServer?.url }
+    execFile(node, [example.file], { cwd: example.dir, env, timeout: EXAMPLE_TIMEOUT_MS, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
       const timedOut = error !== null && error.killed ? `(killed after ${EXAMPLE_TIMEOUT_MS} ms: it does not end by itself)\n` : ''
       resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, output: timedOut + stdout + stderr })
     })
@@ -143,7 +146,16 @@ const readme = readFileSync(process.env.SLUICE_README ?? join(root, 'README.md')
 const blocks = readBlocks(readme)
 const examples = writeExamples(blocks)
 
+let redisServer: RedisServer | undefined
+
 describe('README.md', () => {
+  beforeAll(async () => {
+    redisServer = await startRedis()
+  })
+  afterAll(async () => {
+    await redisServer?.stop()
+  })
+
   it('has only js (run), ts (not run) and sh code blocks', () => {
     const others = blocks.filter((b) => !['js', 'ts', 'sh'].includes(b.lang)).map((b) => `README.md:${b.line} \`\`\`${b.lang}`)
     expect(others).toEqual([])

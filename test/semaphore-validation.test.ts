@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { InvalidHandleError, Semaphore } from 'sluice'
+import { InvalidHandleError, Semaphore, type LocalSemaphoreHandle } from 'sluice'
 
 describe('Semaphore validation', () => {
   it.each([
@@ -66,7 +66,7 @@ describe('Semaphore validation', () => {
   })
 
   it('Semaphore.from a forged id throws InvalidHandleError', () => {
-    const { doorbells } = new Semaphore(1).handle
+    const { doorbells } = new Semaphore(1).handle as LocalSemaphoreHandle
     for (const id of [0, -1, 1.5, 2 ** 40, Number.NaN]) {
       const error = (() => {
         try {

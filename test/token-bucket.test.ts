@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { InvalidHandleError, TimeoutError, TokenBucket, type TokenBucketOptions } from 'sluice'
+import { InvalidHandleError, TimeoutError, TokenBucket, type LocalTokenBucketHandle, type TokenBucketOptions } from 'sluice'
 import { eventually, nextMessage, runWorker } from './helpers.js'
 
 // A bucket lives in JavaScript until its handle is read, then in native
@@ -193,8 +193,8 @@ describe('TokenBucket moving to native memory when its handle is first read', ()
     const controller = new AbortController()
     const aborted = bucket.take(4, { signal: controller.signal })
     const small = bucket.take(1).then(() => order.push('small'))
-    const { id } = bucket.handle // moves, with three takes waiting
-    expect(bucket.handle.id).toBe(id) // once
+    const { id } = bucket.handle as LocalTokenBucketHandle // moves, with three takes waiting
+    expect((bucket.handle as LocalTokenBucketHandle).id).toBe(id) // once
     expect(bucket.tryTake()).toBe(false) // still owed to the waiters
     controller.abort(new Error('stop'))
     await expect(aborted).rejects.toThrow('stop')

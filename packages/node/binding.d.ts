@@ -34,6 +34,96 @@ export declare class NativeChannel {
   get slot(): number
 }
 
+export declare class NativeNamedRateLimiter {
+  /**
+   * Opens (creating it if needed) the named GCRA limiter `name` in `dir`.
+   * `when_full` is `"evict"` or `"refuse"`.
+   */
+  static open(name: string, capacity: number, intervalNanos: number, maxKeys: number, whenFull: string, dir?: string | undefined | null): NativeNamedRateLimiter
+  /** Frees `name`; false if there was no such limiter. */
+  static unlink(name: string, dir?: string | undefined | null): boolean
+  get capacity(): number
+  get intervalNanos(): number
+  get algorithm(): string
+  get maxKeys(): number
+  get whenFull(): string
+  /** Key cells in use (live or expired but not yet reused). */
+  get size(): number
+  /** Reservations of this thread still waiting. */
+  get pending(): number
+  /** Whether the name was unlinked (a new `open` makes a new limiter). */
+  get unlinked(): boolean
+  /** The handle the raw calls take (see `NativeRateLimiter::decisionHandle`). */
+  decisionHandle(out: unknown): object
+}
+
+export declare class NativeNamedSemaphore {
+  /**
+   * Opens (creating it if needed) the named semaphore `name` in `dir`
+   * (default: `/dev/shm/sluice-<uid>` or `SLUICE_SHM_DIR`), attaching this
+   * thread as a new owner.
+   */
+  static open(name: string, permits: number, maxWaiters: number, dir?: string | undefined | null): NativeNamedSemaphore
+  /**
+   * Closes `name` for everyone who has it open and frees the name; false
+   * if there was no such segment.
+   */
+  static unlink(name: string, dir?: string | undefined | null): boolean
+  /**
+   * A new fd on this owner's FIFO bell, for `net.Socket({ fd })`, which
+   * owns and closes it.
+   */
+  bellFd(): number
+  /** The creation parameters this object was opened with (equal to the segment's). */
+  get permits(): number
+  get maxWaiters(): number
+  /** This thread's owner slot: its identity as a waiter. */
+  get slot(): number
+  get capacity(): number
+  get available(): number
+  get waiting(): number
+  get closed(): boolean
+  /** Whether the name was unlinked (this object is closed for good). */
+  get unlinked(): boolean
+  /**
+   * Withdraws the wait `token`, giving back whatever was granted to it;
+   * `null` (native code rang whoever that served).
+   */
+  cancel(token: number): Array<number> | null
+  /** Adds `n` permits; native code rings the owners it serves (this one too). */
+  addPermits(n: number): Array<number>
+  /** Removes up to `n` free permits for good; returns how many. */
+  forgetPermits(n: number): number
+  /** Gives up `n` permits this thread holds, for good. */
+  forgetHeld(n: number): Array<number>
+  /**
+   * Closes the semaphore for every process: every queued wait is withdrawn
+   * and its owner rung.
+   */
+  close(): Array<number>
+  /** A handle for the raw hot calls. */
+  fastHandle(): object
+}
+
+export declare class NativeNamedTokenBucket {
+  /**
+   * Opens (creating it if needed) the named bucket `name` in `dir`: a full
+   * bucket of `capacity` tokens, one more every `interval_nanos`.
+   */
+  static open(name: string, capacity: number, intervalNanos: number, dir?: string | undefined | null): NativeNamedTokenBucket
+  /** Frees `name`; false if there was no such bucket. */
+  static unlink(name: string, dir?: string | undefined | null): boolean
+  get capacity(): number
+  get intervalNanos(): number
+  get available(): number
+  /** Reservations of this thread still waiting. */
+  get pending(): number
+  /** Whether the name was unlinked (a new `open` makes a new bucket). */
+  get unlinked(): boolean
+  /** A handle for the raw hot calls. */
+  fastHandle(): object
+}
+
 export declare class NativeRateLimiter {
   /**
    * A limiter of `capacity` tokens per key, one more every `interval_nanos`;
@@ -74,6 +164,16 @@ export declare class NativeSemaphore {
    * zero); only with `available` 0.
    */
   constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null, owed?: number | undefined | null)
+  /**
+   * A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
+   * moved into shared memory with this thread attached: `capacity`
+   * permits, `available` free, `owed` owed, `held` held by this thread
+   * (the rest by nobody), and this thread's queued waits, `waits` as
+   * `[token, permits, priority, ...]` in the order they are served, with
+   * `reservedForHead` permits set aside for the first. Their grants then
+   * reach this thread's doorbell as any wait's do.
+   */
+  static adopt(capacity: number, maxWaiters: number | undefined | null, available: number, owed: number, held: number, reservedForHead: number, waits: Array<number>): NativeSemaphore
   get capacity(): number
   get available(): number
   get waiting(): number

@@ -836,6 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeChannel = nativeBinding.NativeChannel
+module.exports.NativeNamedRateLimiter = nativeBinding.NativeNamedRateLimiter
+module.exports.NativeNamedSemaphore = nativeBinding.NativeNamedSemaphore
+module.exports.NativeNamedTokenBucket = nativeBinding.NativeNamedTokenBucket
 module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
 module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
 module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket

@@ -19,6 +19,10 @@ const { rateLimit: fastifyRateLimit } = require('sluice/fastify')
     { eval: true, workerData: sem.handle },
   )
   const got = new Promise((resolve) => worker.once('message', resolve))
+  // Listened for now, not after 'got': if this thread handles the worker's
+  // exit first, Node emits its last message and 'exit' in one tick, and a
+  // listener added after `await got` would never hear it.
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
   // The worker queues behind our permits; wait until it has (it may take a
   // while to start on a loaded machine).
   for (const deadline = Date.now() + 20_000; sem.waiting !== 1; ) {
@@ -27,7 +31,7 @@ const { rateLimit: fastifyRateLimit } = require('sluice/fastify')
   }
   permit.release()
   assert.equal(await got, 'got')
-  await new Promise((resolve) => worker.once('exit', resolve))
+  await exited
   assert.equal(sem.available, 2)
   const limiter = new RateLimiter({ limit: 1, windowMs: 60_000 })
   assert.deepEqual([limiter.tryTake(7).allowed, limiter.tryTake(7).allowed], [true, false])

@@ -219,6 +219,19 @@ pub struct ReleaseError {
     pub capacity: usize,
 }
 
+/// [`Semaphore::with_state`] or [`Semaphore::adopt_waits`] was given a state
+/// no semaphore can be in; nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdoptError;
+
+impl fmt::Display for AdoptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no semaphore can be in the state given to adopt")
+    }
+}
+
+impl std::error::Error for AdoptError {}
+
 /// [`Semaphore::add_permits`] would take the capacity past [`MAX_PERMITS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapacityOverflow;
@@ -333,6 +346,99 @@ impl Semaphore {
         let semaphore = Self::new(capacity);
         semaphore.state.store(available << PERMIT_SHIFT, Ordering::Relaxed);
         semaphore
+    }
+
+    /// A semaphore in a state built elsewhere, for moving one that a single
+    /// owner kept on its own (the binding keeps a semaphore in JavaScript
+    /// until it is first shared) into shared memory: `capacity` permits, of
+    /// which `available` are free, `owed` more owed (see
+    /// [`with_owed`](Self::with_owed)), at most `max_waiters` waits queued.
+    /// The rest count as held. Waits already queued elsewhere follow with
+    /// [`adopt_waits`](Self::adopt_waits).
+    ///
+    /// # Errors
+    ///
+    /// [`AdoptError`] if the state is impossible: `capacity` beyond
+    /// [`MAX_PERMITS`], `available` beyond `capacity`, or permits both free and
+    /// owed.
+    pub fn with_state(capacity: usize, max_waiters: usize, available: usize, owed: usize) -> Result<Self, AdoptError> {
+        if capacity > MAX_PERMITS || available > capacity || (owed > 0 && available > 0) {
+            return Err(AdoptError);
+        }
+        let semaphore = Self::with_max_waiters(capacity, max_waiters);
+        let state = if owed > 0 { QUEUED } else { available << PERMIT_SHIFT };
+        semaphore.state.store(state, Ordering::Relaxed);
+        semaphore.owed.store(owed, Ordering::Relaxed);
+        Ok(semaphore)
+    }
+
+    /// Queues `waits` (`(token, permits, priority)`, in the order they are to
+    /// be served) for `owner`, with `reserved_for_head` permits already set
+    /// aside for the first, as if each had been
+    /// [`acquire_with_priority`](Self::acquire_with_priority)d in turn: the
+    /// second half of moving a semaphore into shared memory (see
+    /// [`with_state`](Self::with_state)). The reserved permits come out of
+    /// those counted as held.
+    ///
+    /// # Errors
+    ///
+    /// [`AdoptError`], changing nothing, unless: nothing is queued yet, the
+    /// semaphore is open, no permit is free (unless `waits` is empty, which
+    /// queues nothing and needs `reserved_for_head` 0), the waits are in
+    /// priority order, with distinct tokens, each
+    /// for 1 to `capacity` permits, no more than `max_waiters`, the first for
+    /// more than `reserved_for_head`, which are held permits, and none while
+    /// permits are owed.
+    pub fn adopt_waits(
+        &self,
+        owner: Owner,
+        reserved_for_head: usize,
+        waits: &[(Token, usize, i32)],
+    ) -> Result<(), AdoptError> {
+        if waits.is_empty() {
+            // Nothing to queue: nothing can be set aside for a head either.
+            return if reserved_for_head == 0 {
+                Ok(())
+            } else {
+                Err(AdoptError)
+            };
+        }
+        let mut queue = self.lock();
+        let capacity = self.capacity();
+        let current = self.state.load(Ordering::Relaxed);
+        let valid = queue.waiters.is_empty()
+            && queue.reserved_for_head == 0
+            && current & CLOSED == 0
+            && current >> PERMIT_SHIFT == 0
+            && waits.len() <= self.max_waiters
+            && (reserved_for_head == 0 || (self.owed() == 0 && waits[0].1 > reserved_for_head))
+            && reserved_for_head <= capacity
+            && waits.iter().all(|&(_, needed, _)| (1..=capacity).contains(&needed))
+            && waits.windows(2).all(|pair| pair[0].2 >= pair[1].2)
+            && !queue
+                .decisions
+                .get(&owner)
+                .is_some_and(|d| waits.iter().any(|w| d.has(w.0)));
+        if !valid {
+            return Err(AdoptError);
+        }
+        let mut seen = std::collections::HashSet::with_capacity(waits.len());
+        if !waits.iter().all(|w| seen.insert(w.0)) {
+            return Err(AdoptError);
+        }
+        for &(token, needed, priority) in waits {
+            queue.waiters.insert(Waiter {
+                key: (owner, token),
+                needed,
+                priority,
+            });
+        }
+        queue.reserved_for_head = reserved_for_head;
+        self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
+        // Relaxed: nobody else can reach a semaphore being adopted, and the
+        // lock publishes the queue to whoever takes it next.
+        self.state.store(QUEUED, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Like [`new`](Self::new), but at most `max_waiters` waits may be queued

@@ -26,12 +26,16 @@
 //! # Implementation
 //!
 //! `tat` is one `AtomicU64` of nanoseconds on the bucket's clock, starting at
-//! 0 (at or before any reading: a full bucket). `try_take` is a CAS loop that
+//! 0 (at or before any reading: a full bucket). Where that word lives is a
+//! type parameter (`S`): by default the bucket's own, padded to a cache line
+//! ([`LocalTat`]); `sluice-shm` puts it in a segment shared by processes, so
+//! both run this one implementation of GCRA. `try_take` is a CAS loop that
 //! moves it only when the request conforms; `reserve` and `cancel` are
 //! `fetch_update`s that always move it. Every access is `Relaxed`: the bucket
 //! publishes a decision, not data (see "Memory ordering" on [`TokenBucket`]).
 
 use std::fmt;
+use std::ops::Deref;
 
 use crate::cache_padded::CachePadded;
 use crate::clock::{Clock, MonotonicClock};
@@ -65,16 +69,35 @@ pub const MAX_BURST_NANOS: u64 = u64::MAX / 2;
 ///
 /// The bucket publishes no data, only a decision, so every access to `tat`
 /// is `Relaxed`: the CAS alone makes each decision atomic.
-pub struct TokenBucket<C: Clock = MonotonicClock> {
+pub struct TokenBucket<C: Clock = MonotonicClock, S: Deref<Target = AtomicU64> = LocalTat> {
     /// Theoretical arrival time, in nanoseconds on `clock`'s timeline: the
     /// instant the bucket is full again; at or before now means full.
-    tat: CachePadded<AtomicU64>,
+    tat: S,
     /// Nanoseconds to refill one token.
     interval: u64,
     capacity: u64,
     /// `capacity * interval`: how far `tat` may run ahead of now.
     burst: u64,
     clock: C,
+}
+
+/// The default home of a [`TokenBucket`]'s `tat`: a word of its own, on a
+/// cache line of its own.
+pub struct LocalTat(CachePadded<AtomicU64>);
+
+impl LocalTat {
+    /// A `tat` word holding `tat`.
+    pub fn new(tat: u64) -> Self {
+        Self(CachePadded(AtomicU64::new(tat)))
+    }
+}
+
+impl Deref for LocalTat {
+    type Target = AtomicU64;
+
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
 }
 
 /// Why [`TokenBucket::try_take`] or [`TokenBucket::reserve`] refused.
@@ -202,6 +225,19 @@ impl<C: Clock> TokenBucket<C> {
     ///
     /// As [`with_clock`](Self::with_clock).
     pub fn with_clock_at(capacity: u64, interval_nanos: u64, clock: C, tat: u64) -> Result<Self, BucketConfigError> {
+        TokenBucket::with_storage(capacity, interval_nanos, clock, LocalTat::new(tat))
+    }
+}
+
+impl<C: Clock, S: Deref<Target = AtomicU64>> TokenBucket<C, S> {
+    /// A bucket whose `tat` word is `tat`, wherever that lives, carrying on
+    /// from the value it holds (0: full). `sluice-shm` passes a word in
+    /// memory shared by processes, with a clock every process reads alike.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_clock`](TokenBucket::with_clock).
+    pub fn with_storage(capacity: u64, interval_nanos: u64, clock: C, tat: S) -> Result<Self, BucketConfigError> {
         if capacity == 0 {
             return Err(BucketConfigError::ZeroCapacity);
         }
@@ -213,7 +249,7 @@ impl<C: Clock> TokenBucket<C> {
             .filter(|&burst| burst <= MAX_BURST_NANOS)
             .ok_or(BucketConfigError::Overflow)?;
         Ok(Self {
-            tat: CachePadded(AtomicU64::new(tat)),
+            tat,
             interval: interval_nanos,
             capacity,
             burst,
@@ -325,7 +361,7 @@ impl<C: Clock> TokenBucket<C> {
     }
 }
 
-impl<C: Clock> fmt::Debug for TokenBucket<C> {
+impl<C: Clock, S: Deref<Target = AtomicU64>> fmt::Debug for TokenBucket<C, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenBucket")
             .field("capacity", &self.capacity)

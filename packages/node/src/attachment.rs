@@ -40,7 +40,8 @@ pub(crate) struct Attachment<P: Primitive> {
     detached: Cell<bool>,
 }
 
-/// Type-erased view of an attachment, for the thread's cleanup list.
+/// Type-erased view of an attachment (or a `ThreadUse`), for the thread's
+/// cleanup list.
 trait Detach: Any {
     fn detach(&self);
 }
@@ -129,6 +130,72 @@ impl<P: Primitive> Drop for Attachment<P> {
                 if thread.attachments.get(&id).is_some_and(|weak| weak.strong_count() == 0) {
                     thread.attachments.remove(&id);
                 }
+            }
+        });
+    }
+}
+
+/// What one thread's use of a named primitive gives back when it ends (its
+/// waits, what it holds, its reservations).
+pub(crate) trait GiveBack: 'static {
+    fn give_back(&self);
+}
+
+/// One thread's use of a named primitive: given back once, when the last JS
+/// object for it is collected or when the thread's env is torn down,
+/// whichever comes first. The named primitives' counterpart of `Attachment`.
+pub(crate) struct ThreadUse<T: GiveBack> {
+    value: T,
+    /// Its entry in the thread's cleanup list.
+    key: u64,
+    given_back: Cell<bool>,
+}
+
+impl<T: GiveBack> ThreadUse<T> {
+    /// Wraps `value` and puts it on this thread's cleanup list.
+    pub(crate) fn register(env: &Env, value: T) -> Result<Rc<Self>> {
+        let key = crate::registry::fresh_id();
+        let this = Rc::new(Self {
+            value,
+            key,
+            given_back: Cell::new(false),
+        });
+        let weak: Weak<dyn Detach> = Rc::downgrade(&this) as Weak<dyn Detach>;
+        THREAD.with_borrow_mut(|thread| {
+            if !thread.cleanup_hook_installed {
+                env.add_env_cleanup_hook((), |()| detach_thread())?;
+                thread.cleanup_hook_installed = true;
+            }
+            thread.attachments.insert(key, weak);
+            Ok(this)
+        })
+    }
+}
+
+impl<T: GiveBack> std::ops::Deref for ThreadUse<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: GiveBack> Detach for ThreadUse<T> {
+    fn detach(&self) {
+        if !self.given_back.replace(true) {
+            self.value.give_back();
+        }
+    }
+}
+
+impl<T: GiveBack> Drop for ThreadUse<T> {
+    fn drop(&mut self) {
+        Detach::detach(self);
+        let key = self.key;
+        // `try_with`: during thread teardown the thread-local may be gone already.
+        let _ = THREAD.try_with(|thread| {
+            if let Ok(mut thread) = thread.try_borrow_mut() {
+                thread.attachments.remove(&key);
             }
         });
     }

@@ -8,6 +8,9 @@
 mod attachment;
 mod channel;
 mod js_values;
+mod named;
+mod named_bucket;
+mod named_limiter;
 mod rate_limiter;
 mod raw;
 mod registry;
@@ -16,6 +19,9 @@ mod token_bucket;
 mod wake;
 
 pub use channel::NativeChannel;
+pub use named::NativeNamedSemaphore;
+pub use named_bucket::NativeNamedTokenBucket;
+pub use named_limiter::NativeNamedRateLimiter;
 pub use rate_limiter::NativeRateLimiter;
 pub use semaphore::NativeSemaphore;
 pub use token_bucket::NativeTokenBucket;

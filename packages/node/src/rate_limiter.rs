@@ -47,7 +47,7 @@ pub const MAX_RATE_LIMIT_KEY_BYTES: u32 = MAX_KEY_BYTES as u32;
 /// This thread's reservations that are not yet due, by wait token, with the
 /// key each was made on (a cancel needs it).
 #[derive(Default)]
-pub(crate) struct Pending(RefCell<HashMap<u64, (KeyBuf, KeyReservation)>>);
+pub(crate) struct Pending(pub(crate) RefCell<HashMap<u64, (KeyBuf, KeyReservation)>>);
 
 impl Primitive for RateLimiter {
     type Local = Pending;
@@ -85,7 +85,7 @@ impl NativeRateLimiter {
         max_keys: f64,
         when_full: String,
     ) -> Result<Self> {
-        let count = |x: f64| (x.fract() == 0.0 && (1.0..=9_007_199_254_740_991.0).contains(&x)).then_some(x as u64);
+        let count = raw::positive_safe_integer;
         let (Some(capacity), Some(interval_nanos), Some(max_keys)) =
             (count(capacity), count(interval_nanos), count(max_keys))
         else {
@@ -175,50 +175,66 @@ impl NativeRateLimiter {
     /// valid for as long as the handle; a `TypeError` for anything else.
     #[napi(ts_return_type = "object")]
     pub fn decision_handle(&self, env: Env, out: Unknown) -> Result<napi_value> {
-        let (env, array) = (env.raw(), out.raw());
-        let shared = typed_array(env, array).filter(|a| {
-            let mut detachable = true;
-            // SAFETY: `a.buffer` is this call's; a SharedArrayBuffer is not an
-            // `ArrayBuffer` to N-API (V8's IsArrayBuffer excludes it).
-            let ok = unsafe { sys::napi_is_arraybuffer(env, a.buffer, &mut detachable) } == Status::napi_ok;
-            ok && !detachable && a.kind == sys::TypedarrayType::float64_array && a.length >= 3 && !a.data.is_null()
-        });
-        // A Float64Array's data is 8-byte aligned; checked all the same, as it
-        // is read as `AtomicU64`s.
-        let out = shared.and_then(|TypedArray { data, .. }| NonNull::new(data as *mut AtomicU64));
-        let Some(out) = out.filter(|out| out.as_ptr().is_aligned()) else {
-            return Err(Error::new(
-                napi::Status::InvalidArg,
-                "out must be a Float64Array of at least 3 over a SharedArrayBuffer",
-            ));
-        };
-        let mut reference = ptr::null_mut();
-        // SAFETY: `array` is an object of this call; the out-pointer is valid.
-        if unsafe { sys::napi_create_reference(env, array, 1, &mut reference) } != Status::napi_ok {
-            return Err(Error::from_reason("failed to reference the decision array"));
-        }
-        let handle = Box::new(LimiterHandle {
-            attachment: Rc::clone(&self.attachment),
-            out,
-            array: reference,
-        });
-        let data = Box::into_raw(handle) as *mut c_void;
-        let mut result = ptr::null_mut();
-        // SAFETY: `finalize_handle` matches the data's type; N-API runs it
-        // once, when the external is collected.
-        let status =
-            unsafe { sys::napi_create_external(env, data, Some(finalize_handle), ptr::null_mut(), &mut result) };
-        if status != Status::napi_ok {
-            // SAFETY: the external was not made, so this still owns the box.
-            unsafe { finalize_handle(env, data, ptr::null_mut()) };
-            return Err(Error::from_reason("failed to create a native handle"));
-        }
-        // SAFETY: `result` is a fresh object of this env, tagged once.
-        if unsafe { sys::napi_type_tag_object(env, result, &HANDLE_TAG) } != Status::napi_ok {
-            return Err(Error::from_reason("failed to tag a native handle"));
-        }
-        Ok(result)
+        let env = env.raw();
+        let (out, reference) = decision_array(env, out.raw())?;
+        make_decision_handle(env, Backend::Local(Rc::clone(&self.attachment)), out, reference)
     }
+}
+
+/// Validates `out` for `decisionHandle` (see `NativeRateLimiter::decision_handle`)
+/// and takes a reference to it.
+pub(crate) fn decision_array(env: napi_env, array: napi_value) -> Result<(NonNull<AtomicU64>, sys::napi_ref)> {
+    let shared = typed_array(env, array).filter(|a| {
+        let mut detachable = true;
+        // SAFETY: `a.buffer` is this call's; a SharedArrayBuffer is not an
+        // `ArrayBuffer` to N-API (V8's IsArrayBuffer excludes it).
+        let ok = unsafe { sys::napi_is_arraybuffer(env, a.buffer, &mut detachable) } == Status::napi_ok;
+        ok && !detachable && a.kind == sys::TypedarrayType::float64_array && a.length >= 3 && !a.data.is_null()
+    });
+    // A Float64Array's data is 8-byte aligned; checked all the same, as it
+    // is read as `AtomicU64`s.
+    let out = shared.and_then(|TypedArray { data, .. }| NonNull::new(data as *mut AtomicU64));
+    let Some(out) = out.filter(|out| out.as_ptr().is_aligned()) else {
+        return Err(Error::new(
+            napi::Status::InvalidArg,
+            "out must be a Float64Array of at least 3 over a SharedArrayBuffer",
+        ));
+    };
+    let mut reference = ptr::null_mut();
+    // SAFETY: `array` is an object of this call; the out-pointer is valid.
+    if unsafe { sys::napi_create_reference(env, array, 1, &mut reference) } != Status::napi_ok {
+        return Err(Error::from_reason("failed to reference the decision array"));
+    }
+    Ok((out, reference))
+}
+
+/// The external the raw calls take, over either kind of limiter.
+pub(crate) fn make_decision_handle(
+    env: napi_env,
+    backend: Backend,
+    out: NonNull<AtomicU64>,
+    reference: sys::napi_ref,
+) -> Result<napi_value> {
+    let handle = Box::new(LimiterHandle {
+        backend,
+        out,
+        array: reference,
+    });
+    let data = Box::into_raw(handle) as *mut c_void;
+    let mut result = ptr::null_mut();
+    // SAFETY: `finalize_handle` matches the data's type; N-API runs it
+    // once, when the external is collected.
+    let status = unsafe { sys::napi_create_external(env, data, Some(finalize_handle), ptr::null_mut(), &mut result) };
+    if status != Status::napi_ok {
+        // SAFETY: the external was not made, so this still owns the box.
+        unsafe { finalize_handle(env, data, ptr::null_mut()) };
+        return Err(Error::from_reason("failed to create a native handle"));
+    }
+    // SAFETY: `result` is a fresh object of this env, tagged once.
+    if unsafe { sys::napi_type_tag_object(env, result, &HANDLE_TAG) } != Status::napi_ok {
+        return Err(Error::from_reason("failed to tag a native handle"));
+    }
+    Ok(result)
 }
 
 /// Marks the externals `decisionHandle` makes, so an entry point refuses any
@@ -228,9 +244,16 @@ const HANDLE_TAG: sys::napi_type_tag = sys::napi_type_tag {
     upper: 0x6b13_f0d4_a87c_2e59,
 };
 
+/// Which limiter a decision handle serves: one of this process's threads'
+/// (`NativeRateLimiter`), or a named one in shared memory.
+pub(crate) enum Backend {
+    Local(Rc<LimiterAttachment>),
+    Named(Rc<crate::named_limiter::NamedLimiter>),
+}
+
 /// What the raw calls take (see [`NativeRateLimiter::decision_handle`]).
 pub(crate) struct LimiterHandle {
-    attachment: Rc<LimiterAttachment>,
+    backend: Backend,
     /// The first of three `f64`s (as bits) of the registered array, written
     /// with relaxed atomic stores: a shared buffer may be seen by other
     /// threads, and a plain write would race with them.
@@ -299,21 +322,38 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 6] = [
 /// `limiterTryTake(handle, key, n) -> DONE | NOT_NOW | KEYS_FULL`, with the
 /// decision's numbers in the handle's array (see [`answer`]).
 fn try_take(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count) -> napi_value {
-    let limiter = &handle.attachment.shared.primitive;
-    with_key(env, key, |key| answer(env, limiter.try_take(key, n as u64), handle))
+    match &handle.backend {
+        Backend::Local(attachment) => {
+            let limiter = &attachment.shared.primitive;
+            with_key(env, key, |key| answer(env, limiter.try_take(key, n as u64), handle))
+        }
+        Backend::Named(named) => with_key(env, key, |key| {
+            named.answer(env, named.limiter.try_take(key, n as u64), handle)
+        }),
+    }
 }
 
 /// `limiterPeek(handle, key, n)`: as `limiterTryTake`, taking nothing.
 fn peek(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count) -> napi_value {
-    let limiter = &handle.attachment.shared.primitive;
-    with_key(env, key, |key| answer(env, limiter.peek(key, n as u64), handle))
+    match &handle.backend {
+        Backend::Local(attachment) => {
+            let limiter = &attachment.shared.primitive;
+            with_key(env, key, |key| answer(env, limiter.peek(key, n as u64), handle))
+        }
+        Backend::Named(named) => with_key(env, key, |key| {
+            named.answer(env, named.limiter.peek(key, n as u64), handle)
+        }),
+    }
 }
 
 /// `limiterReserve(handle, key, n, token) -> nanoseconds to wait | null`;
 /// null when the key is new and every cell is live (`whenFull: 'refuse'`).
 /// A reservation due at once is not remembered (its tokens are taken).
 fn reserve(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count, Token(token): Token) -> napi_value {
-    let attachment = &handle.attachment;
+    let attachment = match &handle.backend {
+        Backend::Local(attachment) => attachment,
+        Backend::Named(named) => return with_key(env, key, |key| named.reserve(env, key, n as u64, token)),
+    };
     let limiter = &attachment.shared.primitive;
     with_key(env, key, |key| match limiter.reserve(key, n as u64) {
         Ok(reservation) => {
@@ -330,14 +370,20 @@ fn reserve(env: napi_env, handle: &LimiterHandle, key: KeyArg, Count(n): Count, 
 
 /// `limiterRedeem(handle, token)`: the wait ended (its timer fired); forget it.
 fn redeem(env: napi_env, handle: &LimiterHandle, Token(token): Token) -> napi_value {
-    handle.attachment.local.0.borrow_mut().remove(&token);
+    match &handle.backend {
+        Backend::Local(attachment) => attachment.local.0.borrow_mut().remove(&token),
+        Backend::Named(named) => named.pending.0.borrow_mut().remove(&token),
+    };
     raw::null(env)
 }
 
 /// `limiterCancel(handle, token) -> 0 | 1`: gives a pending reservation's
 /// tokens back; 0 if it was unknown or already due.
 fn cancel(env: napi_env, handle: &LimiterHandle, Token(token): Token) -> napi_value {
-    let attachment = &handle.attachment;
+    let attachment = match &handle.backend {
+        Backend::Local(attachment) => attachment,
+        Backend::Named(named) => return named.cancel(env, token),
+    };
     let pending = attachment.local.0.borrow_mut().remove(&token);
     let refunded = pending.is_some_and(|(key, r)| attachment.shared.primitive.cancel(key.as_key(), &r));
     raw::code(env, u32::from(refunded))
@@ -345,14 +391,21 @@ fn cancel(env: napi_env, handle: &LimiterHandle, Token(token): Token) -> napi_va
 
 /// `limiterReset(handle, key) -> 0 | 1`: forgets the key; 1 if it had state.
 fn reset(env: napi_env, handle: &LimiterHandle, key: KeyArg) -> napi_value {
-    let limiter = &handle.attachment.shared.primitive;
+    let limiter = match &handle.backend {
+        Backend::Local(attachment) => &attachment.shared.primitive,
+        Backend::Named(named) => return with_key(env, key, |key| named.reset(env, key)),
+    };
     with_key(env, key, |key| raw::code(env, u32::from(limiter.reset(key))))
 }
 
 /// A verdict as an outcome code, its numbers into the handle's array: whole
 /// tokens left, then milliseconds (rounded up) to retry and to reset.
 /// Integers in u64 arithmetic, so the rounding is exact.
-fn answer(env: napi_env, verdict: std::result::Result<Verdict, RequestError>, handle: &LimiterHandle) -> napi_value {
+pub(crate) fn answer(
+    env: napi_env,
+    verdict: std::result::Result<Verdict, RequestError>,
+    handle: &LimiterHandle,
+) -> napi_value {
     let verdict = match verdict {
         Ok(verdict) => verdict,
         Err(error) => return request_error(env, error),
@@ -373,7 +426,7 @@ fn answer(env: napi_env, verdict: std::result::Result<Verdict, RequestError>, ha
     )
 }
 
-fn request_error(env: napi_env, error: RequestError) -> napi_value {
+pub(crate) fn request_error(env: napi_env, error: RequestError) -> napi_value {
     match error {
         RequestError::BadKey => raw::throw_range(env, &key_message("a key the limiter refused")),
         // `n` is checked against the capacity in TypeScript; reaching this is

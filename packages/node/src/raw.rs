@@ -173,19 +173,24 @@ pub(crate) fn register(
 /// Wraps a clone of `attachment` in an `External` tagged with `P::TAG`: the
 /// handle the entry points take (`Arg for &Attachment<P>`).
 pub(crate) fn external<P: Primitive>(env: napi_env, attachment: &Rc<Attachment<P>>) -> napi::Result<napi_value> {
-    let data = Rc::into_raw(Rc::clone(attachment)) as *mut c_void;
+    external_tagged(env, attachment, &P::TAG)
+}
+
+/// Wraps a clone of `value` in an `External` tagged with `tag`, which only
+/// values of type `T` carry (see `tagged`).
+pub(crate) fn external_tagged<T>(env: napi_env, value: &Rc<T>, tag: &sys::napi_type_tag) -> napi::Result<napi_value> {
+    let data = Rc::into_raw(Rc::clone(value)) as *mut c_void;
     let mut result = ptr::null_mut();
     // SAFETY: `env` is the live env of the current call; `finalize::<T>` matches
     // the data's type and N-API runs it once, when the external is collected.
-    let status =
-        unsafe { sys::napi_create_external(env, data, Some(finalize::<Attachment<P>>), ptr::null_mut(), &mut result) };
+    let status = unsafe { sys::napi_create_external(env, data, Some(finalize::<T>), ptr::null_mut(), &mut result) };
     if status != Status::napi_ok {
         // SAFETY: the external was not created, so we still own this count.
-        drop(unsafe { Rc::from_raw(data as *const Attachment<P>) });
+        drop(unsafe { Rc::from_raw(data as *const T) });
         return Err(napi::Error::from_reason("failed to create a native handle"));
     }
     // SAFETY: `result` is a fresh object of this env, tagged once.
-    if unsafe { sys::napi_type_tag_object(env, result, &P::TAG) } != Status::napi_ok {
+    if unsafe { sys::napi_type_tag_object(env, result, tag) } != Status::napi_ok {
         return Err(napi::Error::from_reason("failed to tag a native handle"));
     }
     Ok(result)
@@ -253,23 +258,39 @@ impl Call {
 /// so it cannot be collected before the call returns.
 impl<'a, P: Primitive> Arg<'a> for &'a Attachment<P> {
     fn read(call: &'a Call, i: usize) -> Option<Self> {
-        let value = call.arg(i)?;
-        let mut tagged = false;
-        // SAFETY: `value` is a value of this call; a non-object just fails the check.
-        let status = unsafe { sys::napi_check_object_type_tag(call.env, value, &P::TAG, &mut tagged) };
-        let mut data = ptr::null_mut();
-        if status != Status::napi_ok
-            || !tagged
-            // SAFETY: only reached for a value carrying our tag: an external we made.
-            || unsafe { sys::napi_get_value_external(call.env, value, &mut data) } != Status::napi_ok
-        {
+        // SAFETY: only `external::<P>` tags values with `P::TAG`, over an `Attachment<P>`.
+        let attachment = unsafe { tagged::<Attachment<P>>(call, i, &P::TAG) };
+        if attachment.is_none() {
             throw_type(call.env, "the first argument must be a sluice native handle");
-            return None;
         }
-        // SAFETY: `data` is the pointer `external::<P>` made with `Rc::into_raw`
-        // for this tag, alive for this call (see above).
-        Some(unsafe { &*(data as *const Attachment<P>) })
+        attachment
     }
+}
+
+/// Argument `i` as the `T` inside one of our externals tagged `tag`; `None`
+/// (nothing thrown) if it is not one. The reference is valid for the rest of
+/// the call: the external, which owns a count of the `Rc`, is an argument of
+/// this call, so it cannot be collected before the call returns.
+///
+/// # Safety
+///
+/// Every external tagged `tag` must have been made by `external_tagged::<T>`.
+pub(crate) unsafe fn tagged<'a, T>(call: &'a Call, i: usize, tag: &sys::napi_type_tag) -> Option<&'a T> {
+    let value = call.arg(i)?;
+    let mut is_tagged = false;
+    // SAFETY: `value` is a value of this call; a non-object just fails the check.
+    let status = unsafe { sys::napi_check_object_type_tag(call.env, value, tag, &mut is_tagged) };
+    let mut data = ptr::null_mut();
+    if status != Status::napi_ok
+        || !is_tagged
+        // SAFETY: only reached for a value carrying our tag: an external we made.
+        || unsafe { sys::napi_get_value_external(call.env, value, &mut data) } != Status::napi_ok
+    {
+        return None;
+    }
+    // SAFETY: `data` is the pointer `external_tagged::<T>` made with
+    // `Rc::into_raw` (the caller's contract), alive for this call (see above).
+    Some(unsafe { &*(data as *const T) })
 }
 
 /// A count in 1..=u32::MAX; a `RangeError` otherwise.
@@ -282,6 +303,12 @@ pub(crate) struct Count(pub(crate) usize);
 #[inline(always)]
 pub(crate) fn is_whole(x: f64) -> bool {
     x == (x as i64) as f64
+}
+
+/// `x` as a count in 1..=2^53 - 1 (a positive safe integer), if it is one:
+/// the parameters the constructors take as JS numbers.
+pub(crate) fn positive_safe_integer(x: f64) -> Option<u64> {
+    (is_whole(x) && (1.0..=9_007_199_254_740_991.0).contains(&x)).then_some(x as u64)
 }
 
 impl Arg<'_> for Count {
@@ -349,6 +376,16 @@ pub(crate) fn throw_type(env: napi_env, message: &str) -> napi_value {
 
 pub(crate) fn throw_range(env: napi_env, message: &str) -> napi_value {
     throw(env, false, message)
+}
+
+/// Throws a plain `Error` with `code` (a named segment's failures, which
+/// `ts/named.ts` maps to error classes).
+pub(crate) fn throw_with_code(env: napi_env, code: &str, message: &str) -> napi_value {
+    let code = CString::new(code).unwrap_or_default();
+    let message = CString::new(message).unwrap_or_default();
+    // SAFETY: `env` is live; both strings are NUL-terminated and outlive the call.
+    unsafe { sys::napi_throw_error(env, code.as_ptr(), message.as_ptr()) };
+    ptr::null_mut()
 }
 
 fn throw(env: napi_env, type_error: bool, message: &str) -> napi_value {

@@ -28,10 +28,16 @@ fn registry() -> MutexGuard<'static, Table> {
     REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A number no other primitive or owner of this process has (ids and the
+/// thread cleanup list's keys share this sequence).
+pub(crate) fn fresh_id() -> u64 {
+    // Relaxed: the id only has to be unique; the registry lock orders the rest.
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 impl<P: Send + Sync + 'static> Shared<P> {
     pub(crate) fn create(primitive: P) -> Arc<Self> {
-        // Relaxed: the id only has to be unique; the registry lock orders the rest.
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = fresh_id();
         let shared = Arc::new(Self {
             id,
             primitive,

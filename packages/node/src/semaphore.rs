@@ -18,6 +18,7 @@ use napi_derive::napi;
 use sluice_core::{Acquire, AcquireError, Decision, Semaphore, TryAcquireError, MAX_PERMITS};
 
 use crate::attachment::{attached_class, Attachment, Held, Primitive};
+use crate::named::{self, SemaphoreArg};
 use crate::raw::{self, code, entry, Count, Priority, Token};
 use crate::wake;
 
@@ -96,6 +97,57 @@ impl NativeSemaphore {
             (None, None) => Semaphore::new(permits),
         };
         Self::attach(&env, core)
+    }
+
+    /// A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
+    /// moved into shared memory with this thread attached: `capacity`
+    /// permits, `available` free, `owed` owed, `held` held by this thread
+    /// (the rest by nobody), and this thread's queued waits, `waits` as
+    /// `[token, permits, priority, ...]` in the order they are served, with
+    /// `reservedForHead` permits set aside for the first. Their grants then
+    /// reach this thread's doorbell as any wait's do.
+    #[napi(factory, catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        env: Env,
+        capacity: u32,
+        max_waiters: Option<u32>,
+        available: u32,
+        owed: u32,
+        held: u32,
+        reserved_for_head: u32,
+        waits: Vec<f64>,
+    ) -> Result<Self> {
+        let adopt_error = |what: &str| Error::new(Status::InvalidArg, format!("cannot adopt this semaphore: {what}"));
+        let capacity = capacity as usize;
+        let (available, held, reserved) = (available as usize, held as usize, reserved_for_head as usize);
+        if capacity == 0 || available + held + reserved > capacity {
+            return Err(adopt_error("more permits free and held than its capacity"));
+        }
+        if !waits.len().is_multiple_of(3) {
+            return Err(adopt_error("waits must be [token, permits, priority] triples"));
+        }
+        let mut queued = Vec::with_capacity(waits.len() / 3);
+        for triple in waits.chunks_exact(3) {
+            let integer = |x: f64, min: f64, max: f64| x.fract() == 0.0 && (min..=max).contains(&x);
+            if !(integer(triple[0], 1.0, 9_007_199_254_740_991.0)
+                && integer(triple[1], 1.0, capacity as f64)
+                && integer(triple[2], f64::from(i32::MIN), f64::from(i32::MAX)))
+            {
+                return Err(adopt_error("a wait is not [token, permits, priority]"));
+            }
+            queued.push((triple[0] as u64, triple[1] as usize, triple[2] as i32));
+        }
+        let max_waiters = max_waiters.map_or(usize::MAX, |max| max as usize);
+        let core = Semaphore::with_state(capacity, max_waiters, available, owed as usize)
+            .map_err(|error| adopt_error(&error.to_string()))?;
+        let adopted = Self::attach(&env, core)?;
+        adopted
+            .core()
+            .adopt_waits(adopted.attachment.slot, reserved, &queued)
+            .map_err(|error| adopt_error(&error.to_string()))?;
+        adopted.attachment.local.add(held);
+        Ok(adopted)
     }
 
     #[napi(getter)]
@@ -229,7 +281,11 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 5] = [
 /// reserved for the head) minus those owed, in one call: the async-mutex
 /// adapter reads it on every grant and release, where three getters (napi-rs
 /// methods, ~230 ns each) were 40% of its time with 100,000 tasks queued.
-fn value(env: napi_env, attachment: &SemaphoreAttachment) -> napi_value {
+fn value(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
+    let attachment = match semaphore {
+        SemaphoreArg::Local(attachment) => attachment,
+        SemaphoreArg::Named(owner) => return named::value(env, owner),
+    };
     let core = &attachment.shared.primitive;
     let free = core.available() + core.reserved_for_head();
     raw::number(env, free as f64 - core.owed() as f64)
@@ -237,7 +293,11 @@ fn value(env: napi_env, attachment: &SemaphoreAttachment) -> napi_value {
 
 /// `semTryAcquire(handle, n) -> 0 | 1 | 2 | 4` (not now, acquired, closed,
 /// more than the capacity).
-fn try_acquire(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count) -> napi_value {
+fn try_acquire(env: napi_env, semaphore: SemaphoreArg, Count(n): Count) -> napi_value {
+    let attachment = match semaphore {
+        SemaphoreArg::Local(attachment) => attachment,
+        SemaphoreArg::Named(owner) => return named::try_acquire(env, owner, n),
+    };
     let outcome = match attachment.shared.primitive.try_acquire(n) {
         Ok(()) => {
             attachment.local.add(n);
@@ -255,11 +315,15 @@ fn try_acquire(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count)
 /// acquired, closed, queue full, more than the capacity).
 fn acquire(
     env: napi_env,
-    attachment: &SemaphoreAttachment,
+    semaphore: SemaphoreArg,
     Count(n): Count,
     Token(token): Token,
     Priority(priority): Priority,
 ) -> napi_value {
+    let attachment = match semaphore {
+        SemaphoreArg::Local(attachment) => attachment,
+        SemaphoreArg::Named(owner) => return named::acquire(env, owner, n, token, priority),
+    };
     let outcome = match attachment
         .shared
         .primitive
@@ -281,7 +345,11 @@ fn acquire(
 /// `semRelease(handle, n) -> null | entry | settle entries`: a single entry
 /// (the common case: one waiter granted) comes back as a bare number, which
 /// saves creating an array.
-fn release(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count) -> napi_value {
+fn release(env: napi_env, semaphore: SemaphoreArg, Count(n): Count) -> napi_value {
+    let attachment = match semaphore {
+        SemaphoreArg::Local(attachment) => attachment,
+        SemaphoreArg::Named(owner) => return named::release(env, owner, n),
+    };
     if let Err(message) = attachment.local.take(n) {
         return raw::throw_range(env, &message);
     }
@@ -306,7 +374,11 @@ fn release(env: napi_env, attachment: &SemaphoreAttachment, Count(n): Count) -> 
 /// `semTakeGranted(handle) -> tokens | null`: this thread's waits granted since
 /// the last call, whose permits count as held from now on, and, negated, the
 /// tokens of its waits refused since (the capacity shrank below them).
-fn take_granted(env: napi_env, attachment: &SemaphoreAttachment) -> napi_value {
+fn take_granted(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
+    let attachment = match semaphore {
+        SemaphoreArg::Local(attachment) => attachment,
+        SemaphoreArg::Named(owner) => return named::take_granted(env, owner),
+    };
     let mut out = Vec::new();
     attachment
         .shared

@@ -17,6 +17,7 @@ use napi_derive::napi;
 use sluice_core::{Clock, MonotonicClock, Reservation, TakeError, TokenBucket};
 
 use crate::attachment::{attached_class, Attachment, Primitive};
+use crate::named_bucket::BucketArg;
 use crate::raw::{self, code, entry, Count, Token};
 
 /// This thread's reservations that are not yet due, by wait token.
@@ -50,14 +51,16 @@ impl NativeTokenBucket {
     /// A full bucket of `capacity` tokens, one more every `interval_nanos`.
     #[napi(constructor, catch_unwind)]
     pub fn new(env: Env, capacity: f64, interval_nanos: f64) -> Result<Self> {
-        let valid = |x: f64| x.fract() == 0.0 && (1.0..=9_007_199_254_740_991.0).contains(&x);
-        if !valid(capacity) || !valid(interval_nanos) {
+        let (Some(capacity), Some(interval_nanos)) = (
+            raw::positive_safe_integer(capacity),
+            raw::positive_safe_integer(interval_nanos),
+        ) else {
             return Err(Error::new(
                 Status::InvalidArg,
                 "capacity and interval must be positive integers",
             ));
-        }
-        let core = TokenBucket::with_clock(capacity as u64, interval_nanos as u64, Default::default())
+        };
+        let core = TokenBucket::with_clock(capacity, interval_nanos, Default::default())
             .map_err(|error| Error::new(Status::InvalidArg, error.to_string()))?;
         Self::attach(&env, core)
     }
@@ -145,7 +148,11 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 4] = [
 ];
 
 /// `bucketTryTake(handle, n) -> 0 | 1`.
-fn try_take(env: napi_env, attachment: &BucketAttachment, Count(n): Count) -> napi_value {
+fn try_take(env: napi_env, bucket: BucketArg, Count(n): Count) -> napi_value {
+    let attachment = match bucket {
+        BucketArg::Local(attachment) => attachment,
+        BucketArg::Named(named) => return named.try_take(env, n as u64),
+    };
     match attachment.shared.primitive.try_take(n as u64) {
         Ok(()) => raw::code(env, code::DONE),
         Err(TakeError::Insufficient { .. }) => raw::code(env, code::NOT_NOW),
@@ -155,7 +162,11 @@ fn try_take(env: napi_env, attachment: &BucketAttachment, Count(n): Count) -> na
 
 /// `bucketReserve(handle, n, token) -> nanoseconds to wait`. A reservation that
 /// is due at once is not remembered (its tokens are taken).
-fn reserve(env: napi_env, attachment: &BucketAttachment, Count(n): Count, Token(token): Token) -> napi_value {
+fn reserve(env: napi_env, bucket: BucketArg, Count(n): Count, Token(token): Token) -> napi_value {
+    let attachment = match bucket {
+        BucketArg::Local(attachment) => attachment,
+        BucketArg::Named(named) => return named.reserve(env, n as u64, token),
+    };
     let bucket = &attachment.shared.primitive;
     match bucket.reserve(n as u64) {
         Ok(reservation) => {
@@ -170,14 +181,22 @@ fn reserve(env: napi_env, attachment: &BucketAttachment, Count(n): Count, Token(
 }
 
 /// `bucketRedeem(handle, token)`: the wait ended (its timer fired); forget it.
-fn redeem(env: napi_env, attachment: &BucketAttachment, Token(token): Token) -> napi_value {
+fn redeem(env: napi_env, bucket: BucketArg, Token(token): Token) -> napi_value {
+    let attachment = match bucket {
+        BucketArg::Local(attachment) => attachment,
+        BucketArg::Named(named) => return named.redeem(env, token),
+    };
     attachment.local.0.borrow_mut().remove(&token);
     raw::null(env)
 }
 
 /// `bucketCancel(handle, token) -> boolean`: gives a pending reservation's
 /// tokens back; false if it was unknown or already due.
-fn cancel(env: napi_env, attachment: &BucketAttachment, Token(token): Token) -> napi_value {
+fn cancel(env: napi_env, bucket: BucketArg, Token(token): Token) -> napi_value {
+    let attachment = match bucket {
+        BucketArg::Local(attachment) => attachment,
+        BucketArg::Named(named) => return named.cancel(env, token),
+    };
     let reservation = attachment.local.0.borrow_mut().remove(&token);
     let refunded = reservation.is_some_and(|r| attachment.shared.primitive.cancel(&r));
     raw::code(env, u32::from(refunded))

@@ -2,19 +2,20 @@ import { Errors } from './errors.js'
 
 /**
  * Connects a pending wait to its `signal` and `timeout`. `onCancel` runs at
- * most once, with `signal.reason` or a `TimeoutError`. Returns the function
+ * most once, with `signal.reason` or a `TimeoutError` (and whether it was
+ * the timeout, for the metrics). Returns the function
  * that disconnects both; the caller runs it however the wait ends, so no
  * listener or timer outlives the wait.
  */
 export function onCancellation(
   signal: AbortSignal | undefined,
   timeout: number | undefined,
-  onCancel: (reason: unknown) => void,
+  onCancel: (reason: unknown, timedOut: boolean) => void,
 ): () => void {
   if (signal === undefined && timeout === undefined) return disconnected
-  const unsubscribe = signal === undefined ? disconnected : onAbort(signal, () => onCancel(signal.reason))
+  const unsubscribe = signal === undefined ? disconnected : onAbort(signal, () => onCancel(signal.reason, false))
   if (timeout === undefined) return unsubscribe
-  const timer = setTimeout(() => onCancel(Errors.timeout(timeout)), timeout)
+  const timer = setTimeout(() => onCancel(Errors.timeout(timeout), true), timeout)
   return () => {
     unsubscribe()
     clearTimeout(timer)

@@ -30,6 +30,7 @@ import {
 import { advance, currentSlab, slabOffset } from './receive-slab.js'
 import { kAttach } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
+import { channelClose, channelRecv, channelSend, traceWait } from './diagnostics.js'
 import { enqueue, validateWaitOptions, type Queue, type WaitOptions } from './wait.js'
 import { PendingRecv, PendingSend, type HeldOps } from './channel-waits.js'
 
@@ -368,6 +369,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    */
   close(): void {
     this.#queue.doorbell.deliver(this.#native.close())
+    if (channelClose.hasSubscribers) channelClose.publish({ channel: this })
   }
 
   /**
@@ -437,6 +439,11 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error)
     }
+    // Only sends that wait are traced: the channel's hot path publishes nothing.
+    if (channelSend.hasSubscribers) {
+      const wait = new PendingSend(this.#held, message)
+      return traceWait(channelSend, { channel: this }, enqueue<void>, undefined, this.#queue, token, wait, signal, timeout, undefined)
+    }
     return enqueue(this.#queue, token, new PendingSend(this.#held, message), signal, timeout)
   }
 
@@ -455,6 +462,10 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       if (queued === CLOSED) return Promise.resolve(this.#leftover())
     } catch (error) {
       return Promise.reject(error)
+    }
+    if (channelRecv.hasSubscribers) {
+      const wait = new PendingRecv(this.#held)
+      return traceWait(channelRecv, { channel: this }, enqueue<T>, undefined, this.#queue, token, wait, signal, timeout, undefined)
     }
     return enqueue(this.#queue, token, new PendingRecv(this.#held), signal, timeout)
   }

@@ -18,6 +18,7 @@
  *   waiter sleeps for long next to a free permit.
  */
 
+import { FifoBell } from './fifo-bell.js'
 import type { WakeList } from './native.js'
 
 /** What the doorbell needs from a native primitive. */
@@ -75,17 +76,21 @@ function poll(): void {
   }
 }
 
-/** One thread's view of one primitive's doorbells. */
+/**
+ * One thread's view of one primitive's doorbells: the slots of a
+ * `SharedArrayBuffer` (threads of one process), or this thread's FIFO for a
+ * named primitive (threads of every process; native code rings it).
+ */
 export class Doorbell {
   readonly #native: NativeWaitable
-  readonly #bells: Int32Array
+  readonly #bells: Int32Array | FifoBell
   readonly #slot: number
   /** Waits of this thread queued through this doorbell. */
   #waiting = 0
   /** An `Atomics.waitAsync` is outstanding (or a collect loop is running). */
   #listening = false
 
-  constructor(native: NativeWaitable, bells: Int32Array) {
+  constructor(native: NativeWaitable, bells: Int32Array | FifoBell) {
     this.#native = native
     this.#bells = bells
     this.#slot = native.slot
@@ -175,8 +180,11 @@ export class Doorbell {
     // objects of the same primitive in this thread (`from(handle)` twice)
     // listen on the same slot and may hold waits too.
     if (slot === this.#slot) this.collect()
-    Atomics.add(this.#bells, slot, 1)
-    Atomics.notify(this.#bells, slot)
+    const bells = this.#bells
+    // A named primitive's native calls ring every other owner themselves.
+    if (bells instanceof FifoBell) return
+    Atomics.add(bells, slot, 1)
+    Atomics.notify(bells, slot)
   }
 
   #grant(token: number): void {
@@ -197,18 +205,23 @@ export class Doorbell {
   }
 
   #listen(): void {
+    const bells = this.#bells
+    if (bells instanceof FifoBell) {
+      this.#listenToFifo(bells)
+      return
+    }
     if (this.#listening) return
     this.#listening = true
     for (;;) {
       // Read the bell before collecting: a grant made after the collect rings
       // after this read, so the wait below sees a changed value and returns.
-      const seen = Atomics.load(this.#bells, this.#slot)
+      const seen = Atomics.load(bells, this.#slot)
       this.collect()
       if (this.#waiting === 0) {
         this.#listening = false
         return
       }
-      const result = Atomics.waitAsync(this.#bells, this.#slot, seen)
+      const result = Atomics.waitAsync(bells, this.#slot, seen)
       if (result.async) {
         void result.value.then(() => {
           this.#listening = false
@@ -218,5 +231,16 @@ export class Doorbell {
       }
       // 'not-equal': rung between the read and the wait; go round again.
     }
+  }
+
+  #listenToFifo(bell: FifoBell): void {
+    // Collect first: a grant made before the socket reads is in the list
+    // already, and its ring byte waits in the FIFO (a harmless extra collect).
+    this.collect()
+    if (this.#waiting === 0) return
+    bell.listen(() => {
+      this.collect()
+      if (this.#waiting === 0) bell.idle()
+    })
   }
 }

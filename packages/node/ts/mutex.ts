@@ -1,7 +1,13 @@
-import { Permit, Semaphore, type AcquireOptions, type SemaphoreHandle } from './semaphore.js'
+import type { OpenSemaphoreOptions } from './named.js'
+import { Permit, Semaphore, type AcquireOptions, type SemaphoreHandle, type SemaphoreMetrics } from './semaphore.js'
+import { openInStore, type Store } from './open.js'
+import { kOpenMutex } from './symbols.js'
 import { show, validateOptions } from './validate.js'
 
 export type LockOptions = Omit<AcquireOptions, 'weight'>
+
+/** `Mutex.open`'s options: a named semaphore's, with one permit. */
+export type OpenMutexOptions = Omit<OpenSemaphoreOptions, 'permits'>
 
 /** A cloneable description of a mutex, for `Mutex.from` in another thread. */
 export interface MutexHandle {
@@ -36,6 +42,26 @@ export class Mutex {
     return new Mutex(Semaphore.from(semaphore))
   }
 
+  /**
+   * The mutex every process of this machine gets for `name`: a named
+   * semaphore of one permit (`Semaphore.open(name, { permits: 1 })` opens
+   * the same lock). See `Semaphore.open`.
+   */
+  static open(name: string, options?: OpenMutexOptions): Mutex
+  /** The mutex named `name` in `options.store` (`redis(client)` from `sluice/redis`). */
+  static open<S>(name: string, options: { store: Store<typeof kOpenMutex, S> }): S
+  static open(name: string, options?: OpenMutexOptions | { store: unknown }): unknown {
+    const stored = openInStore(kOpenMutex, name, options)
+    if (stored !== undefined) return stored
+    const opts = validateOptions<OpenMutexOptions>(options, 'options')
+    return new Mutex(Semaphore.open(name, { ...opts, permits: 1 }))
+  }
+
+  /** Frees the name of a named mutex (see `Semaphore.unlink`). */
+  static unlink(name: string, options?: Pick<OpenMutexOptions, 'dir'>): boolean {
+    return Semaphore.unlink(name, options)
+  }
+
   get handle(): MutexHandle {
     return { kind: 'sluice:Mutex', semaphore: this.#semaphore.handle }
   }
@@ -49,6 +75,11 @@ export class Mutex {
   async lock(options?: LockOptions): Promise<Permit> {
     const { signal, timeout, priority } = validateOptions<LockOptions>(options, 'options')
     return this.#semaphore.acquire({ signal, timeout, priority })
+  }
+
+  /** Its semaphore's `metrics()`: `inUse` is 1 while some thread holds the lock. */
+  metrics(): SemaphoreMetrics {
+    return this.#semaphore.metrics()
   }
 
   /** Takes the lock if it is free and nobody is queued; otherwise `null`. */

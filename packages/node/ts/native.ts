@@ -166,6 +166,12 @@ export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGrant
 export const { chanSendNumbers, chanRecvNumbers } = raw
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = Binding.NativeSemaphore
+export const NativeNamedSemaphore = binding.NativeNamedSemaphore
+export type NativeNamedSemaphore = Binding.NativeNamedSemaphore
+export const NativeNamedRateLimiter = binding.NativeNamedRateLimiter
+export type NativeNamedRateLimiter = Binding.NativeNamedRateLimiter
+export const NativeNamedTokenBucket = binding.NativeNamedTokenBucket
+export type NativeNamedTokenBucket = Binding.NativeNamedTokenBucket
 export const NativeTokenBucket = binding.NativeTokenBucket
 export type NativeTokenBucket = Binding.NativeTokenBucket
 export const NativeRateLimiter = binding.NativeRateLimiter

@@ -6,7 +6,9 @@ import { onAbort } from './abort.js'
 import { Errors } from './errors.js'
 import { DOORBELL_SLOTS } from './native.js'
 import type { PoolMessage } from './pool-worker.js'
-import { Semaphore, type Permit } from './semaphore.js'
+import { poolRun, traceTask } from './diagnostics.js'
+import type { Percentiles } from './metrics.js'
+import { internal, Semaphore, type Permit } from './semaphore.js'
 import { handlesOf, type Shareable } from './share.js'
 import { show, validateInteger, validateOptions, validateSignal } from './validate.js'
 import { kPoolData, type PoolWorkerData } from './worker.js'
@@ -64,13 +66,7 @@ export interface PoolMetrics {
   waitTime: Percentiles
 }
 
-export interface Percentiles {
-  mean: number
-  p50: number
-  p90: number
-  p99: number
-  max: number
-}
+export type { Percentiles } from './metrics.js'
 
 /**
  * A pool of worker threads for CPU-bound work, on piscina. Adds what piscina
@@ -149,6 +145,8 @@ export class WorkerPool<Task = unknown, Result = unknown> extends EventEmitter i
     this.#maxThreads = maxThreads
     this.#maxQueue = maxQueue
     this.#room = new Semaphore(room)
+    // The room is the pool's business: tasks are traced on `sluice.pool.run`, not as a semaphore.
+    internal.untraced(this.#room)
   }
 
   /**
@@ -293,6 +291,14 @@ export class WorkerPool<Task = unknown, Result = unknown> extends EventEmitter i
    * shared signal (`onAbort`).
    */
   #run(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList'], permit: Permit): Promise<unknown> {
+    if (poolRun.hasSubscribers) {
+      const context = { pool: this, ...message }
+      return traceTask(poolRun, context, this.#dispatch, this, message, signal, transferList, permit)
+    }
+    return this.#dispatch(message, signal, transferList, permit)
+  }
+
+  #dispatch(message: PoolMessage, signal: AbortSignal | undefined, transferList: RunOptions['transferList'], permit: Permit): Promise<unknown> {
     let taskSignal: AbortSignal | null = signal ?? null
     let detach: (() => void) | undefined
     if (signal !== undefined && !signal.aborted) {

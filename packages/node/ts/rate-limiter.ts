@@ -1,7 +1,8 @@
+import { rateLimiterRefused, rateLimiterTake, traceWait } from './diagnostics.js'
 import { nextToken } from './doorbell.js'
 import { Errors } from './errors.js'
 import { keepAliveInFlight } from './in-flight.js'
-import type { KeyedRateLimit, RateLimitKey, RateLimitResult } from './keyed-limit.js'
+import type { KeyedRateLimit, RateLimitKey, RateLimitReason, RateLimitResult } from './keyed-limit.js'
 import {
   attachById,
   DONE,
@@ -13,11 +14,15 @@ import {
   limiterReset,
   limiterTryTake,
   MAX_RATE_LIMIT_KEY_BYTES,
+  NativeNamedRateLimiter,
   NativeRateLimiter,
   type FastHandle,
   type LimiterOutcome,
 } from './native.js'
-import { kAttach } from './symbols.js'
+import { isMetricsBuffer, SharedMetrics, type WaitMetrics } from './metrics.js'
+import { cached, callNative, checkSame, remember, validateDir } from './named.js'
+import { openInStore, type Store } from './open.js'
+import { kAttach, kOpenRateLimiter } from './symbols.js'
 import {
   intervalNanos,
   MAX_BURST_NANOS,
@@ -28,7 +33,7 @@ import {
   type ReservationSteps,
   type TakeOptions,
 } from './token-bucket.js'
-import { show, validateInteger, validateOptions } from './validate.js'
+import { show, validateInteger, validateName, validateOptions } from './validate.js'
 import { validateWaitOptions } from './wait.js'
 
 /** How a limiter counts: a token bucket per key, or the two-window estimate. */
@@ -100,9 +105,36 @@ interface AnyOptions extends CommonOptions {
 }
 
 /** A cloneable description of a limiter, for `RateLimiter.from` in another thread. */
-export interface RateLimiterHandle {
+export type RateLimiterHandle = LocalRateLimiterHandle | NamedRateLimiterHandle
+
+/** The handle of a limiter made with `new RateLimiter` (threads of one process). */
+export interface LocalRateLimiterHandle {
   readonly kind: 'sluice:RateLimiter'
   readonly id: number
+  /**
+   * The counters of `metrics()`, shared by every thread (always in a handle
+   * sluice made; without it, `from` counts for its own thread alone).
+   */
+  readonly metrics?: SharedArrayBuffer
+}
+
+/** `RateLimiter.metrics()`: counts across every thread that shares the limiter, all keys together. */
+export interface RateLimiterMetrics extends WaitMetrics {
+  /** Keys remembered now (`size`). */
+  keys: number
+}
+
+/** `RateLimiter.open`'s options: the constructor's (GCRA only), and where the segment lives. */
+export type OpenRateLimiterOptions = RateLimiterOptions & {
+  /** Directory of the segments (see `Semaphore.open`). */
+  dir?: string
+}
+
+/** A cloneable description of a named limiter: `RateLimiter.from` re-opens it by name. */
+export interface NamedRateLimiterHandle {
+  readonly kind: 'sluice:NamedRateLimiter'
+  readonly name: string
+  readonly options: OpenRateLimiterOptions
 }
 
 const kDefaultOptions = { algorithm: 'gcra', maxKeys: 100_000, whenFull: 'evict' } as const
@@ -110,6 +142,8 @@ const kDefaultOptions = { algorithm: 'gcra', maxKeys: 100_000, whenFull: 'evict'
 
 /** The most keys a limiter may remember. */
 const MAX_KEYS = 2 ** 32 - 1
+/** The most keys a named limiter may remember (its table is allocated up front, 64 B a key). */
+const MAX_NAMED_KEYS = 2 ** 24
 
 /**
  * Where native code writes a decision's numbers: `[remaining, retryAfterMs,
@@ -130,12 +164,15 @@ export class RateLimiter implements KeyedRateLimit {
   /** Longest string key, in UTF-8 bytes. */
   static readonly MAX_KEY_BYTES: number = MAX_RATE_LIMIT_KEY_BYTES
 
-  readonly #native: NativeRateLimiter
+  readonly #native: NativeRateLimiter | NativeNamedRateLimiter
+  /** Only for a named limiter: what `handle` returns. */
+  #named: NamedRateLimiterHandle | undefined
   readonly #fast: FastHandle
   readonly #capacity: number
   /** Nanoseconds to refill one token (GCRA); the window is `capacity` of them. */
   readonly #interval: number
   readonly #maxKeys: number
+  readonly #metrics: SharedMetrics
   /** How a waiting take ends, for `waitForReservation`. */
   readonly #steps: ReservationSteps = {
     redeem: (token) => limiterRedeem(this.#fast, token),
@@ -144,8 +181,13 @@ export class RateLimiter implements KeyedRateLimit {
 
   constructor(options: RateLimiterOptions)
   /** @internal adopts a native limiter already attached to this thread */
-  constructor(attach: typeof kAttach, native: NativeRateLimiter)
-  constructor(options: RateLimiterOptions | typeof kAttach, attached?: NativeRateLimiter) {
+  constructor(attach: typeof kAttach, native: NativeRateLimiter | NativeNamedRateLimiter, metrics?: SharedArrayBuffer)
+  constructor(
+    options: RateLimiterOptions | typeof kAttach,
+    attached?: NativeRateLimiter | NativeNamedRateLimiter,
+    metrics?: SharedArrayBuffer,
+  ) {
+    this.#metrics = new SharedMetrics(metrics)
     if (options === kAttach) {
       this.#native = attached!
     } else {
@@ -169,17 +211,89 @@ export class RateLimiter implements KeyedRateLimit {
    * @throws {InvalidHandleError} if its limiter no longer exists
    */
   static from(handle: RateLimiterHandle): RateLimiter {
-    const { kind, id } = validateOptions<RateLimiterHandle>(handle, 'handle')
-    if (kind !== 'sluice:RateLimiter' || typeof id !== 'number') {
+    const named = validateOptions<NamedRateLimiterHandle>(handle, 'handle')
+    if (named.kind === 'sluice:NamedRateLimiter') return RateLimiter.#openNamed(named.name!, named.options!)
+    const { kind, id, metrics } = validateOptions<LocalRateLimiterHandle>(handle, 'handle')
+    if (kind !== 'sluice:RateLimiter' || typeof id !== 'number' || (metrics !== undefined && !isMetricsBuffer(metrics))) {
       throw new TypeError(`handle must be a RateLimiter handle (limiter.handle), got ${show(handle)}`)
     }
-    return new RateLimiter(kAttach, attachById((id) => NativeRateLimiter.fromId(id), id, 'rate limiter'))
+    // A handle made by hand without `metrics` still attaches, with counters of this thread's own.
+    const native = attachById((id) => NativeRateLimiter.fromId(id), id, 'rate limiter')
+    return new RateLimiter(kAttach, native, metrics ?? new SharedMetrics().buffer)
   }
 
   /** A cloneable description of this limiter, for `RateLimiter.from` in another thread. */
   get handle(): RateLimiterHandle {
+    if (this.#named !== undefined) return this.#named
     keepAliveInFlight(this)
-    return { kind: 'sluice:RateLimiter', id: this.#native.id }
+    this.#metrics.share()
+    return { kind: 'sluice:RateLimiter', id: (this.#native as NativeRateLimiter).id, metrics: this.#metrics.buffer }
+  }
+
+  /**
+   * The limiter every process of this machine (and every thread in it) gets
+   * for `name`, in shared memory: keys, tokens and waits are the same for all
+   * of them. The first opener creates it; a later one must ask for the same
+   * rate, `maxKeys` and `whenFull`. GCRA only. A process killed mid-`take`
+   * leaves the tokens it had reserved spent (never more than the limit).
+   *
+   * @throws {TypeError | RangeError} naming `name` or the option at fault
+   * @throws {MismatchError} if `name` exists with other parameters
+   * @throws {UnsupportedPlatformError} anywhere but Linux
+   */
+  /** The limiter named `name` in `options.store` (`redis(client)` from `sluice/redis`). */
+  static open<S>(name: string, options: RateLimiterOptions & { store: Store<typeof kOpenRateLimiter, S> }): S
+  static open(name: string, options: OpenRateLimiterOptions): RateLimiter
+  static open(name: string, options: OpenRateLimiterOptions | { store: unknown }): unknown {
+    const stored = openInStore(kOpenRateLimiter, name, options)
+    if (stored !== undefined) return stored
+    return RateLimiter.#openNamed(name, options as OpenRateLimiterOptions)
+  }
+
+  static #openNamed(name: string, options: OpenRateLimiterOptions): RateLimiter {
+    validateName(name, 'name')
+    const opts = validateOptions<AnyOptions & { dir?: string }>(options, 'options')
+    const { capacity, interval } = rateOf(opts)
+    const algorithm = oneOf(opts.algorithm ?? kDefaultOptions.algorithm, 'options.algorithm', ['gcra', 'sliding-window'])
+    if (algorithm !== 'gcra') {
+      throw new RangeError(`options.algorithm must be 'gcra' for RateLimiter.open (the sliding window is not shared across processes yet), got ${show(algorithm)}`)
+    }
+    const maxKeys = validateInteger(opts.maxKeys ?? kDefaultOptions.maxKeys, 'options.maxKeys', 1, MAX_NAMED_KEYS)
+    const whenFull = oneOf(opts.whenFull ?? kDefaultOptions.whenFull, 'options.whenFull', ['evict', 'refuse'])
+    const dir = validateDir(opts.dir)
+    const existing = cached<RateLimiter>('rate-limiter', dir, name)
+    if (existing !== undefined) {
+      const caller = 'RateLimiter.open'
+      checkSame(caller, name, 'capacity', existing.capacity, capacity)
+      checkSame(caller, name, 'interval (ns per token)', existing.#interval, interval)
+      checkSame(caller, name, 'maxKeys', existing.maxKeys, maxKeys)
+      if (existing.whenFull !== whenFull) checkSame(caller, name, 'whenFull', 0, 1)
+      return existing
+    }
+    const native = callNative('RateLimiter.open', name, () =>
+      NativeNamedRateLimiter.open(name, capacity, interval, maxKeys, whenFull, dir),
+    )
+    const limiter = new RateLimiter(kAttach, native)
+    limiter.#named = Object.freeze({ kind: 'sluice:NamedRateLimiter', name, options: Object.freeze({ ...options }) })
+    remember('rate-limiter', dir, name, limiter, native)
+    return limiter
+  }
+
+  /** Frees the name of a named limiter (see `Semaphore.unlink`); false if there was none. */
+  static unlink(name: string, options?: { dir?: string }): boolean {
+    validateName(name, 'name')
+    const dir = validateDir(validateOptions<{ dir?: string }>(options, 'options').dir)
+    return callNative('RateLimiter.unlink', name, () => NativeNamedRateLimiter.unlink(name, dir))
+  }
+
+  /**
+   * Counts of every thread that shares the limiter, over all keys: takes
+   * granted (`take`, `tryTake`), refused (`tryTake` not allowed, a new key
+   * refused by `whenFull: 'refuse'`), timed out, aborted, the takes waiting
+   * now, and the wait-time histogram. `peek` counts nothing.
+   */
+  metrics(): RateLimiterMetrics {
+    return { ...this.#metrics.read(), keys: this.#native.size }
   }
 
   /** Most tokens a fresh key can take at once (its burst, or the limit per window). */
@@ -219,7 +333,20 @@ export class RateLimiter implements KeyedRateLimit {
   tryTake(key: RateLimitKey, n = 1): RateLimitResult {
     // 1 is always valid (capacity >= 1): the common call skips the check.
     if (n !== 1) validateInteger(n, 'n', 1, this.#capacity)
-    return resultOf(limiterTryTake(this.#fast, key, n))
+    const outcome = limiterTryTake(this.#fast, key, n)
+    if (outcome === DONE) {
+      this.#metrics.acquired()
+      return resultOf(outcome)
+    }
+    const result = resultOf(outcome)
+    this.#refused(key, n, result.reason!)
+    return result
+  }
+
+  /** Counts and publishes a refusal (rate limited, or a new key refused). */
+  #refused(key: RateLimitKey, tokens: number, reason: RateLimitReason): void {
+    this.#metrics.refused()
+    if (rateLimiterRefused.hasSubscribers) rateLimiterRefused.publish({ limiter: this, key, tokens, reason })
   }
 
   /** What `tryTake(key, n)` would answer now, taking nothing. */
@@ -244,6 +371,13 @@ export class RateLimiter implements KeyedRateLimit {
       return Promise.reject(error)
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
+    if (rateLimiterTake.hasSubscribers) {
+      return traceWait(rateLimiterTake, { limiter: this, key, tokens: n }, this.#take, this, key, n, signal, timeout)
+    }
+    return this.#take(key, n, signal, timeout)
+  }
+
+  #take(key: RateLimitKey, n: number, signal: AbortSignal | undefined, timeout: number | undefined): Promise<void> {
     const token = nextToken()
     let waitNanos: number | null
     try {
@@ -251,8 +385,11 @@ export class RateLimiter implements KeyedRateLimit {
     } catch (error) {
       return Promise.reject(error)
     }
-    if (waitNanos === null) return Promise.reject(Errors.keysFull(this.#maxKeys))
-    return waitForReservation(waitNanos, token, this.#steps, signal, timeout)
+    if (waitNanos === null) {
+      this.#refused(key, n, 'keys-full')
+      return Promise.reject(Errors.keysFull(this.#maxKeys))
+    }
+    return waitForReservation(waitNanos, token, this.#steps, signal, timeout, this.#metrics)
   }
 
   /** Forgets `key`, which starts again with its full quota; whether it was remembered. */
@@ -270,8 +407,8 @@ function resultOf(outcome: LimiterOutcome): RateLimitResult {
   return { allowed: false, remaining, retryAfterMs, resetAfterMs, reason: outcome === KEYS_FULL ? 'keys-full' : 'limited' }
 }
 
-/** `capacity` and nanoseconds per token from whichever form the options use. */
-function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number } {
+/** @internal `capacity` and nanoseconds per token from whichever form the options use. */
+export function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number } {
   const { limit, windowMs, capacity, refillPerSecond, tokensPerInterval, interval } = opts
   const windowForm = limit !== undefined || windowMs !== undefined
   const refillForm = capacity !== undefined || refillPerSecond !== undefined || tokensPerInterval !== undefined || interval !== undefined
@@ -307,7 +444,7 @@ function rateOf(opts: Partial<AnyOptions>): { capacity: number; interval: number
   return { capacity: checked, interval: nanos }
 }
 
-function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[]): T {
+export function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[]): T {
   if (!allowed.includes(value as T)) {
     throw new TypeError(`${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${show(value)}`)
   }

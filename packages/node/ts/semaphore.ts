@@ -1,6 +1,10 @@
+import { onCancellation } from './abort.js'
 import { keepAliveInFlight } from './in-flight.js'
-import { Doorbell, nextToken } from './doorbell.js'
+import { semaphoreAcquire, semaphoreClose, semaphoreRefused, semaphoreRelease, traceWait } from './diagnostics.js'
+import { Doorbell, nextToken, type Wait } from './doorbell.js'
 import { Errors, type ClosedError } from './errors.js'
+import type { FifoBell } from './fifo-bell.js'
+import { LocalSemaphore, type LocalWait } from './local-semaphore.js'
 import {
   attachById,
   CLOSED,
@@ -15,11 +19,14 @@ import {
   semTryAcquire,
   semValue,
   type FastHandle,
-  type WakeList,
+  type Outcome,
 } from './native.js'
-import { kAttach, kForget, kInternals, kRelease } from './symbols.js'
+import { isMetricsBuffer, metricsBytes, SlottedMetrics, type SharedMetrics, type WaitMetrics } from './metrics.js'
+import { openSemaphore, unlinkSemaphore, type NamedSemaphoreHandle, type OpenSemaphoreOptions } from './named.js'
+import { openInStore, type Store } from './open.js'
+import { kAttach, kForget, kInternals, kLocal, kOpenSemaphore, kRelease } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
-import { enqueue, QueuedWait, validateWaitOptions, type Cancel, type Queue } from './wait.js'
+import { validateWaitOptions, type Cancel, type Queue } from './wait.js'
 
 export type { Cancel } from './wait.js'
 
@@ -58,10 +65,26 @@ export interface AcquireOptions {
  * least 30 s (IN_FLIGHT_MS); beyond that, some thread must hold a `Semaphore`
  * for it while its handle is in flight.
  */
-export interface SemaphoreHandle {
+export type SemaphoreHandle = LocalSemaphoreHandle | NamedSemaphoreHandle
+
+/** The handle of a semaphore made with `new Semaphore` (threads of one process). */
+export interface LocalSemaphoreHandle {
   readonly kind: 'sluice:Semaphore'
   readonly id: number
   readonly doorbells: SharedArrayBuffer
+  /**
+   * The counters of `metrics()`, shared by every thread (always in a handle
+   * sluice made; without it, `from` counts for its own thread alone).
+   */
+  readonly metrics?: SharedArrayBuffer
+}
+
+/** `Semaphore.metrics()`: counts across every thread that shares the semaphore. */
+export interface SemaphoreMetrics extends WaitMetrics {
+  /** Permits in existence now. */
+  capacity: number
+  /** Permits held now (by `Permit`s and running `run` calls). */
+  inUse: number
 }
 
 /**
@@ -81,6 +104,11 @@ export class Permit implements Disposable {
   /** Whether `release` has run. */
   get released(): boolean {
     return this.#semaphore === undefined
+  }
+
+  /** Aborts if the permit is lost while held: never, in process (a store's lease can be). */
+  get signal(): AbortSignal {
+    return neverAborted
   }
 
   /** Gives the permits back. A second call is a no-op, never a new permit. */
@@ -107,33 +135,87 @@ export class Permit implements Disposable {
   }
 }
 
+/**
+ * What `Semaphore` uses of its native object: a `NativeSemaphore` (threads
+ * of one process) or a `NativeNamedSemaphore` (every process of the machine),
+ * whose raw hot calls are the same functions.
+ */
+export type SemaphoreNative = Pick<
+  NativeSemaphore,
+  | 'fastHandle'
+  | 'capacity'
+  | 'available'
+  | 'waiting'
+  | 'closed'
+  | 'slot'
+  | 'cancel'
+  | 'addPermits'
+  | 'forgetPermits'
+  | 'forgetHeld'
+  | 'close'
+>
+
+const neverAborted = new AbortController().signal
+
 /** A native semaphore attached to this thread, for the constructor to adopt. */
 interface Attached {
-  native: NativeSemaphore
-  bells: SharedArrayBuffer
+  native: SemaphoreNative
+  /** A process-local semaphore's doorbells, or this thread's FIFO for a named one. */
+  bells: SharedArrayBuffer | FifoBell
+  /** The shared counters (a named semaphore's are this process's own). */
+  metrics?: SharedArrayBuffer
+  /** Only for a named semaphore: what `handle` returns. */
+  named?: NamedSemaphoreHandle
 }
 
 function newDoorbells(): SharedArrayBuffer {
   return new SharedArrayBuffer(DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT)
 }
 
+/** Counters shared by every thread, and a pair per doorbell slot (see `SlottedMetrics`). */
+function newMetrics(): SharedArrayBuffer {
+  return new SharedArrayBuffer(metricsBytes(DOORBELL_SLOTS))
+}
+
 /**
- * A counting semaphore whose state lives in native memory, shared by every
- * thread that has its handle. Waiters are served first come, first served
- * across all threads; a waiter needing many permits is not overtaken by
- * smaller requests that arrive after it.
+ * The doorbell slot whose metrics counters a semaphore kept in JavaScript
+ * uses: it has no native slot yet. Its counts move to the thread's native
+ * slot when the semaphore moves (`SlottedMetrics.moveTo`).
+ */
+const LOCAL_SLOT = 0
+
+/**
+ * A counting semaphore shared by every thread that has its handle. Waiters
+ * are served first come, first served across all threads; a waiter needing
+ * many permits is not overtaken by smaller requests that arrive after it.
+ *
+ * Until its `handle` is first read, no other thread can reach the semaphore,
+ * so its state (counts and queue) lives in JavaScript (`LocalSemaphore`) and
+ * no call crosses into native code. Reading `handle` moves the state, the
+ * permits this thread holds and its queued waits, in order and under their
+ * tokens, into a native semaphore, synchronously; from then on every call goes
+ * there, and the waits moved carry on: the doorbell delivers their grants.
+ * A named semaphore (`Semaphore.open`) and one made from a handle are native
+ * from the start.
  */
 export class Semaphore {
-  readonly #native: NativeSemaphore
+  /** Set while the semaphore is this thread's alone; then the native fields are unset. */
+  #local: LocalSemaphore | undefined
+  #native: SemaphoreNative | undefined
   /** For the hot calls, which skip napi-rs's per-call costs. */
-  readonly #fast: FastHandle
+  #fast: FastHandle | undefined
   /** Cached: reading it from native costs a call (refreshed when it matters). */
   #capacity: number
-  readonly #bells: SharedArrayBuffer
-  /** What `enqueue` needs: this thread's doorbell and the native withdraw. */
-  readonly #queue: Queue
+  #bells: SharedArrayBuffer | FifoBell | undefined
+  readonly #named: NamedSemaphoreHandle | undefined
+  /** This thread's view of the counters: slot LOCAL_SLOT while local, its native slot after. */
+  #metrics: SlottedMetrics
+  /** What a native wait needs: this thread's doorbell and the native withdraw. */
+  #queue: Queue | undefined
   /** Only in the thread that closed it: the reason given to `close`. */
   #closeReason: unknown
+  /** False for a semaphore inside another primitive (a pool's room), which publishes nothing. */
+  #published = true
 
   /**
    * @param permits how many permits exist (a positive integer); all start free.
@@ -141,24 +223,68 @@ export class Semaphore {
   constructor(permits: number, options?: SemaphoreOptions)
   /** @internal adopts a native semaphore already attached to this thread */
   constructor(attach: typeof kAttach, attached: Attached)
-  constructor(permits: number | typeof kAttach, options?: SemaphoreOptions | Attached) {
+  /** @internal starts from a state kept in JavaScript (`internal.create`) */
+  constructor(local: typeof kLocal, state: LocalSemaphore)
+  constructor(permits: number | typeof kAttach | typeof kLocal, options?: SemaphoreOptions | Attached | LocalSemaphore) {
     if (permits === kAttach) {
-      ;({ native: this.#native, bells: this.#bells } = options as Attached)
-    } else {
+      const { native, bells, named, metrics } = options as Attached
+      this.#named = named
+      this.#metrics = new SlottedMetrics(metrics ?? newMetrics(), DOORBELL_SLOTS, native.slot)
+      this.#capacity = this.#attach(native, bells).capacity
+      return
+    }
+    let local: LocalSemaphore
+    if (permits === kLocal) local = options as LocalSemaphore
+    else {
       validateInteger(permits, 'permits', 1, MAX_PERMITS)
       const { maxWaiters } = validateOptions<SemaphoreOptions>(options, 'options')
       if (maxWaiters !== undefined) validateInteger(maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
-      this.#native = new NativeSemaphore(permits, maxWaiters)
-      this.#bells = newDoorbells()
+      local = new LocalSemaphore(permits, maxWaiters)
     }
-    const native = this.#native
+    this.#local = local
+    this.#capacity = local.capacity
+    this.#named = undefined
+    this.#metrics = new SlottedMetrics(newMetrics(), DOORBELL_SLOTS, LOCAL_SLOT)
+  }
+
+  #attach(native: SemaphoreNative, bells: SharedArrayBuffer | FifoBell): SemaphoreNative {
+    this.#native = native
+    this.#bells = bells
     const fast = (this.#fast = native.fastHandle() as FastHandle)
-    this.#capacity = native.capacity
     const waitable = { slot: native.slot, takeGranted: () => semTakeGranted(fast), isClosed: () => native.closed }
     this.#queue = {
-      doorbell: new Doorbell(waitable, new Int32Array(this.#bells)),
+      doorbell: new Doorbell(waitable, bells instanceof SharedArrayBuffer ? new Int32Array(bells) : bells),
       withdraw: (token) => native.cancel(token),
     }
+    return native
+  }
+
+  /**
+   * The native semaphore, moving the state there first if it is still local:
+   * the permits this thread holds stay held by it, and its queued waits are
+   * queued there in the same order under their tokens, then registered with
+   * the doorbell, which delivers their grants from then on. The metrics
+   * counts this thread made go to its native slot.
+   */
+  #shared(): SemaphoreNative {
+    if (this.#native !== undefined) return this.#native
+    const local = this.#local!
+    const { capacity, maxWaiters, available, owed, held, reserved, waits } = local.takeState()
+    // Tokens are given at the move: a local wait needs none (`key` held its priority).
+    const triples: number[] = []
+    for (const wait of waits) {
+      const token = nextToken()
+      triples.push(token, wait.weight, wait.key)
+      wait.key = token
+    }
+    const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples)
+    if (local.closed) native.close() // nothing queued: it withdraws nobody
+    this.#attach(native, newDoorbells())
+    this.#metrics = this.#metrics.moveTo(native.slot)
+    this.#local = undefined
+    const { doorbell } = this.#queue!
+    for (const wait of waits as SemaphoreWait<unknown>[]) doorbell.wait(wait.key, wait)
+    return native
   }
 
   /**
@@ -168,27 +294,79 @@ export class Semaphore {
    * @throws {InvalidHandleError} if its semaphore no longer exists
    */
   static from(handle: SemaphoreHandle): Semaphore {
-    const { kind, id, doorbells } = validateOptions<SemaphoreHandle>(handle, 'handle')
+    const named = validateOptions<NamedSemaphoreHandle>(handle, 'handle')
+    if (named.kind === 'sluice:NamedSemaphore') return openSemaphore(named.name, named, 'Semaphore.from')
+    const { kind, id, doorbells, metrics } = validateOptions<LocalSemaphoreHandle>(handle, 'handle')
     if (
       kind !== 'sluice:Semaphore' ||
       typeof id !== 'number' ||
       !(doorbells instanceof SharedArrayBuffer) ||
-      doorbells.byteLength !== DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT
+      doorbells.byteLength !== DOORBELL_SLOTS * Int32Array.BYTES_PER_ELEMENT ||
+      (metrics !== undefined && !isMetricsBuffer(metrics, DOORBELL_SLOTS))
     ) {
       throw new TypeError(`handle must be a Semaphore handle (semaphore.handle), got ${show(handle)}`)
     }
     const native = attachById((id) => NativeSemaphore.fromId(id), id, 'semaphore')
-    return new Semaphore(kAttach, { native, bells: doorbells })
+    // A handle made by hand without `metrics` still attaches, with counters of this thread's own.
+    return new Semaphore(kAttach, { native, bells: doorbells, metrics: metrics ?? newMetrics() })
   }
 
+  /**
+   * The semaphore every process of this machine (and every thread in it)
+   * gets for `name`: the first opener creates it with `options.permits`; a
+   * later one must ask for the same parameters. It lives while any process
+   * has it open, and gives back what a process held when it exits, even
+   * killed. See `docs/design/cross-process.md`.
+   *
+   * @throws {TypeError | RangeError} naming `name` or the option at fault
+   * @throws {MismatchError} if `name` exists with other parameters
+   * @throws {UnsupportedPlatformError} anywhere but Linux
+   */
+  static open(name: string, options: OpenSemaphoreOptions): Semaphore
+  /**
+   * The semaphore named `name` in `options.store` (`redis(client)` from
+   * `sluice/redis`), shared by every process that opens it there.
+   */
+  static open<S>(name: string, options: SemaphoreOptions & { permits: number; store: Store<typeof kOpenSemaphore, S> }): S
+  static open(name: string, options: OpenSemaphoreOptions | { store: unknown }): unknown {
+    return openInStore(kOpenSemaphore, name, options) ?? openSemaphore(name, options, 'Semaphore.open')
+  }
+
+  /**
+   * Closes the semaphore `name` for every process that has it open (their
+   * waits reject with a `ClosedError`) and frees the name: the next `open`
+   * creates a new one. Returns false if there was none.
+   */
+  static unlink(name: string, options?: Pick<OpenSemaphoreOptions, 'dir'>): boolean {
+    return unlinkSemaphore(name, options)
+  }
+
+  /** Moves a semaphore still kept in JavaScript to native memory (once) so other threads can share it. */
   get handle(): SemaphoreHandle {
+    if (this.#named !== undefined) return this.#named
     keepAliveInFlight(this)
-    return { kind: 'sluice:Semaphore', id: this.#native.id, doorbells: this.#bells }
+    const { id } = this.#shared() as NativeSemaphore
+    return { kind: 'sluice:Semaphore', id, doorbells: this.#bells as SharedArrayBuffer, metrics: this.#metrics.buffer }
+  }
+
+  /**
+   * Counts of every thread that shares the semaphore: acquisitions
+   * (`acquire`, `run`, `tryAcquire`), refusals (a full queue, a `tryAcquire`
+   * that got nothing), timeouts and aborts, the waits queued and permits
+   * held now, and the wait-time histogram.
+   */
+  metrics(): SemaphoreMetrics {
+    const local = this.#local
+    const capacity = this.capacity
+    const value = local !== undefined ? local.value() : semValue(this.#fast!)
+    // Free permits (available, or set aside for the head waiter) are not in use.
+    const inUse = Math.min(capacity, Math.max(0, capacity - value))
+    return { ...this.#metrics.read(this.waiting), capacity, inUse }
   }
 
   /** Permits in existence: created with, plus added, minus forgotten. */
   get capacity(): number {
-    return this.#native.capacity
+    return this.#local !== undefined ? this.#local.capacity : this.#native!.capacity
   }
 
   /**
@@ -196,10 +374,14 @@ export class Semaphore {
    */
   addPermits(n: number): void {
     validateInteger(n, 'n', 1, MAX_PERMITS)
-    if (this.#native.capacity + n > MAX_PERMITS) {
+    if (this.capacity + n > MAX_PERMITS) {
       throw new RangeError(`the capacity would exceed ${MAX_PERMITS} permits`)
     }
-    this.#queue.doorbell.deliver(this.#native.addPermits(n))
+    const local = this.#local
+    if (local !== undefined) {
+      this.#capacity = local.capacity + n
+      local.addPermits(n)
+    } else this.#queue!.doorbell.deliver(this.#native!.addPermits(n))
   }
 
   /**
@@ -208,22 +390,23 @@ export class Semaphore {
    */
   forgetPermits(n: number): number {
     validateInteger(n, 'n', 1, MAX_PERMITS)
-    return this.#native.forgetPermits(n)
+    if (this.#local !== undefined) return this.#local.forgetPermits(n)
+    return this.#native!.forgetPermits(n)
   }
 
   /** Permits free right now, in all threads (0 while anyone waits). */
   get available(): number {
-    return this.#native.available
+    return this.#local !== undefined ? this.#local.available : this.#native!.available
   }
 
   /** Waits queued right now, in all threads. */
   get waiting(): number {
-    return this.#native.waiting
+    return this.#local !== undefined ? this.#local.waiting : this.#native!.waiting
   }
 
   /** Whether `close` has run, in any thread. */
   get closed(): boolean {
-    return this.#native.closed
+    return this.#local !== undefined ? this.#local.closed : this.#native!.closed
   }
 
   /**
@@ -234,10 +417,16 @@ export class Semaphore {
    */
   tryAcquire(weight = 1): Permit | null {
     this.#validateWeight(weight, 'weight')
-    const outcome = semTryAcquire(this.#fast, weight)
-    if (outcome === DONE) return new Permit(this, weight)
+    const local = this.#local
+    const outcome = local !== undefined ? local.tryAcquire(weight) : semTryAcquire(this.#fast!, weight)
+    if (outcome === DONE) {
+      this.#metrics.acquired()
+      return new Permit(this, weight)
+    }
     if (outcome === CLOSED) throw Errors.semaphoreClosed(this.#closeReason)
     if (outcome === TOO_HEAVY) throw Errors.overCapacity('weight', weight, this.#refreshCapacity())
+    // Counted, not published: a `tryAcquire` loop would flood the channel.
+    this.#metrics.refused()
     return null
   }
 
@@ -248,9 +437,11 @@ export class Semaphore {
    * released. Closing again does nothing.
    */
   close(reason?: unknown): void {
-    if (this.#native.closed) return
+    if (this.closed) return
     this.#closeReason = reason
-    this.#queue.doorbell.deliver(this.#native.close())
+    if (this.#local !== undefined) this.#local.close()
+    else this.#queue!.doorbell.deliver(this.#native!.close())
+    if (semaphoreClose.hasSubscribers && this.#published) semaphoreClose.publish({ semaphore: this, reason })
   }
 
   /**
@@ -275,17 +466,95 @@ export class Semaphore {
     } catch (error) {
       return Promise.reject(error)
     }
-    const { weight, signal, timeout, priority } = checked
+    const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const token = nextToken()
-    const outcome = semAcquire(this.#fast, weight, token, priority)
+    if (semaphoreAcquire.hasSubscribers && this.#published) {
+      const context = { semaphore: this, weight: checked.weight, priority: checked.priority }
+      return traceWait(semaphoreAcquire, context, this.#wait, this, checked, granted, queued)
+    }
+    return this.#wait(checked, granted, queued)
+  }
+
+  /** `acquire` past its checks: takes the permits now or queues for them. */
+  #wait(
+    { weight, signal, timeout, priority }: CheckedOptions,
+    granted: ((permit: Permit) => void) | undefined,
+    queued: ((cancel: Cancel) => void) | undefined,
+  ): Promise<Permit> {
+    const local = this.#local
+    let token = 0
+    let outcome: Outcome
+    if (local !== undefined) outcome = local.acquire(weight, priority)
+    else outcome = semAcquire(this.#fast!, weight, (token = nextToken()), priority)
     if (outcome === DONE) {
+      this.#metrics.acquired()
       const permit = new Permit(this, weight)
       granted?.(permit)
       return Promise.resolve(permit)
     }
     if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, weight))
-    return enqueue(this.#queue, token, new PendingAcquire(this, weight, granted), signal, timeout, queued)
+    const wait =
+      granted === undefined ? new PendingAcquire(this, weight) : new HookedAcquire(this, weight, granted)
+    return this.#enqueue(wait, token, priority, local, signal, timeout, queued)
+  }
+
+  /**
+   * Registers `wait`, queued natively under `token`, or to be queued in
+   * `local` (which answered QUEUED), and returns its promise. `queued`, if
+   * given, receives the wait's `Cancel` (the compat adapters cancel without
+   * an AbortSignal, whose listeners cost far more than the wait itself when
+   * thousands are queued). An uncancellable wait allocates no cancel closure.
+   */
+  #enqueue<R>(
+    wait: SemaphoreWait<R>,
+    token: number,
+    priority: number,
+    local: LocalSemaphore | undefined,
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+    queued?: (cancel: Cancel) => void,
+  ): Promise<R> {
+    // Only `resolve` is kept: the reject function would cost a closure per
+    // wait, and a rejection resolves with a rejected promise (`SemaphoreWait.fail`).
+    const promise = new Promise<R>((resolve) => {
+      wait.resolve = resolve
+    })
+    wait.queuedAt = performance.now()
+    if (local !== undefined) {
+      // Linked before any callback runs: the queue is as `acquire` left it.
+      wait.key = priority
+      local.push(wait)
+    } else wait.key = token
+    if (signal !== undefined || timeout !== undefined || queued !== undefined) {
+      const cancel = (reason: unknown, timedOut = false): void => this.#cancel(wait, reason, timedOut)
+      connect(wait, onCancellation(signal, timeout, cancel))
+      queued?.(cancel)
+    }
+    if (local === undefined) this.#queue!.doorbell.wait(token, wait)
+    return promise
+  }
+
+  /**
+   * Withdraws a queued wait (abort, timeout, a compat adapter's cancel),
+   * whichever representation holds it now, counts it, and rejects it with
+   * `reason`; does nothing once it has ended. Whatever was granted to it
+   * meanwhile goes back, and may wake others.
+   */
+  #cancel<R>(wait: SemaphoreWait<R>, reason: unknown, timedOut: boolean): void {
+    const local = this.#local
+    if (local !== undefined) {
+      if (!local.remove(wait)) return
+      disconnect(wait)
+      this.#metrics.cancelled(timedOut)
+      local.releaseLocked(0)
+    } else {
+      const { doorbell, withdraw } = this.#queue!
+      if (!doorbell.forget(wait.key)) return
+      disconnect(wait)
+      this.#metrics.cancelled(timedOut)
+      doorbell.deliver(withdraw(wait.key))
+    }
+    wait.fail(reason)
   }
 
   /** `acquire`'s and `run`'s options, checked; throws what they reject with. */
@@ -301,11 +570,13 @@ export class Semaphore {
     return { weight, signal, timeout, priority }
   }
 
-  /** The error for a `semAcquire` outcome other than DONE or QUEUED. */
+  /** The error for an acquire outcome other than DONE or QUEUED. */
   #refusal(outcome: number, weight: number): Error {
     if (outcome === CLOSED) return Errors.semaphoreClosed(this.#closeReason)
     if (outcome === TOO_HEAVY) return Errors.overCapacity('options.weight', weight, this.#refreshCapacity())
-    return Errors.waitersFull(this.#native.waiting)
+    this.#metrics.refused()
+    if (semaphoreRefused.hasSubscribers && this.#published) semaphoreRefused.publish({ semaphore: this, weight, reason: 'queue-full' })
+    return Errors.waitersFull(this.waiting)
   }
 
   /** Runs `fn` holding `weight` permits, releasing them however it ends. */
@@ -319,41 +590,76 @@ export class Semaphore {
     } catch (error) {
       return Promise.reject(error)
     }
-    const { weight, signal, timeout, priority } = checked
+    const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const wait = new RunWait<T>(this, weight, fn)
-    const token = nextToken()
-    const outcome = semAcquire(this.#fast, weight, token, priority)
-    let gate: Promise<RunWait<T>>
-    if (outcome === DONE) gate = Promise.resolve(wait)
-    else if (outcome === QUEUED) gate = enqueue(this.#queue, token, wait, signal, timeout)
-    else return Promise.reject(this.#refusal(outcome, weight))
+    const wait = new RunWait<T>(this, checked.weight, fn)
+    const gate = semaphoreAcquire.hasSubscribers && this.#published ? this.#tracedGate(wait, checked) : this.#gate(wait, checked)
     // `fn` runs from a reaction registered here, never synchronously in this
     // call nor in the releaser's: it keeps the caller's async context
     // (AsyncLocalStorage), as `await` did.
     return gate.then(holding)
   }
 
+  /**
+   * `#gate`, traced: the wait is, not `fn`, and the message's `result` is
+   * not the internal RunWait. (A method of its own: its closures would
+   * otherwise cost `run` a context allocation on every call.)
+   */
+  #tracedGate<T>(wait: RunWait<T>, checked: CheckedOptions): Promise<RunWait<T>> {
+    const context = { semaphore: this, weight: checked.weight, priority: checked.priority }
+    return traceWait(semaphoreAcquire, context, this.#gateReached, this, wait, checked).then(() => wait)
+  }
+
+  #gateReached<T>(wait: RunWait<T>, checked: CheckedOptions): Promise<void> {
+    return this.#gate(wait, checked).then(nothing)
+  }
+
+  /** `run`'s wait for its permits: resolves with `wait` once it holds them. */
+  #gate<T>(wait: RunWait<T>, { weight, signal, timeout, priority }: CheckedOptions): Promise<RunWait<T>> {
+    const local = this.#local
+    let token = 0
+    let outcome: Outcome
+    if (local !== undefined) outcome = local.acquire(weight, priority)
+    else outcome = semAcquire(this.#fast!, weight, (token = nextToken()), priority)
+    if (outcome === DONE) {
+      this.#metrics.acquired()
+      return Promise.resolve(wait)
+    }
+    if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, weight))
+    return this.#enqueue(wait, token, priority, local, signal, timeout)
+  }
+
   /** @internal gives back permits a `Permit` held */
   [kRelease](weight: number): void {
-    this.#queue.doorbell.deliver(semRelease(this.#fast, weight))
+    const local = this.#local
+    if (local !== undefined) local.release(weight)
+    else this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
+    if (semaphoreRelease.hasSubscribers && this.#published) semaphoreRelease.publish({ semaphore: this, weight })
   }
 
   /** @internal gives up held permits for good (`Permit.forget`) */
   [kForget](weight: number): void {
     // Waits now too heavy for the smaller capacity are refused (and rung for).
-    this.#queue.doorbell.deliver(this.#native.forgetHeld(weight))
+    const local = this.#local
+    if (local !== undefined) local.forgetHeld(weight)
+    else this.#queue!.doorbell.deliver(this.#native!.forgetHeld(weight))
   }
 
   /** @internal what the compat adapters and a queued wait reach (made on first use) */
   get [kInternals](): SemaphoreInternals {
     return (this.#internals ??= {
-      native: this.#native,
-      value: () => semValue(this.#fast),
-      deliver: (wakeList) => this.#queue.doorbell.deliver(wakeList),
+      metrics: () => this.#metrics,
+      value: () => (this.#local !== undefined ? this.#local.value() : semValue(this.#fast!)),
+      releaseUnowned: (n) => {
+        if (this.#local !== undefined) this.#local.releaseUnowned(n)
+        else this.#queue!.doorbell.deliver((this.#native as NativeSemaphore).releaseUnowned(n))
+      },
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
+      unpublish: () => {
+        this.#published = false
+      },
     })
   }
 
@@ -361,12 +667,12 @@ export class Semaphore {
 
   /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
   #refreshCapacity(): number {
-    return (this.#capacity = this.#native.capacity)
+    return (this.#capacity = this.capacity)
   }
 
   #validateWeight(weight: unknown, name: string): number {
     // The cached capacity is exact unless permits were added or forgotten;
-    // only then is the native one read.
+    // only then is the current one read.
     if (typeof weight === 'number' && weight > this.#capacity) this.#refreshCapacity()
     return validateInteger(weight, name, 1, this.#capacity)
   }
@@ -384,11 +690,12 @@ const kDefaultOptions: CheckedOptions = Object.freeze({ weight: 1, signal: undef
 
 /** @internal What the compat adapters and a queued acquire reach of a semaphore. */
 interface SemaphoreInternals {
-  readonly native: NativeSemaphore
-  /** Free permits (available and reserved for the head) minus those owed, in one native call. */
+  /** The counters, as this thread sees them now (a queued wait updates them as it ends). */
+  metrics(): SharedMetrics
+  /** Free permits (available and reserved for the head) minus those owed. */
   value(): number
-  /** Acts on what a native call granted (see `Doorbell.deliver`). */
-  deliver(wakeList: WakeList | number): void
+  /** Frees `n` permits no thread holds. */
+  releaseUnowned(n: number): void
   acquire(
     options: AcquireOptions | undefined,
     granted: ((permit: Permit) => void) | undefined,
@@ -396,43 +703,123 @@ interface SemaphoreInternals {
   ): Promise<Permit>
   closedError(): ClosedError
   refusedError(weight: number): RangeError
+  /** Stops publishing on the diagnostics channels (see `internal.untraced`). */
+  unpublish(): void
+}
+
+/**
+ * What disconnects each cancellable wait (signal, timeout or compat cancel)
+ * from its signal and timer, kept beside the wait rather than in it: most
+ * waits have none, and a field would cost every wait. `cancellable` counts
+ * the entries, so that an uncancellable wait's ending looks nothing up while
+ * no wait has one.
+ */
+const disconnects = new WeakMap<object, () => void>()
+let cancellable = 0
+
+function connect(wait: object, disconnect: () => void): void {
+  disconnects.set(wait, disconnect)
+  cancellable++
+}
+
+/** Disconnects `wait` from its signal and timer, if it has any (once). */
+function disconnect(wait: object): void {
+  if (cancellable === 0) return
+  const disconnectIt = disconnects.get(wait)
+  if (disconnectIt === undefined) return
+  disconnects.delete(wait)
+  cancellable--
+  disconnectIt()
 }
 
 /**
  * A queued wait for permits of `semaphore`: how a close or a refusal ends it
  * (the same for `acquire` and `run`); subclasses say what a grant delivers.
+ * One object per wait, and a small one: thousands may be pending. It keeps
+ * its promise's `resolve` only (a rejection resolves with a rejected
+ * promise), its signal and timer beside it (`disconnects`), and one number
+ * that is its priority while queued locally and its token once native.
  */
-abstract class SemaphoreWait<R> extends QueuedWait<R> {
+abstract class SemaphoreWait<R> implements LocalWait, Wait {
+  /** Settles the wait's promise; set by `#enqueue` (a rejected promise rejects it). */
+  resolve: (value: R | PromiseLike<R>) => void = notQueued
   protected readonly semaphore: Semaphore
-  protected readonly weight: number
+  readonly weight: number
+  /** Its priority while in a `LocalSemaphore` queue; its token once queued natively. */
+  key = 0
+  // Where it stands in a `LocalSemaphore` queue, while the semaphore is local.
+  prev: LocalWait | undefined = undefined
+  next: LocalWait | undefined = undefined
+  /** Set by `Doorbell.wait` once queued natively. */
+  doorbell: Doorbell | undefined = undefined
+  /**
+   * `performance.now()` when it queued (0 until then): the one clock read
+   * of a wait, made only for waits that queue.
+   */
+  queuedAt = 0
 
   constructor(semaphore: Semaphore, weight: number) {
-    super()
     this.semaphore = semaphore
     this.weight = weight
   }
 
-  protected withdrawn(): never {
-    throw this.semaphore[kInternals].closedError()
+  /** The wait was granted: what it resolves with (a throw rejects it). */
+  protected abstract granted(): R
+
+  /** Rejects the wait's promise with `reason` exactly (no reject function kept). */
+  fail(reason: unknown): void {
+    // The rejected promise gets its handler (the wait's promise following it)
+    // in the same microtask checkpoint: never reported as unhandled itself.
+    this.resolve(Promise.reject(reason))
   }
 
-  protected override refused(): never {
-    throw this.semaphore[kInternals].refusedError(this.weight)
+  onGrant(): void {
+    disconnect(this)
+    this.semaphore[kInternals].metrics().granted(this.queuedAt)
+    let value: R
+    try {
+      value = this.granted()
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    this.resolve(value)
+  }
+
+  onWithdrawn(): void {
+    disconnect(this)
+    this.fail(this.semaphore[kInternals].closedError())
+  }
+
+  onRefused(): void {
+    disconnect(this)
+    this.semaphore[kInternals].metrics().refused()
+    this.fail(this.semaphore[kInternals].refusedError(this.weight))
   }
 }
 
-/** A queued `acquire`: one object per wait, settled by the doorbell. */
-class PendingAcquire extends SemaphoreWait<Permit> {
-  readonly #onGranted: ((permit: Permit) => void) | undefined
+/** What a wait's `resolve` is before `#enqueue` sets it (a `run` granted at once never queues). */
+function notQueued(): void {}
 
-  constructor(semaphore: Semaphore, weight: number, onGranted: ((permit: Permit) => void) | undefined) {
+/** A queued `acquire`: resolves with a `Permit` made at grant time. */
+class PendingAcquire extends SemaphoreWait<Permit> {
+  protected granted(): Permit {
+    return new Permit(this.semaphore, this.weight)
+  }
+}
+
+/** A queued `acquire` of a compat adapter, whose `onGranted` sees the permit first. */
+class HookedAcquire extends PendingAcquire {
+  readonly #onGranted: (permit: Permit) => void
+
+  constructor(semaphore: Semaphore, weight: number, onGranted: (permit: Permit) => void) {
     super(semaphore, weight)
     this.#onGranted = onGranted
   }
 
-  protected granted(): Permit {
-    const permit = new Permit(this.semaphore, this.weight)
-    this.#onGranted?.(permit)
+  protected override granted(): Permit {
+    const permit = super.granted()
+    this.#onGranted(permit)
     return permit
   }
 }
@@ -458,6 +845,8 @@ class RunWait<T> extends SemaphoreWait<RunWait<T>> {
     return this
   }
 }
+
+function nothing(): void {}
 
 /**
  * Runs a granted `run`'s `fn` and releases its permits however it ends: at
@@ -500,15 +889,17 @@ export const internal = {
    * `-value` permits released pay that debt before anyone is served.
    */
   create(value: number): Semaphore {
-    const native = new NativeSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), value < 0 ? -value : undefined)
-    return new Semaphore(kAttach, { native, bells: newDoorbells() })
+    return new Semaphore(kLocal, new LocalSemaphore(MAX_PERMITS, undefined, Math.max(value, 0), Math.max(-value, 0)))
   },
   /** async-mutex's value: free permits (available and reserved for the head) minus those owed. */
   value: (semaphore: Semaphore): number => semaphore[kInternals].value(),
+  /** Makes `semaphore` publish nothing on the diagnostics channels: it is part of another primitive. */
+  untraced(semaphore: Semaphore): void {
+    semaphore[kInternals].unpublish()
+  },
   /** Frees `n` permits no thread holds. */
   releaseUnowned(semaphore: Semaphore, n: number): void {
-    const internals = semaphore[kInternals]
-    internals.deliver(internals.native.releaseUnowned(n))
+    semaphore[kInternals].releaseUnowned(n)
   },
   /**
    * `acquire`, with `granted` run synchronously by the call that grants it,

@@ -8,7 +8,9 @@ import { TokenBucket, type TokenBucketHandle } from './token-bucket.js'
 import { show } from './validate.js'
 
 export type Shareable = Semaphore | Mutex | TokenBucket | RateLimiter | Channel<never>
-export type ShareableHandle = SemaphoreHandle | MutexHandle | TokenBucketHandle | RateLimiterHandle | ChannelHandle
+export type ShareableHandle =
+  | SemaphoreHandle
+  | MutexHandle | TokenBucketHandle | RateLimiterHandle | ChannelHandle
 
 /** The handles of `share`, checked: each value must be a sluice primitive. */
 export function handlesOf(share: Record<string, unknown>): Record<string, ShareableHandle> {
@@ -61,12 +63,15 @@ export function fromHandles(handles: Record<string, ShareableHandle>): Record<st
 function fromHandle(handle: ShareableHandle): unknown {
   switch (handle.kind) {
     case 'sluice:Semaphore':
+    case 'sluice:NamedSemaphore':
       return Semaphore.from(handle)
     case 'sluice:Mutex':
       return Mutex.from(handle)
     case 'sluice:TokenBucket':
+    case 'sluice:NamedTokenBucket':
       return TokenBucket.from(handle)
     case 'sluice:RateLimiter':
+    case 'sluice:NamedRateLimiter':
       return RateLimiter.from(handle)
     case 'sluice:Channel':
       return Channel.from(handle)

@@ -1,4 +1,5 @@
 import { keepAliveInFlight } from './in-flight.js'
+import { tokenBucketRefused, tokenBucketTake, traceWait } from './diagnostics.js'
 import { onCancellation } from './abort.js'
 import { nextToken } from './doorbell.js'
 import { Errors } from './errors.js'
@@ -9,12 +10,16 @@ import {
   bucketRedeem,
   bucketTryTake,
   DONE,
+  NativeNamedTokenBucket,
   NativeTokenBucket,
   type FastHandle,
 } from './native.js'
 import { EXPIRED, LocalGcra } from './local-gcra.js'
-import { kAttach } from './symbols.js'
-import { MAX_TIMEOUT, show, validateInteger, validateOptions } from './validate.js'
+import { isMetricsBuffer, SharedMetrics, type WaitMetrics } from './metrics.js'
+import { cached, callNative, checkSame, remember, validateDir } from './named.js'
+import { openInStore, type Store } from './open.js'
+import { kAttach, kOpenTokenBucket } from './symbols.js'
+import { MAX_TIMEOUT, show, validateInteger, validateName, validateOptions } from './validate.js'
 import { validateWaitOptions } from './wait.js'
 
 /** Either `refillPerSecond`, or `tokensPerInterval` per `interval` ms. */
@@ -40,9 +45,33 @@ export interface TakeOptions {
 }
 
 /** A cloneable description of a bucket, for `TokenBucket.from` in another thread. */
-export interface TokenBucketHandle {
+export type TokenBucketHandle = LocalTokenBucketHandle | NamedTokenBucketHandle
+
+/** A cloneable description of a named bucket: `TokenBucket.from` re-opens it by name. */
+export interface NamedTokenBucketHandle {
+  readonly kind: 'sluice:NamedTokenBucket'
+  readonly name: string
+  readonly options: OpenTokenBucketOptions
+}
+
+/** `TokenBucket.open`'s options: the constructor's, and where the segment lives (see `Semaphore.open`). */
+export type OpenTokenBucketOptions = TokenBucketOptions & { dir?: string }
+
+/** The handle of a bucket made with `new TokenBucket` (threads of one process). */
+export interface LocalTokenBucketHandle {
   readonly kind: 'sluice:TokenBucket'
   readonly id: number
+  /**
+   * The counters of `metrics()`, shared by every thread (always in a handle
+   * sluice made; without it, `from` counts for its own thread alone).
+   */
+  readonly metrics?: SharedArrayBuffer
+}
+
+/** `TokenBucket.metrics()`: counts across every thread that shares the bucket. */
+export interface TokenBucketMetrics extends WaitMetrics {
+  /** Whole tokens available now. */
+  available: number
 }
 
 /** @internal The largest capacity (also a rate limiter's). */
@@ -70,11 +99,14 @@ export const MAX_BURST_NANOS = 2n ** 63n - 1n
 export class TokenBucket {
   /** Set while the bucket is this thread's alone; then `#native` is unset. */
   #local: LocalGcra | undefined
-  #native: NativeTokenBucket | undefined
+  #native: NativeTokenBucket | NativeNamedTokenBucket | undefined
+  /** Only for a named bucket: what `handle` returns. */
+  #named: NamedTokenBucketHandle | undefined
   #fast: FastHandle | undefined
   readonly #capacity: number
   /** Nanoseconds to refill one token. */
   readonly #interval: number
+  readonly #metrics: SharedMetrics
   /** How a waiting take ends, for `waitForReservation`. */
   readonly #steps: ReservationSteps = {
     redeem: (token) => this.#redeem(token),
@@ -83,8 +115,13 @@ export class TokenBucket {
 
   constructor(options: TokenBucketOptions)
   /** @internal adopts a native bucket already attached to this thread */
-  constructor(attach: typeof kAttach, native: NativeTokenBucket)
-  constructor(options: TokenBucketOptions | typeof kAttach, attached?: NativeTokenBucket) {
+  constructor(attach: typeof kAttach, native: NativeTokenBucket | NativeNamedTokenBucket, metrics?: SharedArrayBuffer)
+  constructor(
+    options: TokenBucketOptions | typeof kAttach,
+    attached?: NativeTokenBucket | NativeNamedTokenBucket,
+    metrics?: SharedArrayBuffer,
+  ) {
+    this.#metrics = new SharedMetrics(metrics)
     if (options === kAttach) {
       this.#native = attached!
       this.#fast = this.#native.fastHandle() as FastHandle
@@ -116,7 +153,7 @@ export class TokenBucket {
   }
 
   /** The native bucket, moving the state there first if it is still local. */
-  #shared(): NativeTokenBucket {
+  #shared(): NativeTokenBucket | NativeNamedTokenBucket {
     if (this.#native !== undefined) return this.#native
     const { fullIn, pending } = this.#local!.state()
     return this.#attach(NativeTokenBucket.adopt(this.#capacity, this.#interval, fullIn, pending))
@@ -129,17 +166,78 @@ export class TokenBucket {
    * @throws {InvalidHandleError} if its bucket no longer exists
    */
   static from(handle: TokenBucketHandle): TokenBucket {
-    const { kind, id } = validateOptions<TokenBucketHandle>(handle, 'handle')
-    if (kind !== 'sluice:TokenBucket' || typeof id !== 'number') {
+    const named = validateOptions<NamedTokenBucketHandle>(handle, 'handle')
+    if (named.kind === 'sluice:NamedTokenBucket') return TokenBucket.#openNamed(named.name!, named.options!)
+    const { kind, id, metrics } = validateOptions<LocalTokenBucketHandle>(handle, 'handle')
+    if (kind !== 'sluice:TokenBucket' || typeof id !== 'number' || (metrics !== undefined && !isMetricsBuffer(metrics))) {
       throw new TypeError(`handle must be a TokenBucket handle (bucket.handle), got ${show(handle)}`)
     }
-    return new TokenBucket(kAttach, attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket'))
+    // A handle made by hand without `metrics` still attaches, with counters of this thread's own.
+    const native = attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket')
+    return new TokenBucket(kAttach, native, metrics ?? new SharedMetrics().buffer)
+  }
+
+  /** The bucket named `name` in `options.store` (`redis(client)` from `sluice/redis`). */
+  static open<S>(name: string, options: TokenBucketOptions & { store: Store<typeof kOpenTokenBucket, S> }): S
+  /**
+   * The bucket every process of this machine (and every thread in it) gets
+   * for `name`, in shared memory: one GCRA word, taken with one CAS. The
+   * first opener creates it; a later one must ask for the same capacity and
+   * rate. A process killed mid-`take` leaves the tokens it had reserved spent
+   * (never more than the limit). See `Semaphore.open`.
+   *
+   * @throws {MismatchError} if `name` exists with other parameters
+   * @throws {UnsupportedPlatformError} anywhere but Linux
+   */
+  static open(name: string, options: OpenTokenBucketOptions): TokenBucket
+  static open(name: string, options: OpenTokenBucketOptions | { store: unknown }): unknown {
+    return openInStore(kOpenTokenBucket, name, options) ?? TokenBucket.#openNamed(name, options as OpenTokenBucketOptions)
+  }
+
+  static #openNamed(rawName: string, options: OpenTokenBucketOptions): TokenBucket {
+    const name = validateName(rawName, 'name')
+    const opts = validateOptions<OpenTokenBucketOptions>(options, 'options')
+    // The constructor's checks and defaults, on a bucket that is then dropped.
+    const model = new TokenBucket(opts as TokenBucketOptions)
+    const dir = validateDir(opts.dir)
+    const existing = cached<TokenBucket>('token-bucket', dir, name)
+    if (existing !== undefined) {
+      checkSame('TokenBucket.open', name, 'capacity', existing.#capacity, model.#capacity)
+      checkSame('TokenBucket.open', name, 'interval (ns per token)', existing.#interval, model.#interval)
+      return existing
+    }
+    const native = callNative('TokenBucket.open', name, () =>
+      NativeNamedTokenBucket.open(name, model.#capacity, model.#interval, dir),
+    )
+    const bucket = new TokenBucket(kAttach, native)
+    bucket.#named = Object.freeze({ kind: 'sluice:NamedTokenBucket', name, options: Object.freeze({ ...options }) })
+    remember('token-bucket', dir, name, bucket, native)
+    return bucket
+  }
+
+  /** Frees the name of a named bucket (see `Semaphore.unlink`); false if there was none. */
+  static unlink(rawName: string, options?: { dir?: string }): boolean {
+    const name = validateName(rawName, 'name')
+    const dir = validateDir(validateOptions<{ dir?: string }>(options, 'options').dir)
+    return callNative('TokenBucket.unlink', name, () => NativeNamedTokenBucket.unlink(name, dir))
   }
 
   /** Moves the bucket to native memory (once) so other threads can share it. */
   get handle(): TokenBucketHandle {
+    if (this.#named !== undefined) return this.#named
     keepAliveInFlight(this)
-    return { kind: 'sluice:TokenBucket', id: this.#shared().id }
+    this.#metrics.share()
+    return { kind: 'sluice:TokenBucket', id: (this.#shared() as NativeTokenBucket).id, metrics: this.#metrics.buffer }
+  }
+
+  /**
+   * Counts of every thread that shares the bucket: takes granted (`take`,
+   * `tryTake`), refused (`tryTake` false), timed out (a `take` whose tokens
+   * would come after its timeout), aborted, the takes waiting now, and the
+   * wait-time histogram.
+   */
+  metrics(): TokenBucketMetrics {
+    return { ...this.#metrics.read(), available: this.available }
   }
 
   /** Most tokens the bucket holds. */
@@ -161,6 +259,16 @@ export class TokenBucket {
   tryTake(n = 1): boolean {
     // 1 is always valid (capacity >= 1): the common call skips the check.
     if (n !== 1) validateInteger(n, 'n', 1, this.#capacity)
+    if (this.#tryTake(n)) {
+      this.#metrics.acquired()
+      return true
+    }
+    this.#metrics.refused()
+    if (tokenBucketRefused.hasSubscribers) tokenBucketRefused.publish({ bucket: this, tokens: n })
+    return false
+  }
+
+  #tryTake(n: number): boolean {
     if (this.#local !== undefined) {
       const taken = this.#local.tryTake(n)
       if (taken !== EXPIRED) return taken === 1
@@ -183,8 +291,15 @@ export class TokenBucket {
       return Promise.reject(error)
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
+    if (tokenBucketTake.hasSubscribers) {
+      return traceWait(tokenBucketTake, { bucket: this, tokens: n }, this.#take, this, n, signal, timeout)
+    }
+    return this.#take(n, signal, timeout)
+  }
+
+  #take(n: number, signal: AbortSignal | undefined, timeout: number | undefined): Promise<void> {
     const token = nextToken()
-    return waitForReservation(this.#reserve(n, token), token, this.#steps, signal, timeout)
+    return waitForReservation(this.#reserve(n, token), token, this.#steps, signal, timeout, this.#metrics)
   }
 
   // The three steps of a waiting take, against whichever representation is
@@ -228,14 +343,21 @@ export function waitForReservation(
   steps: ReservationSteps,
   signal: AbortSignal | undefined,
   timeout: number | undefined,
+  metrics: SharedMetrics,
 ): Promise<void> {
-  if (waitNanos === 0) return Promise.resolve()
+  if (waitNanos === 0) {
+    metrics.acquired()
+    return Promise.resolve()
+  }
   // Whole milliseconds, rounded up: the timer must not fire before the tokens are due.
   const waitMs = Math.ceil(waitNanos / 1e6)
   if (timeout !== undefined && waitMs > timeout) {
     steps.cancel(token)
+    metrics.timedOut()
     return Promise.reject(Errors.timeout(timeout))
   }
+  const queuedAt = performance.now()
+  metrics.queued(1)
   return new Promise<void>((resolve, reject) => {
     // setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days), which
     // a slow bucket can need: wait in steps no longer than that.
@@ -249,12 +371,16 @@ export function waitForReservation(
       }
       disconnect()
       steps.redeem(token)
+      metrics.queued(-1)
+      metrics.granted(queuedAt)
       resolve()
     }
     const disconnect = onCancellation(signal, undefined, (reason) => {
       clearTimeout(timer)
       disconnect()
       steps.cancel(token)
+      metrics.queued(-1)
+      metrics.cancelled(false)
       reject(reason)
     })
     timer = setTimeout(arm, Math.min(waitMs, MAX_TIMEOUT))

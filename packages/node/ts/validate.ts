@@ -50,3 +50,18 @@ export function validateOptions<T extends object>(value: unknown, name: string):
   }
   return value as Partial<T>
 }
+
+/**
+ * The name of a primitive opened by name (`Semaphore.open(name, ...)`):
+ * 1 to 64 characters of `[A-Za-z0-9_-]`, starting with a letter or digit,
+ * so that it is safe in a file name, a shared-memory name and a Redis key.
+ */
+export function validateName(value: unknown, name = 'name'): string {
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${show(value)}`)
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(value)) {
+    throw new RangeError(
+      `${name} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-', starting with a letter or digit, got ${show(value)}`,
+    )
+  }
+  return value
+}

@@ -52,6 +52,12 @@ export abstract class QueuedWait<R> implements Wait {
   /** The primitive was closed: what it resolves with, or the error it rejects with. */
   protected abstract withdrawn(): R
 
+  /**
+   * The wait was cancelled, by its timeout or else by its signal or a compat
+   * adapter, just before it rejects: a primitive counts it here.
+   */
+  onCancelled(_timedOut: boolean): void {}
+
   /** Native code refused the wait (only semaphores do): by default, as a close. */
   protected refused(): R {
     return this.withdrawn()
@@ -110,9 +116,10 @@ export function enqueue<R>(
   })
   const { doorbell } = queue
   if (signal !== undefined || timeout !== undefined || queued !== undefined) {
-    const cancel: Cancel = (reason) => {
+    const cancel = (reason: unknown, timedOut = false): void => {
       if (!doorbell.forget(token)) return
       wait.disconnect()
+      wait.onCancelled(timedOut)
       // Gives back whatever was granted meanwhile; that may wake others.
       doorbell.deliver(queue.withdraw(token))
       wait.reject(reason)

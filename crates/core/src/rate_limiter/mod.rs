@@ -48,7 +48,7 @@ mod key;
 mod table;
 mod window;
 
-use gcra::Gcra;
+pub use gcra::Gcra;
 use table::Table;
 use window::Window;
 
@@ -205,6 +205,24 @@ pub struct KeyReservation {
 }
 
 impl KeyReservation {
+    /// A reservation made by a limiter stored elsewhere (`sluice-shm`'s, in
+    /// memory shared by processes): `forgotten` is its shard's count of live
+    /// keys forgotten (reset or evicted) once it was made, which its cancel
+    /// must find unchanged to refund.
+    pub fn from_parts(tokens: u64, ready_at: u64, forgotten: u64) -> Self {
+        Self {
+            tokens,
+            ready_at,
+            forgotten,
+        }
+    }
+
+    /// The shard's count of forgotten live keys when it was made (see
+    /// [`from_parts`](Self::from_parts)).
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
     /// Nanoseconds to wait from `now` (zero if already due).
     pub fn wait(&self, now: u64) -> u64 {
         self.ready_at.saturating_sub(now)

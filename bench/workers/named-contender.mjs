@@ -1,0 +1,55 @@
+// A cluster worker of bench/named.bench.mjs: `cycles` acquire/hold/release
+// cycles on a limit shared by every worker process, through one of:
+//   sluice    Semaphore.open(name, { permits, dir })
+//   ipc       a coordinator in the primary over process.send
+//   lockfile  proper-lockfile on a file (a mutex; permits must be 1)
+// It holds across a microtask, records [acquired, released] in
+// process.hrtime nanoseconds (CLOCK_MONOTONIC: comparable across processes),
+// and sends them to the primary when done.
+import { setTimeout as sleep } from 'node:timers/promises'
+import lockfile from 'proper-lockfile'
+import { Semaphore } from 'sluice'
+
+const { mode, name, dir, permits, cycles, lockPath } = JSON.parse(process.env.SLUICE_BENCH_NAMED)
+
+let acquire
+if (mode === 'sluice') {
+  const semaphore = Semaphore.open(name, { permits, dir })
+  acquire = async () => {
+    const permit = await semaphore.acquire()
+    return () => permit.release()
+  }
+} else if (mode === 'ipc') {
+  let granted
+  process.on('message', (message) => message === 'grant' && granted())
+  acquire = async () => {
+    await new Promise((resolve) => {
+      granted = resolve
+      process.send('acquire')
+    })
+    return () => process.send('release')
+  }
+} else if (mode === 'lockfile') {
+  // Its own retry loop polls the lock file; 1-5 ms between tries is as
+  // eager as its options allow without spinning. (Its retry schedule is an
+  // array of every delay: 10,000 tries, up to ~50 s, not "forever".)
+  const retries = { retries: 10_000, minTimeout: 1, maxTimeout: 5, factor: 1.2 }
+  acquire = async () => lockfile.lock(lockPath, { retries, realpath: false, stale: 10_000 })
+} else {
+  throw new Error(`unknown mode ${mode}`)
+}
+
+// Start together: wait for the primary's 'go'.
+await new Promise((resolve) => process.on('message', (message) => message === 'go' && resolve()))
+const times = new Float64Array(cycles * 2)
+for (let i = 0; i < cycles; i++) {
+  const release = await acquire()
+  times[2 * i] = Number(process.hrtime.bigint())
+  await Promise.resolve()
+  times[2 * i + 1] = Number(process.hrtime.bigint())
+  await release()
+}
+process.send({ done: Array.from(times) }, () => {
+  // Let the channel flush, then leave.
+  void sleep(10).then(() => process.disconnect())
+})

@@ -1,0 +1,39 @@
+// One of 4 processes contending for a semaphore of 1 in Redis (bench/redis.bench.mjs):
+// after 'go', acquires and releases in a loop until its deadline, timing
+// each wait for the permit. argv[2]: JSON { port, contender, ms }.
+import { Redis } from 'ioredis'
+import { Semaphore as RedisSemaphoreLock } from 'redis-semaphore'
+import { Semaphore } from 'sluice'
+import { redis } from 'sluice/redis'
+
+const { port, contender, ms } = JSON.parse(process.argv[2])
+const client = new Redis({ port, host: '127.0.0.1' })
+const store = redis(client)
+const ours = Semaphore.open('handoff', { permits: 1, store })
+const acquire =
+  contender === 'sluice'
+    ? async () => {
+        const permit = await ours.acquire()
+        return () => permit.release()
+      }
+    : async () => {
+        // redis-semaphore's defaults: waiters retry every 10 ms.
+        const lock = new RedisSemaphoreLock(client, 'handoff-rs', 1, { acquireTimeout: 60_000 })
+        await lock.acquire()
+        return () => lock.release()
+      }
+await ours.ready()
+process.send('ready')
+await new Promise((resolve) => process.once('message', resolve))
+const waits = []
+const deadline = performance.now() + ms
+// Bounded: by time, and at most 1,000,000 acquisitions.
+for (let i = 0; i < 1e6 && performance.now() < deadline; i++) {
+  const t0 = performance.now()
+  const release = await acquire()
+  waits.push(performance.now() - t0)
+  await release()
+}
+process.send({ waits })
+await store.close()
+await client.quit()

@@ -1,0 +1,435 @@
+//! The semaphore's algorithm on its records (`records.rs`), run under the
+//! segment lock.
+//!
+//! It is `sluice_core::Semaphore` (tokio's batch semaphore: FIFO hand-off,
+//! priorities, weights, permits reserved for the head, debt, refusals when the
+//! capacity shrinks), step for step, so that every process of the machine
+//! decides as one in-process semaphore would; `tests/semaphore_model.rs`
+//! checks that against the core. Each step names its commit point
+//! (`kill_point!`): the kill-inside-the-lock matrix stops a process there.
+
+use super::kill_point;
+use super::records::*;
+use crate::Error;
+
+impl Engine<'_> {
+    /// Takes `n` permits for `owner` if they are free and nobody waits:
+    /// `Ok(None)` if taken, `Ok(Some(too_heavy))` if not.
+    pub(crate) fn try_acquire(&self, owner: u32, n: u64) -> Result<TryAcquire, Error> {
+        self.sane()?;
+        self.ooff(owner)?;
+        if self.is_closed()? {
+            return Ok(TryAcquire::Closed);
+        }
+        let free = self.get(S_FREE)?;
+        if self.get(S_WAITING)? > 0 || self.get(S_OWED)? > 0 || free < n {
+            return Ok(if n > self.get(S_CAPACITY)? {
+                TryAcquire::TooHeavy
+            } else {
+                TryAcquire::NotNow
+            });
+        }
+        self.take(owner, n, free)?;
+        Ok(TryAcquire::Acquired)
+    }
+
+    /// `owner` takes `n` of the `free` permits.
+    fn take(&self, owner: u32, n: u64, free: u64) -> Result<(), Error> {
+        // `free` is a cache: either order is exact after a rebuild.
+        self.oset(owner, O_HELD, add(self.oget(owner, O_HELD)?, n)?)?;
+        kill_point!("try_acquire.held");
+        self.set(S_FREE, free - n)
+    }
+
+    /// Takes `n` permits now or queues `(owner, token)` for them.
+    pub(crate) fn acquire(&self, owner: u32, n: u64, token: u64, priority: i32) -> Result<Acquire, Error> {
+        self.sane()?;
+        self.ooff(owner)?;
+        let capacity = self.get(S_CAPACITY)?;
+        if n > capacity {
+            return Ok(Acquire::TooHeavy);
+        }
+        if self.is_closed()? {
+            return Ok(Acquire::Closed);
+        }
+        let free = self.get(S_FREE)?;
+        let queued = self.get(S_WAITING)? > 0 || self.get(S_OWED)? > 0;
+        if !queued && free >= n {
+            self.take(owner, n, free)?;
+            return Ok(Acquire::Granted);
+        }
+        let head = self.head()?;
+        // A request that will stand first takes what is reserved for the head
+        // it overtakes; granted at once if that covers it.
+        let overtakes = head != NIL && self.priority(head)? < priority;
+        let reserve = if overtakes { self.eget(head, E_GRANTED)? } else { 0 };
+        if overtakes && reserve >= n {
+            self.oset(owner, O_HELD, add(self.oget(owner, O_HELD)?, n)?)?;
+            kill_point!("acquire.overtook");
+            self.eset(head, E_GRANTED, reserve - n)?;
+            self.set(S_RESERVED, reserve - n)?;
+            return Ok(Acquire::Granted);
+        }
+        if self.get(S_WAITING)? >= u64::from(self.waiters) {
+            return Ok(Acquire::QueueFull);
+        }
+        // Uncollected decisions hold entries too: with none free, the table is full.
+        let Some(i) = self.pop_free()? else {
+            return Ok(Acquire::QueueFull);
+        };
+        // An empty queue with no debt: this request becomes the head and the
+        // free permits are reserved for it. (queued == false here means free < n.)
+        let took = if queued { 0 } else { free };
+        let ticket = self.next_ticket()?;
+        self.eset(i, E_OWNER, u64::from(owner))?;
+        self.eset(i, E_PRIORITY, i64::from(priority) as u64)?;
+        self.eset(i, E_TOKEN, token)?;
+        self.eset(i, E_NEEDED, n)?;
+        self.eset(i, E_TICKET, ticket)?;
+        if overtakes && reserve > 0 {
+            // Taken from the old head before given to the new one: a crash in
+            // between leaves them unaccounted, which recovery frees.
+            self.eset(head, E_GRANTED, 0)?;
+        }
+        self.eset(i, E_GRANTED, took + reserve)?;
+        self.insert(i, priority)?;
+        kill_point!("acquire.linked");
+        self.set_slot(i, Slot::Queued)?;
+        kill_point!("acquire.queued");
+        self.set(S_FREE, free - took)?;
+        self.set(S_WAITING, add(self.get(S_WAITING)?, 1)?)?;
+        let head = self.head()?;
+        self.set(S_RESERVED, self.eget(head, E_GRANTED)?)?;
+        Ok(Acquire::Queued(i))
+    }
+
+    /// The next number of the FIFO sequence.
+    fn next_ticket(&self) -> Result<u64, Error> {
+        let ticket = self.get(S_TICKET)?;
+        self.set(S_TICKET, add(ticket, 1)?)?;
+        Ok(ticket)
+    }
+
+    /// A decided entry takes a new ticket, after its state commit, so that a
+    /// rebuild lists decisions in the order they were made (a queued
+    /// entry's ticket is its place in the queue and must not move first).
+    fn stamp(&self, i: u32) -> Result<(), Error> {
+        let ticket = self.next_ticket()?;
+        self.eset(i, E_TICKET, ticket)
+    }
+
+    /// Pays the debt from `pool`, then hands it (with what the head had) to
+    /// the queue in order; what is left is free once nobody waits. Returns the
+    /// owners granted.
+    pub(crate) fn release_locked(&self, mut pool: u64, woken: &mut Vec<u32>) -> Result<(), Error> {
+        let owed = self.get(S_OWED)?;
+        if owed > 0 {
+            let paid = pool.min(owed);
+            self.set(S_OWED, owed - paid)?;
+            pool -= paid;
+            if owed > paid {
+                return Ok(());
+            }
+        }
+        let mut head = self.head()?;
+        let mut steps = 0;
+        while head != NIL {
+            steps += 1;
+            if steps > self.waiters {
+                return Err(damaged("the queue has a cycle"));
+            }
+            if self.slot(head)? != Slot::Queued {
+                return Err(damaged(format!("queue links entry {head}, which is not queued")));
+            }
+            pool = add(pool, self.eget(head, E_GRANTED)?)?;
+            let needed = self.eget(head, E_NEEDED)?;
+            if pool < needed {
+                self.eset(head, E_GRANTED, pool)?;
+                pool = 0;
+                break;
+            }
+            pool -= needed;
+            let owner = self.owner_of(head)?;
+            let next = self.links(head)?.1;
+            self.eset(head, E_GRANTED, needed)?;
+            kill_point!("release.granted_data");
+            self.set_slot(head, Slot::Granted)?;
+            kill_point!("release.granted");
+            self.stamp(head)?;
+            self.unlink(head)?;
+            self.push_decided(head, owner)?;
+            wake(woken, owner);
+            head = next;
+        }
+        let reserved = if head == NIL { 0 } else { self.eget(head, E_GRANTED)? };
+        self.set(S_RESERVED, reserved)?;
+        if pool > 0 {
+            self.set(S_FREE, add(self.get(S_FREE)?, pool)?)?;
+        }
+        Ok(())
+    }
+
+    /// `owner` gives back `n` permits it holds.
+    pub(crate) fn release(&self, owner: u32, n: u64, woken: &mut Vec<u32>) -> Result<Result<(), u64>, Error> {
+        self.sane()?;
+        let held = self.oget(owner, O_HELD)?;
+        if n > held {
+            return Ok(Err(held));
+        }
+        self.oset(owner, O_HELD, held - n)?;
+        kill_point!("release.held");
+        self.release_locked(n, woken)?;
+        Ok(Ok(()))
+    }
+
+    /// Moves `owner`'s decided entries out: grants into its `held` (tokens
+    /// positive, oldest first), then refusals (tokens negated). With
+    /// `grants_only`, refusals stay on the list.
+    pub(crate) fn take_decided(&self, owner: u32, grants_only: bool) -> Result<Vec<i64>, Error> {
+        self.sane()?;
+        let mut list = Vec::new();
+        let mut at = self.index(self.oget(owner, O_DECIDED)?)?;
+        while at != NIL {
+            if list.len() >= self.waiters as usize {
+                return Err(damaged("a decided list has a cycle"));
+            }
+            let s = self.slot(at)?;
+            if !matches!(s, Slot::Granted | Slot::Refused) || self.owner_of(at)? != owner {
+                return Err(damaged(format!("owner {owner}'s decided list links entry {at}")));
+            }
+            list.push((at, s));
+            at = self.links(at)?.1;
+        }
+        list.reverse();
+        let mut out = Vec::with_capacity(list.len());
+        for &(i, _) in list.iter().filter(|(_, s)| *s == Slot::Granted) {
+            let granted = self.eget(i, E_GRANTED)?;
+            // The entry freed, then held: a crash in between loses the grant
+            // of an owner whose process is dying (the lock holder), and the
+            // rebuild counts exactly. The other order would count it twice
+            // until that process is reaped, and an opener validating
+            // meanwhile would see more permits than the capacity.
+            self.set_slot(i, Slot::Free)?;
+            kill_point!("collect.freed");
+            self.oset(owner, O_HELD, add(self.oget(owner, O_HELD)?, granted)?)?;
+            out.push(self.eget(i, E_TOKEN)? as i64);
+        }
+        self.oset(owner, O_DECIDED, u64::from(NIL))?;
+        for &(i, s) in &list {
+            if s == Slot::Granted {
+                self.push_free(i)?;
+            } else if grants_only {
+                self.push_decided(i, owner)?;
+            } else {
+                self.set_slot(i, Slot::Free)?;
+                self.push_free(i)?;
+                out.push(-(self.eget(i, E_TOKEN)? as i64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether entry `i` is `(owner, token)`'s live wait.
+    pub(crate) fn is_wait(&self, i: u32, owner: u32, token: u64) -> Result<bool, Error> {
+        if i >= self.waiters {
+            return Ok(false);
+        }
+        Ok(
+            self.slot(i)? != Slot::Free
+                && self.eget(i, E_OWNER)? == u64::from(owner)
+                && self.eget(i, E_TOKEN)? == token,
+        )
+    }
+
+    /// Withdraws the wait in entry `i`, as the core's `cancel`: queued, it
+    /// leaves the queue (what the head had reserved goes on); granted but not
+    /// collected, its permits are given back and handed on; refused, the
+    /// refusal is forgotten.
+    pub(crate) fn cancel(&self, i: u32, woken: &mut Vec<u32>) -> Result<(), Error> {
+        self.sane()?;
+        let slot = self.slot(i)?;
+        let back = if slot == Slot::Refused {
+            0
+        } else {
+            self.eget(i, E_GRANTED)?
+        };
+        match slot {
+            Slot::Free => return Ok(()),
+            Slot::Queued => self.unlink(i)?,
+            Slot::Granted | Slot::Refused => self.unlink_decided(i, self.owner_of(i)?)?,
+        }
+        self.set_slot(i, Slot::Free)?;
+        kill_point!("cancel.freed");
+        self.push_free(i)?;
+        self.release_locked(back, woken)
+    }
+
+    /// Takes decided entry `i` off `owner`'s decided list.
+    fn unlink_decided(&self, i: u32, owner: u32) -> Result<(), Error> {
+        let (mut prev, mut at, mut steps) = (NIL, self.index(self.oget(owner, O_DECIDED)?)?, 0);
+        while at != NIL && at != i {
+            steps += 1;
+            if steps > self.waiters {
+                return Err(damaged("a decided list has a cycle"));
+            }
+            prev = at;
+            at = self.links(at)?.1;
+        }
+        if at == NIL {
+            return Err(damaged(format!(
+                "entry {i} is missing from owner {owner}'s decided list"
+            )));
+        }
+        let next = self.links(i)?.1;
+        if prev == NIL {
+            self.oset(owner, O_DECIDED, u64::from(next))
+        } else {
+            self.set_next(prev, next)
+        }
+    }
+
+    /// `owner` goes away: withdraw every wait, drop its decisions, give back
+    /// all it holds and was granted.
+    pub(crate) fn detach(&self, owner: u32, woken: &mut Vec<u32>) -> Result<(), Error> {
+        self.sane()?;
+        let mut back = self.oget(owner, O_HELD)?;
+        for i in 0..self.waiters {
+            let s = self.slot(i)?;
+            if s == Slot::Free || self.eget(i, E_OWNER)? != u64::from(owner) {
+                continue;
+            }
+            if s == Slot::Queued {
+                self.unlink(i)?;
+            }
+            if s != Slot::Refused {
+                back = add(back, self.eget(i, E_GRANTED)?)?;
+            }
+            self.set_slot(i, Slot::Free)?;
+            self.push_free(i)?;
+        }
+        self.oset(owner, O_DECIDED, u64::from(NIL))?;
+        self.oset(owner, O_HELD, 0)?;
+        kill_point!("detach.emptied");
+        self.release_locked(back, woken)
+    }
+
+    /// Closes: every queued wait is withdrawn (its owner woken), later
+    /// acquires fail; held permits can still be released.
+    pub(crate) fn close(&self, woken: &mut Vec<u32>) -> Result<(), Error> {
+        self.sane()?;
+        self.set(S_FLAGS, self.get(S_FLAGS)? | CLOSED)?;
+        let mut pool = 0;
+        let mut steps = 0;
+        loop {
+            let head = self.head()?;
+            if head == NIL {
+                break;
+            }
+            steps += 1;
+            if steps > self.waiters || self.slot(head)? != Slot::Queued {
+                return Err(damaged("the queue is broken"));
+            }
+            pool = add(pool, self.eget(head, E_GRANTED)?)?;
+            wake(woken, self.owner_of(head)?);
+            self.unlink(head)?;
+            self.set_slot(head, Slot::Free)?;
+            self.push_free(head)?;
+        }
+        self.release_locked(pool, &mut Vec::new())
+    }
+
+    /// Adds `n` permits to the capacity and hands them out. `Ok(false)` past
+    /// [`MAX_PERMITS`] (nothing changes).
+    pub(crate) fn add_permits(&self, n: u64, woken: &mut Vec<u32>) -> Result<bool, Error> {
+        self.sane()?;
+        let capacity = self.get(S_CAPACITY)?;
+        if capacity.checked_add(n).is_none_or(|c| c > MAX_PERMITS) {
+            return Ok(false);
+        }
+        self.set(S_CAPACITY, capacity + n)?;
+        kill_point!("add_permits.capacity");
+        self.release_locked(n, woken)?;
+        Ok(true)
+    }
+
+    /// Removes up to `n` free permits for good; none while anyone waits.
+    pub(crate) fn forget_permits(&self, n: u64) -> Result<u64, Error> {
+        self.sane()?;
+        if self.get(S_WAITING)? > 0 || self.get(S_OWED)? > 0 {
+            return Ok(0);
+        }
+        let free = self.get(S_FREE)?;
+        let taken = n.min(free);
+        // The fact first: a crash in between leaves fewer free, never more.
+        self.set(S_CAPACITY, self.get(S_CAPACITY)? - taken)?;
+        kill_point!("forget_permits.capacity");
+        self.set(S_FREE, free - taken)?;
+        Ok(taken)
+    }
+
+    /// `owner` gives up `n` held permits for good; queued waits heavier than
+    /// the new capacity are refused. `Ok(Err(held))` if it holds fewer.
+    pub(crate) fn forget_held(&self, owner: u32, n: u64, woken: &mut Vec<u32>) -> Result<Result<(), u64>, Error> {
+        self.sane()?;
+        let held = self.oget(owner, O_HELD)?;
+        if n > held {
+            return Ok(Err(held));
+        }
+        // Held before capacity: a crash in between frees them again (consistent).
+        self.oset(owner, O_HELD, held - n)?;
+        let capacity = sub(self.get(S_CAPACITY)?, n)?;
+        self.set(S_CAPACITY, capacity)?;
+        kill_point!("forget_held.capacity");
+        // What a refused head had reserved goes on to the next head.
+        let reserved = self.refuse_heavier_than(capacity, woken)?;
+        self.release_locked(reserved, woken)?;
+        Ok(Ok(()))
+    }
+
+    /// Refuses every queued wait needing more than `capacity`, in queue
+    /// order; returns the permits they had reserved.
+    pub(crate) fn refuse_heavier_than(&self, capacity: u64, woken: &mut Vec<u32>) -> Result<u64, Error> {
+        let mut pool = 0;
+        let mut at = self.head()?;
+        let mut steps = 0;
+        while at != NIL {
+            steps += 1;
+            if steps > self.waiters {
+                return Err(damaged("the queue has a cycle"));
+            }
+            let next = self.links(at)?.1;
+            if self.eget(at, E_NEEDED)? > capacity {
+                let owner = self.owner_of(at)?;
+                pool = add(pool, self.eget(at, E_GRANTED)?)?;
+                self.unlink(at)?;
+                self.set_slot(at, Slot::Refused)?;
+                kill_point!("forget_held.refused");
+                self.stamp(at)?;
+                self.eset(at, E_GRANTED, 0)?;
+                self.push_decided(at, owner)?;
+                wake(woken, owner);
+            }
+            at = next;
+        }
+        Ok(pool)
+    }
+}
+
+/// The outcome of [`Engine::try_acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TryAcquire {
+    Acquired,
+    NotNow,
+    TooHeavy,
+    Closed,
+}
+
+/// The outcome of [`Engine::acquire`]; `Queued` carries the entry index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acquire {
+    Granted,
+    Queued(u32),
+    QueueFull,
+    TooHeavy,
+    Closed,
+}

@@ -1,0 +1,158 @@
+//! The kill-inside-the-lock matrix (design §4.3): a child process runs a
+//! script that passes every commit point of the semaphore, and
+//! `SLUICE_KILL_POINT` makes it `SIGKILL` itself at one of them, inside the
+//! segment lock. The parent (another process, with waits of its own in the
+//! queue) then locks (`EOWNERDEAD` → recover), sweeps the dead child, and
+//! checks: the full consistency check (queue order, lists, and
+//! `free + Σ held + Σ granted + reserved + owed == capacity`), each of its
+//! own waits granted or still queued (never lost), and every permit back
+//! once it lets go.
+//!
+//! Run with `cargo test -p sluice-shm --features kill-points --test semaphore_kill`.
+#![cfg(all(target_os = "linux", feature = "kill-points"))]
+
+#[path = "semaphore_support.rs"]
+mod support;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use sluice_shm::semaphore::{Acquire, SharedSemaphore};
+use support::*;
+
+/// Every commit point in `engine.rs`, in the order the script reaches them.
+const POINTS: [&str; 14] = [
+    "forget_permits.capacity",
+    "try_acquire.held",
+    "acquire.linked",
+    "acquire.queued",
+    "cancel.freed",
+    "release.held",
+    "release.granted_data",
+    "release.granted",
+    "acquire.overtook",
+    "forget_held.capacity",
+    "forget_held.refused",
+    "add_permits.capacity",
+    "collect.freed",
+    "detach.emptied",
+];
+
+const PERMITS: u64 = 5;
+const WAITERS: u32 = 16;
+
+/// The child's script; the comments give the state after each step.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var("SHM_ROLE") else { return };
+    assert_eq!(role, "script");
+    let sem = open(
+        std::path::Path::new(&env("SHM_DIR")),
+        &env("SHM_NAME"),
+        PERMITS,
+        WAITERS,
+    );
+    let (c, _) = sem.attach().unwrap();
+    assert_eq!(sem.forget_permits(1).unwrap(), 1); // capacity 4
+    assert!(sem.try_acquire(c, 4).unwrap()); // C holds 4
+    say("HOLDING".into());
+    assert_eq!(read_stdin_line(), "go"); // queue: P t2 (1, prio 1), P t1 (2)
+    assert_eq!(sem.acquire(c, 1, 10, 0).unwrap(), Acquire::Queued); // … C t10
+    assert!(sem.cancel(c, 10).unwrap());
+    assert!(sem.release(c, 1).unwrap().is_empty()); // grants P t2: another owner's entry
+    assert!(sem.release(c, 1).unwrap().is_empty()); // 1 reserved for P t1; C holds 2
+    assert_eq!(sem.acquire(c, 1, 11, 5).unwrap(), Acquire::Granted); // overtakes with the reserve; C holds 3
+    assert_eq!(sem.acquire(c, 4, 12, 0).unwrap(), Acquire::Queued); // behind P t1
+    sem.forget_held(c, 1).unwrap(); // capacity 3: C t12 refused; C holds 2
+    sem.add_permits(1).unwrap(); // capacity 4: 1 reserved for P t1
+    assert_eq!(sem.acquire(c, 2, 13, 9).unwrap(), Acquire::Queued); // overtakes, takes the reserve
+    assert_eq!(sem.release(c, 1).unwrap(), vec![13]); // grants its own wait, collected; C holds 3
+    assert_eq!(sem.take_decided(c).unwrap(), vec![-12]);
+    sem.detach(c).unwrap(); // gives back 3: P t1 granted, 1 free
+    say("END".into());
+}
+
+/// Collects the parent's decisions until the dead child is reaped.
+fn reap_child(sem: &SharedSemaphore) {
+    let segment = sem.segment().unwrap();
+    let t = Instant::now();
+    while !segment.dead_procs().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(3), "the dead child was never reaped");
+        sem.sweep().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn run(point: &str) {
+    let dir = TempDir::new();
+    let sem = open(dir.path(), "matrix", PERMITS, WAITERS);
+    let (p, _) = sem.attach().unwrap();
+    let mut child = spawn(
+        "script",
+        dir.path(),
+        "matrix",
+        &[("SLUICE_KILL_POINT", point.to_owned())],
+    );
+    let killed_early = matches!(point, "forget_permits.capacity" | "try_acquire.held");
+    if !killed_early {
+        child.line("HOLDING");
+        assert_eq!(sem.acquire(p, 2, 1, 0).unwrap(), Acquire::Queued);
+        assert_eq!(sem.acquire(p, 1, 2, 1).unwrap(), Acquire::Queued);
+        child.say("go");
+    }
+    let status = child.wait();
+    if point == "none" {
+        assert!(status.success(), "{status}");
+    } else {
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{point} was not reached: {status}"
+        );
+    }
+    // The first lock sees EOWNERDEAD and rebuilds from the facts, before
+    // any sweep: consistent already (an opener validates right then).
+    if let Err(e) = sem.check() {
+        panic!("after recovering from a kill at {point}, before the reap: {e}");
+    }
+    reap_child(&sem);
+    if let Err(e) = sem.check() {
+        panic!("after a kill at {point}: {e}");
+    }
+    // Each of the parent's waits is granted or still queued, never lost.
+    let granted = sem.take_decided(p).unwrap();
+    for token in [1u64, 2] {
+        if killed_early {
+            break;
+        }
+        let was_granted = granted.contains(&(token as i64));
+        let was_queued = sem.cancel(p, token).unwrap();
+        assert!(
+            was_granted != was_queued,
+            "after {point}: wait {token} granted {was_granted}, queued {was_queued}"
+        );
+    }
+    assert!(granted.iter().all(|&t| t > 0), "after {point}: {granted:?}");
+    let held = sem.held(p);
+    if held > 0 {
+        sem.release(p, held).unwrap();
+    }
+    assert_eq!(
+        (sem.available(), sem.waiting(), sem.capacity() >= 3),
+        (sem.capacity(), 0, true),
+        "after {point}: every permit back"
+    );
+    sem.check().unwrap();
+}
+
+#[test]
+fn the_script_runs_to_its_end_without_a_kill_point() {
+    run("none");
+}
+
+#[test]
+fn a_process_killed_at_any_commit_point_leaves_a_state_the_next_locker_recovers() {
+    for point in POINTS {
+        run(point);
+    }
+}

@@ -1,0 +1,2 @@
+// ES module entry of `sluice/redis`: the CommonJS build, one instance per thread.
+export * from './redis.js'

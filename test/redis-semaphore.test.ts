@@ -1,0 +1,242 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ClosedError, Mutex, QueueFullError, Semaphore, TimeoutError } from 'sluice'
+import { LeaseLostError, redis, RedisPermit, RedisSemaphore } from 'sluice/redis'
+import { startRedis, type RedisServer } from './support/redis-server.js'
+import { CLIENT_KINDS, forkChild, killAllChildren, killChild, nextMessage, openClient, type TestClient } from './support/redis-clients.js'
+
+let server: RedisServer
+const clients: TestClient[] = []
+const closers: (() => Promise<void>)[] = []
+
+beforeAll(async () => {
+  server = await startRedis()
+})
+
+afterAll(async () => {
+  await killAllChildren()
+  for (const close of closers) await close()
+  await Promise.all(clients.map((c) => c.close()))
+  await server?.stop()
+})
+
+async function client(kind: (typeof CLIENT_KINDS)[number] = 'ioredis'): Promise<TestClient> {
+  const c = await openClient(kind, server.port)
+  clients.push(c)
+  return c
+}
+
+function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> {
+  const s = redis(c.client, options)
+  closers.push(() => s.close())
+  return s
+}
+
+let unique = 0
+const name = (): string => `sem${++unique}`
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Every key and field under `tag`, with values: a snapshot to compare. */
+async function snapshot(c: TestClient, n: string): Promise<Record<string, unknown>> {
+  const keys = ((await c.command('KEYS', `{sluice:${n}}*`)) as string[]).sort()
+  const out: Record<string, unknown> = {}
+  for (const key of keys) {
+    const type = await c.command('TYPE', key)
+    if (type === 'hash') {
+      const fields = (await c.command('HGETALL', key)) as string[] | Record<string, string>
+      const entries = Array.isArray(fields) ? Object.fromEntries(fields.flatMap((_, i) => (i % 2 ? [] : [[fields[i], fields[i + 1]]]))) : fields
+      delete entries.seq
+      out[key] = entries
+    } else out[key] = await c.command('ZRANGE', key, 0, -1)
+  }
+  return out
+}
+
+describe.each(CLIENT_KINDS)('Semaphore.open with a %s client', (kind) => {
+  it('hands permits out up to its count, then to waiters in order as they are released', async () => {
+    const c = await client(kind)
+    const semaphore = Semaphore.open(name(), { permits: 2, store: store(c) })
+    expect(semaphore).toBeInstanceOf(RedisSemaphore)
+    const a = await semaphore.acquire()
+    const b = await semaphore.acquire()
+    expect(await semaphore.tryAcquire()).toBeNull()
+    const order: string[] = []
+    const first = semaphore.acquire().then((p) => (order.push('first'), p))
+    await sleep(20)
+    const second = semaphore.acquire().then((p) => (order.push('second'), p))
+    await sleep(20)
+    expect(await semaphore.waiting).toBe(2)
+    await a.release()
+    const p1 = await first
+    await b.release()
+    const p2 = await second
+    expect(order).toEqual(['first', 'second'])
+    expect(p1).toBeInstanceOf(RedisPermit)
+    expect(p1.signal.aborted).toBe(false)
+    await p1.release()
+    await p2.release()
+    await p2.release()
+    expect(await semaphore.available).toBe(2)
+  })
+
+  it('a cancelled wait leaves no trace in Redis', async () => {
+    const c = await client(kind)
+    const n = name()
+    const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
+    const held = await semaphore.acquire()
+    const before = await snapshot(c, n)
+    const controller = new AbortController()
+    const waiting = semaphore.acquire({ signal: controller.signal })
+    await sleep(30)
+    expect(await semaphore.waiting).toBe(1)
+    controller.abort(new Error('no longer needed'))
+    await expect(waiting).rejects.toThrow('no longer needed')
+    await expect(semaphore.acquire({ timeout: 20 })).rejects.toBeInstanceOf(TimeoutError)
+    await sleep(30)
+    expect(await snapshot(c, n)).toEqual(before)
+    await held.release()
+    // Only the parameters stay, for a later opener to be checked against.
+    expect(await c.command('KEYS', `{sluice:${n}}*`)).toEqual([`{sluice:${n}}:sem:p`])
+  })
+})
+
+describe('Semaphore.open in Redis', () => {
+  it('processes sharing one semaphore never hold more permits than it has', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-log-'))
+    const log = join(dir, 'log')
+    const config = { mode: 'cycles', port: server.port, name: name(), permits: 2, cycles: 40, log }
+    const children = [0, 1, 2, 3].map((i) => forkChild({ ...config, client: i % 2 ? 'node-redis' : 'ioredis' }))
+    try {
+      await Promise.all(children.map((child) => nextMessage(child)))
+      const done = children.map((child) => nextMessage(child))
+      for (const child of children) child.send('go')
+      await Promise.all(done)
+      let holders = 0
+      let most = 0
+      const lines = readFileSync(log, 'utf8').trim().split('\n')
+      for (const line of lines) {
+        holders += line.startsWith('+') ? 1 : -1
+        most = Math.max(most, holders)
+      }
+      expect(lines.length).toBe(4 * 40 * 2)
+      expect(most).toBe(2)
+      expect(holders).toBe(0)
+    } finally {
+      await Promise.all(children.map(killChild))
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a SIGKILLed holder’s permit comes back after its lease TTL, to a waiter in another process', async () => {
+    const n = name()
+    const config = { port: server.port, name: n, permits: 1, leaseTtl: 300, client: 'ioredis' }
+    const holder = forkChild({ ...config, mode: 'hold' })
+    const waiter = forkChild({ ...config, mode: 'wait', client: 'node-redis' })
+    try {
+      expect(await nextMessage(holder)).toBe('held')
+      expect(await nextMessage(waiter)).toBe('waiting')
+      const got = nextMessage<{ got: number }>(waiter)
+      await sleep(400)
+      const killed = Date.now()
+      await killChild(holder)
+      const { got: at } = await got
+      // Within about one TTL: the lease ran out, and the server's reported
+      // expiry (a timer, not polling) or the waiter's renewal handed it on.
+      expect(at - killed).toBeLessThan(300 + 200)
+    } finally {
+      await Promise.all([killChild(holder), killChild(waiter)])
+    }
+  })
+
+  it('a lease lost to a Redis restart aborts the permit’s signal', async () => {
+    const c = await client('ioredis')
+    const semaphore = Semaphore.open(name(), { permits: 1, store: store(c, { leaseTtl: 300, commandTimeout: 200 }) })
+    const permit = await semaphore.acquire()
+    await server.restart()
+    const reason = await new Promise((resolve) => permit.signal.addEventListener('abort', () => resolve(permit.signal.reason)))
+    expect(reason).toBeInstanceOf(LeaseLostError)
+    await permit.release()
+    // After the restart it works again (the scripts are loaded again: NOSCRIPT fallback).
+    const again = await semaphore.acquire({ timeout: 2000 })
+    await again.release()
+  })
+
+  it('fail-closed while Redis is paused: acquire rejects with StoreUnavailableError, and nothing hangs', async () => {
+    const c = await client('ioredis')
+    const admin = await client('node-redis')
+    const semaphore = Semaphore.open(name(), { permits: 1, store: store(c, { commandTimeout: 100 }) })
+    const held = await semaphore.acquire()
+    await admin.command('CLIENT', 'PAUSE', 600, 'ALL')
+    await expect(semaphore.acquire()).rejects.toMatchObject({ code: 'ERR_SLUICE_STORE_UNAVAILABLE' })
+    await expect(semaphore.tryAcquire()).rejects.toMatchObject({ name: 'StoreUnavailableError' })
+    await sleep(700)
+    await held.release()
+    // The attempts made during the pause ran afterwards and were withdrawn: the permit is free.
+    const permit = await semaphore.acquire({ timeout: 1000 })
+    await permit.release()
+    expect(await semaphore.available).toBe(1)
+  })
+
+  it('fail-open and local policies answer while the server sleeps (DEBUG SLEEP)', async () => {
+    const c = await client('node-redis')
+    const admin = await client('ioredis')
+    const open = Semaphore.open(name(), { permits: 1, store: store(c, { commandTimeout: 100, whenUnavailable: 'fail-open' }) })
+    const local = Semaphore.open(name(), { permits: 1, store: store(c, { commandTimeout: 100, whenUnavailable: 'local' }) })
+    const sleeping = admin.command('DEBUG', 'SLEEP', '0.6')
+    await sleep(20)
+    const a = await open.acquire()
+    const b = await open.acquire()
+    expect(a.signal.aborted).toBe(false)
+    const l = await local.acquire()
+    expect(await local.tryAcquire()).toBeNull()
+    await Promise.all([a.release(), b.release(), l.release()])
+    await sleeping
+    await sleep(50)
+    expect(await open.available).toBe(1)
+    expect(await local.available).toBe(1)
+  })
+
+  it('Mutex.open is a lock across processes, and a second opener with other permits is refused', async () => {
+    const c = await client('ioredis')
+    const s = store(c)
+    const n = name()
+    const mutex = Mutex.open(n, { store: s })
+    const other = Mutex.open(n, { store: s })
+    const guard = await mutex.lock()
+    expect(await other.tryLock()).toBeNull()
+    expect(await other.isLocked).toBe(true)
+    await guard.release()
+    expect(await other.runExclusive(async (signal) => signal.aborted)).toBe(false)
+    await Semaphore.open(n, { permits: 3, store: s }).ready()
+    await expect(Semaphore.open(n, { permits: 2, store: s }).acquire()).rejects.toThrow(/permits 3, not permits 2/)
+  })
+
+  it('a wait on a closed store rejects with a ClosedError instead of opening a new connection', async () => {
+    const c = await client('ioredis')
+    const s = redis(c.client)
+    const semaphore = Semaphore.open(name(), { permits: 1, store: s })
+    const held = await semaphore.acquire()
+    await s.close()
+    await expect(semaphore.acquire()).rejects.toBeInstanceOf(ClosedError)
+    await held.release()
+    expect(await semaphore.available).toBe(1)
+  })
+
+  it('bad options are TypeErrors or RangeErrors naming the field', async () => {
+    const c = await client('ioredis')
+    const s = store(c)
+    expect(() => Semaphore.open('x', { permits: 0, store: s })).toThrow(/options\.permits/)
+    expect(() => Semaphore.open('x', { permits: 1.5, store: s })).toThrow(RangeError)
+    expect(() => Semaphore.open('-x', { permits: 1, store: s })).toThrow(/name must be/)
+    const semaphore = Semaphore.open('x', { permits: 2, maxWaiters: 0, store: s })
+    await expect(semaphore.acquire({ weight: 3 })).rejects.toThrow(/options\.weight/)
+    await expect(semaphore.acquire({ priority: 1 })).rejects.toThrow(/options\.priority/)
+    await expect(semaphore.acquire({ timeout: -1 })).rejects.toThrow(/options\.timeout/)
+    await expect(semaphore.tryAcquire(0)).rejects.toThrow(/weight/)
+    const held = await semaphore.acquire({ weight: 2 })
+    await expect(semaphore.acquire()).rejects.toBeInstanceOf(QueueFullError)
+    await held.release()
+  })
+})
