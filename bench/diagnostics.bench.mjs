@@ -3,6 +3,14 @@
 // of the code without them), and with a no-op subscriber on every channel.
 // `metrics()` counting is always on: one `Atomics.add` per uncontended call.
 //
+// The unsubscribed contenders of each suite take turns (bench/interleaved.mjs):
+// they are a few percent apart, less than tinybench's order effects.
+//
+// The semaphore's suites also have a 'diagnostics off' row, the baseline: a
+// semaphore made silent with `internal.untraced` (as the pool's own room
+// semaphore is), whose call sites skip the `hasSubscribers` checks. The
+// 'no subscriber' row's ratio to it is what the checks cost.
+//
 // With SLUICE_BASE=<path to another build's dist/index.js> (e.g. main's,
 // built from `git archive main`), each suite gets a 'base build' row and
 // compares against it: the same operations before this code existed.
@@ -11,6 +19,9 @@ import { channel, tracingChannel } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import * as sluice from 'sluice'
 import { Bench } from 'tinybench'
+import { takeTurns } from './interleaved.mjs'
+// The same module instance as 'sluice' loads (its dist/index.js imports ./semaphore.js).
+import { internal } from '../packages/node/dist/semaphore.js'
 
 const OPS = 1000
 
@@ -31,8 +42,9 @@ function subscribeAll() {
 }
 
 /** The hot paths of one build of sluice, each a function run per timed call. */
-function scenarios({ Semaphore, TokenBucket, RateLimiter }) {
+function scenarios({ Semaphore, TokenBucket, RateLimiter }, untraced = false) {
   const sem = new Semaphore(16)
+  if (untraced) internal.untraced(sem)
   const bucket = new TokenBucket({ capacity: 1e9, refillPerSecond: 1e9 })
   const limiter = new RateLimiter({ capacity: 1e9, refillPerSecond: 1e9 })
   return {
@@ -80,23 +92,44 @@ function parts(time) {
   return bench
 }
 
+const SEMAPHORE = new Set(['tryAcquire + release (uncontended, sync)', 'await acquire + release (uncontended)', 'await run (uncontended)'])
+
 export function suites({ time }) {
   const mine = scenarios(sluice)
+  const silent = scenarios(sluice, true)
   const base = process.env.SLUICE_BASE ? scenarios(createRequire(import.meta.url)(process.env.SLUICE_BASE)) : undefined
-  const benches = Object.entries(mine).map(([name, run]) => {
-    const bench = new Bench({ retainSamples: true, name: `diagnostics: ${name}`, time })
-    if (base) bench.add('base build', base[name])
-    bench.add('no subscriber', run)
-    let unsubscribe
-    bench.add('subscribed (no-op)', run, {
-      beforeAll: () => {
-        unsubscribe = subscribeAll()
-      },
-      afterAll: () => unsubscribe?.(),
-    })
-    bench.baseline = base ? 'base build' : 'no subscriber'
-    if (SYNC.has(name)) bench.opsPerIteration = OPS
-    return bench
-  })
+  const names = Object.keys(mine)
+  // Every row is measured by the first suite's run: first each operation's
+  // unsubscribed rows, then each one's subscribed row, because subscribing
+  // and unsubscribing leave the library's inline caches polymorphic for
+  // whatever runs after (measured: 'no subscriber' 0.57x 'diagnostics off'
+  // when it ran after a subscribed slice, 0.93x when it did not).
+  let measured
+  const measureAll = async () => {
+    const rows = {}
+    for (const name of names) {
+      const contenders = [
+        ...(base ? [{ name: 'base build', fn: base[name] }] : []),
+        ...(SEMAPHORE.has(name) ? [{ name: 'diagnostics off (untraced semaphore)', fn: silent[name] }] : []),
+        { name: 'no subscriber', fn: mine[name] },
+      ]
+      rows[name] = await takeTurns(contenders, { time, opsPerCall: SYNC.has(name) ? OPS : 1 })
+    }
+    const unsubscribe = subscribeAll()
+    try {
+      for (const name of names) {
+        const subscribed = { name: 'subscribed (no-op)', fn: mine[name] }
+        rows[name].push(...(await takeTurns([subscribed], { time, opsPerCall: SYNC.has(name) ? OPS : 1 })))
+      }
+    } finally {
+      unsubscribe()
+    }
+    return rows
+  }
+  const benches = names.map((name) => ({
+    name: `diagnostics: ${name}`,
+    baseline: base ? 'base build' : SEMAPHORE.has(name) ? 'diagnostics off (untraced semaphore)' : 'no subscriber',
+    run: async () => (await (measured ??= measureAll()))[name],
+  }))
   return [...benches, parts(time)]
 }

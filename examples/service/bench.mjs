@@ -16,6 +16,7 @@ import { cpus, loadavg } from 'node:os'
 import pg from 'pg'
 import { RateLimiter, Semaphore } from 'sluice'
 import { freePort, startPostgres } from './postgres.mjs'
+import { withServiceSection } from '../../bench/service-section.mjs'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = 40
@@ -196,6 +197,8 @@ try {
   results.pgVersion = rows[0].server_version.split(' ')[0]
   const text = report(results)
   await writeFile(new URL('../../bench/SERVICE.md', import.meta.url), text)
+  const reportFile = new URL('../../bench/REPORT.md', import.meta.url)
+  await writeFile(reportFile, withServiceSection(await readFile(reportFile, 'utf8'), text))
   console.log(text)
 } finally {
   await db.stop()

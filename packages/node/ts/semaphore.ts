@@ -441,7 +441,7 @@ export class Semaphore {
     this.#closeReason = reason
     if (this.#local !== undefined) this.#local.close()
     else this.#queue!.doorbell.deliver(this.#native!.close())
-    if (semaphoreClose.hasSubscribers && this.#published) semaphoreClose.publish({ semaphore: this, reason })
+    if (this.#published && semaphoreClose.hasSubscribers) semaphoreClose.publish({ semaphore: this, reason })
   }
 
   /**
@@ -468,7 +468,7 @@ export class Semaphore {
     }
     const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
-    if (semaphoreAcquire.hasSubscribers && this.#published) {
+    if (this.#published && semaphoreAcquire.hasSubscribers) {
       const context = { semaphore: this, weight: checked.weight, priority: checked.priority }
       return traceWait(semaphoreAcquire, context, this.#wait, this, checked, granted, queued)
     }
@@ -575,7 +575,7 @@ export class Semaphore {
     if (outcome === CLOSED) return Errors.semaphoreClosed(this.#closeReason)
     if (outcome === TOO_HEAVY) return Errors.overCapacity('options.weight', weight, this.#refreshCapacity())
     this.#metrics.refused()
-    if (semaphoreRefused.hasSubscribers && this.#published) semaphoreRefused.publish({ semaphore: this, weight, reason: 'queue-full' })
+    if (this.#published && semaphoreRefused.hasSubscribers) semaphoreRefused.publish({ semaphore: this, weight, reason: 'queue-full' })
     return Errors.waitersFull(this.waiting)
   }
 
@@ -593,7 +593,7 @@ export class Semaphore {
     const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
     const wait = new RunWait<T>(this, checked.weight, fn)
-    const gate = semaphoreAcquire.hasSubscribers && this.#published ? this.#tracedGate(wait, checked) : this.#gate(wait, checked)
+    const gate = this.#published && semaphoreAcquire.hasSubscribers ? this.#tracedGate(wait, checked) : this.#gate(wait, checked)
     // `fn` runs from a reaction registered here, never synchronously in this
     // call nor in the releaser's: it keeps the caller's async context
     // (AsyncLocalStorage), as `await` did.
@@ -634,7 +634,7 @@ export class Semaphore {
     const local = this.#local
     if (local !== undefined) local.release(weight)
     else this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
-    if (semaphoreRelease.hasSubscribers && this.#published) semaphoreRelease.publish({ semaphore: this, weight })
+    if (this.#published && semaphoreRelease.hasSubscribers) semaphoreRelease.publish({ semaphore: this, weight })
   }
 
   /** @internal gives up held permits for good (`Permit.forget`) */
