@@ -540,7 +540,7 @@ export class Semaphore {
    * `reason`; does nothing once it has ended. Whatever was granted to it
    * meanwhile goes back, and may wake others.
    */
-  #cancel<R>(wait: SemaphoreWait<R>, reason: unknown, timedOut: boolean): void {
+  #cancel<R>(wait: SemaphoreWait<R>, reason: unknown, timedOut: boolean, settle = true): void {
     const local = this.#local
     if (local !== undefined) {
       if (!local.remove(wait)) return
@@ -554,7 +554,7 @@ export class Semaphore {
       this.#metrics.cancelled(timedOut)
       doorbell.deliver(withdraw(wait.key))
     }
-    wait.fail(reason)
+    if (settle) wait.fail(reason)
   }
 
   /** `acquire`'s and `run`'s options, checked; throws what they reject with. */
@@ -611,7 +611,33 @@ export class Semaphore {
   }
 
   #gateReached<T>(wait: RunWait<T>, checked: CheckedOptions): Promise<void> {
-    return this.#gate(wait, checked).then(nothing)
+    return (wait instanceof HookedRun ? this.#hookedGate(wait) : this.#gate(wait, checked)).then(nothing)
+  }
+
+  /** `run` of one permit for sluice/compat/p-limit (see `internal.run`). */
+  #runHooked<T>(fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>> {
+    const wait = new HookedRun<T>(this, fn, hooks)
+    const gate =
+      this.#published && semaphoreAcquire.hasSubscribers ? this.#tracedGate(wait, kDefaultOptions) : this.#hookedGate(wait)
+    return gate.then(holding)
+  }
+
+  /** `#gate` of one permit, unprioritised, uncancellable but by `#cancel`, telling `wait.hooks`. */
+  #hookedGate<T>(wait: HookedRun<T>): Promise<RunWait<T>> {
+    const local = this.#local
+    let token = 0
+    let outcome: Outcome
+    if (local !== undefined) outcome = local.acquire(1, 0)
+    else outcome = semAcquire(this.#fast!, 1, (token = nextToken()), 0)
+    if (outcome === DONE) {
+      this.#metrics.acquired()
+      wait.hooks.granted(wait)
+      return Promise.resolve(wait)
+    }
+    if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, 1))
+    const gate = this.#enqueue(wait, token, 0, local, undefined, undefined)
+    wait.hooks.queued(wait)
+    return gate
   }
 
   /** `run`'s wait for its permits: resolves with `wait` once it holds them. */
@@ -655,6 +681,8 @@ export class Semaphore {
         else this.#queue!.doorbell.deliver((this.#native as NativeSemaphore).releaseUnowned(n))
       },
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
+      run: (fn, hooks) => this.#runHooked(fn, hooks),
+      withdraw: (wait, reason) => this.#cancel(wait as SemaphoreWait<unknown>, reason, false, reason !== undefined),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
       unpublish: () => {
@@ -701,6 +729,8 @@ interface SemaphoreInternals {
     granted: ((permit: Permit) => void) | undefined,
     queued: ((cancel: Cancel) => void) | undefined,
   ): Promise<Permit>
+  run<T>(fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>>
+  withdraw(wait: object, reason: unknown): void
   closedError(): ClosedError
   refusedError(weight: number): RangeError
   /** Stops publishing on the diagnostics channels (see `internal.untraced`). */
@@ -846,6 +876,39 @@ class RunWait<T> extends SemaphoreWait<RunWait<T>> {
   }
 }
 
+/**
+ * @internal What sluice/compat/p-limit learns of its calls (one object per
+ * limiter, so a call costs no closures): each hook gets the call's wait.
+ */
+export interface RunHooks {
+  /** The call holds its permit now: synchronously, in `run` or in the release that grants it. */
+  granted(wait: object): void
+  /** The call is queued (after `run` returned nothing yet); `internal.withdraw` can take it back. */
+  queued(wait: object): void
+  /** The call's function settled: true to give its permit up for good instead of releasing it. */
+  finished(): boolean
+}
+
+/** A `run` of the compat p-limit: tells its hooks when it is granted and asks them how to end. */
+class HookedRun<T> extends RunWait<T> {
+  readonly hooks: RunHooks
+
+  constructor(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks) {
+    super(semaphore, 1, fn)
+    this.hooks = hooks
+  }
+
+  override release(): void {
+    if (this.hooks.finished()) this.semaphore[kForget](this.weight)
+    else super.release()
+  }
+
+  protected override granted(): RunWait<T> {
+    this.hooks.granted(this)
+    return this
+  }
+}
+
 function nothing(): void {}
 
 /**
@@ -907,6 +970,20 @@ export const internal = {
    * cancellation without an AbortSignal, whose listeners cost far more than
    * the wait itself when thousands are queued.
    */
+  /**
+   * `semaphore.run(fn)` of one permit, FIFO, telling `hooks` when it is
+   * granted and queued and asking them, when `fn` settles, whether to forget
+   * the permit. Withdraw a queued one with `withdraw`.
+   */
+  run: <T>(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>> =>
+    semaphore[kInternals].run(fn, hooks),
+  /**
+   * Takes back a wait that `run` queued (nothing once it was granted): its
+   * promise rejects with `reason`, or never settles if `reason` is undefined.
+   */
+  withdraw(semaphore: Semaphore, wait: object, reason: unknown): void {
+    semaphore[kInternals].withdraw(wait, reason)
+  },
   acquire: (
     semaphore: Semaphore,
     options: AcquireOptions | undefined,

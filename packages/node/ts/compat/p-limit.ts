@@ -5,7 +5,7 @@
  * import and code keeps working; pass `{ semaphore: Semaphore.from(handle) }`
  * and the limit holds across threads.
  */
-import { internal, MAX_PERMITS, Semaphore, type Cancel, type Permit } from '../semaphore.js'
+import { internal, MAX_PERMITS, Semaphore, type RunHooks } from '../semaphore.js'
 
 export interface Options {
   /** Most promises running at once (an integer >= 1, or Infinity). */
@@ -38,12 +38,6 @@ export interface LimitFunction {
     iterable: Iterable<Input>,
     fn: (value: Input, index: number) => PromiseLike<ReturnType> | ReturnType,
   ): Promise<ReturnType[]>
-}
-
-/** A call waiting for a permit; `cancel` withdraws its wait once it is queued. */
-interface PendingCall {
-  cancel: Cancel | undefined
-  reject: (reason: unknown) => void
 }
 
 /**
@@ -83,8 +77,27 @@ export default function pLimit(options: number | Options): LimitFunction {
   let activeCount = 0
   /** Permits to give up as running tasks finish, after `concurrency` was lowered. */
   let debt = 0
-  /** Calls waiting for a permit; `cancel` is set once the wait is queued. */
-  const pending = new Set<PendingCall>()
+  /** The queued calls' waits, for `clearQueue` and `pendingCount`. */
+  const pending = new Set<object>()
+  // One hooks object per limiter: a call costs the semaphore's `run` and no closure of its own.
+  const hooks: RunHooks = {
+    // Counted active when the permit is granted, synchronously (within the
+    // call, or within the release that hands it over), as p-limit counts a
+    // call active when it dequeues it; fn itself runs a microtask later.
+    granted(wait) {
+      pending.delete(wait)
+      activeCount++
+    },
+    queued(wait) {
+      pending.add(wait)
+    },
+    finished() {
+      activeCount--
+      if (debt === 0) return false
+      debt--
+      return true
+    },
+  }
 
   /** The limit the semaphore's capacity stands for (behind `concurrency` for a microtask after raising it). */
   let applied = concurrency
@@ -106,61 +119,23 @@ export default function pLimit(options: number | Options): LimitFunction {
     }
   }
 
-  const start = <R>(fn: () => PromiseLike<R> | R, resolve: (value: Promise<R>) => void, permit: Permit): void => {
-    // As p-limit: resolve with the function's promise at once, so its
-    // rejection reaches the caller, and count it done when it settles.
-    const result = (async () => fn())()
-    resolve(result)
-    const done = (): void => {
-      activeCount--
-      if (debt > 0) {
-        debt--
-        permit.forget()
-      } else {
-        permit.release()
-      }
-    }
-    result.then(done, done)
-  }
-
+  // As p-limit: the call's promise follows the function's (its rejection
+  // reaches the caller), and the call counts as done when that settles.
   const generator = <Arguments extends unknown[], R>(
     fn: (...arguments_: Arguments) => PromiseLike<R> | R,
     ...arguments_: Arguments
-  ): Promise<R> =>
-    new Promise<R>((resolve, reject) => {
-      const run = (): PromiseLike<R> | R => fn(...arguments_)
-      const item: PendingCall = { cancel: undefined, reject }
-      pending.add(item)
-      const queued = (cancel: Cancel) => {
-        item.cancel = cancel
-      }
-      // Counted active when the permit is granted, synchronously (within this
-      // call, or within the release that hands it over), as p-limit counts a
-      // call active when it dequeues it; fn itself runs a microtask later.
-      const granted = () => {
-        pending.delete(item)
-        activeCount++
-      }
-      internal.acquire(limiter, undefined, granted, queued).then(
-        (permit) => start(run, resolve, permit),
-        () => {
-          // Only clearQueue aborts these waits.
-          pending.delete(item)
-        },
-      )
-    })
+  ): Promise<R> => internal.run(limiter, () => fn(...arguments_), hooks) as Promise<R>
 
   Object.defineProperties(generator, {
     activeCount: { get: () => activeCount },
     pendingCount: { get: () => pending.size },
     clearQueue: {
       value(): void {
-        const abortError = AbortSignal.abort().reason
-        for (const item of pending) {
-          item.cancel?.(abortError)
-          if (rejectOnClear) item.reject(abortError)
-        }
+        // Without `rejectOnClear` the discarded calls' promises never settle, as p-limit's.
+        const reason = rejectOnClear ? AbortSignal.abort().reason : undefined
+        const discarded = [...pending]
         pending.clear()
+        for (const wait of discarded) internal.withdraw(limiter, wait, reason)
       },
     },
     concurrency: {
