@@ -150,6 +150,27 @@ describe('Semaphore.open in Redis', () => {
     }
   })
 
+  it('once every process has died and the keys have expired, a later opener starts clean (no stale count blocks it)', async () => {
+    const n = name()
+    const c = await client('ioredis')
+    const holder = forkChild({ port: server.port, name: n, permits: 1, leaseTtl: 100, client: 'ioredis', mode: 'hold' })
+    try {
+      expect(await nextMessage(holder)).toBe('held')
+      await killChild(holder)
+      // Until the lease keys have expired on the server itself (bounded: 5 s), only the parameters stay.
+      const only = [`{sluice:${n}}:sem:p`]
+      for (let i = 0; i < 100 && JSON.stringify(await c.command('KEYS', `{sluice:${n}}*`)) !== JSON.stringify(only); i++) await sleep(50)
+      expect(await c.command('KEYS', `{sluice:${n}}*`)).toEqual(only)
+      const semaphore = Semaphore.open(n, { permits: 1, store: store(c, { leaseTtl: 100 }) })
+      const permit = await semaphore.acquire({ timeout: 1000 })
+      expect(await semaphore.available).toBe(0)
+      await permit.release()
+      expect(await semaphore.available).toBe(1)
+    } finally {
+      await killChild(holder)
+    }
+  })
+
   it('a lease lost to a Redis restart aborts the permit’s signal', async () => {
     const c = await client('ioredis')
     const semaphore = Semaphore.open(name(), { permits: 1, store: store(c, { leaseTtl: 300, commandTimeout: 200 }) })

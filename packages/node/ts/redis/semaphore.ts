@@ -2,8 +2,9 @@
 // renewed every third of it), so a process that dies gives its permits and
 // its place in the queue back within one TTL. The queue is FIFO across
 // processes (tickets from HINCRBY); a release grants to the head in the same
-// script and publishes the granted ids, which wakes their waiters through
-// the store's pub/sub connection: no polling. A waiter also renews its queue
+// script and publishes the granted ids on the waiter's own store's channel,
+// which wakes that process alone through its pub/sub connection: no
+// polling, and the grant message is the grant (no confirming round trip). A waiter also renews its queue
 // lease (which re-runs its attempt, so a lost message or a Redis restart
 // costs at most a third of a TTL), and one timer per semaphore fires at the
 // earliest lease expiry the server reported, to hand a dead holder's
@@ -16,7 +17,7 @@ import { show, validateInteger, validateName, validateOptions } from '../validat
 import { validateWaitOptions } from '../wait.js'
 import { unavailable } from './gcra.js'
 import { RedisPermit, type Lease } from './permit.js'
-import { semaphoreAcquire, semaphoreRelease, semaphoreState } from './scripts.js'
+import { semaphoreAcquire, semaphoreRelease, semaphoreState } from './semaphore-scripts.js'
 import type { RedisStore } from './store.js'
 
 export interface RedisSemaphoreOptions {
@@ -60,12 +61,12 @@ export class RedisSemaphore {
       opts.maxWaiters === undefined ? Infinity : validateInteger(opts.maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
     this.#store = store
     const base = `${store.tag(this.name)}:${kind}:`
-    const keys = ['p', 'h', 'q', 'w', 'i'].map((k) => base + k)
+    const keys = ['p', 'l', 'q', 'w'].map((k) => base + k)
     this.#lease = {
       store,
       name: this.name,
       keys,
-      args: [`${base}wake`, String(this.capacity)],
+      args: [String(this.capacity)],
       ttl: store.leaseTtl,
       release: (id) => this.#release(id),
     }
@@ -141,7 +142,7 @@ export class RedisSemaphore {
       return Promise.reject(error)
     }
     const id = randomUUID()
-    const args = [...this.#lease.args, id, String(weight), String(this.#lease.ttl), 'try']
+    const args = [...this.#lease.args, id, String(weight), String(this.#lease.ttl), 'try', this.#store.channel]
     return this.#store.run(semaphoreAcquire, this.#lease.keys, args).then(
       (reply) => {
         if (reply[0] === -2) throw this.#mismatch(reply[1])
@@ -231,7 +232,7 @@ export class RedisSemaphore {
       // Idempotent by id: the first call queues, later ones renew the queue
       // lease (or re-queue after a Redis restart), and a grant is seen either way.
       const attempt = (): void => {
-        store.run(semaphoreAcquire, keys, [...args, id, String(weight), String(ttl), 'wait']).then((reply) => {
+        store.run(semaphoreAcquire, keys, [...args, id, String(weight), String(ttl), 'wait', store.channel]).then((reply) => {
           if (done) return
           if (reply[0] === -2) return fail(this.#mismatch(reply[1]))
           if (reply[0] === 1) return granted()
@@ -250,7 +251,7 @@ export class RedisSemaphore {
         }, outOfReach)
       }
       // Subscribed before queueing, so the grant message cannot come first.
-      store.listen(args[0]!, id, granted).then(attempt, outOfReach)
+      store.listen(id, granted).then(attempt, outOfReach)
     })
   }
 

@@ -2,6 +2,7 @@
 // timeout and policy for when Redis is out of reach, and the pub/sub
 // listener that wakes waiting semaphores. `Semaphore.open(name, { store })`
 // and its siblings reach it through the kOpen* symbols.
+import { randomUUID } from 'node:crypto'
 import { ClosedError, Errors } from '../errors.js'
 import { kOpenMutex, kOpenRateLimiter, kOpenSemaphore, kOpenTokenBucket } from '../symbols.js'
 import { MAX_TIMEOUT, show, validateInteger, validateOptions, validateTimeout } from '../validate.js'
@@ -50,8 +51,15 @@ export class RedisStore {
   readonly commandTimeout: number
   readonly whenUnavailable: WhenUnavailable
   readonly leaseTtl: number
+  /**
+   * @internal This store's own wake-up channel: grants to its waiters are
+   * published here, so a process wakes only for its own grants.
+   */
+  readonly channel: string
   readonly #conn: Connection
   #subscriber: Promise<Subscriber> | undefined
+  /** Resolves once the subscriber listens on `channel` (made again after a failure). */
+  #subscribed: Promise<void> | undefined
   /** Lease id -> the waiter a grant message naming it wakes. */
   readonly #waiters = new Map<string, () => void>()
   #closed = false
@@ -75,6 +83,7 @@ export class RedisStore {
     this.prefix = prefix
     this.commandTimeout = timeout
     this.whenUnavailable = policy
+    this.channel = `${prefix}wake:${randomUUID()}`
     this.#conn = conn
   }
 
@@ -103,14 +112,16 @@ export class RedisStore {
   }
 
   /**
-   * @internal Subscribes to `channel` (once per store) and registers `wake`
-   * for the grant message naming `id`; resolves once subscribed, so a grant
-   * published after it cannot be missed. Within `commandTimeout`, as a command.
+   * @internal Registers `wake` for the grant message naming `id` and
+   * subscribes to the store's `channel` (once per store); resolves once
+   * subscribed, so a grant published after it cannot be missed. Within
+   * `commandTimeout`, as a command; after the first time, at once.
    */
-  listen(channel: string, id: string, wake: () => void): Promise<void> {
+  listen(id: string, wake: () => void): Promise<void> {
     // A subscriber made after `close` would never be closed (and keep the process alive).
     if (this.#closed) return Promise.reject(new ClosedError('the store is closed (store.close()): a wait needs its pub/sub connection'))
     this.#waiters.set(id, wake)
+    if (this.#subscribed !== undefined) return this.#subscribed
     if (this.#subscriber === undefined) {
       const subscriber = this.#conn.subscriber((_channel, message) => this.#onMessage(message))
       this.#subscriber = subscriber
@@ -119,8 +130,16 @@ export class RedisStore {
         if (this.#subscriber === subscriber) this.#subscriber = undefined
       })
     }
-    const subscribed = this.#subscriber.then((subscriber) => subscriber.subscribe(channel))
-    return this.#within(subscribed, 'subscribing')
+    const subscribed = this.#within(
+      this.#subscriber.then((subscriber) => subscriber.subscribe(this.channel)),
+      'subscribing',
+    )
+    this.#subscribed = subscribed
+    // A subscription that failed (or took too long) is tried again by the next wait.
+    subscribed.catch(() => {
+      if (this.#subscribed === subscribed) this.#subscribed = undefined
+    })
+    return subscribed
   }
 
   /** `promise`, or a StoreUnavailableError once `commandTimeout` passes (its late outcome dropped). */
@@ -161,6 +180,7 @@ export class RedisStore {
     this.#closed = true
     const subscriber = this.#subscriber
     this.#subscriber = undefined
+    this.#subscribed = undefined
     if (subscriber !== undefined) await (await subscriber.catch(() => undefined))?.close()
   }
 
