@@ -297,7 +297,10 @@ mod tests {
         let dir = private_dir("sizes");
         for bytes in [0, 4, 12, MAX_BYTES + 8] {
             assert!(
-                matches!(SharedWords::open(Some(&dir), "w", bytes, [0; PARAMS]), Err(Error::Invalid(_))),
+                matches!(
+                    SharedWords::open(Some(&dir), "w", bytes, [0; PARAMS]),
+                    Err(Error::Invalid(_))
+                ),
                 "{bytes}"
             );
         }
