@@ -6,8 +6,16 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BrokenCircuitError, CircuitBreaker, MismatchError, type CircuitBreakerOptions } from 'sluice'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import {
+  BrokenCircuitError,
+  CircuitBreaker,
+  MismatchError,
+  type CircuitBreakerHandle,
+  type CircuitBreakerOptions,
+  type NamedCircuitBreakerHandle,
+  type OpenCircuitBreakerOptions,
+} from 'sluice'
+import { afterAll, afterEach, describe, expect, expectTypeOf, it } from 'vitest'
 import { breakerConfig } from '../packages/node/dist/circuit-breaker-options.js'
 import { openWords } from '../packages/node/dist/circuit-breaker-named.js'
 import { NativeSharedWords } from '../packages/node/dist/native.js'
@@ -220,6 +228,14 @@ describe('CircuitBreaker.open across processes', () => {
     expect(fresh.state).toBe('closed')
     expect(await fresh.run(() => 'ok')).toBe('ok')
     expect(CircuitBreaker.unlink('gone', { dir })).toBe(true)
+  })
+
+  it('types: open takes the options plus dir and returns a CircuitBreaker; a named handle is a CircuitBreakerHandle', () => {
+    expectTypeOf(CircuitBreaker.open).parameter(1).toEqualTypeOf<OpenCircuitBreakerOptions | undefined>()
+    expectTypeOf(CircuitBreaker.open).returns.toEqualTypeOf<CircuitBreaker>()
+    expectTypeOf(CircuitBreaker.unlink).returns.toEqualTypeOf<boolean>()
+    expectTypeOf<NamedCircuitBreakerHandle>().toMatchTypeOf<CircuitBreakerHandle>()
+    expectTypeOf<OpenCircuitBreakerOptions['dir']>().toEqualTypeOf<string | undefined>()
   })
 
   it("a named breaker's handle opens the same breaker by name in a worker thread", async () => {
