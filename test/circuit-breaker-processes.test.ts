@@ -115,7 +115,7 @@ describe('CircuitBreaker.open across processes', () => {
   })
 
   it('a process SIGKILLed in the middle of calls, or holding the only trial, does not wedge the breaker', async () => {
-    const options = { consecutiveFailures: 3, openDuration: 50, halfOpenTrials: 1, trialTimeout: 200 }
+    const options = { consecutiveFailures: 3, openDuration: 50, halfOpenTrials: 1, trialTimeout: 500 }
     const here = CircuitBreaker.open('killed', { ...options, dir })
     const survivor = await opened('killed', options)
     for (let round = 0; round < 3; round++) {
