@@ -4,6 +4,8 @@
 // test/fixtures/breaker-process-child.mjs (driven on stdin) and
 // breaker-process-hammer.mjs (the atomicity check).
 import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, openSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
@@ -311,6 +313,20 @@ describe('damaged words', () => {
     expect(breaker.state).toBe('open')
     expect(await breaker.run(() => 'trial')).toBe('trial')
     expect(breaker.state).toBe('halfOpen')
+  })
+
+  it('a damaged origin (beside the words, not theirs to repair) is refused at open with a SegmentError saying so', async () => {
+    const shared = { consecutiveFailures: 2 }
+    // Held open here, so the child finds the damaged segment rather than starting clean.
+    CircuitBreaker.open('dmg-origin', { ...shared, dir })
+    // White-box (crates/shm header.rs Geometry, words.rs): the header page,
+    // the mutex and state blocks (64 B each), 256 process slots and 1 owner
+    // slot of 64 B, then the region, whose first word is the origin.
+    const fd = openSync(join(dir, 'dmg-origin'), 'r+')
+    writeSync(fd, Buffer.alloc(8, 0xff), 0, 8, 4096 + 64 + 64 + 256 * 64 + 64)
+    closeSync(fd)
+    const { first } = await child('dmg-origin', shared)
+    expect(first).toMatch(/^error SegmentError CircuitBreaker\.open\('dmg-origin'\): segment damaged: origin \d+ ns is not a past CLOCK_MONOTONIC reading/)
   })
 
   it('random bytes written between rounds: 2 processes churning through the breaker see only their own errors or BrokenCircuitError, and get it closed', async () => {
