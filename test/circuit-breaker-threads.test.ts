@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import type { Worker } from 'node:worker_threads'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CircuitBreaker, type CircuitBreakerHandle } from 'sluice'
+import { CircuitBreaker, type CircuitBreakerHandle, type LocalCircuitBreakerHandle } from 'sluice'
 import { runWorker } from './helpers.js'
 
 interface Report {
@@ -87,7 +87,7 @@ describe('CircuitBreaker across worker threads', () => {
     await Promise.all(runs.map(({ exited }) => exited))
     const events = reports.reduce((sum, r) => sum + r.events.open + r.events.halfOpen + r.events.close, 0)
     // White-box: bits 2-21 of the status word count transitions (see circuit-breaker-state.ts).
-    const status = Atomics.load(new BigInt64Array(breaker.handle.buffer, 0, 1), 0)
+    const status = Atomics.load(new BigInt64Array((breaker.handle as LocalCircuitBreakerHandle).buffer, 0, 1), 0)
     const generation = Number((status >> 2n) & 0xfffffn)
     expect(events).toBeGreaterThan(100)
     expect(events).toBe(generation)

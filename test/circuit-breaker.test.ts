@@ -5,6 +5,7 @@ import {
   SluiceError,
   type CircuitBreakerHandle,
   type CircuitState,
+  type LocalCircuitBreakerHandle,
   type OpenEvent,
 } from 'sluice'
 
@@ -331,7 +332,7 @@ describe('CircuitBreaker handle', () => {
 
   it('the handle is a plain structured-cloneable object carrying the options', () => {
     const breaker = new CircuitBreaker({ failureRate: 0.25, window: 5000, buckets: 5 })
-    const copy = structuredClone(breaker.handle)
+    const copy = structuredClone(breaker.handle) as LocalCircuitBreakerHandle
     expect(copy).toMatchObject({
       kind: 'sluice:CircuitBreaker',
       options: { failureRate: 0.25, window: 5000, buckets: 5, minimumCalls: 10, openDuration: 10_000, halfOpenTrials: 1 },

@@ -229,6 +229,31 @@ export declare class NativeSemaphore {
   get slot(): number
 }
 
+export declare class NativeSharedWords {
+  /**
+   * Opens (creating it, zeroed, if needed) the block `name` in `dir`:
+   * `bytes` bytes, with seven numeric parameters every opener must give
+   * equal (compared bit for bit).
+   */
+  static open(name: string, bytes: number, params: Array<number>, dir?: string | undefined | null): NativeSharedWords
+  /** Frees `name`; false if there was no such block. */
+  static unlink(name: string, dir?: string | undefined | null): boolean
+  /**
+   * A new `ArrayBuffer` over the block (not a copy): one per thread, as
+   * an `ArrayBuffer` cannot cross threads without being copied.
+   */
+  buffer(): ArrayBuffer
+  /**
+   * When the block was created, on `CLOCK_MONOTONIC` in milliseconds
+   * (what `process.hrtime()` reads): the breaker's origin in every process.
+   */
+  get originMs(): number
+  /** Whether this process created (or re-initialised) the block. */
+  get created(): boolean
+  /** Whether the name was unlinked (a new `open` makes a new block). */
+  get unlinked(): boolean
+}
+
 export declare class NativeTokenBucket {
   /** A full bucket of `capacity` tokens, one more every `interval_nanos`. */
   constructor(capacity: number, intervalNanos: number)

@@ -841,6 +841,7 @@ module.exports.NativeNamedSemaphore = nativeBinding.NativeNamedSemaphore
 module.exports.NativeNamedTokenBucket = nativeBinding.NativeNamedTokenBucket
 module.exports.NativeRateLimiter = nativeBinding.NativeRateLimiter
 module.exports.NativeSemaphore = nativeBinding.NativeSemaphore
+module.exports.NativeSharedWords = nativeBinding.NativeSharedWords
 module.exports.NativeTokenBucket = nativeBinding.NativeTokenBucket
 module.exports.CLOSED = nativeBinding.CLOSED
 module.exports.DONE = nativeBinding.DONE

@@ -14,7 +14,7 @@ use crate::{Error, Guard, Region};
 /// call [`Guard::wake`], which rings its bell after the unlock.
 pub trait Layout {
     /// The kind stored in the header: 1 Semaphore, 2 Mutex, 3 TokenBucket,
-    /// 4 RateLimiter.
+    /// 4 RateLimiter, 5 SharedWords (the circuit breaker's block).
     const KIND: u32;
 
     /// The names of the eight kind parameters, for [`Error::Mismatch`]

@@ -65,6 +65,7 @@ pub mod rate_limiter;
 pub mod region;
 pub mod semaphore;
 pub mod token_bucket;
+pub mod words;
 
 #[cfg(target_os = "linux")]
 mod bell;

@@ -1,5 +1,8 @@
 // The circuit breaker's state machine over shared memory: every thread that
-// holds the breaker's `SharedArrayBuffer` reads and moves the same state.
+// holds the breaker's `SharedArrayBuffer` reads and moves the same state, and
+// every process that maps a named breaker's segment (`CircuitBreaker.open`:
+// the same words, as an external `ArrayBuffer`; `Atomics` on it are the same
+// atomic instructions).
 //
 // Every transition is one `Atomics.compareExchange` of the 64-bit status word,
 // which packs the state, a generation and a deadline, so exactly one thread
@@ -35,6 +38,17 @@
 // 64-bit compareExchange and an aligned 32-bit load of half of it are each
 // single-copy atomic on the platforms Node runs on (x64, arm64), so that load
 // returns the low half of one status word, never a mix of two.
+//
+// Time is ms since the breaker's origin on CLOCK_MONOTONIC (`monoNow()`),
+// the one clock every thread and every process of the machine reads alike:
+// a named breaker's origin is the segment's, written by its creator.
+//
+// A named breaker's words are bytes any process (or a stray write) could
+// have damaged, so no value in them may wedge the breaker or throw: a state
+// of 3 is reset to CLOSED, a deadline further off than any transition could
+// have set counts as passed, a negative failure count as one failure, a
+// negative reopening count as none, a window slice stamped over a window
+// ahead as stale, and negative slice counts as zero.
 import { endianness } from 'node:os'
 import type { BreakerConfig } from './circuit-breaker-options.js'
 
@@ -71,14 +85,44 @@ const BUCKET_WORDS = 3
 
 /** Bounds every compare-exchange loop: each failed exchange means another thread moved on. */
 const MAX_TRIES = 64
+/**
+ * Slack on the deadline check: a deadline this much beyond the furthest any
+ * transition sets (now + maxOpenDuration, now + trialTimeout) is damage. It
+ * covers the ceil() of the stored deadline and the clock calibration
+ * between processes (µs), with room to spare.
+ */
+const DEADLINE_SLACK = 1000
 
 export function bufferBytes(buckets: number): number {
   return (BUCKETS + BUCKET_WORDS * buckets) * Int32Array.BYTES_PER_ELEMENT
 }
 
-/** Milliseconds on a clock every thread of the process shares. */
-function wallNow(): number {
-  return performance.timeOrigin + performance.now()
+/**
+ * `performance.now()` counts uv_hrtime (CLOCK_MONOTONIC) from this thread's
+ * start; `process.hrtime()` reads the clock itself. Their difference, taken
+ * once, turns the cheap one into the machine-wide one.
+ */
+const kMonoOffset = monoOffset()
+
+function monoOffset(): number {
+  // The clock is read first, so a pause before the second read (the very
+  // first `performance.now()` loads code: ~0.7 ms measured) only lowers a
+  // sample: the largest of a few is the offset, to about a microsecond.
+  let offset = -Infinity
+  for (let i = 0; i < 8; i++) {
+    const [seconds, nanos] = process.hrtime()
+    offset = Math.max(offset, seconds * 1e3 + nanos / 1e6 - performance.now())
+  }
+  return offset
+}
+
+/**
+ * CLOCK_MONOTONIC in ms: the same reading in every thread and process of the
+ * machine (not `performance.timeOrigin + now()`: each thread's timeOrigin is
+ * its own start on the wall clock, which may have stepped in between).
+ */
+export function monoNow(): number {
+  return performance.now() + kMonoOffset
 }
 
 export class BreakerState {
@@ -89,8 +133,12 @@ export class BreakerState {
   readonly #bucketMs: number
   readonly #onTransition: (transition: Transition) => void
 
-  /** @param origin the breaker's time origin, `wallNow()` when it was created */
-  constructor(buffer: SharedArrayBuffer, config: BreakerConfig, origin: number, onTransition: (transition: Transition) => void) {
+  /**
+   * @param buffer the words: a `SharedArrayBuffer` between threads, or an
+   *   external `ArrayBuffer` over a named breaker's segment
+   * @param origin the breaker's time origin, `monoNow()` when it was created
+   */
+  constructor(buffer: ArrayBufferLike, config: BreakerConfig, origin: number, onTransition: (transition: Transition) => void) {
     this.#status = new BigInt64Array(buffer, 0, 1)
     this.#words = new Int32Array(buffer)
     this.#config = config
@@ -101,18 +149,16 @@ export class BreakerState {
 
   /** A fresh buffer: closed, generation 0, an empty window. */
   static create(config: BreakerConfig): { buffer: SharedArrayBuffer; origin: number } {
-    const buffer = new SharedArrayBuffer(bufferBytes(config.buckets))
-    const origin = wallNow()
-    const words = new Int32Array(buffer)
-    // Epoch 0 could be the current one modulo 2^32: mark every bucket stale.
-    const stale = (epochAt(origin, config.window / config.buckets) - config.buckets) | 0
-    for (let i = 0; i < config.buckets; i++) words[BUCKETS + i * BUCKET_WORDS] = stale
-    return { buffer, origin }
+    // Zeroed words are a fresh breaker (as a named breaker's segment starts):
+    // the buckets' epoch 0 is the first slice, with no calls in it.
+    return { buffer: new SharedArrayBuffer(bufferBytes(config.buckets)), origin: monoNow() }
   }
 
   /** The current state (an OPEN past its deadline stays OPEN until a call moves it). */
   get state(): number {
-    return this.#phase() & 3
+    const state = this.#phase() & 3
+    // Damaged (3): the next call resets it to CLOSED.
+    return state === 3 ? CLOSED : state
   }
 
   /** The status word's phase (state and generation), read without a BigInt. */
@@ -134,8 +180,14 @@ export class BreakerState {
       const phase = Number(word & PHASE_MASK)
       const state = phase & 3
       if (state === CLOSED) return phase
+      if (state === 3) {
+        this.#reset(word, false)
+        continue
+      }
       const now = this.#now()
-      const deadline = Number(word >> PHASE_BITS)
+      let deadline = Number(word >> PHASE_BITS)
+      // Further off than any transition sets it: damage, count it as passed.
+      if (deadline > now + (state === OPEN ? config.maxOpenDuration : config.trialTimeout) + DEADLINE_SLACK) deadline = now
       if (state === OPEN) {
         if (now < deadline) return BROKEN_OPEN
         if (this.#transition(word, HALF_OPEN, now + config.trialTimeout)) this.#onTransition({ to: 'halfOpen' })
@@ -173,18 +225,21 @@ export class BreakerState {
       if (!failed) {
         // Read first: a success storm need not write the shared line.
         if (Atomics.load(this.#words, CONSECUTIVE) !== 0) Atomics.store(this.#words, CONSECUTIVE, 0)
-      } else if (Atomics.add(this.#words, CONSECUTIVE, 1) + 1 >= this.#config.consecutiveFailures) {
-        this.#openFrom(phase, 'failures')
+      } else {
+        const count = Atomics.add(this.#words, CONSECUTIVE, 1) + 1
+        // Below 1 only if damaged: count this failure as the first.
+        if (count < 1) Atomics.compareExchange(this.#words, CONSECUTIVE, count, 1)
+        if (count >= this.#config.consecutiveFailures) this.#openFrom(phase, 'failures')
       }
       return
     }
-    const epoch = epochAt(wallNow(), this.#bucketMs)
+    const epoch = epochAt(this.#now(), this.#bucketMs)
     this.#record(epoch, failed)
     if (failed && this.#rateExceeded(epoch)) this.#openFrom(phase, 'failure-rate')
   }
 
   #now(): number {
-    return wallNow() - this.#origin
+    return monoNow() - this.#origin
   }
 
   /** Compare-exchanges `word` for the next generation in `state`; true if this thread did it. */
@@ -203,7 +258,7 @@ export class BreakerState {
   #open(word: bigint, reason: OpenReason): void {
     const { openDuration, maxOpenDuration } = this.#config
     const reopening = Number(word & 3n) === HALF_OPEN
-    const reopens = reopening ? Atomics.load(this.#words, REOPENS) + 1 : 0
+    const reopens = reopening ? Math.max(0, Atomics.load(this.#words, REOPENS)) + 1 : 0
     const duration = Math.min(maxOpenDuration, openDuration * 2 ** Math.min(reopens, 31))
     if (!this.#transition(word, OPEN, this.#now() + duration)) return
     Atomics.store(this.#words, REOPENS, reopens)
@@ -212,10 +267,18 @@ export class BreakerState {
 
   /** HALF_OPEN `word` -> CLOSED with fresh counts. */
   #close(word: bigint): void {
+    this.#reset(word, true)
+  }
+
+  /**
+   * `word` -> CLOSED with fresh counts: the close of a half-open period
+   * (`emit`), or the repair of a damaged state (no event: nothing opened).
+   */
+  #reset(word: bigint, emit: boolean): void {
     // Reset before the exchange: no call records while half-open, and once
     // closed, calls would record into the old counts.
     Atomics.store(this.#words, CONSECUTIVE, 0)
-    const stale = (epochAt(wallNow(), this.#bucketMs) - this.#config.buckets) | 0
+    const stale = (epochAt(this.#now(), this.#bucketMs) - this.#config.buckets) | 0
     for (let i = 0; i < this.#config.buckets; i++) {
       const at = BUCKETS + i * BUCKET_WORDS
       Atomics.store(this.#words, at, stale)
@@ -224,7 +287,7 @@ export class BreakerState {
     }
     if (!this.#transition(word, CLOSED, 0)) return
     Atomics.store(this.#words, REOPENS, 0)
-    this.#onTransition({ to: 'close' })
+    if (emit) this.#onTransition({ to: 'close' })
   }
 
   /** Takes one of generation `gen`'s trial slots if any is left. */
@@ -261,8 +324,9 @@ export class BreakerState {
         return
       }
       // Claimed for a later slice already (this thread read its clock a
-      // window ago): the sample is out of date, and claiming back would wipe it.
-      if (age < 0) return
+      // window ago): the sample is out of date, and claiming back would wipe
+      // it. A stamp a whole window ahead was never claimed by a clock: damage.
+      if (age < 0 && age > -this.#config.buckets) return
       const calls = Atomics.load(words, at + 1)
       const failures = Atomics.load(words, at + 2)
       if (Atomics.compareExchange(words, at, stamp, epoch) === stamp) {
@@ -282,8 +346,9 @@ export class BreakerState {
       const at = BUCKETS + i * BUCKET_WORDS
       const age = (epoch - Atomics.load(words, at)) | 0
       if (age >= buckets || age <= -buckets) continue
-      calls += Atomics.load(words, at + 1)
-      failures += Atomics.load(words, at + 2)
+      // Negative only if damaged; the slice ages out within a window.
+      calls += Math.max(0, Atomics.load(words, at + 1))
+      failures += Math.max(0, Atomics.load(words, at + 2))
     }
     return calls >= minimumCalls && failures >= failureRate * calls
   }

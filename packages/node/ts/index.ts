@@ -56,6 +56,9 @@ export type { TimeoutOptions } from './timeout.js'
 export { CircuitBreaker } from './circuit-breaker.js'
 export type {
   CircuitBreakerHandle,
+  LocalCircuitBreakerHandle,
+  NamedCircuitBreakerHandle,
+  OpenCircuitBreakerOptions,
   CircuitBreakerLocalOptions,
   CircuitBreakerOptions,
   CircuitState,

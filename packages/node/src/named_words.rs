@@ -1,0 +1,147 @@
+//! `NativeSharedWords`: a block of words in shared memory
+//! (`sluice_shm::words`), handed to JavaScript as an external `ArrayBuffer`
+//! over the mapping itself, so `Atomics` in every process move the same
+//! bytes. The circuit breaker's TypeScript state machine runs on it
+//! unchanged: one algorithm for threads and for processes.
+//!
+//! N-API cannot make a `SharedArrayBuffer` over external memory on Node 20,
+//! but V8's `Atomics` on a non-shared integer typed array compile to the same
+//! atomic instructions (test/circuit-breaker-processes.test.ts checks that no
+//! update is lost between processes). The buffer holds the mapping alive: its
+//! finalizer drops an `Arc` of the block, so the segment is unmapped only
+//! once no buffer (and no `NativeSharedWords`) of this process needs it.
+//!
+//! The seven parameters are numbers, stored as their f64 bits: the segment
+//! compares them exactly, and a mismatch is reported back as numbers.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+
+use napi::sys::{self, napi_env, napi_value};
+use napi::{Env, Error, Result, Status};
+use napi_derive::napi;
+use sluice_shm::words::{SharedWords, PARAMS};
+use sluice_shm::Error as ShmError;
+
+use crate::{named, raw};
+
+#[napi]
+pub struct NativeSharedWords {
+    words: Arc<SharedWords>,
+}
+
+#[napi]
+impl NativeSharedWords {
+    /// Opens (creating it, zeroed, if needed) the block `name` in `dir`:
+    /// `bytes` bytes, with seven numeric parameters every opener must give
+    /// equal (compared bit for bit).
+    #[napi(factory, catch_unwind)]
+    pub fn open(env: Env, name: String, bytes: u32, params: Vec<f64>, dir: Option<String>) -> Result<Self> {
+        let Ok(params) = <[f64; PARAMS]>::try_from(params.as_slice()) else {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("params must be {PARAMS} numbers, got {}", params.len()),
+            ));
+        };
+        let dir = dir.map(std::path::PathBuf::from);
+        let words = SharedWords::open(dir.as_deref(), &name, u64::from(bytes), params.map(f64::to_bits))
+            .map_err(|error| fail(&env, error))?;
+        Ok(Self { words })
+    }
+
+    /// Frees `name`; false if there was no such block.
+    #[napi(catch_unwind)]
+    pub fn unlink(env: Env, name: String, dir: Option<String>) -> Result<bool> {
+        let dir = dir.map(std::path::PathBuf::from);
+        SharedWords::unlink(dir.as_deref(), &name).map_err(|error| named::fail(&env, error))
+    }
+
+    /// A new `ArrayBuffer` over the block (not a copy): one per thread, as
+    /// an `ArrayBuffer` cannot cross threads without being copied.
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn buffer(&self, env: Env) -> Result<napi_value> {
+        let hint = Box::into_raw(Box::new(Arc::clone(&self.words)));
+        let mut result = ptr::null_mut();
+        // SAFETY: the data lies inside the mapping, which `hint`'s `Arc`
+        // keeps mapped until `release` drops it (N-API calls it once, after
+        // the buffer is collected or the environment torn down).
+        let status = unsafe {
+            sys::napi_create_external_arraybuffer(
+                env.raw(),
+                self.words.as_ptr().as_ptr().cast(),
+                self.words.len(),
+                Some(release),
+                hint.cast(),
+                &mut result,
+            )
+        };
+        if status == sys::Status::napi_ok {
+            return Ok(result);
+        }
+        // On failure the hint stays ours (N-API contract): reclaim it.
+        // SAFETY: `hint` came from `Box::into_raw` above and N-API did not take it.
+        drop(unsafe { Box::from_raw(hint) });
+        if status == sys::Status::napi_no_external_buffers_allowed {
+            // A copy (napi-rs's fallback) would silently give each process
+            // its own breaker: refuse instead.
+            raw::throw_with_code(
+                env.raw(),
+                "ERR_SLUICE_SEGMENT",
+                "this runtime does not allow external ArrayBuffers (a V8 sandbox build), which a named circuit breaker needs",
+            );
+            return Err(Error::from_status(Status::PendingException));
+        }
+        Err(Error::new(
+            Status::GenericFailure,
+            format!("napi_create_external_arraybuffer failed with status {status}"),
+        ))
+    }
+
+    /// When the block was created, on `CLOCK_MONOTONIC` in milliseconds
+    /// (what `process.hrtime()` reads): the breaker's origin in every process.
+    #[napi(getter)]
+    pub fn origin_ms(&self) -> f64 {
+        self.words.origin_nanos() as f64 / 1e6
+    }
+
+    /// Whether this process created (or re-initialised) the block.
+    #[napi(getter)]
+    pub fn created(&self) -> bool {
+        self.words.created()
+    }
+
+    /// Whether the name was unlinked (a new `open` makes a new block).
+    #[napi(getter)]
+    pub fn unlinked(&self) -> bool {
+        self.words.is_closed()
+    }
+}
+
+/// The finalizer of `buffer`'s ArrayBuffers: lets go of the block.
+unsafe extern "C" fn release(_env: napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the `Box<Arc<SharedWords>>` that `buffer` leaked for
+    // this ArrayBuffer; N-API calls the finalizer once.
+    let words = unsafe { Box::from_raw(hint.cast::<Arc<SharedWords>>()) };
+    // Dropping the last `Arc` detaches from the segment; a panic must not
+    // unwind into N-API (that would abort the process).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(words)));
+}
+
+/// As `named::fail`, but a parameter mismatch (`p1`..`p7`) names the
+/// numbers, not their bits, for `ts/circuit-breaker-named.ts` to phrase.
+fn fail(env: &Env, error: ShmError) -> Error {
+    if let ShmError::Mismatch {
+        field,
+        existing,
+        requested,
+    } = &error
+    {
+        if field.starts_with('p') {
+            let message = format!("{field} {} {}", f64::from_bits(*existing), f64::from_bits(*requested));
+            raw::throw_with_code(env.raw(), "ERR_SLUICE_MISMATCH", &message);
+            return Error::from_status(Status::PendingException);
+        }
+    }
+    named::fail(env, error)
+}
