@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { RateLimiter, Semaphore, TokenBucket, type WaitMetrics } from 'sluice'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { metricsBytes } from '../packages/node/dist/metrics.js'
+import { companionOf, LANES } from '../packages/node/dist/named-metrics.js'
 import { NativeSharedWords } from '../packages/node/dist/native.js'
 import { fixture } from './helpers.js'
 import { killChildren, segmentDir, spawnNode, type Child } from './named-support.js'
@@ -163,11 +163,10 @@ describe('a damaged block', () => {
   it('random bytes in the counters never make metrics() throw nor report NaN or negative counts (100 seeds)', async () => {
     const semaphore = Semaphore.open('m-dmg-s', { permits: 2, dir })
     const limiter = RateLimiter.open('m-dmg-l', { capacity: 2, refillPerSecond: 1, dir })
-    // White-box: second views of the two companion blocks (the layout of named-metrics.ts).
-    const blocks = [
-      new Uint8Array(NativeSharedWords.open('m-dmg-s.m', metricsBytes(256), [1, 256, 0, 0, 0, 0, 0], dir).buffer()),
-      new Uint8Array(NativeSharedWords.open('m-dmg-l.m', metricsBytes(0, 256), [1, 0, 256, 0, 0, 0, 0], dir).buffer()),
-    ]
+    // White-box: second views of the two companion blocks (a named semaphore has 256 owner slots).
+    const view = ({ name, bytes, params }: ReturnType<typeof companionOf>) =>
+      new Uint8Array(NativeSharedWords.open(name, bytes, params, dir).buffer())
+    const blocks = [view(companionOf('m-dmg-s', 256, 0)), view(companionOf('m-dmg-l', 0, LANES))]
     for (let seed = 1; seed <= 100; seed++) {
       randomBytes(seed * 7919, blocks[0]!)
       randomBytes(seed * 104_729, blocks[1]!)

@@ -145,7 +145,20 @@ mod tests {
         assert!(check_name("db-1_x").is_ok());
         assert!(check_name(&"a".repeat(64)).is_ok());
         assert!(check_name("db-1_x.m").is_ok(), "a metrics companion");
-        for bad in ["", "-a", "_a", "a.b", "a/b", "ä", "a b", &"a".repeat(65), ".m", "a.m.m", "a.b0", "a.M"] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "a.b",
+            "a/b",
+            "ä",
+            "a b",
+            &"a".repeat(65),
+            ".m",
+            "a.m.m",
+            "a.b0",
+            "a.M",
+        ] {
             assert!(matches!(check_name(bad), Err(Error::InvalidName(_))), "{bad:?}");
         }
     }

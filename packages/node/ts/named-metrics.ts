@@ -19,16 +19,16 @@ import { NativeSharedWords } from './native.js'
 /** Version of the companion's layout: a later sluice with another one refuses to mix with it. */
 const LAYOUT = 1
 /** A words segment's process slots (crates/shm words.rs `max_procs`): one lane each. */
-const LANES = 256
+export const LANES = 256
 
-/** The companion's name: a suffix no user name can have. */
-function companion(name: string): string {
-  return `${name}.m`
+/** The companion block of `name`: its name (a suffix no user name can have), size and parameters. */
+export function companionOf(name: string, slots: number, lanes: number): { name: string; bytes: number; params: number[] } {
+  return { name: `${name}.m`, bytes: metricsBytes(slots, lanes), params: [LAYOUT, slots, lanes, 0, 0, 0, 0] }
 }
 
 function open(caller: string, name: string, dir: string | undefined, slots: number, lanes: number): NativeSharedWords {
-  const bytes = metricsBytes(slots, lanes)
-  return callNative(caller, name, () => NativeSharedWords.open(companion(name), bytes, [LAYOUT, slots, lanes, 0, 0, 0, 0], dir))
+  const block = companionOf(name, slots, lanes)
+  return callNative(caller, name, () => NativeSharedWords.open(block.name, block.bytes, block.params, dir))
 }
 
 /**
@@ -54,5 +54,5 @@ export function openLanedMetrics(caller: string, name: string, dir: string | und
 
 /** Unlinks `name`'s companion, if any; before the primitive, so a new primitive never meets old counts. */
 export function unlinkMetrics(caller: string, name: string, dir: string | undefined): void {
-  callNative(caller, name, () => NativeSharedWords.unlink(companion(name), dir))
+  callNative(caller, name, () => NativeSharedWords.unlink(companionOf(name, 0, 0).name, dir))
 }
