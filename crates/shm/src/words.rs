@@ -330,10 +330,18 @@ mod tests {
         a.region().u32_at(lane).unwrap().store(12345, SeqCst);
         a.region().u32_at(lane + 4).unwrap().store(7, SeqCst);
         a.claim_lane(lane).unwrap();
-        assert_eq!(a.region().u32_at(lane + 4).unwrap().load(SeqCst), 0, "a stale value is dropped");
+        assert_eq!(
+            a.region().u32_at(lane + 4).unwrap().load(SeqCst),
+            0,
+            "a stale value is dropped"
+        );
         a.region().u32_at(lane + 4).unwrap().fetch_add(2, SeqCst);
         a.claim_lane(lane).unwrap();
-        assert_eq!(a.region().u32_at(lane + 4).unwrap().load(SeqCst), 2, "a second claim keeps the count");
+        assert_eq!(
+            a.region().u32_at(lane + 4).unwrap().load(SeqCst),
+            2,
+            "a second claim keeps the count"
+        );
         let live = a.live_procs();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].0, a.proc_slot());
