@@ -79,6 +79,8 @@ export declare class NativeNamedSemaphore {
   get maxWaiters(): number
   /** This thread's owner slot: its identity as a waiter. */
   get slot(): number
+  /** How many owner slots the segment has: every `slot` is below it. */
+  get owners(): number
   get capacity(): number
   get available(): number
   get waiting(): number
@@ -101,6 +103,13 @@ export declare class NativeNamedSemaphore {
    * and its owner rung.
    */
   close(): Array<number>
+  /**
+   * Reaps the waits and permits of dead processes, if a sweep is due
+   * (throttled machine-wide, as the safety poll's): `metrics()` calls it
+   * so that `waiting` drops a killed process's waits even in a process
+   * with nothing pending to drive the poll.
+   */
+  sweep(): number
   /** A handle for the raw hot calls. */
   fastHandle(): object
 }
@@ -252,6 +261,21 @@ export declare class NativeSharedWords {
   get created(): boolean
   /** Whether the name was unlinked (a new `open` makes a new block). */
   get unlinked(): boolean
+  /**
+   * This process's slot in the segment: the index of its process lane
+   * (`sluice_shm::words`, process lanes).
+   */
+  get procSlot(): number
+  /**
+   * The live process slots and the low 32 bits of their generations, as
+   * `[slot, tag, slot, tag, …]`: the lanes a reader sums.
+   */
+  liveProcs(): Array<number>
+  /**
+   * Makes the lane at byte `offset` this process's (zeroed unless it is
+   * already; see `SharedWords::claim_lane`).
+   */
+  claimLane(offset: number): void
 }
 
 export declare class NativeTokenBucket {

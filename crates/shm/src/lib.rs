@@ -105,14 +105,24 @@ pub type BellFd = i32;
 /// The environment variable that overrides the segment directory.
 pub const DIR_ENV: &str = "SLUICE_SHM_DIR";
 
+/// The suffix of a primitive's companion block of `metrics()` counters
+/// (`<name>.m`, a [`words`] segment): user names cannot contain `.`, so no
+/// user name can take it, and bells (`<name>.b<n>`) cannot either.
+pub const METRICS_SUFFIX: &str = ".m";
+
 /// Checks a segment name: 1–64 characters of `[A-Za-z0-9_-]`, starting with a
-/// letter or a digit. `.` is never allowed, so bell names (`<name>.b<n>`)
-/// cannot collide with segment names.
+/// letter or a digit, optionally followed by [`METRICS_SUFFIX`]. No other `.`
+/// is allowed, so bell names (`<name>.b<n>`) cannot collide with segment names.
 ///
 /// # Errors
 ///
 /// [`Error::InvalidName`] saying what is wrong.
 pub fn check_name(name: &str) -> Result<(), Error> {
+    check_user_name(name.strip_suffix(METRICS_SUFFIX).unwrap_or(name))
+}
+
+/// A name as a user may give it: [`check_name`] without the suffix.
+fn check_user_name(name: &str) -> Result<(), Error> {
     let len = name.len();
     if !(1..=64).contains(&len) {
         return Err(Error::InvalidName(format!("a name has 1 to 64 characters, got {len}")));
@@ -134,7 +144,21 @@ mod tests {
     fn names_outside_the_character_set_are_refused() {
         assert!(check_name("db-1_x").is_ok());
         assert!(check_name(&"a".repeat(64)).is_ok());
-        for bad in ["", "-a", "_a", "a.b", "a/b", "ä", "a b", &"a".repeat(65)] {
+        assert!(check_name("db-1_x.m").is_ok(), "a metrics companion");
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "a.b",
+            "a/b",
+            "ä",
+            "a b",
+            &"a".repeat(65),
+            ".m",
+            "a.m.m",
+            "a.b0",
+            "a.M",
+        ] {
             assert!(matches!(check_name(bad), Err(Error::InvalidName(_))), "{bad:?}");
         }
     }

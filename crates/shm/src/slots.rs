@@ -342,6 +342,25 @@ impl Segment {
             .collect()
     }
 
+    /// The process slots whose process is alive, each with its generation
+    /// (bumped whenever the slot is taken or freed): this process's own, and
+    /// every LIVE slot whose OFD byte another description holds. Lock-free:
+    /// a slot may be freed or re-taken the instant after, which the
+    /// generation tells.
+    pub fn live_procs(&self) -> Vec<(u32, u64)> {
+        let fd = self.file.as_raw_fd();
+        (0..self.geo.max_procs)
+            .filter(|&p| self.half(self.proc_at(p, S_STATE)).load(Relaxed) == LIVE)
+            .filter(|&p| p == self.proc || liveness::held_by_other(fd, slot_byte(p)))
+            .map(|p| (p, self.word(self.proc_at(p, S_GEN)).load(Relaxed)))
+            .collect()
+    }
+
+    /// The generation of process slot `proc` (`None` out of range).
+    pub fn proc_generation(&self, proc: u32) -> Option<u64> {
+        (proc < self.geo.max_procs).then(|| self.word(self.proc_at(proc, S_GEN)).load(Relaxed))
+    }
+
     /// `true` at most once per 50 ms per segment, machine-wide: a CAS on the
     /// state block's `last_sweep_ns` (CLOCK_MONOTONIC, one clock for every
     /// process of one time namespace, which open requires).

@@ -141,6 +141,17 @@ impl Segment {
     }
 
     /// See the Linux version.
+    pub fn live_procs(&self) -> Vec<(u32, u64)> {
+        match self.never {}
+    }
+
+    /// See the Linux version.
+    pub fn proc_generation(&self, proc: u32) -> Option<u64> {
+        let _ = proc;
+        match self.never {}
+    }
+
+    /// See the Linux version.
     pub fn sweep_due(&self) -> bool {
         match self.never {}
     }

@@ -25,10 +25,20 @@
 //! No lock is ever taken after open: every update is one atomic instruction
 //! on the block, so a process killed anywhere leaves only states the
 //! algorithm already handles.
+//!
+//! **Process lanes.** A gauge that a killed process would leave inflated
+//! (`metrics()`'s waits queued now, ts/metrics.ts) is kept per process: a
+//! lane of two u32 words `[tag, value]` per process slot of this segment.
+//! [`SharedWords::claim_lane`] zeroes a lane whose tag is not the slot's
+//! current generation (low 32 bits; bumped whenever the slot is taken or
+//! freed), so a process never inherits a dead one's value; a reader sums
+//! only the lanes of [`SharedWords::live_procs`] whose tag matches, so a
+//! process killed with SIGKILL stops counting the moment the kernel drops
+//! its OFD lock. Where the lanes lie in the block is the caller's choice.
 
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 
 use crate::token_bucket::MonotonicNanos;
@@ -229,6 +239,52 @@ impl SharedWords {
     pub fn is_closed(&self) -> bool {
         self.segment.is_closed()
     }
+
+    /// This process's slot in the segment: the index of its lane.
+    pub fn proc_slot(&self) -> u32 {
+        self.segment.proc_slot()
+    }
+
+    /// The process slots alive now with their generations (see the module's
+    /// process lanes): a lane counts if its tag is its slot's generation.
+    pub fn live_procs(&self) -> Vec<(u32, u64)> {
+        self.segment.live_procs()
+    }
+
+    /// Makes the lane at byte `offset` of the block (`[tag u32, value u32]`)
+    /// this process's: unless its tag is already this slot's generation, the
+    /// value is zeroed and the tag set. Serialised within the process (a
+    /// second thread must not zero what the first has counted since); other
+    /// processes have other slots, hence other lanes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for an offset that is not 8-aligned inside the block.
+    pub fn claim_lane(&self, offset: usize) -> Result<(), Error> {
+        static CLAIMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let region = self.region();
+        let value = offset.checked_add(4).and_then(|at| region.u32_at(at));
+        let (Some(tag), Some(value)) = (region.u32_at(offset), value) else {
+            return Err(Error::Invalid(format!(
+                "lane offset {offset} is outside a block of {} bytes",
+                self.bytes
+            )));
+        };
+        if !offset.is_multiple_of(8) {
+            return Err(Error::Invalid(format!("lane offset {offset} is not 8-aligned")));
+        }
+        let generation = self
+            .segment
+            .proc_generation(self.proc_slot())
+            .ok_or_else(|| Error::Invalid("no process slot".into()))? as u32;
+        let _claims = CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
+        if tag.load(SeqCst) != generation {
+            // Value first: a reader that sees the new tag sees the zero.
+            value.store(0, SeqCst);
+            tag.store(generation, SeqCst);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -236,7 +292,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
-    use std::sync::atomic::Ordering::SeqCst;
 
     fn private_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sluice-words-{tag}-{}", std::process::id()));
@@ -264,6 +319,38 @@ mod tests {
         drop((a, b));
         assert!(SharedWords::unlink(Some(&dir), "w").unwrap());
         assert!(!SharedWords::unlink(Some(&dir), "w").unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lane_is_zeroed_once_per_process_slot_generation() {
+        let dir = private_dir("lanes");
+        let a = SharedWords::open(Some(&dir), "w.m", 64, [0; PARAMS]).unwrap();
+        let lane = 8 * a.proc_slot() as usize;
+        a.region().u32_at(lane).unwrap().store(12345, SeqCst);
+        a.region().u32_at(lane + 4).unwrap().store(7, SeqCst);
+        a.claim_lane(lane).unwrap();
+        assert_eq!(
+            a.region().u32_at(lane + 4).unwrap().load(SeqCst),
+            0,
+            "a stale value is dropped"
+        );
+        a.region().u32_at(lane + 4).unwrap().fetch_add(2, SeqCst);
+        a.claim_lane(lane).unwrap();
+        assert_eq!(
+            a.region().u32_at(lane + 4).unwrap().load(SeqCst),
+            2,
+            "a second claim keeps the count"
+        );
+        let live = a.live_procs();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].0, a.proc_slot());
+        assert_eq!(live[0].1 as u32, a.region().u32_at(lane).unwrap().load(SeqCst));
+        for bad in [4, 60, 64, usize::MAX - 3] {
+            assert!(matches!(a.claim_lane(bad), Err(Error::Invalid(_))), "{bad}");
+        }
+        drop(a);
+        SharedWords::unlink(Some(&dir), "w.m").unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

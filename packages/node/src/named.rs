@@ -166,6 +166,12 @@ impl NativeNamedSemaphore {
         self.owner.owner
     }
 
+    /// How many owner slots the segment has: every `slot` is below it.
+    #[napi(getter)]
+    pub fn owners(&self) -> u32 {
+        self.owner.semaphore.max_owners()
+    }
+
     #[napi(getter)]
     pub fn capacity(&self) -> u32 {
         saturate(self.owner.semaphore.capacity())
@@ -245,6 +251,19 @@ impl NativeNamedSemaphore {
     pub fn close(&self, env: Env) -> Result<Vec<f64>> {
         self.owner.semaphore.close().map_err(|e| fail(&env, e))?;
         Ok(Vec::new())
+    }
+
+    /// Reaps the waits and permits of dead processes, if a sweep is due
+    /// (throttled machine-wide, as the safety poll's): `metrics()` calls it
+    /// so that `waiting` drops a killed process's waits even in a process
+    /// with nothing pending to drive the poll.
+    #[napi(catch_unwind)]
+    pub fn sweep(&self, env: Env) -> Result<u32> {
+        self.owner
+            .semaphore
+            .sweep()
+            .map(|reaped| u32::try_from(reaped).unwrap_or(u32::MAX))
+            .map_err(|e| fail(&env, e))
     }
 
     /// A handle for the raw hot calls.

@@ -116,6 +116,33 @@ impl NativeSharedWords {
     pub fn unlinked(&self) -> bool {
         self.words.is_closed()
     }
+
+    /// This process's slot in the segment: the index of its process lane
+    /// (`sluice_shm::words`, process lanes).
+    #[napi(getter)]
+    pub fn proc_slot(&self) -> u32 {
+        self.words.proc_slot()
+    }
+
+    /// The live process slots and the low 32 bits of their generations, as
+    /// `[slot, tag, slot, tag, …]`: the lanes a reader sums.
+    #[napi]
+    pub fn live_procs(&self) -> Vec<u32> {
+        self.words
+            .live_procs()
+            .into_iter()
+            .flat_map(|(slot, generation)| [slot, generation as u32])
+            .collect()
+    }
+
+    /// Makes the lane at byte `offset` this process's (zeroed unless it is
+    /// already; see `SharedWords::claim_lane`).
+    #[napi(catch_unwind)]
+    pub fn claim_lane(&self, env: Env, offset: u32) -> Result<()> {
+        self.words
+            .claim_lane(offset as usize)
+            .map_err(|error| named::fail(&env, error))
+    }
 }
 
 /// The finalizer of `buffer`'s ArrayBuffers: lets go of the block.

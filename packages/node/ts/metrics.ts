@@ -26,6 +26,20 @@
  * the slots; it may miss an add still in flight, never count one twice. A
  * slot freed by a thread that exited keeps its counts for the next owner
  * to add to.
+ *
+ * A named primitive's buffer is an external `ArrayBuffer` over a companion
+ * shared-memory block (`<name>.m`, ts/named-metrics.ts), so the same words
+ * count for every process: V8's `Atomics` on it are real atomics across
+ * processes. A named semaphore's slots are the segment's owner slots,
+ * unique machine-wide per thread. Bytes another process wrote are not
+ * trusted: a slot that is not a finite count reads as 0, and is reset by
+ * the thread that takes it.
+ *
+ * Named buckets and limiters have no native wait table, so their waiting
+ * gauge lives in **process lanes** after the counters (`[tag u32, value
+ * i32]` per process slot of the companion segment, crates/shm `words.rs`):
+ * a reader sums the lanes of live processes only, so a process killed while
+ * waiting stops counting as soon as it is dead.
  */
 
 /** Milliseconds, like `WorkerPool.metrics`. */
@@ -76,9 +90,20 @@ const SHARED_BYTES = WORDS * Uint32Array.BYTES_PER_ELEMENT
 /** Per slot: uncontended acquired, refused. */
 const PER_SLOT = 2
 
-/** @internal Bytes of a metrics buffer with counters for `slots` threads (what `from(handle)` checks). */
-export function metricsBytes(slots = 0): number {
-  return SHARED_BYTES + slots * PER_SLOT * Float64Array.BYTES_PER_ELEMENT
+/** Per process lane: the generation tag, the waiting gauge (Int32). */
+const PER_LANE = 2
+
+/** @internal Byte offset of process lane `lane` in a buffer without per-thread slots. */
+export function laneOffset(lane: number): number {
+  return SHARED_BYTES + lane * PER_LANE * Int32Array.BYTES_PER_ELEMENT
+}
+
+/**
+ * @internal Bytes of a metrics buffer with counters for `slots` threads
+ * (what `from(handle)` checks), and `lanes` process lanes after them.
+ */
+export function metricsBytes(slots = 0, lanes = 0): number {
+  return SHARED_BYTES + slots * PER_SLOT * Float64Array.BYTES_PER_ELEMENT + lanes * PER_LANE * Int32Array.BYTES_PER_ELEMENT
 }
 
 /** @internal Whether `buffer` can be the metrics buffer of a primitive with `slots` per-thread slots. */
@@ -103,7 +128,7 @@ function read(words: Uint32Array, i: number): number {
 
 /** @internal One thread's view of a primitive's shared counters. */
 export class SharedMetrics {
-  readonly buffer: SharedArrayBuffer
+  readonly buffer: ArrayBufferLike
   readonly #words: Uint32Array
   /**
    * True until the buffer may reach another thread (`share`): until then
@@ -113,7 +138,7 @@ export class SharedMetrics {
   #private: boolean
 
   /** A new buffer stays private to this thread until `share`; a given one is shared already. */
-  constructor(buffer?: SharedArrayBuffer) {
+  constructor(buffer?: ArrayBufferLike) {
     this.#private = buffer === undefined
     this.buffer = buffer ?? new SharedArrayBuffer(SHARED_BYTES)
     this.#words = new Uint32Array(this.buffer, 0, WORDS)
@@ -169,8 +194,13 @@ export class SharedMetrics {
     return [0, 0]
   }
 
+  /** The waiting gauge, when native code does not count it. */
+  protected waitingNow(): number {
+    return Atomics.load(this.#words, WAITING) | 0
+  }
+
   /** The snapshot; `waiting` from the caller when native code counts it. */
-  read(waiting: number = Atomics.load(this.#words, WAITING) | 0): WaitMetrics {
+  read(waiting: number = this.waitingNow()): WaitMetrics {
     const words = this.#words
     const [uncontendedAcquired, uncontendedRefused] = this.uncontended()
     const acquired = read(words, ACQUIRED) + uncontendedAcquired
@@ -225,11 +255,18 @@ export class SlottedMetrics extends SharedMetrics {
   readonly #slots: Float64Array
   readonly #mine: number
 
-  /** A buffer for `slots` threads (`metricsBytes(slots)`), seen from the thread in `slot`. */
-  constructor(buffer: SharedArrayBuffer, slots: number, slot: number) {
+  /**
+   * A buffer for `slots` threads (`metricsBytes(slots)`), seen from the
+   * thread in `slot`, which is its slot's one writer from now on: a value
+   * that is not a count (damaged bytes) is reset, or `++` would keep it.
+   */
+  constructor(buffer: ArrayBufferLike, slots: number, slot: number) {
     super(buffer)
     this.#slots = new Float64Array(buffer, SHARED_BYTES, slots * PER_SLOT)
     this.#mine = slot * PER_SLOT
+    for (const i of [this.#mine, this.#mine + 1]) {
+      if (count(this.#slots[i]!) !== this.#slots[i]) this.#slots[i] = 0
+    }
   }
 
   override acquired(): void {
@@ -261,9 +298,55 @@ export class SlottedMetrics extends SharedMetrics {
     let acquired = 0
     let refused = 0
     for (let i = 0; i < slots.length; i += PER_SLOT) {
-      acquired += slots[i]!
-      refused += slots[i + 1]!
+      acquired += count(slots[i]!)
+      refused += count(slots[i + 1]!)
     }
     return [acquired, refused]
+  }
+}
+
+/** A slot's value as a count: NaN, negative, fractional or beyond 2^53 (damaged bytes) read as 0. */
+function count(value: number): number {
+  return Number.isSafeInteger(value) && value >= 0 ? value : 0
+}
+
+/**
+ * @internal A named bucket's or limiter's metrics: the atomic counters only
+ * (no index is unique per thread across processes), and the waiting gauge
+ * in this process's lane (see the module comment).
+ */
+export class LanedMetrics extends SharedMetrics {
+  readonly #lanes: Int32Array
+  /** Index of this process's gauge in `#lanes`. */
+  readonly #mine: number
+  readonly #live: () => number[]
+
+  /**
+   * A buffer of `metricsBytes(0, lanes)`, seen from the process in lane
+   * `lane` (already claimed: its tag is this process's); `live` answers the
+   * live lanes as `[lane, tag, …]`.
+   */
+  constructor(buffer: ArrayBufferLike, lanes: number, lane: number, live: () => number[]) {
+    super(buffer)
+    this.#lanes = new Int32Array(buffer, SHARED_BYTES, lanes * PER_LANE)
+    this.#mine = lane * PER_LANE + 1
+    this.#live = live
+  }
+
+  override queued(delta: 1 | -1): void {
+    Atomics.add(this.#lanes, this.#mine, delta)
+  }
+
+  protected override waitingNow(): number {
+    const lanes = this.#lanes
+    const live = this.#live()
+    let waiting = 0
+    for (let i = 0; i + 1 < live.length; i += 2) {
+      const at = live[i]! * PER_LANE
+      // A lane of a dead process, or one not yet claimed by its new process, has another tag.
+      if (at + 1 >= lanes.length || Atomics.load(lanes, at) >>> 0 !== live[i + 1]) continue
+      waiting += Math.max(0, Atomics.load(lanes, at + 1))
+    }
+    return waiting
   }
 }

@@ -10,6 +10,7 @@
  */
 import { FifoBell } from './fifo-bell.js'
 import { MismatchError, ProcessLimitError, SegmentError, ThreadLimitError, UnsupportedPlatformError } from './errors.js'
+import { openSemaphoreMetrics, unlinkMetrics } from './named-metrics.js'
 import { NativeNamedSemaphore } from './native.js'
 import { Semaphore } from './semaphore.js'
 import { kAttach } from './symbols.js'
@@ -84,7 +85,8 @@ export function openSemaphore(rawName: unknown, options: unknown, caller: string
   const native = callNative(caller, name, () => NativeNamedSemaphore.open(name, permits, maxWaiters, dir))
   const bells = new FifoBell(() => native.bellFd())
   const named: NamedSemaphoreHandle = Object.freeze({ kind: 'sluice:NamedSemaphore', name, permits, maxWaiters, dir })
-  const created = new Semaphore(kAttach, { native, bells, named })
+  const metrics = openSemaphoreMetrics(caller, name, dir, native.owners, native.slot)
+  const created = new Semaphore(kAttach, { native, bells, named, metrics, sweep: () => native.sweep() })
   remember('semaphore', dir, name, created, native)
   return created
 }
@@ -92,7 +94,9 @@ export function openSemaphore(rawName: unknown, options: unknown, caller: string
 export function unlinkSemaphore(rawName: unknown, options: unknown): boolean {
   const name = validateName(rawName, 'name')
   const dir = validateDir(validateOptions<OpenSemaphoreOptions>(options, 'options').dir)
-  return callNative('Semaphore.unlink', name, () => NativeNamedSemaphore.unlink(name, dir))
+  const unlinked = callNative('Semaphore.unlink', name, () => NativeNamedSemaphore.unlink(name, dir))
+  unlinkMetrics('Semaphore.unlink', name, dir)
+  return unlinked
 }
 
 export function validateDir(dir: unknown): string | undefined {

@@ -19,8 +19,9 @@ import {
   type FastHandle,
   type LimiterOutcome,
 } from './native.js'
-import { isMetricsBuffer, SharedMetrics, type WaitMetrics } from './metrics.js'
+import { isMetricsBuffer, metricsBytes, SharedMetrics, type WaitMetrics } from './metrics.js'
 import { cached, callNative, checkSame, remember, validateDir } from './named.js'
+import { openLanedMetrics, unlinkMetrics } from './named-metrics.js'
 import { openInStore, type Store } from './open.js'
 import { kAttach, kOpenRateLimiter } from './symbols.js'
 import {
@@ -181,13 +182,13 @@ export class RateLimiter implements KeyedRateLimit {
 
   constructor(options: RateLimiterOptions)
   /** @internal adopts a native limiter already attached to this thread */
-  constructor(attach: typeof kAttach, native: NativeRateLimiter | NativeNamedRateLimiter, metrics?: SharedArrayBuffer)
+  constructor(attach: typeof kAttach, native: NativeRateLimiter | NativeNamedRateLimiter, metrics?: SharedArrayBuffer | SharedMetrics)
   constructor(
     options: RateLimiterOptions | typeof kAttach,
     attached?: NativeRateLimiter | NativeNamedRateLimiter,
-    metrics?: SharedArrayBuffer,
+    metrics?: SharedArrayBuffer | SharedMetrics,
   ) {
-    this.#metrics = new SharedMetrics(metrics)
+    this.#metrics = metrics instanceof SharedMetrics ? metrics : new SharedMetrics(metrics)
     if (options === kAttach) {
       this.#native = attached!
     } else {
@@ -219,7 +220,7 @@ export class RateLimiter implements KeyedRateLimit {
     }
     // A handle made by hand without `metrics` still attaches, with counters of this thread's own.
     const native = attachById((id) => NativeRateLimiter.fromId(id), id, 'rate limiter')
-    return new RateLimiter(kAttach, native, metrics ?? new SharedMetrics().buffer)
+    return new RateLimiter(kAttach, native, metrics ?? new SharedArrayBuffer(metricsBytes()))
   }
 
   /** A cloneable description of this limiter, for `RateLimiter.from` in another thread. */
@@ -227,7 +228,8 @@ export class RateLimiter implements KeyedRateLimit {
     if (this.#named !== undefined) return this.#named
     keepAliveInFlight(this)
     this.#metrics.share()
-    return { kind: 'sluice:RateLimiter', id: (this.#native as NativeRateLimiter).id, metrics: this.#metrics.buffer }
+    // Named ones returned above: a process-local primitive's counters are a SharedArrayBuffer.
+    return { kind: 'sluice:RateLimiter', id: (this.#native as NativeRateLimiter).id, metrics: this.#metrics.buffer as SharedArrayBuffer }
   }
 
   /**
@@ -273,7 +275,7 @@ export class RateLimiter implements KeyedRateLimit {
     const native = callNative('RateLimiter.open', name, () =>
       NativeNamedRateLimiter.open(name, capacity, interval, maxKeys, whenFull, dir),
     )
-    const limiter = new RateLimiter(kAttach, native)
+    const limiter = new RateLimiter(kAttach, native, openLanedMetrics('RateLimiter.open', name, dir))
     limiter.#named = Object.freeze({ kind: 'sluice:NamedRateLimiter', name, options: Object.freeze({ ...options }) })
     remember('rate-limiter', dir, name, limiter, native)
     return limiter
@@ -283,7 +285,9 @@ export class RateLimiter implements KeyedRateLimit {
   static unlink(name: string, options?: { dir?: string }): boolean {
     validateName(name, 'name')
     const dir = validateDir(validateOptions<{ dir?: string }>(options, 'options').dir)
-    return callNative('RateLimiter.unlink', name, () => NativeNamedRateLimiter.unlink(name, dir))
+    const unlinked = callNative('RateLimiter.unlink', name, () => NativeNamedRateLimiter.unlink(name, dir))
+    unlinkMetrics('RateLimiter.unlink', name, dir)
+    return unlinked
   }
 
   /**

@@ -162,10 +162,12 @@ interface Attached {
   native: SemaphoreNative
   /** A process-local semaphore's doorbells, or this thread's FIFO for a named one. */
   bells: SharedArrayBuffer | FifoBell
-  /** The shared counters (a named semaphore's are this process's own). */
-  metrics?: SharedArrayBuffer
+  /** The shared counters: a handle's buffer, or a named semaphore's view of its companion block. */
+  metrics?: SharedArrayBuffer | SlottedMetrics
   /** Only for a named semaphore: what `handle` returns. */
   named?: NamedSemaphoreHandle
+  /** Only for a named semaphore: reaps dead processes' waits (throttled), before `metrics()` reads `waiting`. */
+  sweep?: () => unknown
 }
 
 function newDoorbells(): SharedArrayBuffer {
@@ -208,6 +210,7 @@ export class Semaphore {
   #capacity: number
   #bells: SharedArrayBuffer | FifoBell | undefined
   readonly #named: NamedSemaphoreHandle | undefined
+  readonly #sweep: (() => unknown) | undefined
   /** This thread's view of the counters: slot LOCAL_SLOT while local, its native slot after. */
   #metrics: SlottedMetrics
   /** What a native wait needs: this thread's doorbell and the native withdraw. */
@@ -227,9 +230,11 @@ export class Semaphore {
   constructor(local: typeof kLocal, state: LocalSemaphore)
   constructor(permits: number | typeof kAttach | typeof kLocal, options?: SemaphoreOptions | Attached | LocalSemaphore) {
     if (permits === kAttach) {
-      const { native, bells, named, metrics } = options as Attached
+      const { native, bells, named, metrics, sweep } = options as Attached
       this.#named = named
-      this.#metrics = new SlottedMetrics(metrics ?? newMetrics(), DOORBELL_SLOTS, native.slot)
+      this.#sweep = sweep
+      this.#metrics =
+        metrics instanceof SlottedMetrics ? metrics : new SlottedMetrics(metrics ?? newMetrics(), DOORBELL_SLOTS, native.slot)
       this.#capacity = this.#attach(native, bells).capacity
       return
     }
@@ -244,6 +249,7 @@ export class Semaphore {
     this.#local = local
     this.#capacity = local.capacity
     this.#named = undefined
+    this.#sweep = undefined
     this.#metrics = new SlottedMetrics(newMetrics(), DOORBELL_SLOTS, LOCAL_SLOT)
   }
 
@@ -346,7 +352,8 @@ export class Semaphore {
     if (this.#named !== undefined) return this.#named
     keepAliveInFlight(this)
     const { id } = this.#shared() as NativeSemaphore
-    return { kind: 'sluice:Semaphore', id, doorbells: this.#bells as SharedArrayBuffer, metrics: this.#metrics.buffer }
+    // Named ones returned above: a process-local primitive's counters are a SharedArrayBuffer.
+    return { kind: 'sluice:Semaphore', id, doorbells: this.#bells as SharedArrayBuffer, metrics: this.#metrics.buffer as SharedArrayBuffer }
   }
 
   /**
@@ -356,6 +363,14 @@ export class Semaphore {
    * held now, and the wait-time histogram.
    */
   metrics(): SemaphoreMetrics {
+    try {
+      // A named semaphore's `waiting` is its segment's wait table: reap the
+      // waits of processes that died (a poll drives this only while this
+      // thread has waits pending).
+      this.#sweep?.()
+    } catch {
+      // Metrics never throw; a damaged segment is reported by the calls that use it.
+    }
     const local = this.#local
     const capacity = this.capacity
     const value = local !== undefined ? local.value() : semValue(this.#fast!)

@@ -15,8 +15,9 @@ import {
   type FastHandle,
 } from './native.js'
 import { EXPIRED, LocalGcra } from './local-gcra.js'
-import { isMetricsBuffer, SharedMetrics, type WaitMetrics } from './metrics.js'
+import { isMetricsBuffer, metricsBytes, SharedMetrics, type WaitMetrics } from './metrics.js'
 import { cached, callNative, checkSame, remember, validateDir } from './named.js'
+import { openLanedMetrics, unlinkMetrics } from './named-metrics.js'
 import { openInStore, type Store } from './open.js'
 import { kAttach, kOpenTokenBucket } from './symbols.js'
 import { MAX_TIMEOUT, show, validateInteger, validateName, validateOptions } from './validate.js'
@@ -115,13 +116,13 @@ export class TokenBucket {
 
   constructor(options: TokenBucketOptions)
   /** @internal adopts a native bucket already attached to this thread */
-  constructor(attach: typeof kAttach, native: NativeTokenBucket | NativeNamedTokenBucket, metrics?: SharedArrayBuffer)
+  constructor(attach: typeof kAttach, native: NativeTokenBucket | NativeNamedTokenBucket, metrics?: SharedArrayBuffer | SharedMetrics)
   constructor(
     options: TokenBucketOptions | typeof kAttach,
     attached?: NativeTokenBucket | NativeNamedTokenBucket,
-    metrics?: SharedArrayBuffer,
+    metrics?: SharedArrayBuffer | SharedMetrics,
   ) {
-    this.#metrics = new SharedMetrics(metrics)
+    this.#metrics = metrics instanceof SharedMetrics ? metrics : new SharedMetrics(metrics)
     if (options === kAttach) {
       this.#native = attached!
       this.#fast = this.#native.fastHandle() as FastHandle
@@ -174,7 +175,7 @@ export class TokenBucket {
     }
     // A handle made by hand without `metrics` still attaches, with counters of this thread's own.
     const native = attachById((id) => NativeTokenBucket.fromId(id), id, 'token bucket')
-    return new TokenBucket(kAttach, native, metrics ?? new SharedMetrics().buffer)
+    return new TokenBucket(kAttach, native, metrics ?? new SharedArrayBuffer(metricsBytes()))
   }
 
   /** The bucket named `name` in `options.store` (`redis(client)` from `sluice/redis`). */
@@ -209,7 +210,7 @@ export class TokenBucket {
     const native = callNative('TokenBucket.open', name, () =>
       NativeNamedTokenBucket.open(name, model.#capacity, model.#interval, dir),
     )
-    const bucket = new TokenBucket(kAttach, native)
+    const bucket = new TokenBucket(kAttach, native, openLanedMetrics('TokenBucket.open', name, dir))
     bucket.#named = Object.freeze({ kind: 'sluice:NamedTokenBucket', name, options: Object.freeze({ ...options }) })
     remember('token-bucket', dir, name, bucket, native)
     return bucket
@@ -219,7 +220,9 @@ export class TokenBucket {
   static unlink(rawName: string, options?: { dir?: string }): boolean {
     const name = validateName(rawName, 'name')
     const dir = validateDir(validateOptions<{ dir?: string }>(options, 'options').dir)
-    return callNative('TokenBucket.unlink', name, () => NativeNamedTokenBucket.unlink(name, dir))
+    const unlinked = callNative('TokenBucket.unlink', name, () => NativeNamedTokenBucket.unlink(name, dir))
+    unlinkMetrics('TokenBucket.unlink', name, dir)
+    return unlinked
   }
 
   /** Moves the bucket to native memory (once) so other threads can share it. */
@@ -227,7 +230,8 @@ export class TokenBucket {
     if (this.#named !== undefined) return this.#named
     keepAliveInFlight(this)
     this.#metrics.share()
-    return { kind: 'sluice:TokenBucket', id: (this.#shared() as NativeTokenBucket).id, metrics: this.#metrics.buffer }
+    // Named ones returned above: a process-local primitive's counters are a SharedArrayBuffer.
+    return { kind: 'sluice:TokenBucket', id: (this.#shared() as NativeTokenBucket).id, metrics: this.#metrics.buffer as SharedArrayBuffer }
   }
 
   /**

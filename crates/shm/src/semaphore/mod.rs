@@ -208,6 +208,11 @@ impl SharedSemaphore {
         }
     }
 
+    /// Owner slots: every owner index is below this.
+    pub fn max_owners(&self) -> u32 {
+        self.bounds.0
+    }
+
     /// The segment, if this semaphore lives in one.
     pub fn segment(&self) -> Option<&Arc<Segment>> {
         match &self.backing {
