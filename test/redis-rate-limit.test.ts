@@ -88,22 +88,22 @@ describe.each(CLIENT_KINDS)('RateLimiter.open with a %s client', (kind) => {
     })
   })
 
-  it('many decisions ready at once go in two script calls, still answered in the order made', async () => {
+  it('more decisions at once than one script call takes (256) go in two calls, still answered in the order made', async () => {
     const c = await client(kind)
-    const limiter = RateLimiter.open(name(), { capacity: 30, refillPerSecond: 0.01, store: redis(c.client) })
+    const limiter = RateLimiter.open(name(), { capacity: 200, refillPerSecond: 0.01, store: redis(c.client) })
     await limiter.ready()
     const calls = async (): Promise<number> => {
       const info = String(await c.command('INFO', 'commandstats'))
       return [...info.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
     }
     const before = await calls()
-    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => limiter.tryTake(i % 2 === 0 ? 'k' : 'other')))
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => limiter.tryTake(i % 2 === 0 ? 'k' : 'other')))
     expect(await calls()).toBe(before + 2)
-    // 20 takes on each key, 30 allowed each: every one allowed, remaining counting down in order.
+    // 150 takes on each key of 200: every one allowed, remaining counting down in order across both calls.
     expect(results.every((r) => r.allowed)).toBe(true)
-    expect(results.filter((_, i) => i % 2 === 0).map((r) => r.remaining)).toEqual(Array.from({ length: 20 }, (_, i) => 29 - i))
-    const more = await Promise.all(Array.from({ length: 12 }, () => limiter.tryTake('k')))
-    expect(more.map((r) => r.allowed)).toEqual([...Array(10).fill(true), false, false])
+    expect(results.filter((_, i) => i % 2 === 0).map((r) => r.remaining)).toEqual(Array.from({ length: 150 }, (_, i) => 199 - i))
+    const more = await Promise.all(Array.from({ length: 52 }, () => limiter.tryTake('k')))
+    expect(more.map((r) => r.allowed)).toEqual([...Array(50).fill(true), false, false])
   })
 
   it('take waits for the tokens in order and rejects at once past its timeout', async () => {
