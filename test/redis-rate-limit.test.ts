@@ -61,6 +61,51 @@ describe.each(CLIENT_KINDS)('RateLimiter.open with a %s client', (kind) => {
     expect(results.map((r) => r.remaining).slice(0, 4)).toEqual([2, 1, 0, 0])
   })
 
+  it('a batch mixing takes of n, peeks and repeated keys answers as the in-process limiter does one call at a time', async () => {
+    const c = await client(kind)
+    const options = { capacity: 5, refillPerSecond: 0.01 }
+    const limiter = RateLimiter.open(name(), { ...options, store: redis(c.client) })
+    const local = new RateLimiter(options)
+    const calls: [string, 'tryTake' | 'peek', number][] = [
+      ['a', 'tryTake', 2],
+      ['a', 'peek', 1],
+      ['a', 'tryTake', 3],
+      ['a', 'tryTake', 1],
+      ['a', 'peek', 5],
+      ['b', 'peek', 1],
+      ['b', 'tryTake', 5],
+      ['b', 'tryTake', 1],
+      ['a', 'peek', 1],
+    ]
+    const remote = await Promise.all(calls.map(([key, method, n]) => limiter[method](key, n)))
+    const expected = calls.map(([key, method, n]) => local[method](key, n))
+    expect(remote.map((r) => [r.allowed, r.remaining, r.reason])).toEqual(expected.map((r) => [r.allowed, r.remaining, r.reason]))
+    expect(remote.map((r) => r.allowed)).toEqual([true, true, true, false, false, true, true, false, false])
+    remote.forEach((r, i) => {
+      // The rate is slow (100 s a token): the times differ only by the calls' own duration.
+      expect(Math.abs(r.retryAfterMs - expected[i]!.retryAfterMs), `retry ${i}`).toBeLessThan(1000)
+      expect(Math.abs(r.resetAfterMs - expected[i]!.resetAfterMs), `reset ${i}`).toBeLessThan(1000)
+    })
+  })
+
+  it('more decisions at once than one script call takes (256) go in two calls, still answered in the order made', async () => {
+    const c = await client(kind)
+    const limiter = RateLimiter.open(name(), { capacity: 200, refillPerSecond: 0.01, store: redis(c.client) })
+    await limiter.ready()
+    const calls = async (): Promise<number> => {
+      const info = String(await c.command('INFO', 'commandstats'))
+      return [...info.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
+    }
+    const before = await calls()
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => limiter.tryTake(i % 2 === 0 ? 'k' : 'other')))
+    expect(await calls()).toBe(before + 2)
+    // 150 takes on each key of 200: every one allowed, remaining counting down in order across both calls.
+    expect(results.every((r) => r.allowed)).toBe(true)
+    expect(results.filter((_, i) => i % 2 === 0).map((r) => r.remaining)).toEqual(Array.from({ length: 150 }, (_, i) => 199 - i))
+    const more = await Promise.all(Array.from({ length: 52 }, () => limiter.tryTake('k')))
+    expect(more.map((r) => r.allowed)).toEqual([...Array(50).fill(true), false, false])
+  })
+
   it('take waits for the tokens in order and rejects at once past its timeout', async () => {
     const c = await client(kind)
     const limiter = RateLimiter.open(name(), { capacity: 1, refillPerSecond: 20, store: redis(c.client) })
@@ -107,6 +152,25 @@ describe('RateLimiter.open in Redis', () => {
       expect(allowed).toBeGreaterThanOrEqual(10 + 50 * 1.2)
     } finally {
       await Promise.all(children.map(killChild))
+    }
+  })
+
+  it('a reply that is not one integer per decision rejects every decision in the call, whatever the policy', async () => {
+    const replies: unknown[] = [['1'], [1, 2], 'OK', [1.5], [2 ** 60]]
+    let next = 0
+    // A client whose server answers nonsense: the reply is checked, not trusted.
+    const liar = {
+      status: 'ready',
+      call: async () => replies[next++],
+      duplicate: () => liar,
+      on: () => liar,
+      subscribe: async () => undefined,
+      quit: async () => undefined,
+      disconnect: () => undefined,
+    }
+    const limiter = RateLimiter.open(name(), { capacity: 5, refillPerSecond: 1, store: redis(liar, { whenUnavailable: 'fail-open' }) })
+    for (let i = 0; i < replies.length; i++) {
+      await expect(limiter.tryTake('k')).rejects.toThrow(/not one integer per decision/)
     }
   })
 

@@ -2,7 +2,7 @@ import type { KeyedRateLimit, RateLimitKey, RateLimitResult } from '../keyed-lim
 import { oneOf, RateLimiter, rateOf, type RateLimiterOptions } from '../rate-limiter.js'
 import type { TakeOptions } from '../token-bucket.js'
 import { validateInteger, validateName, validateOptions } from '../validate.js'
-import { keyPart, RedisGcra, unavailable } from './gcra.js'
+import { keyPart, RedisGcra, unavailable, type DecisionMode, type OnDecisionError } from './gcra.js'
 import type { RedisStore } from './store.js'
 
 /** `RateLimiter.open(name, options)`'s options with a Redis store. */
@@ -72,14 +72,14 @@ export class RedisRateLimiter implements KeyedRateLimit {
     return (this.#local ??= new RateLimiter(this.#options))
   }
 
-  #fallback(key: RateLimitKey, n: number, mode: 'take' | 'peek') {
-    return {
+  /** A decision whose script call failed, by the store's policy (one function per limiter, none per decision). */
+  readonly #onError: OnDecisionError = (error, key, n, mode) =>
+    unavailable(this.#store, error, {
       open: (): RateLimitResult => ({ allowed: true, remaining: this.capacity - n, retryAfterMs: 0, resetAfterMs: 0 }),
       local: (): RateLimitResult => (mode === 'take' ? this.#twin().tryTake(key, n) : this.#twin().peek(key, n)),
-    }
-  }
+    })
 
-  #decide(key: RateLimitKey, n: number, mode: 'take' | 'peek'): Promise<RateLimitResult> {
+  #decide(key: RateLimitKey, n: number, mode: DecisionMode): Promise<RateLimitResult> {
     let cell: string
     try {
       if (n !== 1) validateInteger(n, 'n', 1, this.capacity)
@@ -87,7 +87,7 @@ export class RedisRateLimiter implements KeyedRateLimit {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.#gcra.decide(cell, n, mode).catch((error: unknown) => unavailable(this.#store, error, this.#fallback(key, n, mode)))
+    return this.#gcra.decide(cell, n, mode, key, this.#onError)
   }
 
   /** Takes `n` tokens (1..capacity) from `key` if it has them now; one round trip. */

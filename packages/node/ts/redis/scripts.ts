@@ -65,31 +65,38 @@ local nxt = base + n * interval
 `
 
 /**
- * Decisions on KEYS[2..], in order: ARGV[1 + 2i], ARGV[2 + 2i] are the i-th
- * one's n and mode ('t' take, 'p' peek). One script for all the decisions a
- * process has ready at once: the same answers as one script each, run back
- * to back at the same server time. Answers {allowed, remaining,
- * retryAfterNs, resetAfterNs} per decision, flat: the in-process limiter's
- * verdict (crates/core gcra.rs).
+ * Decisions on KEYS[2..], in order: ARGV[2 + i] is the i-th one's n, signed
+ * (n > 0 takes n, -n peeks at n); without ARGV[3..] every decision takes 1.
+ * One script for all the decisions a process has ready at once: the same
+ * answers as one script each, run back to back at the same server time.
+ * Answers one integer per decision, the in-process limiter's verdict
+ * (crates/core gcra.rs) from which the client derives the rest: x >= 0
+ * allowed, the cell full again in x ns; x < 0 refused, the cell full again in
+ * -1 - x ns (remaining and retry follow from it, n and the rate).
+ * The cells are read with one MGET (the calls into Redis, and above all the
+ * SET per take, are most of the script's time); a cell taken from earlier
+ * in the batch is read from `tat`, not from the MGET.
  */
 export const gcraDecide = script(`${gcraParams}
-local out = {}
-local o = 0
+local vals = redis.call('MGET', unpack(KEYS, 2))
+local out, tat = {}, {}
 local longest = 0
-for i = 2, #KEYS do
-  local C, n = KEYS[i], tonumber(ARGV[2 * i - 1])
-  local base = ahead(redis.call('GET', C))
+for i = 1, #KEYS - 1 do
+  local C, n = KEYS[i + 1], tonumber(ARGV[i + 2]) or 1
+  local peek = n < 0
+  if peek then n = -n end
+  local base = tat[C] or ahead(vals[i])
   local nxt = base + n * interval
   if nxt > burst then
     -- A reservation waiting ahead may have pushed base past the burst.
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 0, math.floor(math.max(0, burst - base) / interval), nxt - burst, base
-  elseif ARGV[2 * i] == 't' then
-    longest = math.max(longest, store(C, nxt))
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 1, math.floor((burst - nxt) / interval), 0, nxt
+    out[i] = -1 - base
+  elseif peek then
+    out[i] = base
   else
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 1, math.floor((burst - base) / interval), 0, base
+    tat[C] = nxt
+    longest = math.max(longest, store(C, nxt))
+    out[i] = nxt
   end
-  o = o + 4
 end
 keep(longest)
 return out
