@@ -431,13 +431,21 @@ export class Semaphore {
    * @throws {ClosedError} once the semaphore is closed
    */
   tryAcquire(weight = 1): Permit | null {
-    this.#validateWeight(weight, 'weight')
+    // The common weight is checked inline, the rest (and every error) out of
+    // line: V8 inlines a caller's whole `tryAcquire().release()` only while
+    // the bytecode on the path stays small, and only then does escape
+    // analysis remove the `Permit`. `Number.isInteger` first: it coerces
+    // nothing, so the comparisons never call a `valueOf`.
+    if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.#capacity)) this.#validateWeight(weight, 'weight')
     const local = this.#local
     const outcome = local !== undefined ? local.tryAcquire(weight) : semTryAcquire(this.#fast!, weight)
-    if (outcome === DONE) {
-      this.#metrics.acquired()
-      return new Permit(this, weight)
-    }
+    if (outcome !== DONE) return this.#tryRefused(outcome, weight)
+    this.#metrics.acquired()
+    return new Permit(this, weight)
+  }
+
+  /** `tryAcquire` that got nothing: the error to throw, or null counted as a refusal. */
+  #tryRefused(outcome: Outcome, weight: number): null {
     if (outcome === CLOSED) throw Errors.semaphoreClosed(this.#closeReason)
     if (outcome === TOO_HEAVY) throw Errors.overCapacity('weight', weight, this.#refreshCapacity())
     // Counted, not published: a `tryAcquire` loop would flood the channel.
@@ -675,7 +683,12 @@ export class Semaphore {
     const local = this.#local
     if (local !== undefined) local.release(weight)
     else this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
-    if (this.#published && semaphoreRelease.hasSubscribers) semaphoreRelease.publish({ semaphore: this, weight })
+    // The message is built out of line: the hot path keeps its bytecode small (see `tryAcquire`).
+    if (this.#published && semaphoreRelease.hasSubscribers) this.#publishRelease(weight)
+  }
+
+  #publishRelease(weight: number): void {
+    semaphoreRelease.publish({ semaphore: this, weight })
   }
 
   /** @internal gives up held permits for good (`Permit.forget`) */
