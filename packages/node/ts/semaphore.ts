@@ -186,6 +186,9 @@ function newMetrics(): SharedArrayBuffer {
  */
 const LOCAL_SLOT = 0
 
+/** A semaphore's counters as this thread sees them now (set by `Semaphore`'s static block). */
+let metricsOf: (semaphore: Semaphore) => SlottedMetrics
+
 /**
  * A counting semaphore shared by every thread that has its handle. Waiters
  * are served first come, first served across all threads; a waiter needing
@@ -250,7 +253,8 @@ export class Semaphore {
     this.#capacity = local.capacity
     this.#named = undefined
     this.#sweep = undefined
-    this.#metrics = new SlottedMetrics(newMetrics(), DOORBELL_SLOTS, LOCAL_SLOT)
+    // Its own until `handle` is read (`#shared` moves the counts to a shared view).
+    this.#metrics = new SlottedMetrics(newMetrics(), DOORBELL_SLOTS, LOCAL_SLOT, true)
   }
 
   #attach(native: SemaphoreNative, bells: SharedArrayBuffer | FifoBell): SemaphoreNative {
@@ -474,6 +478,17 @@ export class Semaphore {
    * nothing, and permits granted to it at the same moment are given back.
    */
   acquire(options?: AcquireOptions): Promise<Permit> {
+    // The common call, small enough for V8 to inline: no options, a
+    // semaphore kept in JavaScript with a permit free, nobody tracing. It
+    // takes what `#acquire` would (a free permit is granted to priority 0 as
+    // to `tryAcquire`); anything else goes the whole way.
+    const local = this.#local
+    if (options === undefined && local !== undefined && !(this.#published && semaphoreAcquire.hasSubscribers)) {
+      if (local.tryAcquire(1) === DONE) {
+        this.#metrics.acquired()
+        return Promise.resolve(new Permit(this, 1))
+      }
+    }
     return this.#acquire(options, undefined, undefined)
   }
 
@@ -539,9 +554,10 @@ export class Semaphore {
   ): Promise<R> {
     // Only `resolve` is kept: the reject function would cost a closure per
     // wait, and a rejection resolves with a rejected promise (`SemaphoreWait.fail`).
-    const promise = new Promise<R>((resolve) => {
-      wait.resolve = resolve
-    })
+    // The executor is shared, not a closure: one allocation fewer per wait.
+    const promise = new Promise<R>(captureResolve)
+    wait.resolve = captured as (value: R | PromiseLike<R>) => void
+    captured = notQueued
     wait.queuedAt = performance.now()
     if (local !== undefined) {
       // Linked before any callback runs: the queue is as `acquire` left it.
@@ -721,6 +737,12 @@ export class Semaphore {
 
   #internals: SemaphoreInternals | undefined
 
+  static {
+    // For the waits of this file: a direct read, where `[kInternals].metrics()`
+    // costs a getter and a closure call on every grant.
+    metricsOf = (semaphore) => semaphore.#metrics
+  }
+
   /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
   #refreshCapacity(): number {
     return (this.#capacity = this.capacity)
@@ -833,7 +855,7 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
 
   onGrant(): void {
     disconnect(this)
-    this.semaphore[kInternals].metrics().granted(this.queuedAt)
+    metricsOf(this.semaphore).granted(this.queuedAt)
     let value: R
     try {
       value = this.granted()
@@ -851,13 +873,19 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
 
   onRefused(): void {
     disconnect(this)
-    this.semaphore[kInternals].metrics().refused()
+    metricsOf(this.semaphore).refused()
     this.fail(this.semaphore[kInternals].refusedError(this.weight))
   }
 }
 
 /** What a wait's `resolve` is before `#enqueue` sets it (a `run` granted at once never queues). */
 function notQueued(): void {}
+
+/** The `resolve` that `captureResolve` was just handed (a Promise runs its executor synchronously). */
+let captured: (value: never) => void = notQueued
+function captureResolve(resolve: (value: never) => void): void {
+  captured = resolve
+}
 
 /** A queued `acquire`: resolves with a `Permit` made at grant time. */
 class PendingAcquire extends SemaphoreWait<Permit> {
