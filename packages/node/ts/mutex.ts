@@ -72,8 +72,18 @@ export class Mutex {
   }
 
   /** Waits for the lock; the returned guard unlocks on `release()` or disposal. */
-  async lock(options?: LockOptions): Promise<Permit> {
-    const { signal, timeout, priority } = validateOptions<LockOptions>(options, 'options')
+  lock(options?: LockOptions): Promise<Permit> {
+    // Not an async function: the semaphore's promise is returned as it is,
+    // without a frame and a promise more, and a call without options takes
+    // the semaphore's inlinable path. Bad options still reject, never throw.
+    if (options === undefined) return this.#semaphore.acquire()
+    let checked: Partial<LockOptions>
+    try {
+      checked = validateOptions<LockOptions>(options, 'options')
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const { signal, timeout, priority } = checked
     return this.#semaphore.acquire({ signal, timeout, priority })
   }
 
@@ -88,8 +98,16 @@ export class Mutex {
   }
 
   /** Runs `fn` holding the lock, unlocking however it ends. */
-  async runExclusive<T>(fn: () => T | PromiseLike<T>, options?: LockOptions): Promise<Awaited<T>> {
-    const { signal, timeout, priority } = validateOptions<LockOptions>(options, 'options')
+  runExclusive<T>(fn: () => T | PromiseLike<T>, options?: LockOptions): Promise<Awaited<T>> {
+    // Not async, as `lock`: `run` already rejects rather than throws.
+    if (options === undefined) return this.#semaphore.run(fn)
+    let checked: Partial<LockOptions>
+    try {
+      checked = validateOptions<LockOptions>(options, 'options')
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const { signal, timeout, priority } = checked
     return this.#semaphore.run(fn, { signal, timeout, priority })
   }
 }
