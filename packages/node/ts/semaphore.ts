@@ -188,6 +188,8 @@ const LOCAL_SLOT = 0
 
 /** A semaphore's counters as this thread sees them now (set by `Semaphore`'s static block). */
 let metricsOf: (semaphore: Semaphore) => SlottedMetrics
+/** `internal.run`, without the `[kInternals]` getter and closure on every call (set there too). */
+let runHooked: <T>(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks) => Promise<Awaited<T>>
 
 /**
  * A counting semaphore shared by every thread that has its handle. Waiters
@@ -725,7 +727,6 @@ export class Semaphore {
         else this.#queue!.doorbell.deliver((this.#native as NativeSemaphore).releaseUnowned(n))
       },
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
-      run: (fn, hooks) => this.#runHooked(fn, hooks),
       withdraw: (wait, reason) => this.#cancel(wait as SemaphoreWait<unknown>, reason, false, reason !== undefined),
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
@@ -741,6 +742,7 @@ export class Semaphore {
     // For the waits of this file: a direct read, where `[kInternals].metrics()`
     // costs a getter and a closure call on every grant.
     metricsOf = (semaphore) => semaphore.#metrics
+    runHooked = (semaphore, fn, hooks) => semaphore.#runHooked(fn, hooks)
   }
 
   /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
@@ -779,7 +781,6 @@ interface SemaphoreInternals {
     granted: ((permit: Permit) => void) | undefined,
     queued: ((cancel: Cancel) => void) | undefined,
   ): Promise<Permit>
-  run<T>(fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>>
   withdraw(wait: object, reason: unknown): void
   closedError(): ClosedError
   refusedError(weight: number): RangeError
@@ -974,8 +975,11 @@ function nothing(): void {}
  */
 function holding<T>(wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
   let result: T | PromiseLike<T>
+  // Called as `fn()`, with no `this` (not the internal wait), as the
+  // `try { return await fn() }` it stands for would.
+  const fn = wait.fn
   try {
-    result = wait.fn()
+    result = fn()
   } catch (error) {
     wait.release()
     throw error
@@ -1032,7 +1036,7 @@ export const internal = {
    * the permit. Withdraw a queued one with `withdraw`.
    */
   run: <T>(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>> =>
-    semaphore[kInternals].run(fn, hooks),
+    runHooked(semaphore, fn, hooks),
   /**
    * Takes back a wait that `run` queued (nothing once it was granted): its
    * promise rejects with `reason`, or never settles if `reason` is undefined.

@@ -124,7 +124,9 @@ export default function pLimit(options: number | Options): LimitFunction {
   const generator = <Arguments extends unknown[], R>(
     fn: (...arguments_: Arguments) => PromiseLike<R> | R,
     ...arguments_: Arguments
-  ): Promise<R> => internal.run(limiter, () => fn(...arguments_), hooks) as Promise<R>
+  ): Promise<R> =>
+    // Without arguments `fn` itself is run (called with no `this`, as here): no closure per call.
+    internal.run(limiter, arguments_.length === 0 ? (fn as () => PromiseLike<R> | R) : () => fn(...arguments_), hooks) as Promise<R>
 
   Object.defineProperties(generator, {
     activeCount: { get: () => activeCount },

@@ -1,0 +1,143 @@
+// What the hot paths' shortcuts must keep: the inline checks refuse what
+// the full ones did, the release checks of a semaphore kept in JavaScript
+// still throw, `fn` runs as `fn()`, and the counts made with plain adds
+// while the semaphore was this thread's alone survive its move.
+import { describe, expect, it } from 'vitest'
+import { Mutex, Semaphore } from 'sluice'
+import pLimit from 'sluice/compat/p-limit'
+import { LocalSemaphore } from '../packages/node/dist/local-semaphore.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('Semaphore hot paths', () => {
+  it('tryAcquire refuses a weight that is not an integer without calling its valueOf', () => {
+    const sem = new Semaphore(4)
+    let called = 0
+    const weight = {
+      valueOf(): number {
+        called++
+        return 1
+      },
+    }
+    expect(() => sem.tryAcquire(weight as unknown as number)).toThrow(TypeError)
+    expect(() => sem.tryAcquire(1.5)).toThrow(RangeError)
+    expect(() => sem.tryAcquire(Number.NaN)).toThrow(RangeError)
+    expect(() => sem.tryAcquire(0)).toThrow(/weight must be an integer between 1 and 4/)
+    expect(called).toBe(0)
+    expect(sem.metrics().refused).toBe(0)
+  })
+
+  it('tryAcquire reads the capacity anew for a weight above the cached one (after addPermits)', () => {
+    const sem = new Semaphore(1)
+    sem.addPermits(2)
+    const permit = sem.tryAcquire(3)
+    expect(permit?.weight).toBe(3)
+    permit!.release()
+    expect(sem.available).toBe(3)
+  })
+
+  it('acquire() without options counts the acquisition and grants in FIFO order behind a queued wait', async () => {
+    const sem = new Semaphore(1)
+    const first = await sem.acquire()
+    const order: string[] = []
+    const queued = sem.acquire({ priority: 0 }).then((permit) => {
+      order.push('queued')
+      return permit
+    })
+    // A free permit would not jump the queue: nothing is free, so it queues behind.
+    const plain = sem.acquire().then((permit) => {
+      order.push('plain')
+      return permit
+    })
+    first.release()
+    ;(await queued).release()
+    ;(await plain).release()
+    expect(order).toEqual(['queued', 'plain'])
+    expect(sem.metrics().acquired).toBe(3)
+  })
+
+  it('acquire() without options rejects on a closed semaphore with a ClosedError', async () => {
+    const sem = new Semaphore(2)
+    sem.close('bye')
+    await expect(sem.acquire()).rejects.toMatchObject({ name: 'ClosedError' })
+  })
+
+  it('run calls fn with no this, as fn() would', async () => {
+    const sem = new Semaphore(1)
+    const seen = await sem.run(function (this: unknown) {
+      return this
+    })
+    expect(seen).toBeUndefined()
+  })
+
+  it('compat p-limit calls fn with no this, with and without arguments', async () => {
+    const limit = pLimit(1)
+    const noArgs = await limit(function (this: unknown) {
+      return [this]
+    })
+    const withArgs = await limit(
+      function (this: unknown, a: number, b: string) {
+        return [this, a, b]
+      },
+      1,
+      'two',
+    )
+    expect(noArgs).toEqual([undefined])
+    expect(withArgs).toEqual([undefined, 1, 'two'])
+  })
+
+  it('Mutex lock and runExclusive reject bad options instead of throwing', async () => {
+    const mutex = new Mutex()
+    const locking = mutex.lock(7 as never)
+    expect(locking).toBeInstanceOf(Promise)
+    await expect(locking).rejects.toThrow(TypeError)
+    const running = mutex.runExclusive(() => 1, 'x' as never)
+    await expect(running).rejects.toThrow(TypeError)
+    expect(await mutex.runExclusive(() => 2)).toBe(2)
+    const guard = await mutex.lock()
+    expect(mutex.isLocked).toBe(true)
+    guard.release()
+    expect(mutex.isLocked).toBe(false)
+  })
+
+  it('the wait times counted while kept in JavaScript survive the move to native memory, and counting goes on there', async () => {
+    const sem = new Semaphore(1)
+    const held = await sem.acquire()
+    const waiting = sem.acquire()
+    await sleep(5)
+    held.release()
+    ;(await waiting).release()
+    const local = sem.metrics()
+    expect(local.acquired).toBe(2)
+    expect(local.waitTime.max).toBeGreaterThanOrEqual(4)
+
+    void sem.handle // moves it
+    const moved = sem.metrics()
+    expect(moved.acquired).toBe(2)
+    expect(moved.waitTime).toEqual(local.waitTime)
+
+    const again = await sem.acquire()
+    const queued = sem.acquire({ timeout: 1 })
+    await expect(queued).rejects.toMatchObject({ name: 'TimeoutError' })
+    const late = sem.acquire()
+    again.release()
+    ;(await late).release()
+    const shared = sem.metrics()
+    expect(shared.acquired).toBe(4)
+    expect(shared.timedOut).toBe(1)
+    expect(shared.waitTime.max).toBeGreaterThanOrEqual(local.waitTime.max)
+  })
+})
+
+describe('LocalSemaphore.release', () => {
+  it('refuses more permits than this thread holds, then more than the capacity allows, with RangeErrors', () => {
+    const local = new LocalSemaphore(2)
+    expect(() => local.release(1)).toThrow(new RangeError('cannot release 1 permits: this thread holds 0'))
+    local.tryAcquire(2)
+    expect(local.held).toBe(2)
+    local.available = 1 // a state a double release would leave
+    expect(() => local.release(2)).toThrow(new RangeError('releasing 2 permits would exceed the capacity of 2'))
+    expect(local.held).toBe(2)
+    expect(local.available).toBe(1)
+  })
+})
