@@ -279,23 +279,8 @@ impl Segment {
             }
         };
         let base = map(raw, geo.end)?;
-        let seg = Segment {
-            name: name.to_owned(),
-            dir,
-            file: fd,
-            base,
-            len: geo.end,
-            geo,
-            header,
-            proc: NO_PROC,
-            initialised: exclusive,
-            hooks: Hooks::of::<L>(),
-            bells: Mutex::new(HashMap::new()),
-            writers: Mutex::new(Writers::default()),
-            attached: AtomicBool::new(false),
-            detached: AtomicBool::new(false),
-            pid: std::process::id(),
-        };
+        let len = geo.end;
+        let seg = Segment::mapped::<L>(name, dir, fd, base, len, geo, header, exclusive);
         if !exclusive {
             if seg.is_closed() {
                 return Ok(Round::Retry); // being unlinked: the name will be free soon
@@ -310,6 +295,38 @@ impl Segment {
 
     /// Starts the file clean. We hold the lifetime lock exclusively: nobody
     /// has it mapped.
+    /// A segment over a mapping of `file`, not yet attached (no process
+    /// slot): what `open` attaches and `unlink` closes.
+    #[allow(clippy::too_many_arguments)] // the fields of one value, named at the call
+    pub(crate) fn mapped<L: Layout>(
+        name: &str,
+        dir: Dir,
+        file: OwnedFd,
+        base: NonNull<u8>,
+        len: usize,
+        geo: Geometry,
+        header: Header,
+        initialised: bool,
+    ) -> Segment {
+        Segment {
+            name: name.to_owned(),
+            dir,
+            file,
+            base,
+            len,
+            geo,
+            header,
+            proc: NO_PROC,
+            initialised,
+            hooks: Hooks::of::<L>(),
+            bells: Mutex::new(HashMap::new()),
+            writers: Mutex::new(Writers::default()),
+            attached: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            pid: std::process::id(),
+        }
+    }
+
     fn initialise<L: Layout>(dir: &Dir, fd: i32, name: &str, layout: &L, geo: &Geometry) -> Result<Header, Error> {
         // Truncating to 0 first gives zeroed pages whatever the old size.
         // SAFETY: plain syscall on an open fd.

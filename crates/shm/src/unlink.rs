@@ -8,19 +8,16 @@
 //! through an old handle sees the segment closed. Then it removes the file
 //! (if the name still names that inode) and every bell.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::bell::{self, Writers};
+use crate::bell;
 use crate::dir::{self, Dir};
 use crate::file::{cname, map, open_file, unmap};
 use crate::header::{Found, Geometry, Header};
 use crate::liveness::{self, LIFETIME};
-use crate::segment::{mismatch, Hooks, NO_PROC, OPEN_PATIENCE, RETRY_SLEEP};
+use crate::segment::{mismatch, OPEN_PATIENCE, RETRY_SLEEP};
 use crate::{check_name, exit, Error, Layout, Region, Segment};
 
 impl Segment {
@@ -113,26 +110,19 @@ impl Segment {
             unmap(base, size);
             return Err(e);
         }
-        Ok(Some(Segment {
-            name: name.to_owned(),
-            dir: Dir {
+        Ok(Some(Segment::mapped::<L>(
+            name,
+            Dir {
                 fd: dirfd,
                 path: dir.path.clone(),
             },
-            file: fd,
+            fd,
             base,
-            len: size,
+            size,
             geo,
             header,
-            proc: NO_PROC,
-            initialised: false,
-            hooks: Hooks::of::<L>(),
-            bells: Mutex::new(HashMap::new()),
-            writers: Mutex::new(Writers::default()),
-            attached: AtomicBool::new(false),
-            detached: AtomicBool::new(false),
-            pid: std::process::id(),
-        }))
+            false,
+        )))
     }
 
     /// Removes the name if it still names inode `key`, and every bell.
