@@ -16,6 +16,17 @@ let count = 0
 /** A name no other test of this file uses. */
 const fresh = (): string => `t${process.pid}-${++count}`
 
+/** A worker thread that opens `name` (permits 2, in `dir`) as `s`, then runs `body` (CommonJS, `parentPort` in scope). */
+function openerThread(name: string, body: string): Worker {
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads')
+    const { Semaphore } = require('sluice')
+    const s = Semaphore.open(workerData.name, { permits: 2, dir: workerData.dir })
+    ${body}
+  `
+  return new Worker(code, { eval: true, workerData: { name, dir } })
+}
+
 describe('Semaphore.open: the same semaphore for every process', () => {
   it('a second open in the same thread returns the same object', () => {
     const name = fresh()
@@ -149,16 +160,15 @@ describe('Semaphore.open: the same semaphore for every process', () => {
   it('threads of another process share it with this one', async () => {
     const name = fresh()
     const semaphore = Semaphore.open(name, { permits: 2, dir })
-    const code = `
-      const { workerData, parentPort } = require('node:worker_threads')
-      const { Semaphore } = require('sluice')
-      const s = Semaphore.open(workerData.name, { permits: 2, dir: workerData.dir })
-      ;(async () => {
-        for (let i = 0; i < 200; i++) { const p = await s.acquire(); await new Promise((r) => setImmediate(r)); p.release() }
-        parentPort.postMessage('done')
-      })()
-    `
-    const workers = [0, 1].map(() => new Worker(code, { eval: true, workerData: { name, dir } }))
+    const workers = [0, 1].map(() =>
+      openerThread(
+        name,
+        `;(async () => {
+          for (let i = 0; i < 200; i++) { const p = await s.acquire(); await new Promise((r) => setImmediate(r)); p.release() }
+          parentPort.postMessage('done')
+        })()`,
+      ),
+    )
     const holdersSeen: number[] = []
     for (let i = 0; i < 200; i++) {
       const permit = await semaphore.acquire()
@@ -168,6 +178,9 @@ describe('Semaphore.open: the same semaphore for every process', () => {
     }
     await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))))
     await Promise.all(workers.map((worker) => worker.terminate()))
+    // While this thread held one of the 2 permits, at most one was free.
+    expect(Math.min(...holdersSeen)).toBeGreaterThanOrEqual(0)
+    expect(Math.max(...holdersSeen)).toBeLessThanOrEqual(1)
     expect(semaphore.available).toBe(2)
     expect(semaphore.waiting).toBe(0)
   })
@@ -175,13 +188,7 @@ describe('Semaphore.open: the same semaphore for every process', () => {
   it('a worker thread terminated while holding and waiting gives everything back', async () => {
     const name = fresh()
     const semaphore = Semaphore.open(name, { permits: 2, dir })
-    const code = `
-      const { workerData, parentPort } = require('node:worker_threads')
-      const { Semaphore } = require('sluice')
-      const s = Semaphore.open(workerData.name, { permits: 2, dir: workerData.dir })
-      s.acquire({ weight: 2 }).then(() => { s.acquire(); parentPort.postMessage('holding') })
-    `
-    const worker = new Worker(code, { eval: true, workerData: { name, dir } })
+    const worker = openerThread(name, `s.acquire({ weight: 2 }).then(() => { s.acquire(); parentPort.postMessage('holding') })`)
     await new Promise((resolve) => worker.once('message', resolve))
     expect(semaphore.available).toBe(0)
     await eventually(() => semaphore.waiting === 1)
