@@ -201,7 +201,8 @@ describe('RateLimiter.open in Redis', () => {
     await expect(limiter.tryTake(1.5)).rejects.toBeInstanceOf(RangeError)
     // Every key of the limiter carries its hash tag, so Redis Cluster keeps them on one node.
     const stored = (await c.command('KEYS', `{sluice:${n}}*`)) as string[]
-    expect(stored.length).toBe(keys.length + 1)
+    // A cell per key, the parameters and the metrics hash.
+    expect(stored.length).toBe(keys.length + 2)
     const slots = new Set(await Promise.all(stored.map((k) => c.command('CLUSTER', 'KEYSLOT', k).catch(() => k.slice(0, k.indexOf('}') + 1)))))
     expect(slots.size).toBe(1)
   })
@@ -215,8 +216,9 @@ describe('RateLimiter.open in Redis', () => {
     expect((await a.tryTake('k')).allowed).toBe(false)
     expect(await b.tryTake('k')).toMatchObject({ allowed: true, remaining: 1 })
     const keys = (await c.command('KEYS', `*${n}*`)) as string[]
-    expect(keys.filter((k) => k.startsWith('{a:')).length).toBe(2)
-    expect(keys.filter((k) => k.startsWith('{b:')).length).toBe(2)
+    // Each: its cell, its parameters, its metrics hash.
+    expect(keys.filter((k) => k.startsWith('{a:')).length).toBe(3)
+    expect(keys.filter((k) => k.startsWith('{b:')).length).toBe(3)
   })
 
   it('idle keys expire by themselves (PEXPIRE)', async () => {

@@ -1,8 +1,19 @@
 // The types of the Redis reach: `open` with a store gives the Redis
 // primitive, whose answers that need the server are promises.
 import { describe, expectTypeOf, it } from 'vitest'
-import { Mutex, RateLimiter, Semaphore, TokenBucket, type KeyedRateLimit, type RateLimitResult } from 'sluice'
-import { redis, RedisMutex, RedisPermit, RedisRateLimiter, RedisSemaphore, RedisTokenBucket, type RedisStore } from 'sluice/redis'
+import { Mutex, RateLimiter, Semaphore, TokenBucket, type KeyedRateLimit, type RateLimitResult, type SemaphoreMetrics, type TokenBucketMetrics } from 'sluice'
+import {
+  redis,
+  RedisMutex,
+  RedisPermit,
+  RedisRateLimiter,
+  RedisSemaphore,
+  RedisTokenBucket,
+  type RedisRateLimiterMetrics,
+  type RedisSemaphoreMetrics,
+  type RedisStore,
+  type RedisTokenBucketMetrics,
+} from 'sluice/redis'
 
 declare const store: RedisStore
 
@@ -23,6 +34,15 @@ describe('sluice/redis types', () => {
     expectTypeOf<RedisMutex['tryLock']>().returns.toEqualTypeOf<Promise<RedisPermit | null>>()
     expectTypeOf<RedisPermit['signal']>().toEqualTypeOf<AbortSignal>()
     expectTypeOf<RedisPermit['release']>().returns.toEqualTypeOf<Promise<void>>()
+  })
+
+  it('metrics() reads the server, so it is a promise', () => {
+    expectTypeOf<RedisSemaphore['metrics']>().returns.toEqualTypeOf<Promise<RedisSemaphoreMetrics>>()
+    expectTypeOf<RedisMutex['metrics']>().returns.toEqualTypeOf<Promise<RedisSemaphoreMetrics>>()
+    expectTypeOf<RedisTokenBucket['metrics']>().returns.toEqualTypeOf<Promise<RedisTokenBucketMetrics>>()
+    expectTypeOf<RedisRateLimiter['metrics']>().returns.toEqualTypeOf<Promise<RedisRateLimiterMetrics>>()
+    expectTypeOf<RedisSemaphoreMetrics>().toMatchTypeOf<SemaphoreMetrics>()
+    expectTypeOf<RedisTokenBucketMetrics>().toMatchTypeOf<TokenBucketMetrics>()
   })
 
   it('a Redis rate limiter is a KeyedRateLimit for the HTTP middleware', () => {

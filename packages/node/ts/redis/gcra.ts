@@ -4,10 +4,11 @@
 // (one cell). Also what happens when Redis cannot answer.
 import { Errors, StoreUnavailableError } from '../errors.js'
 import type { RateLimitKey, RateLimitResult } from '../keyed-limit.js'
-import { SharedMetrics } from '../metrics.js'
+import { SharedMetrics, type WaitMetrics } from '../metrics.js'
 import { waitForReservation, type TakeOptions } from '../token-bucket.js'
 import { validateWaitOptions } from '../wait.js'
 import { gcraCancel, gcraDecide, gcraReserve, gcraReset } from './scripts.js'
+import { count, countsOf, metricsRead } from './metrics.js'
 import type { RedisStore } from './store.js'
 
 /** Longest burst (refill from empty) the Lua arithmetic counts exactly: 2^52 ns (~52 days). */
@@ -73,10 +74,15 @@ export class RedisGcra {
   readonly #args: [string, string]
   readonly #capacity: number
   readonly #interval: number
-  /** `metrics()` is not offered over Redis yet; the wait helper counts into this one of its own. */
+  /** The metrics hash in Redis (the counts of every process; see ./metrics.ts). */
+  readonly #counts: string
+  /**
+   * This process's side of `metrics()`: the wait-time histogram and the
+   * waiting gauge (a take's wait is a timer here, not a queue in Redis).
+   */
   readonly #metrics = new SharedMetrics()
 
-  constructor(store: RedisStore, kind: string, name: string, params: string, capacity: number, interval: number) {
+  constructor(store: RedisStore, kind: string, name: string, params: string, counts: string, capacity: number, interval: number) {
     if (capacity * interval > MAX_REDIS_BURST_NANOS) {
       throw new RangeError(
         `options.capacity (${capacity}) tokens at ${interval} ns each take longer than 2^52 ns (about 52 days) to refill, the most a Redis store counts exactly: lower the capacity or raise the rate`,
@@ -86,6 +92,7 @@ export class RedisGcra {
     this.#kind = kind
     this.#name = name
     this.#params = params
+    this.#counts = counts
     this.#capacity = capacity
     this.#interval = interval
     this.#args = [String(capacity), String(interval)]
@@ -133,7 +140,7 @@ export class RedisGcra {
 
   /** One script call for `batch[from..to)`. */
   #send(batch: Decision[], from: number, to: number, plain: boolean): void {
-    const keys = [this.#params]
+    const keys = [this.#params, this.#counts]
     const args = [this.#args[0], this.#args[1]]
     for (let i = from; i < to; i++) keys.push(batch[i]!.cell)
     if (!plain) {
@@ -161,11 +168,13 @@ export class RedisGcra {
       if (typeof x !== 'number' || !Number.isSafeInteger(x)) {
         d.reject(badReply(typeof x))
       } else if (x >= 0) {
+        if (d.mode === 'take') this.#metrics.acquired()
         // Allowed: the cell is full again in x ns (after this take, if one).
         d.resolve({ allowed: true, remaining: Math.floor((burst - x) / interval), retryAfterMs: 0, resetAfterMs: Math.ceil(x / 1e6) })
       } else {
         // Refused: the cell is full again in `base` ns; n more would pass the burst.
         const base = -1 - x
+        if (d.mode === 'take') this.#metrics.refused()
         d.resolve({
           allowed: false,
           remaining: Math.floor(Math.max(0, burst - base) / interval),
@@ -192,6 +201,16 @@ export class RedisGcra {
     }
   }
 
+  /**
+   * The counts of every process (one round trip; a reply of another shape
+   * reads as zeros), with this process's `waiting` and `waitTime`.
+   */
+  async metrics(): Promise<WaitMetrics> {
+    const counts = countsOf(await this.#store.run(metricsRead, [this.#counts], []))
+    const { waiting, waitTime } = this.#metrics.read()
+    return { ...counts, waiting, waitTime }
+  }
+
   /** Forgets `cell` (a fresh, full bucket); whether it was there. */
   async reset(cell: string): Promise<boolean> {
     return (await this.#store.run(gcraReset, [this.#params, cell], [])) as unknown as number > 0
@@ -211,20 +230,25 @@ export class RedisGcra {
       return Promise.reject(error)
     }
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const keys = [this.#params, cell]
+    const keys = [this.#params, cell, this.#counts]
     const maxWait = timeout === undefined ? '' : String(timeout * 1e6)
     return this.#store.run(gcraReserve, keys, [...this.#args, String(n), maxWait]).then(
       (reply) => {
         if (reply[0] === -1) throw this.#mismatch(reply)
         const waitNanos = Number(reply[1])
-        if (reply[0] === 0) throw Errors.timeout(timeout!)
+        if (reply[0] === 0) {
+          this.#metrics.timedOut()
+          throw Errors.timeout(timeout!)
+        }
         const cancel = (): void => this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2])])
         // Aborted during the round trip: the listener below would never fire.
         if (signal?.aborted) {
           if (waitNanos > 0) cancel()
           throw signal.reason
         }
-        return waitForReservation(waitNanos, 0, { redeem() {}, cancel }, signal, undefined, this.#metrics)
+        // A grant after a wait is seen here alone: counted without waiting for Redis.
+        const redeem = (): void => count(this.#store, this.#counts, 'acquired')
+        return waitForReservation(waitNanos, 0, { redeem, cancel }, signal, undefined, this.#metrics)
       },
       (error: unknown) => unavailable(this.#store, error, fallback),
     )

@@ -1,5 +1,6 @@
 import { validateOptions } from '../validate.js'
 import type { LockOptions } from '../mutex.js'
+import type { RedisSemaphoreMetrics } from './metrics.js'
 import type { RedisPermit } from './permit.js'
 import { RedisSemaphore } from './semaphore.js'
 import type { RedisStore } from './store.js'
@@ -35,6 +36,11 @@ export class RedisMutex {
   /** Whether some process holds the lock (or waits for it): a round trip. */
   get isLocked(): Promise<boolean> {
     return this.#semaphore.available.then((free) => free === 0)
+  }
+
+  /** Its semaphore's `metrics()` (counts of every process; `inUse` is 1 while some process holds the lock). */
+  metrics(): Promise<RedisSemaphoreMetrics> {
+    return this.#semaphore.metrics()
   }
 
   /** Waits for the lock; the guard unlocks on `release()` or disposal. */

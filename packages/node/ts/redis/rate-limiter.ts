@@ -3,6 +3,7 @@ import { oneOf, RateLimiter, rateOf, type RateLimiterOptions } from '../rate-lim
 import type { TakeOptions } from '../token-bucket.js'
 import { validateInteger, validateName, validateOptions } from '../validate.js'
 import { keyPart, RedisGcra, unavailable, type DecisionMode, type OnDecisionError } from './gcra.js'
+import type { RedisRateLimiterMetrics } from './metrics.js'
 import type { RedisStore } from './store.js'
 
 /** `RateLimiter.open(name, options)`'s options with a Redis store. */
@@ -46,7 +47,7 @@ export class RedisRateLimiter implements KeyedRateLimit {
     this.#store = store
     this.#options = opts as RateLimiterOptions
     this.#cells = `${tag}:rl:k:`
-    this.#gcra = new RedisGcra(store, 'RateLimiter', this.name, `${tag}:rl:p`, capacity, interval)
+    this.#gcra = new RedisGcra(store, 'RateLimiter', this.name, `${tag}:rl:p`, `${tag}:rl:m`, capacity, interval)
   }
 
   /** Milliseconds for a key to go from empty back to its full quota (the window). */
@@ -118,6 +119,15 @@ export class RedisRateLimiter implements KeyedRateLimit {
       open: () => Promise.resolve(),
       local: () => this.#twin().take(key, n, options),
     })
+  }
+
+  /**
+   * Counts of every process that uses this name on this server, all keys
+   * together: one round trip, so a promise. `waiting` and `waitTime` are
+   * this process's own; no `keys` (that would take a SCAN).
+   */
+  metrics(): Promise<RedisRateLimiterMetrics> {
+    return this.#gcra.metrics()
   }
 
   /** Forgets `key` in every process; whether it was remembered. */

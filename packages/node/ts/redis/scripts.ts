@@ -3,6 +3,7 @@
 // hash tag `{<prefix><name>}` (one slot: Redis Cluster runs it on one node).
 // Time is the server's (`TIME`), never a client clock.
 import { script } from './client.js'
+import { KEEP_COUNTS } from './metrics.js'
 
 // Times in a rate-limit cell are "<seconds> <nanoseconds>" strings: Lua
 // numbers are doubles, exact to 2^53, which nanoseconds since 1970 exceed,
@@ -57,15 +58,17 @@ local function store(C, d)
 end
 `
 
-// One cell: KEYS[2], n = ARGV[3].
+// One cell: KEYS[2], n = ARGV[3]; KEYS[3] the metrics hash (./metrics.ts).
 const gcraPrelude = `${gcraParams}
-local C, n = KEYS[2], tonumber(ARGV[3])
+local C, n, M = KEYS[2], tonumber(ARGV[3]), KEYS[3]
 local base = ahead(redis.call('GET', C))
 local nxt = base + n * interval
 `
 
 /**
- * Decisions on KEYS[2..], in order: ARGV[2 + i] is the i-th one's n, signed
+ * KEYS[2] is the metrics hash (./metrics.ts): the batch's takes allowed and
+ * refused, one HINCRBY each per call (peeks are not counted).
+ * Decisions on KEYS[3..], in order: ARGV[2 + i] is the i-th one's n, signed
  * (n > 0 takes n, -n peeks at n); without ARGV[3..] every decision takes 1.
  * One script for all the decisions a process has ready at once: the same
  * answers as one script each, run back to back at the same server time.
@@ -78,11 +81,12 @@ local nxt = base + n * interval
  * in the batch is read from `tat`, not from the MGET.
  */
 export const gcraDecide = script(`${gcraParams}
-local vals = redis.call('MGET', unpack(KEYS, 2))
+local M = KEYS[2]
+local vals = redis.call('MGET', unpack(KEYS, 3))
 local out, tat = {}, {}
-local longest = 0
-for i = 1, #KEYS - 1 do
-  local C, n = KEYS[i + 1], tonumber(ARGV[i + 2]) or 1
+local longest, allowed, refused = 0, 0, 0
+for i = 1, #KEYS - 2 do
+  local C, n = KEYS[i + 2], tonumber(ARGV[i + 2]) or 1
   local peek = n < 0
   if peek then n = -n end
   local base = tat[C] or ahead(vals[i])
@@ -90,35 +94,54 @@ for i = 1, #KEYS - 1 do
   if nxt > burst then
     -- A reservation waiting ahead may have pushed base past the burst.
     out[i] = -1 - base
+    if not peek then refused = refused + 1 end
   elseif peek then
     out[i] = base
   else
     tat[C] = nxt
     longest = math.max(longest, store(C, nxt))
     out[i] = nxt
+    allowed = allowed + 1
   end
 end
 keep(longest)
+if allowed > 0 then redis.call('HINCRBY', M, 'acquired', allowed) end
+if refused > 0 then redis.call('HINCRBY', M, 'refused', refused) end
+if allowed > 0 or refused > 0 then ${KEEP_COUNTS} end
 return out
 `)
 
 /**
  * A waiting take: reserves n tokens (always, unless they would come after
  * ARGV[4] ns, when it takes nothing) and answers {reserved, waitNs, due}:
- * due is the server time they come, for a cancel.
+ * due is the server time they come, for a cancel. Counts a take that is
+ * due now as acquired, one refused for its timeout as timedOut (a later
+ * grant is counted by the client when its timer fires, an abort by gcraCancel).
  */
 export const gcraReserve = script(`${gcraPrelude}
 local wait = math.max(0, nxt - burst)
-if ARGV[4] ~= '' and wait > tonumber(ARGV[4]) then keep(0); return {0, wait, ''} end
+if ARGV[4] ~= '' and wait > tonumber(ARGV[4]) then
+  keep(0)
+  redis.call('HINCRBY', M, 'timedOut', 1)
+  ${KEEP_COUNTS}
+  return {0, wait, ''}
+end
 keep(store(C, nxt))
+if wait == 0 then
+  redis.call('HINCRBY', M, 'acquired', 1)
+  ${KEEP_COUNTS}
+end
 return {1, wait, at(wait)}
 `)
 
 /**
  * A waiting take gives its n tokens back, if they are not due yet (ARGV[4]):
- * exact for the last reservation, conservative for earlier ones.
+ * exact for the last reservation, conservative for earlier ones. Counts the
+ * abort either way.
  */
 export const gcraCancel = script(`${gcraPrelude}
+redis.call('HINCRBY', M, 'aborted', 1)
+${KEEP_COUNTS}
 if ahead(ARGV[4]) <= 0 then return 0 end
 keep(store(C, math.max(0, base - n * interval)))
 return 1

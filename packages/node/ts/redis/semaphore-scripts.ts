@@ -6,6 +6,7 @@
 //   KEYS[2] L  zset: lease id -> lease expiry (server ms), holders and queued waits alike
 //   KEYS[3] Q  zset: queued id -> ticket (FIFO order)
 //   KEYS[4] W  hash: id -> "<h|q> <weight> <ttl ms> <wake channel>" (h holds, q is queued)
+//   KEYS[5] M  hash: the metrics counters (./metrics.ts), counted where the decisions are made
 // ARGV[1] permits, ARGV[2] the lease id ('' for none).
 //
 // Why it is shaped this way: a hand-off (release + the next acquire) used
@@ -29,10 +30,11 @@
 //   in ticket order, and are published to each granted waiter's own channel
 //   (its process's store): no other process wakes for them.
 import { script } from './client.js'
+import { KEEP_COUNTS } from './metrics.js'
 
 const prelude = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
-local P, L, Q, W = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local P, L, Q, W, M = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local permits, id = ARGV[1], ARGV[2]
 local cap = tonumber(permits)
 local t = redis.call('TIME')
@@ -46,6 +48,8 @@ if now >= horizon and (horizon > 0 or not p[1]) then
   used, horizon = 0, 0
 end
 local extend, freshQueue = false, false
+-- Counts for M, written once at the end (finish): grants from the queue are one HINCRBY however many.
+local acquired, refused, ended = 0, 0, nil
 -- who's entry: state ('h' or 'q'), weight, ttl, channel; nothing if unknown.
 local function entry(who)
   local v = redis.call('HGET', W, who)
@@ -85,6 +89,7 @@ local function grant()
       redis.call('HSET', W, head, 'h ' .. w .. ' ' .. ttl .. ' ' .. ch)
       lease(head, now + ttl, ttl)
       used = used + w
+      acquired = acquired + 1
       if not granted[ch] then
         granted[ch] = {}
         channels[#channels + 1] = ch
@@ -101,6 +106,17 @@ if #expired > 0 then grant() end
 -- against): a cancelled wait leaves no trace. Answers the ms until the
 -- earliest lease expires (-1: none), for the waiters' sweep timer.
 local function finish()
+  -- M's expiry is set when a counter is new (so whenever M is) and moved
+  -- with the other keys' (extend: the first lease after an idle spell, then
+  -- about once per ttl): not one PEXPIRE per call.
+  local fresh = false
+  local function add(field, k)
+    if redis.call('HINCRBY', M, field, k) == k then fresh = true end
+  end
+  if acquired > 0 then add('acquired', acquired) end
+  if refused > 0 then add('refused', refused) end
+  if ended then add(ended, 1) end
+  if fresh then ${KEEP_COUNTS} end
   for _, ch in ipairs(channels) do redis.call('PUBLISH', ch, table.concat(granted[ch], ' ')) end
   local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
   if not first[1] then
@@ -115,6 +131,7 @@ local function finish()
     redis.call('PEXPIREAT', Q, horizon)
     redis.call('PEXPIREAT', W, horizon)
     redis.call('PEXPIREAT', P, math.max(horizon, now + 3600000))
+    redis.call('PEXPIREAT', M, math.max(horizon, now + 3600000))
   elseif freshQueue then
     -- Q was empty (so deleted) and has been made again: without this it would never expire.
     redis.call('PEXPIREAT', Q, horizon)
@@ -146,9 +163,13 @@ if queued == 0 and used + weight <= cap then
   redis.call('HSET', W, id, 'h ' .. weight .. ' ' .. ttl .. ' ' .. ARGV[6])
   lease(id, now + ttl, ttl)
   used = used + weight
+  acquired = acquired + 1
   return {1, finish()}
 end
-if ARGV[5] == 'try' then return {-1, finish()} end
+if ARGV[5] == 'try' then
+  refused = 1
+  return {-1, finish()}
+end
 redis.call('HSET', W, id, 'q ' .. weight .. ' ' .. ttl .. ' ' .. ARGV[6])
 redis.call('ZADD', Q, redis.call('HINCRBY', P, 'seq', 1), id)
 lease(id, now + ttl, ttl)
@@ -168,12 +189,27 @@ return {0, finish()}
 
 /**
  * Releases a lease or withdraws a wait (an unknown id does nothing; '' only
- * sweeps expired leases), then serves the queue. Answers {1, earliest}.
+ * sweeps expired leases), then serves the queue. ARGV[3], if given, is the
+ * counter of why a wait was withdrawn ('timedOut', 'aborted', 'refused': the
+ * client's side of the metrics, folded into the call it makes anyway).
+ * Answers {1, earliest}.
  */
 export const semaphoreRelease = script(`${prelude}
 if id ~= '' then drop(id) end
+if ARGV[3] == 'timedOut' or ARGV[3] == 'aborted' or ARGV[3] == 'refused' then ended = ARGV[3] end
 grant()
 return {1, finish()}
+`)
+
+/**
+ * Answers {queued waits, permits held, then the metrics counters in
+ * COUNTERS' order} for `metrics()`: one round trip.
+ */
+export const semaphoreMetrics = script(`${prelude}
+local queued = redis.call('ZCARD', Q)
+finish()
+local m = redis.call('HMGET', M, 'acquired', 'refused', 'timedOut', 'aborted')
+return {queued, used, m[1] or '0', m[2] or '0', m[3] or '0', m[4] or '0'}
 `)
 
 /** Answers {free permits, queued waits}. */

@@ -12,12 +12,14 @@
 import { randomUUID } from 'node:crypto'
 import { onCancellation } from '../abort.js'
 import { Errors } from '../errors.js'
+import { SharedMetrics } from '../metrics.js'
 import { MAX_PERMITS, Permit, Semaphore, type AcquireOptions } from '../semaphore.js'
 import { show, validateInteger, validateName, validateOptions } from '../validate.js'
 import { validateWaitOptions } from '../wait.js'
 import { unavailable } from './gcra.js'
 import { RedisPermit, type Lease } from './permit.js'
-import { semaphoreAcquire, semaphoreRelease, semaphoreState } from './semaphore-scripts.js'
+import { countOf, countsOf, type RedisSemaphoreMetrics } from './metrics.js'
+import { semaphoreAcquire, semaphoreMetrics, semaphoreRelease, semaphoreState } from './semaphore-scripts.js'
 import type { RedisStore } from './store.js'
 
 export interface RedisSemaphoreOptions {
@@ -51,6 +53,8 @@ export class RedisSemaphore {
   #local: Semaphore | undefined
   #sweep: NodeJS.Timeout | undefined
   #sweepAt = Infinity
+  /** This process's wait times (the histogram of `metrics()`); the counts come from Redis. */
+  readonly #times = new SharedMetrics()
 
   /** @internal use `Semaphore.open(name, { permits, store })` */
   constructor(store: RedisStore, name: string, options: RedisSemaphoreOptions, kind = 'sem') {
@@ -61,7 +65,8 @@ export class RedisSemaphore {
       opts.maxWaiters === undefined ? Infinity : validateInteger(opts.maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
     this.#store = store
     const base = `${store.tag(this.name)}:${kind}:`
-    const keys = ['p', 'l', 'q', 'w'].map((k) => base + k)
+    // 'm': the metrics counters, under the same tag (and prefix) as the rest.
+    const keys = ['p', 'l', 'q', 'w', 'm'].map((k) => base + k)
     this.#lease = {
       store,
       name: this.name,
@@ -130,6 +135,27 @@ export class RedisSemaphore {
     return this.#state().then((s) => s[1])
   }
 
+  /**
+   * Counts of every process that uses this name on this server (one round
+   * trip, so a promise, like `available`): `acquired` and `refused` are
+   * counted by the scripts that decide them, `timedOut` and `aborted` by the
+   * call that withdraws the wait; `waiting` and `inUse` are the server's now.
+   * `waitTime` is this process's own. A reply of another shape reads as
+   * zeros; an unreachable Redis rejects.
+   */
+  async metrics(): Promise<RedisSemaphoreMetrics> {
+    const reply: unknown = await this.#store.run(semaphoreMetrics, this.#lease.keys, [...this.#lease.args, ''])
+    const values: unknown[] = Array.isArray(reply) ? reply : []
+    if (values[0] === -2) throw this.#mismatch(values[1])
+    return {
+      ...countsOf(values, 2),
+      waiting: countOf(values[0]),
+      waitTime: this.#times.read(0).waitTime,
+      capacity: this.capacity,
+      inUse: Math.min(countOf(values[1]), this.capacity),
+    }
+  }
+
   #checkWeight(weight: unknown, name: string): number {
     return validateInteger(weight, name, 1, this.capacity)
   }
@@ -146,7 +172,12 @@ export class RedisSemaphore {
     return this.#store.run(semaphoreAcquire, this.#lease.keys, args).then(
       (reply) => {
         if (reply[0] === -2) throw this.#mismatch(reply[1])
-        return reply[0] === 1 ? RedisPermit.leased(this.#lease, id, weight) : null
+        if (reply[0] !== 1) {
+          this.#times.refused()
+          return null
+        }
+        this.#times.acquired()
+        return RedisPermit.leased(this.#lease, id, weight)
       },
       (error: unknown) => {
         // It may still run once Redis is back: give back whatever it took.
@@ -186,7 +217,10 @@ export class RedisSemaphore {
     const store = this.#store
     const { keys, args, ttl } = this.#lease
     const id = randomUUID()
-    const withdraw = (): void => store.fire(semaphoreRelease, keys, [...args, id])
+    // `why` (a metrics counter) rides on the withdrawal, which is made anyway.
+    const withdraw = (why?: 'timedOut' | 'aborted' | 'refused'): void =>
+      store.fire(semaphoreRelease, keys, why === undefined ? [...args, id] : [...args, id, why])
+    const start = performance.now()
     this.#waiters++
     return new Promise<RedisPermit>((resolve, reject) => {
       let done = false
@@ -202,16 +236,25 @@ export class RedisSemaphore {
         store.unlisten(id)
         return true
       }
+      // Granted by a release (the pub/sub message): timed for the histogram.
       const granted = (): void => {
-        if (end()) resolve(RedisPermit.leased(this.#lease, id, weight))
+        if (!end()) return
+        this.#times.granted(start)
+        resolve(RedisPermit.leased(this.#lease, id, weight))
+      }
+      // Granted by its own first attempt: a wait of 0, as in process.
+      const grantedAtOnce = (): void => {
+        if (!end()) return
+        this.#times.acquired()
+        resolve(RedisPermit.leased(this.#lease, id, weight))
       }
       const fail = (error: unknown): void => {
         if (end()) reject(error)
       }
-      const disconnect = onCancellation(signal, timeout, (reason) => {
+      const disconnect = onCancellation(signal, timeout, (reason, timedOut) => {
         // Withdraws the wait, or gives back a grant this process has not seen yet.
         if (end()) {
-          withdraw()
+          withdraw(timedOut ? 'timedOut' : 'aborted')
           reject(reason)
         }
       })
@@ -235,11 +278,11 @@ export class RedisSemaphore {
         store.run(semaphoreAcquire, keys, [...args, id, String(weight), String(ttl), 'wait', store.channel]).then((reply) => {
           if (done) return
           if (reply[0] === -2) return fail(this.#mismatch(reply[1]))
-          if (reply[0] === 1) return granted()
+          if (reply[0] === 1) return queued ? granted() : grantedAtOnce()
           if (!queued) {
             // maxWaiters counts queued waits (of this object, in this process), as in process.
             if (this.#queued >= this.#maxWaiters) {
-              withdraw()
+              withdraw('refused')
               return fail(Errors.waitersFull(this.#maxWaiters))
             }
             queued = true

@@ -2,6 +2,7 @@ import { TokenBucket, type TakeOptions, type TokenBucketOptions } from '../token
 import { intervalNanos, MAX_CAPACITY } from '../token-bucket.js'
 import { validateInteger, validateName, validateOptions } from '../validate.js'
 import { RedisGcra, unavailable } from './gcra.js'
+import type { RedisTokenBucketMetrics } from './metrics.js'
 import type { RedisStore } from './store.js'
 
 /** `TokenBucket.open(name, options)`'s options with a Redis store. */
@@ -33,7 +34,7 @@ export class RedisTokenBucket {
     this.#store = store
     this.#options = opts as TokenBucketOptions
     this.#cell = `${tag}:tb:c`
-    this.#gcra = new RedisGcra(store, 'TokenBucket', this.name, `${tag}:tb:p`, this.capacity, this.#interval)
+    this.#gcra = new RedisGcra(store, 'TokenBucket', this.name, `${tag}:tb:p`, `${tag}:tb:m`, this.capacity, this.#interval)
   }
 
   /** Tokens added per second. */
@@ -56,6 +57,16 @@ export class RedisTokenBucket {
       (result) => result.remaining,
       (error: unknown) => unavailable(this.#store, error, { open: () => this.capacity, local: () => this.#twin().available }),
     )
+  }
+
+  /**
+   * Counts of every process that uses this name on this server, and the
+   * tokens available now (two round trips, at once). `waiting` and
+   * `waitTime` are this process's own.
+   */
+  async metrics(): Promise<RedisTokenBucketMetrics> {
+    const [metrics, available] = await Promise.all([this.#gcra.metrics(), this.available])
+    return { ...metrics, available }
   }
 
   /** Takes `n` tokens if they are there now and nobody waits ahead (a round trip). */
