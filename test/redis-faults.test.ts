@@ -2,29 +2,13 @@
 // middle of a run: the store's `whenUnavailable` policy holds, every call
 // settles within its timeout, and nothing is left unhandled (vitest fails a
 // run on an unhandled rejection).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { RateLimiter, StoreUnavailableError, TokenBucket } from 'sluice'
 import { redis } from 'sluice/redis'
-import { startRedis, type RedisServer } from './support/redis-server.js'
-import { CLIENT_KINDS, openClient, type TestClient } from './support/redis-clients.js'
+import { CLIENT_KINDS, type ClientKind, redisSuite, type TestClient } from './support/redis-clients.js'
 
-let server: RedisServer
-const clients: TestClient[] = []
-
-beforeAll(async () => {
-  server = await startRedis()
-})
-
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()))
-  await server?.stop()
-})
-
-async function client(kind: (typeof CLIENT_KINDS)[number]): Promise<TestClient> {
-  const c = await openClient(kind, server.port)
-  clients.push(c)
-  return c
-}
+const suite = redisSuite()
+const client = (kind?: ClientKind): Promise<TestClient> => suite.client(kind)
 
 let unique = 0
 const name = (): string => `f${++unique}`
@@ -37,7 +21,7 @@ describe.each(CLIENT_KINDS)('with a %s client', (kind) => {
     const outcomes = { allowed: 0, unavailable: 0, other: [] as unknown[] }
     let restarted = false
     const restart = sleep(100).then(async () => {
-      await server.restart(400)
+      await suite.server.restart(400)
       restarted = true
     })
     const started = performance.now()

@@ -1,30 +1,13 @@
 import { createServer } from 'node:http'
 import { once } from 'node:events'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { RateLimiter, TokenBucket, TimeoutError } from 'sluice'
 import { rateLimit } from 'sluice/http'
 import { redis, RedisRateLimiter } from 'sluice/redis'
-import { startRedis, type RedisServer } from './support/redis-server.js'
-import { CLIENT_KINDS, forkChild, killAllChildren, killChild, nextMessage, openClient, serverTime, type TestClient } from './support/redis-clients.js'
+import { CLIENT_KINDS, type ClientKind, forkChild, killChild, nextMessage, redisSuite, serverTime, type TestClient } from './support/redis-clients.js'
 
-let server: RedisServer
-const clients: TestClient[] = []
-
-beforeAll(async () => {
-  server = await startRedis()
-})
-
-afterAll(async () => {
-  await killAllChildren()
-  await Promise.all(clients.map((c) => c.close()))
-  await server?.stop()
-})
-
-async function client(kind: (typeof CLIENT_KINDS)[number]): Promise<TestClient> {
-  const c = await openClient(kind, server.port)
-  clients.push(c)
-  return c
-}
+const suite = redisSuite()
+const client = (kind?: ClientKind): Promise<TestClient> => suite.client(kind)
 
 let unique = 0
 const name = (): string => `rl${++unique}`
@@ -133,7 +116,7 @@ describe.each(CLIENT_KINDS)('RateLimiter.open with a %s client', (kind) => {
 describe('RateLimiter.open in Redis', () => {
   it('several processes sharing one limiter never allow more than capacity + rate x elapsed (server time)', async () => {
     const c = await client('ioredis')
-    const config = { mode: 'rate', port: server.port, name: name(), capacity: 10, refill: 50, key: 'shared' }
+    const config = { mode: 'rate', port: suite.server.port, name: name(), capacity: 10, refill: 50, key: 'shared' }
     const children = [0, 1, 2].map((i) => forkChild({ ...config, client: i === 1 ? 'node-redis' : 'ioredis' }))
     try {
       await Promise.all(children.map((child) => nextMessage(child)))

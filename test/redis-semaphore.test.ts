@@ -1,36 +1,17 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { ClosedError, Mutex, QueueFullError, Semaphore, TimeoutError } from 'sluice'
 import { LeaseLostError, redis, RedisPermit, RedisSemaphore } from 'sluice/redis'
-import { startRedis, type RedisServer } from './support/redis-server.js'
-import { CLIENT_KINDS, forkChild, killAllChildren, killChild, nextMessage, openClient, type TestClient } from './support/redis-clients.js'
+import { CLIENT_KINDS, type ClientKind, forkChild, killChild, nextMessage, redisSuite, type TestClient } from './support/redis-clients.js'
 
-let server: RedisServer
-const clients: TestClient[] = []
-const closers: (() => Promise<void>)[] = []
-
-beforeAll(async () => {
-  server = await startRedis()
-})
-
-afterAll(async () => {
-  await killAllChildren()
-  for (const close of closers) await close()
-  await Promise.all(clients.map((c) => c.close()))
-  await server?.stop()
-})
-
-async function client(kind: (typeof CLIENT_KINDS)[number] = 'ioredis'): Promise<TestClient> {
-  const c = await openClient(kind, server.port)
-  clients.push(c)
-  return c
-}
+const suite = redisSuite()
+const client = (kind?: ClientKind): Promise<TestClient> => suite.client(kind)
 
 function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> {
   const s = redis(c.client, options)
-  closers.push(() => s.close())
+  suite.onClose(() => s.close())
   return s
 }
 
@@ -106,7 +87,7 @@ describe('Semaphore.open in Redis', () => {
   it('processes sharing one semaphore never hold more permits than it has', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-log-'))
     const log = join(dir, 'log')
-    const config = { mode: 'cycles', port: server.port, name: name(), permits: 2, cycles: 40, log }
+    const config = { mode: 'cycles', port: suite.server.port, name: name(), permits: 2, cycles: 40, log }
     const children = [0, 1, 2, 3].map((i) => forkChild({ ...config, client: i % 2 ? 'node-redis' : 'ioredis' }))
     try {
       await Promise.all(children.map((child) => nextMessage(child)))
@@ -131,7 +112,7 @@ describe('Semaphore.open in Redis', () => {
 
   it('a SIGKILLed holder’s permit comes back after its lease TTL, to a waiter in another process', async () => {
     const n = name()
-    const config = { port: server.port, name: n, permits: 1, leaseTtl: 300, client: 'ioredis' }
+    const config = { port: suite.server.port, name: n, permits: 1, leaseTtl: 300, client: 'ioredis' }
     const holder = forkChild({ ...config, mode: 'hold' })
     const waiter = forkChild({ ...config, mode: 'wait', client: 'node-redis' })
     try {
@@ -153,7 +134,7 @@ describe('Semaphore.open in Redis', () => {
   it('once every process has died and the keys have expired, a later opener starts clean (no stale count blocks it)', async () => {
     const n = name()
     const c = await client('ioredis')
-    const holder = forkChild({ port: server.port, name: n, permits: 1, leaseTtl: 100, client: 'ioredis', mode: 'hold' })
+    const holder = forkChild({ port: suite.server.port, name: n, permits: 1, leaseTtl: 100, client: 'ioredis', mode: 'hold' })
     try {
       expect(await nextMessage(holder)).toBe('held')
       await killChild(holder)
@@ -176,7 +157,7 @@ describe('Semaphore.open in Redis', () => {
     const c = await client('ioredis')
     const semaphore = Semaphore.open(name(), { permits: 1, store: store(c, { leaseTtl: 300, commandTimeout: 200 }) })
     const permit = await semaphore.acquire()
-    await server.restart()
+    await suite.server.restart()
     const reason = await new Promise((resolve) => permit.signal.addEventListener('abort', () => resolve(permit.signal.reason)))
     expect(reason).toBeInstanceOf(LeaseLostError)
     await permit.release()

@@ -1,8 +1,11 @@
-// Clients of both kinds for the Redis tests, and a forked child helper.
+// Clients of both kinds for the Redis tests, a suite's server and clients,
+// and a forked child helper.
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
+import { afterAll, beforeAll } from 'vitest'
+import { startRedis, type RedisServer } from './redis-server.js'
 
 export type ClientKind = 'ioredis' | 'node-redis'
 export const CLIENT_KINDS: ClientKind[] = ['ioredis', 'node-redis']
@@ -35,6 +38,50 @@ export async function openClient(kind: ClientKind, port: number): Promise<TestCl
     command: (...args) => client.sendCommand(args.map(String)),
     close: async () => {
       await client.close().catch(() => client.destroy())
+    },
+  }
+}
+
+/** What `redisSuite` gives a test file. */
+export interface RedisSuite {
+  /** The suite's own redis-server (started in `beforeAll`). */
+  readonly server: RedisServer
+  /** A new client of `kind` on that server, closed after the suite. */
+  client(kind?: ClientKind): Promise<TestClient>
+  /** Runs `close` after the suite, before the clients close (in the order added). */
+  onClose(close: () => Promise<void>): void
+}
+
+/**
+ * Starts a redis-server for the calling test file and, after it, kills the
+ * children still running, runs the `onClose` callbacks, closes every client
+ * and stops the server.
+ */
+export function redisSuite(): RedisSuite {
+  let server: RedisServer | undefined
+  const clients: TestClient[] = []
+  const closers: (() => Promise<void>)[] = []
+  beforeAll(async () => {
+    server = await startRedis()
+  })
+  afterAll(async () => {
+    await killAllChildren()
+    for (const close of closers) await close()
+    await Promise.all(clients.map((c) => c.close()))
+    await server?.stop()
+  })
+  return {
+    get server() {
+      if (server === undefined) throw new Error('the suite has not started its redis-server yet (beforeAll)')
+      return server
+    },
+    async client(kind = 'ioredis') {
+      const c = await openClient(kind, this.server.port)
+      clients.push(c)
+      return c
+    },
+    onClose(close) {
+      closers.push(close)
     },
   }
 }
