@@ -133,6 +133,31 @@ pub struct LimiterConfig {
     pub when_full: WhenFull,
 }
 
+impl LimiterConfig {
+    /// Checks a request against this configuration: the key's length and
+    /// `n` against the capacity (every limiter on it, in memory or shared,
+    /// refuses the same requests).
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::BadKey`] for an empty or too long key,
+    /// [`RequestError::TooMany`] for `n` over the capacity.
+    pub fn check_request(&self, key: Key<'_>, n: u64) -> Result<(), RequestError> {
+        if let Key::Bytes(b) = key {
+            if b.is_empty() || b.len() > MAX_KEY_BYTES {
+                return Err(RequestError::BadKey);
+            }
+        }
+        if n > self.capacity {
+            return Err(RequestError::TooMany {
+                requested: n,
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Why a request was not allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
@@ -348,18 +373,7 @@ impl<C: Clock> RateLimiter<C> {
 
     /// Checks a request: the key's length and `n` against the capacity.
     fn check(&self, key: Key<'_>, n: u64) -> Result<(), RequestError> {
-        if let Key::Bytes(b) = key {
-            if b.is_empty() || b.len() > MAX_KEY_BYTES {
-                return Err(RequestError::BadKey);
-            }
-        }
-        if n > self.config.capacity {
-            return Err(RequestError::TooMany {
-                requested: n,
-                capacity: self.config.capacity,
-            });
-        }
-        Ok(())
+        self.config.check_request(key, n)
     }
 
     /// The parameters it was made with.

@@ -36,9 +36,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use sluice_core::rate_limiter::Gcra;
-use sluice_core::{
-    Algorithm, Clock, Key, KeyReservation, LimiterConfig, RequestError, Verdict, WhenFull, MAX_KEY_BYTES,
-};
+use sluice_core::{Algorithm, Clock, Key, KeyReservation, LimiterConfig, RequestError, Verdict, WhenFull};
 
 use crate::token_bucket::MonotonicNanos;
 use crate::{Error, Layout, Region, Segment};
@@ -241,17 +239,7 @@ impl<C: Clock> SharedRateLimiter<C> {
 
     /// Checks a request and encodes its key, as the core checks it.
     fn encode(&self, key: Key<'_>, n: u64) -> Result<Encoded, RequestError> {
-        if let Key::Bytes(b) = key {
-            if b.is_empty() || b.len() > MAX_KEY_BYTES {
-                return Err(RequestError::BadKey);
-            }
-        }
-        if n > self.config.capacity {
-            return Err(RequestError::TooMany {
-                requested: n,
-                capacity: self.config.capacity,
-            });
-        }
+        self.config.check_request(key, n)?;
         Ok(key::encode(&self.table.seeds, key))
     }
 
