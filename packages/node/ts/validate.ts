@@ -65,3 +65,22 @@ export function validateName(value: unknown, name = 'name'): string {
   }
   return value
 }
+
+/**
+ * How a contended semaphore chooses who gets a released permit:
+ * - `'fifo'` (the default): the longest waiter, always (a hand-off: the
+ *   waiter's thread, process or machine has to wake up before the permit is used);
+ * - `'eventual'`: whoever asks first may take it (barging), until the longest
+ *   waiter has waited `FAIR_AFTER_MS`; from then on that waiter is served
+ *   first, as in `'fifo'`. Faster under contention, with a bounded wait.
+ */
+export type Fairness = 'fifo' | 'eventual'
+
+export function validateFairness(value: unknown, name: string): Fairness {
+  if (value === undefined) return 'fifo'
+  if (typeof value !== 'string') throw new TypeError(`${name} must be 'fifo' or 'eventual', got ${show(value)}`)
+  if (value !== 'fifo' && value !== 'eventual') {
+    throw new RangeError(`${name} must be 'fifo' or 'eventual', got ${show(value)}`)
+  }
+  return value
+}
