@@ -52,7 +52,7 @@ pub use rate_limiter::{
     Verdict, WhenFull, MAX_KEY_BYTES,
 };
 pub use semaphore::{
-    Acquire, AcquireError, AdoptError, CapacityOverflow, Decision, Grant, Owner, Refusal, ReleaseError, Semaphore,
-    Token, TryAcquireError, MAX_PERMITS,
+    Acquire, AcquireError, AdoptError, CapacityOverflow, Decision, Fairness, Grant, Owner, Refusal, ReleaseError,
+    Semaphore, Token, TryAcquireError, FAIR_AFTER_NANOS, MAX_PERMITS,
 };
 pub use token_bucket::{BucketConfigError, Reservation, TakeError, TokenBucket, MAX_BURST_NANOS};

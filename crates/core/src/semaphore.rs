@@ -26,7 +26,8 @@
 //! bit 1. Two invariants make the fast path fair:
 //!
 //! - `QUEUED` and `CLOSED` only change under the queue lock;
-//! - while `QUEUED` is set, the permit count in `state` is zero: a waiter that
+//! - while `QUEUED` is set, the permit count in `state` is zero (FIFO mode;
+//!   eventual fairness, below, relaxes this one): a waiter that
 //!   joins an empty queue takes whatever was available, and every later
 //!   release goes to the queue. So a fast-path `try_acquire` never takes
 //!   permits that a queued waiter is owed, and a fast-path `release` that sees
@@ -41,16 +42,57 @@
 //! the next head inherits them, and `release_locked` hands them out again with
 //! the permits it is given.
 //!
+//! # Eventual fairness
+//!
+//! Made with [`with_eventual_fairness`](Semaphore::with_eventual_fairness),
+//! a semaphore lets newcomers *barge* for a while (parking_lot's eventual
+//! fairness, Go's starvation mode): a FIFO hand-off costs a wake-up of the
+//! waiter's thread before the permit is used, while the releasing thread,
+//! running anyway, could take it back at once. Each `Waiter` records when
+//! it was queued (`queued_at`, on the clock the caller passed in). A release
+//! that finds waiters queued (and nothing owed):
+//!
+//! - hands off exactly as in FIFO mode once the head has waited
+//!   `fair_after` (default [`FAIR_AFTER_NANOS`]) or more: the head is *due*;
+//! - otherwise *parks* the permits on the fast-path count and returns the
+//!   head's owner as *nudged* (rung like a granted one), unless an earlier
+//!   nudge is still pending (`nudged`). The nudged owner calls
+//!   [`serve`](Semaphore::serve), which hands whatever is still parked to the
+//!   queue in the order and with the rules of FIFO mode (`release_locked`),
+//!   and returns the other owners it granted. If a barger took the permits
+//!   first, the head stays queued where it was, with its original
+//!   `queued_at`.
+//!
+//! So in this mode only, the fast path may take permits while `QUEUED` is
+//! set: the second invariant below becomes "while `QUEUED` is set, the permit
+//! count in `state` holds only parked permits, and then `nudged` is set".
+//! Every operation under the lock that hands permits to the queue
+//! (`release_locked`) first takes the parked permits back (one CAS, after
+//! which the count stays zero: only lock holders add to it while `QUEUED` is
+//! set) and clears `nudged`.
+//!
+//! The fast path does not learn that the head is due: it needs no clock and
+//! no extra bit. It does not have to: permits are parked only by a release
+//! that found the head not due, and every release while `QUEUED` is set goes
+//! through the lock, where it checks the head's age. So once the head is
+//! due, at most the permits parked before that can still be barged for, each
+//! barger's release hands off, and no waiter waits more than `fair_after`
+//! plus one hold time plus one wake-up beyond its FIFO turn. A FIFO schedule
+//! is also an eventually fair one, which is why a semaphore kept by one
+//! thread may stay FIFO.
+//!
 //! Orderings not commented where they appear: a `Relaxed` load that seeds a
 //! CAS loop is only a first guess, which the CAS checks; the getters
 //! (`available`, `waiting`, `capacity`, `is_closed`) are snapshots that
 //! publish nothing; `waiting` and `capacity` are written under the lock.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::cache_padded::CachePadded;
+use crate::clock::Clock;
 use crate::fx_hash::FxHashMap;
-use crate::sync::{AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::wait_queue::{WaitQueue, Waiter};
 
 /// How the semaphore names a queued wait in its [`WaitQueue`].
@@ -66,6 +108,28 @@ pub type Token = u64;
 
 /// The most permits a semaphore can hold (the count is stored shifted by two bits).
 pub const MAX_PERMITS: usize = usize::MAX >> 2;
+
+/// How long a queued head may be barged past before releases hand off to it
+/// (0.5 ms, parking_lot's figure): see the module docs on eventual fairness.
+pub const FAIR_AFTER_NANOS: u64 = 500_000;
+
+/// How a semaphore serves its queue against callers that arrive later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fairness {
+    /// Releases hand permits to the queue, oldest first; nobody barges.
+    #[default]
+    Fifo,
+    /// Newcomers may take released permits while the head has waited less
+    /// than `fair_after`; see the module docs.
+    Eventual,
+}
+
+/// What an eventually fair semaphore needs: its clock and its patience.
+struct Eventual {
+    clock: Arc<dyn Clock>,
+    /// Nanoseconds the head may wait before releases hand off to it.
+    fair_after: u64,
+}
 
 /// Bit 0 of `state`: waiters are queued or permits owed; the fast paths are closed.
 const QUEUED: usize = 1;
@@ -115,6 +179,12 @@ pub struct Semaphore {
     /// under the lock; while non-zero, `QUEUED` is set (the fast paths closed)
     /// even if the queue is empty.
     owed: AtomicUsize,
+    /// `Some` in eventual mode (see the module docs), `None` for FIFO.
+    eventual: Option<Eventual>,
+    /// Eventual mode: permits are parked on the fast path and an owner was
+    /// nudged to serve them, which has not happened yet. Written under the
+    /// lock; read without it by [`Semaphore::serve`] to skip the lock.
+    nudged: AtomicBool,
 }
 
 struct Queue {
@@ -301,7 +371,73 @@ impl Semaphore {
             waiting: AtomicUsize::new(0),
             max_waiters: usize::MAX,
             owed: AtomicUsize::new(0),
+            eventual: None,
+            nudged: AtomicBool::new(false),
         }
+    }
+
+    /// This semaphore, eventually fair instead of FIFO (see the module docs):
+    /// a release hands off to the head of the queue only once it has waited
+    /// `fair_after` nanoseconds on `clock` ([`FAIR_AFTER_NANOS`] is the
+    /// default the binding uses); before that, newcomers may take the
+    /// permits. Waits already queued count as queued now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sluice_core::{Acquire, FakeClock, Semaphore};
+    ///
+    /// let clock = Arc::new(FakeClock::new(0));
+    /// let sem = Semaphore::new(1).with_eventual_fairness(clock.clone(), 100);
+    /// assert!(sem.try_acquire(1).is_ok());
+    /// assert_eq!(sem.acquire(1, 7, 1), Ok(Acquire::Queued));
+    /// // The head is young: the permit is parked and owner 7 nudged...
+    /// assert_eq!(sem.release(1), Ok(vec![7]));
+    /// // ...and a newcomer may take it first.
+    /// assert!(sem.try_acquire(1).is_ok());
+    /// assert_eq!(sem.serve(), vec![]); // nothing left: 7 stays queued
+    /// clock.advance(100);
+    /// // The head is due: the next release hands off, as in FIFO mode.
+    /// assert_eq!(sem.release(1), Ok(vec![7]));
+    /// assert!(sem.try_acquire(1).is_err());
+    /// assert_eq!(sem.take_granted(7).len(), 1);
+    /// ```
+    pub fn with_eventual_fairness(mut self, clock: Arc<dyn Clock>, fair_after: u64) -> Self {
+        self.eventual = Some(Eventual { clock, fair_after });
+        self
+    }
+
+    /// Whether this semaphore is FIFO or eventually fair.
+    pub fn fairness(&self) -> Fairness {
+        if self.eventual.is_some() {
+            Fairness::Eventual
+        } else {
+            Fairness::Fifo
+        }
+    }
+
+    /// The time a wait queued now records: the clock's, or 0 in FIFO mode.
+    fn now(&self) -> u64 {
+        self.eventual.as_ref().map_or(0, |eventual| eventual.clock.now())
+    }
+
+    /// Eventual mode, called by a nudged owner (see the module docs): hands
+    /// the permits still parked on the fast path to the queue, in order, as
+    /// a release would. Returns the owners granted, the caller's included,
+    /// whose grants it then collects with
+    /// [`take_granted`](Self::take_granted). Cheap (one load) when no nudge
+    /// is pending; does nothing in FIFO mode.
+    pub fn serve(&self) -> Vec<Owner> {
+        // Relaxed: the flag is set under the lock before the nudged owner is
+        // rung, and the ring (the caller's wake-up) orders that store before
+        // this load; a stale `false` only leaves the permits to the next
+        // serve, release or poll.
+        if !self.nudged.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let mut queue = self.lock();
+        self.release_locked(0, &mut queue)
     }
 
     /// A semaphore of `capacity` permits, none free, that owes `owed` more:
@@ -426,11 +562,15 @@ impl Semaphore {
         if !waits.iter().all(|w| seen.insert(w.0)) {
             return Err(AdoptError);
         }
+        // Their age elsewhere is on another clock: they count from now, which
+        // can only delay their hand-off by one `fair_after`.
+        let now = self.now();
         for &(token, needed, priority) in waits {
             queue.waiters.insert(Waiter {
                 key: (owner, token),
                 needed,
                 priority,
+                queued_at: now,
             });
         }
         queue.reserved_for_head = reserved_for_head;
@@ -466,7 +606,8 @@ impl Semaphore {
         self.state.load(Ordering::Relaxed) & CLOSED != 0
     }
 
-    /// Permits free right now (zero while waiters are queued).
+    /// Permits free right now (zero while waiters are queued, but for the
+    /// permits an eventually fair semaphore parked for newcomers).
     pub fn available(&self) -> usize {
         self.state.load(Ordering::Relaxed) >> PERMIT_SHIFT
     }
@@ -494,7 +635,9 @@ impl Semaphore {
             if current & CLOSED != 0 {
                 return Err(TryAcquireError::Closed);
             }
-            if current & QUEUED != 0 || current >> PERMIT_SHIFT < n {
+            // With QUEUED set the count is zero, or (eventual mode only)
+            // parked permits that a newcomer may take: see the module docs.
+            if current >> PERMIT_SHIFT < n || (current & QUEUED != 0 && self.eventual.is_none()) {
                 return Err(TryAcquireError::NoPermits);
             }
             // Acquire: pairs with the Release CAS in `release` or the Release
@@ -524,7 +667,7 @@ impl Semaphore {
             if current & CLOSED != 0 {
                 return Err(TryAcquireError::Closed);
             }
-            let free = if current & QUEUED != 0 {
+            let free = if current & QUEUED != 0 && self.eventual.is_none() {
                 0
             } else {
                 current >> PERMIT_SHIFT
@@ -663,6 +806,7 @@ impl Semaphore {
             key: (owner, token),
             needed: n,
             priority,
+            queued_at: self.now(),
         });
         self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
         Ok(Acquire::Queued)
@@ -702,7 +846,33 @@ impl Semaphore {
         if self.available() + queue.reserved_for_head + n > capacity {
             return Err(ReleaseError { released: n, capacity });
         }
+        if let Some(owner) = self.young_head(&queue) {
+            // Eventual mode, the head not due yet: park the permits where a
+            // newcomer may take them. Release: pairs with the Acquire CAS of
+            // the barger that takes them, or of `release_locked` taking them
+            // back for the queue.
+            self.state.fetch_add(n << PERMIT_SHIFT, Ordering::Release);
+            // One nudge at a time: the owner nudged serves whatever is
+            // parked when it runs, this release's permits included.
+            if self.nudged.swap(true, Ordering::Relaxed) {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![owner]);
+        }
         Ok(self.release_locked(n, &mut queue))
+    }
+
+    /// Eventual mode only: the owner of the head of the queue if it has
+    /// waited less than `fair_after` and nothing is owed (a debt is paid
+    /// first, never parked), so that a release may park its permits.
+    fn young_head(&self, queue: &Queue) -> Option<Owner> {
+        let eventual = self.eventual.as_ref()?;
+        if self.owed.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let head = queue.waiters.front()?;
+        let waited = eventual.clock.now().saturating_sub(head.queued_at);
+        (waited < eventual.fair_after).then_some(head.key.0)
     }
 
     /// Closes the semaphore: every queued wait is withdrawn (permits partly
@@ -926,6 +1096,9 @@ impl Semaphore {
     /// removal: it grants a new head that the reserve covers, and clears
     /// `QUEUED` when the queue has emptied.
     fn release_locked(&self, mut n: usize, queue: &mut Queue) -> Vec<Owner> {
+        if self.eventual.is_some() {
+            n += self.take_parked();
+        }
         let owed = self.owed.load(Ordering::Relaxed);
         if owed > 0 {
             // The debt is paid first; those permits stay out (held by nobody).
@@ -982,6 +1155,31 @@ impl Semaphore {
         woken
     }
 
+    /// Eventual mode, under the lock: takes back the permits parked on the
+    /// fast path (none unless `QUEUED` is set) and clears `nudged`, since
+    /// nothing is left to serve. Afterwards the count stays zero until the
+    /// caller stores it: while `QUEUED` is set only lock holders add to it.
+    fn take_parked(&self) -> usize {
+        self.nudged.store(false, Ordering::Relaxed);
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let parked = current >> PERMIT_SHIFT;
+            if current & QUEUED == 0 || parked == 0 {
+                return 0;
+            }
+            // Acquire: pairs with the Release add in `release` that parked them.
+            match self.state.compare_exchange_weak(
+                current,
+                current & (QUEUED | CLOSED),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return parked,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
     fn lock(&self) -> crate::sync::MutexGuard<'_, Queue> {
         // A panic while the lock was held cannot leave the queue half-updated in
         // a way that matters more than losing the process, and the binding must
@@ -998,6 +1196,7 @@ impl fmt::Debug for Semaphore {
             .field("available", &self.available())
             .field("waiting", &self.waiting())
             .field("owed", &self.owed())
+            .field("fairness", &self.fairness())
             .finish()
     }
 }

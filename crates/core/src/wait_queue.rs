@@ -39,6 +39,10 @@ pub(crate) struct Waiter<K> {
     /// Where it stands: after every wait of its priority or higher, before
     /// every lower one (`insert` reads it).
     pub(crate) priority: i32,
+    /// When it was queued, on the semaphore's clock (nanoseconds; 0 without
+    /// one): an eventually fair semaphore hands off to the head once it has
+    /// waited long enough. The queue itself never reads it.
+    pub(crate) queued_at: u64,
 }
 
 enum Entry<K> {
@@ -246,6 +250,7 @@ mod tests {
             key: (owner, token),
             needed: 1,
             priority: 0,
+            queued_at: 0,
         }
     }
 

@@ -1,0 +1,121 @@
+//! loom models of the eventually fair semaphore: a releaser, a barger and the
+//! nudged head race, with the clock before and after `fair_after`. Run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p sluice-core --release --test loom_semaphore_eventual`.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use sluice_core::{Acquire, FakeClock, Semaphore};
+
+const FAIR_AFTER: u64 = 100;
+const HEAD: u32 = 1;
+
+/// One permit, held by the caller; `HEAD` queued at time 0.
+fn contended(clock: &std::sync::Arc<FakeClock>) -> Arc<Semaphore> {
+    let sem = Arc::new(Semaphore::new(1).with_eventual_fairness(clock.clone(), FAIR_AFTER));
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
+    sem
+}
+
+/// What the nudged head's thread does when rung: serve, then collect.
+fn serve_and_collect(sem: &Semaphore) -> usize {
+    let _ = sem.serve();
+    sem.take_granted(HEAD).len()
+}
+
+/// The head is young: the release parks the permit, a barger may take it (and
+/// give it back, parking it again), and the head serves when it runs. Whatever
+/// the interleaving, the permit exists once: either the head got it, or it is
+/// parked with a nudge pending, which a later serve turns into the grant.
+#[test]
+fn young_head_barger_and_nudged_head_conserve_the_permit() {
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = contended(&clock);
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let barger = {
+            let sem = sem.clone();
+            thread::spawn(move || {
+                if sem.try_acquire(1).is_ok() {
+                    sem.release(1).unwrap();
+                }
+            })
+        };
+        let head = {
+            let sem = sem.clone();
+            thread::spawn(move || serve_and_collect(&sem))
+        };
+        releaser.join().unwrap();
+        barger.join().unwrap();
+        let mut granted = head.join().unwrap();
+        if granted == 0 {
+            // Still queued: the permit must be parked and a nudge pending.
+            assert_eq!(sem.available(), 1);
+            assert_eq!(sem.waiting(), 1);
+            granted = serve_and_collect(&sem);
+        }
+        assert_eq!(granted, 1, "the nudged head is served in the end");
+        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+        sem.release(1).unwrap();
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+/// The head is due: the release hands off as in FIFO mode, so a barger never
+/// gets the permit, whatever the interleaving.
+#[test]
+fn due_head_gets_the_release_and_bargers_get_nothing() {
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = contended(&clock);
+        clock.advance(FAIR_AFTER);
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let barger = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.try_acquire(1).is_ok())
+        };
+        let head = {
+            let sem = sem.clone();
+            thread::spawn(move || serve_and_collect(&sem))
+        };
+        assert_eq!(releaser.join().unwrap(), vec![HEAD]);
+        assert!(!barger.join().unwrap(), "a barger took a due head's permit");
+        let granted = head.join().unwrap() + sem.take_granted(HEAD).len();
+        assert_eq!(granted, 1);
+        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    });
+}
+
+/// A barger took the parked permit while the head was young; the head became
+/// due meanwhile. The barger's release races the nudged head's serve: the
+/// release must hand the permit to the head, never park it again.
+#[test]
+fn a_due_head_is_served_by_the_next_release() {
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = contended(&clock);
+        assert_eq!(sem.release(1).unwrap(), vec![HEAD], "young head: parked and nudged");
+        sem.try_acquire(1).expect("a newcomer may take a parked permit");
+        clock.advance(FAIR_AFTER);
+        let barger = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let head = {
+            let sem = sem.clone();
+            thread::spawn(move || serve_and_collect(&sem))
+        };
+        assert_eq!(barger.join().unwrap(), vec![HEAD]);
+        let granted = head.join().unwrap() + sem.take_granted(HEAD).len();
+        assert_eq!(granted, 1);
+        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+        assert!(sem.try_acquire(1).is_err());
+    });
+}
