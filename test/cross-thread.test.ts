@@ -3,9 +3,9 @@ import { InvalidHandleError, Semaphore } from 'sluice'
 import { CANCELLED, FIRST, HELD, MOST, countersFor, holdCycles, markGone } from './fixtures/hold-cycles.mjs'
 import { eventually, nextMessage, runWorker } from './helpers.js'
 
-describe('Semaphore across worker threads', () => {
+describe.each(['fifo', 'eventual'] as const)('Semaphore across worker threads (%s)', (fairness) => {
   it('never lets more than 3 of 4 workers hold a semaphore of 3 (1,000 cycles each)', async () => {
-    const sem = new Semaphore(3)
+    const sem = new Semaphore(3, { fairness })
     const counters = countersFor(4)
     const workers = Array.from({ length: 4 }, (_, index) =>
       runWorker('hold-cycles.mjs', { task: 'hold-cycles', handle: sem.handle, counters: counters.buffer, index, cycles: 1000 }),
@@ -20,7 +20,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('shares one limit between the main thread and workers, with weighted waits', async () => {
-    const sem = new Semaphore(4)
+    const sem = new Semaphore(4, { fairness })
     const counters = countersFor(4)
     const workers = [1, 2, 3].map((weight, index) =>
       runWorker('hold-cycles.mjs', {
@@ -40,7 +40,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('keeps its invariants when waits in every thread are aborted or time out while permits circulate', async () => {
-    const sem = new Semaphore(2)
+    const sem = new Semaphore(2, { fairness })
     const counters = countersFor(5)
     const workers = Array.from({ length: 4 }, (_, index) =>
       runWorker('hold-cycles.mjs', {
@@ -62,7 +62,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('gets every permit back when contending workers are terminated at random moments', async () => {
-    const sem = new Semaphore(3)
+    const sem = new Semaphore(3, { fairness })
     const counters = countersFor(7)
     const start = (index: number): ReturnType<typeof runWorker> =>
       runWorker('hold-cycles.mjs', {
@@ -90,7 +90,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('wakes a waiting worker when the main thread releases, and the worker stays alive meanwhile', async () => {
-    const sem = new Semaphore(1)
+    const sem = new Semaphore(1, { fairness })
     const held = sem.tryAcquire()!
     const { worker, exited } = runWorker('acquire-once.mjs', { handle: sem.handle })
     expect(await nextMessage(worker)).toBe('waiting')
@@ -103,7 +103,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('wakes the main thread when a worker releases', async () => {
-    const sem = new Semaphore(1)
+    const sem = new Semaphore(1, { fairness })
     const { worker, exited } = runWorker('hold-until-told.mjs', { handle: sem.handle })
     expect(await nextMessage(worker)).toBe('holding')
     const waiting = sem.acquire()
@@ -116,7 +116,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('returns the permits of a worker terminated while holding them', async () => {
-    const sem = new Semaphore(2)
+    const sem = new Semaphore(2, { fairness })
     const { worker } = runWorker('hold-until-told.mjs', { handle: sem.handle, weight: 2 })
     expect(await nextMessage(worker)).toBe('holding')
     const waiting = sem.acquire({ weight: 2 })
@@ -129,7 +129,7 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('removes the waits of a worker terminated while waiting', async () => {
-    const sem = new Semaphore(1)
+    const sem = new Semaphore(1, { fairness })
     const held = sem.tryAcquire()!
     const { worker } = runWorker('acquire-once.mjs', { handle: sem.handle })
     expect(await nextMessage(worker)).toBe('waiting')
@@ -141,14 +141,14 @@ describe('Semaphore across worker threads', () => {
   })
 
   it('returns permits a worker still held when it exited normally', async () => {
-    const sem = new Semaphore(3)
+    const sem = new Semaphore(3, { fairness })
     const { exited } = runWorker('leak-permit.mjs', { handle: sem.handle })
     expect(await exited).toBe(0)
     await eventually(() => sem.available === 3)
   })
 
   it('returns the permits of a worker that throws while holding them', async () => {
-    const sem = new Semaphore(2)
+    const sem = new Semaphore(2, { fairness })
     const { exited } = runWorker('throw-holding.mjs', { handle: sem.handle })
     await expect(exited).rejects.toThrow('worker failed inside its critical section')
     await eventually(() => sem.available === 2)

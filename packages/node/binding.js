@@ -853,5 +853,6 @@ module.exports.MAX_SLAB_MESSAGE = nativeBinding.MAX_SLAB_MESSAGE
 module.exports.NOT_NOW = nativeBinding.NOT_NOW
 module.exports.QUEUE_FULL = nativeBinding.QUEUE_FULL
 module.exports.QUEUED = nativeBinding.QUEUED
+module.exports.setFairnessClockForTest = nativeBinding.setFairnessClockForTest
 module.exports.SLAB_HEADER_BYTES = nativeBinding.SLAB_HEADER_BYTES
 module.exports.TOO_HEAVY = nativeBinding.TOO_HEAVY

@@ -11,11 +11,15 @@
 
 use std::ffi::CStr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_core::{Acquire, AcquireError, Decision, Semaphore, TryAcquireError, MAX_PERMITS};
+use sluice_core::{
+    Acquire, AcquireError, Clock, Decision, Fairness, MonotonicClock, Semaphore, TryAcquireError, FAIR_AFTER_NANOS, MAX_PERMITS,
+};
 
 use crate::attachment::{attached_class, Attachment, Held, Primitive};
 use crate::named::{self, SemaphoreArg};
@@ -54,7 +58,8 @@ impl NativeSemaphore {
     /// absent. `available`: how many of the `permits` start free (all if
     /// absent); the rest are held by nobody until `releaseUnowned` frees them.
     /// `owed`: permits owed besides (`Semaphore::with_owed`, a value below
-    /// zero); only with `available` 0.
+    /// zero); only with `available` 0. `eventual`: eventually fair instead
+    /// of FIFO (`Semaphore::with_eventual_fairness`, see `fairness_of`).
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
@@ -62,6 +67,7 @@ impl NativeSemaphore {
         max_waiters: Option<u32>,
         available: Option<u32>,
         owed: Option<u32>,
+        eventual: Option<bool>,
     ) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
@@ -77,7 +83,7 @@ impl NativeSemaphore {
                     "owed needs available 0 and no maxWaiters".to_owned(),
                 ));
             }
-            return Self::attach(&env, Semaphore::with_owed(permits, owed as usize));
+            return Self::attach(&env, fairness_of(Semaphore::with_owed(permits, owed as usize), eventual));
         }
         let core = match (max_waiters, available) {
             (_, Some(free)) if free as usize > permits => {
@@ -96,7 +102,7 @@ impl NativeSemaphore {
             (Some(max), None) => Semaphore::with_max_waiters(permits, max as usize),
             (None, None) => Semaphore::new(permits),
         };
-        Self::attach(&env, core)
+        Self::attach(&env, fairness_of(core, eventual))
     }
 
     /// A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
@@ -105,7 +111,9 @@ impl NativeSemaphore {
     /// (the rest by nobody), and this thread's queued waits, `waits` as
     /// `[token, permits, priority, ...]` in the order they are served, with
     /// `reservedForHead` permits set aside for the first. Their grants then
-    /// reach this thread's doorbell as any wait's do.
+    /// reach this thread's doorbell as any wait's do. `eventual`: as in the
+    /// constructor (a semaphore kept in JavaScript is FIFO, which is also a
+    /// valid eventually fair schedule, and switches mode here).
     #[napi(factory, catch_unwind)]
     #[allow(clippy::too_many_arguments)]
     pub fn adopt(
@@ -117,6 +125,7 @@ impl NativeSemaphore {
         held: u32,
         reserved_for_head: u32,
         waits: Vec<f64>,
+        eventual: Option<bool>,
     ) -> Result<Self> {
         let adopt_error = |what: &str| Error::new(Status::InvalidArg, format!("cannot adopt this semaphore: {what}"));
         let capacity = capacity as usize;
@@ -141,6 +150,7 @@ impl NativeSemaphore {
         let max_waiters = max_waiters.map_or(usize::MAX, |max| max as usize);
         let core = Semaphore::with_state(capacity, max_waiters, available, owed as usize)
             .map_err(|error| adopt_error(&error.to_string()))?;
+        let core = fairness_of(core, eventual);
         let adopted = Self::attach(&env, core)?;
         adopted
             .core()
@@ -163,6 +173,15 @@ impl NativeSemaphore {
     #[napi(getter)]
     pub fn waiting(&self) -> u32 {
         self.core().waiting() as u32
+    }
+
+    /// `'fifo'` or `'eventual'`: what `Semaphore.from(handle)` adopts.
+    #[napi(getter)]
+    pub fn fairness(&self) -> &'static str {
+        match self.core().fairness() {
+            Fairness::Fifo => "fifo",
+            Fairness::Eventual => "eventual",
+        }
     }
 
     #[napi(getter)]
@@ -269,13 +288,84 @@ impl NativeSemaphore {
 
 attached_class!(NativeSemaphore, Semaphore, "semaphore", slot);
 
-pub(crate) const RAW: [(&CStr, sys::napi_callback); 5] = [
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 6] = [
     (c"semTryAcquire", entry!(try_acquire)),
     (c"semAcquire", entry!(acquire)),
     (c"semRelease", entry!(release)),
     (c"semTakeGranted", entry!(take_granted)),
+    (c"semServe", entry!(serve)),
     (c"semValue", entry!(value)),
 ];
+
+/// `core`, eventually fair if asked (`FAIR_AFTER_NANOS` on `FairnessClock`):
+/// the mode lives in the core, so every thread attached to it shares it.
+fn fairness_of(core: Semaphore, eventual: Option<bool>) -> Semaphore {
+    if eventual == Some(true) {
+        core.with_eventual_fairness(Arc::new(FairnessClock(MonotonicClock::default())), FAIR_AFTER_NANOS)
+    } else {
+        core
+    }
+}
+
+/// What the fairness clock reads while a test holds it still, or `u64::MAX`
+/// for the real clock. Process-wide: vitest runs each test file in its own
+/// process (`pool: 'forks'`).
+static FROZEN_NOW: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The clock of eventually fair semaphores: the real monotonic clock, unless
+/// a test froze it with `setFairnessClockForTest`, so that JS tests decide
+/// whether a queue head is due without timing anything.
+struct FairnessClock(MonotonicClock);
+
+impl Clock for FairnessClock {
+    fn now(&self) -> u64 {
+        // Relaxed: a reading of time publishes nothing else.
+        match FROZEN_NOW.load(Ordering::Relaxed) {
+            u64::MAX => self.0.now(),
+            frozen => frozen,
+        }
+    }
+}
+
+/// For tests only (not part of the TypeScript API): freezes the clock of
+/// every eventually fair semaphore of this process at `nanos`, or gives them
+/// the real clock back when called without it. Waits queued before or after
+/// read the same timeline only while it stays frozen.
+#[napi(catch_unwind)]
+pub fn set_fairness_clock_for_test(nanos: Option<f64>) -> Result<()> {
+    let frozen = match nanos {
+        None => u64::MAX,
+        Some(n) if n.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&n) => n as u64,
+        Some(n) => {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("nanos must be a non-negative safe integer, got {n}"),
+            ))
+        }
+    };
+    FROZEN_NOW.store(frozen, Ordering::Relaxed);
+    Ok(())
+}
+
+/// `semServe(handle) -> null | settle entries`: what the doorbell of an
+/// eventually fair semaphore calls when rung, before collecting: if this
+/// thread was nudged, the permits parked for newcomers go to the queue
+/// (`Semaphore::serve`); this thread's grants come back collected, other
+/// threads' slots to ring. One load and `null` when nothing is pending.
+fn serve(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
+    let SemaphoreArg::Local(attachment) = semaphore else {
+        // A named semaphore is FIFO: nothing is ever parked.
+        return raw::null(env);
+    };
+    let core = &attachment.shared.primitive;
+    let woken = core.serve();
+    if woken.is_empty() {
+        return raw::null(env);
+    }
+    let mut out = Vec::with_capacity(woken.len());
+    wake::wake_list(core, attachment.slot, &attachment.local, woken, &mut out);
+    raw::numbers_or_null(env, &out)
+}
 
 /// `semValue(handle) -> number`: free permits (`available` plus those
 /// reserved for the head) minus those owed, in one call: the async-mutex

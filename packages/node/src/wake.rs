@@ -12,9 +12,18 @@ use crate::attachment::Held;
 
 /// Appends the settle entries for `woken` (owners granted by an operation on
 /// `semaphore`) to `out`, collecting the grants of `own` into `held`.
+///
+/// An eventually fair semaphore may have nudged `own` instead of granting it
+/// (see `Semaphore::serve`): nobody rings this thread for that, so it serves
+/// at once, as its doorbell would, and rings whoever that grants.
 pub(crate) fn wake_list(semaphore: &Semaphore, own: Owner, held: &Held, woken: Vec<Owner>, out: &mut Vec<f64>) {
     for owner in woken {
         if owner == own {
+            for other in semaphore.serve() {
+                if other != own && !out.contains(&-(f64::from(other) + 1.0)) {
+                    out.push(-(f64::from(other) + 1.0));
+                }
+            }
             collect(semaphore, own, held, out);
         } else {
             out.push(-(f64::from(owner) + 1.0));

@@ -30,6 +30,12 @@ export interface NativeWaitable {
    * none); a negated token is a wait refused instead (see `Wait.onRefused`).
    */
   takeGranted(): number[] | null
+  /**
+   * Only for an eventually fair semaphore: a ring may be a nudge, asking this
+   * thread to hand the permits parked for newcomers to the queue. Returns a
+   * wake list (this thread's grants collected, other threads to ring).
+   */
+  serve?: () => WakeList
   /** Whether the primitive was closed (which withdraws every queued wait). */
   isClosed(): boolean
 }
@@ -160,6 +166,10 @@ export class Doorbell {
     // is in the list taken next, and whatever is still pending after it was
     // withdrawn by the close.
     const closed = this.#native.isClosed()
+    // After the closed read, as any grant's collection; it may grant this
+    // thread's waits and others' (rung here: no one else knows).
+    const served = this.#native.serve?.()
+    if (served != null) this.deliver(served)
     const granted = this.#native.takeGranted()
     if (granted !== null) {
       for (const token of granted) {

@@ -14,6 +14,7 @@
 // semaphore made with a negative value, `held` the permits this thread holds
 // (what the native attachment counts).
 import { CLOSED, DONE, NOT_NOW, QUEUED, QUEUE_FULL, TOO_HEAVY, type Outcome } from './native.js'
+import type { Fairness } from './validate.js'
 
 /**
  * A wait as the local queue links it (a semaphore's `SemaphoreWait`). It is
@@ -43,6 +44,8 @@ export interface LocalState {
   readonly owed: number
   readonly held: number
   readonly reserved: number
+  /** The mode the native semaphore takes: kept here, served FIFO (a valid eventually fair schedule). */
+  readonly fairness: Fairness
   /** In the order they are served, unlinked, each `key` still its priority. */
   readonly waits: LocalWait[]
 }
@@ -56,6 +59,12 @@ export class LocalSemaphore {
   closed = false
   waiting = 0
   readonly maxWaiters: number
+  /**
+   * What the native semaphore will be once shared. Here it is always served
+   * FIFO: one thread gains nothing from barging, and FIFO is one of the
+   * schedules eventual fairness allows.
+   */
+  fairness: Fairness = 'fifo'
   #head: LocalWait | undefined = undefined
   #tail: LocalWait | undefined = undefined
   /** At least the largest weight queued (exact after a scan, 0 when empty): as the core's `heaviest`. */
@@ -278,6 +287,7 @@ export class LocalSemaphore {
       owed: this.owed,
       held: this.held,
       reserved: this.reserved,
+      fairness: this.fairness,
       waits,
     }
     for (const wait of waits) wait.prev = wait.next = undefined

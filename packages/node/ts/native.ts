@@ -33,6 +33,8 @@ interface RawCalls {
   /** A wake list; a list of one entry comes back as a bare number. */
   semRelease(handle: FastHandle, n: number): WakeList | number
   semTakeGranted(handle: FastHandle): number[] | null
+  /** Eventual fairness: serves the permits parked for newcomers if this thread was nudged; a wake list. */
+  semServe(handle: FastHandle): WakeList
   /** Free permits (available and reserved for the head) minus those owed. */
   semValue(handle: FastHandle): number
   bucketTryTake(handle: FastHandle, n: number): Outcome
@@ -158,7 +160,7 @@ function isInstalled(name: string): boolean {
 }
 
 const raw = binding as unknown as RawCalls
-export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semValue } = raw
+export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semServe, semValue } = raw
 export const { bucketTryTake, bucketReserve, bucketRedeem, bucketCancel } = raw
 export const { limiterTryTake, limiterPeek, limiterReserve, limiterRedeem, limiterCancel, limiterReset } = raw
 export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw

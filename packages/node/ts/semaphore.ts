@@ -15,6 +15,7 @@ import {
   TOO_HEAVY,
   semAcquire,
   semRelease,
+  semServe,
   semTakeGranted,
   semTryAcquire,
   semValue,
@@ -25,7 +26,7 @@ import { isMetricsBuffer, metricsBytes, SlottedMetrics, type SharedMetrics, type
 import { openSemaphore, unlinkSemaphore, type NamedSemaphoreHandle, type OpenSemaphoreOptions } from './named.js'
 import { openInStore, type Store } from './open.js'
 import { kAttach, kForget, kInternals, kLocal, kOpenSemaphore, kRelease } from './symbols.js'
-import { show, validateInteger, validateOptions } from './validate.js'
+import { show, validateFairness, validateInteger, validateOptions, type Fairness } from './validate.js'
 import { validateWaitOptions, type Cancel, type Queue } from './wait.js'
 
 export type { Cancel } from './wait.js'
@@ -40,6 +41,22 @@ export interface SemaphoreOptions {
    * by default.
    */
   maxWaiters?: number
+  /**
+   * How waiters of other threads are served against callers that arrive
+   * later. `'fifo'` (the default): a release hands its permits to the
+   * longest waiter, and nobody barges past a queued one. `'eventual'`
+   * (parking_lot's eventual fairness): while the first waiter has waited
+   * less than 0.5 ms, a release leaves its permits free for whoever asks
+   * first, often the releasing thread itself, and wakes that waiter to try
+   * again; once it has waited 0.5 ms, the next release hands off to it as in
+   * `'fifo'`. No waiter then waits more than 0.5 ms plus one hold time plus
+   * one wake-up beyond its FIFO turn, and a contended semaphore shared by
+   * threads goes much faster (no wake-up between holders). Priorities order
+   * the queue as in `'fifo'`. The mode travels in the `handle`. While the
+   * semaphore is kept by one thread (before its `handle` is read) it is
+   * served FIFO, which eventual fairness allows.
+   */
+  fairness?: Fairness
 }
 
 export interface AcquireOptions {
@@ -77,6 +94,8 @@ export interface LocalSemaphoreHandle {
    * sluice made; without it, `from` counts for its own thread alone).
    */
   readonly metrics?: SharedArrayBuffer
+  /** The semaphore's `fairness` (optional in a handle made by hand; the semaphore's own mode wins). */
+  readonly fairness?: Fairness
 }
 
 /** `Semaphore.metrics()`: counts across every thread that shares the semaphore. */
@@ -254,9 +273,10 @@ export class Semaphore {
     if (permits === kLocal) local = options as LocalSemaphore
     else {
       validateInteger(permits, 'permits', 1, MAX_PERMITS)
-      const { maxWaiters } = validateOptions<SemaphoreOptions>(options, 'options')
+      const { maxWaiters, fairness } = validateOptions<SemaphoreOptions>(options, 'options')
       if (maxWaiters !== undefined) validateInteger(maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
       local = new LocalSemaphore(permits, maxWaiters)
+      local.fairness = validateFairness(fairness, 'options.fairness')
     }
     this.#local = local
     this.#capacity = local.capacity
@@ -270,7 +290,13 @@ export class Semaphore {
     this.#native = native
     this.#bells = bells
     const fast = (this.#fast = native.fastHandle() as FastHandle)
-    const waitable = { slot: native.slot, takeGranted: () => semTakeGranted(fast), isClosed: () => native.closed }
+    const waitable = {
+      slot: native.slot,
+      takeGranted: () => semTakeGranted(fast),
+      isClosed: () => native.closed,
+      // Eventual fairness: a ring may be a nudge to serve the permits parked for newcomers.
+      serve: native instanceof NativeSemaphore && native.fairness === 'eventual' ? () => semServe(fast) : undefined,
+    }
     this.#queue = {
       doorbell: new Doorbell(waitable, bells instanceof SharedArrayBuffer ? new Int32Array(bells) : bells),
       withdraw: (token) => native.cancel(token),
@@ -288,7 +314,7 @@ export class Semaphore {
   #shared(): SemaphoreNative {
     if (this.#native !== undefined) return this.#native
     const local = this.#local!
-    const { capacity, maxWaiters, available, owed, held, reserved, waits } = local.takeState()
+    const { capacity, maxWaiters, available, owed, held, reserved, fairness, waits } = local.takeState()
     // Tokens are given at the move: a local wait needs none (`key` held its priority).
     const triples: number[] = []
     for (const wait of waits) {
@@ -296,7 +322,7 @@ export class Semaphore {
       triples.push(token, wait.weight, wait.key)
       wait.key = token
     }
-    const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples)
+    const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples, fairness === 'eventual')
     if (local.closed) native.close() // nothing queued: it withdraws nobody
     this.#attach(native, newDoorbells())
     this.#metrics = this.#countedNow().moveTo(native.slot)
@@ -315,7 +341,8 @@ export class Semaphore {
   static from(handle: SemaphoreHandle): Semaphore {
     const named = validateOptions<NamedSemaphoreHandle>(handle, 'handle')
     if (named.kind === 'sluice:NamedSemaphore') return openSemaphore(named.name, named, 'Semaphore.from')
-    const { kind, id, doorbells, metrics } = validateOptions<LocalSemaphoreHandle>(handle, 'handle')
+    const { kind, id, doorbells, metrics, fairness } = validateOptions<LocalSemaphoreHandle>(handle, 'handle')
+    if (fairness !== undefined) validateFairness(fairness, 'handle.fairness')
     if (
       kind !== 'sluice:Semaphore' ||
       typeof id !== 'number' ||
@@ -366,7 +393,13 @@ export class Semaphore {
     keepAliveInFlight(this)
     const { id } = this.#shared() as NativeSemaphore
     // Named ones returned above: a process-local primitive's counters are a SharedArrayBuffer.
-    return { kind: 'sluice:Semaphore', id, doorbells: this.#bells as SharedArrayBuffer, metrics: this.#metrics.buffer as SharedArrayBuffer }
+    return {
+      kind: 'sluice:Semaphore',
+      id,
+      doorbells: this.#bells as SharedArrayBuffer,
+      metrics: this.#metrics.buffer as SharedArrayBuffer,
+      fairness: (this.#native as NativeSemaphore).fairness as Fairness,
+    }
   }
 
   /**
