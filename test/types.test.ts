@@ -12,6 +12,7 @@ import {
   SluiceError,
   TokenBucket,
   type ChannelHandle,
+  type Fairness,
   type MutexHandle,
   type SemaphoreHandle,
   type TokenBucketHandle,
@@ -19,7 +20,10 @@ import {
 
 describe('public types', () => {
   it('Semaphore', () => {
-    expectTypeOf(Semaphore).constructorParameters.toEqualTypeOf<[permits: number, options?: { maxWaiters?: number }]>()
+    expectTypeOf(Semaphore).constructorParameters.toEqualTypeOf<
+      [permits: number, options?: { maxWaiters?: number; fairness?: 'fifo' | 'eventual' }]
+    >()
+    expectTypeOf<Fairness>().toEqualTypeOf<'fifo' | 'eventual'>()
     expectTypeOf<Semaphore['acquire']>().returns.toEqualTypeOf<Promise<Permit>>()
     expectTypeOf<Semaphore['tryAcquire']>().returns.toEqualTypeOf<Permit | null>()
     expectTypeOf<Semaphore['handle']>().toEqualTypeOf<SemaphoreHandle>()

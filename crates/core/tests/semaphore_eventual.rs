@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sluice_core::{Acquire, AcquireError, FakeClock, Fairness, Semaphore};
+use sluice_core::{Acquire, AcquireError, Fairness, FakeClock, Semaphore};
 
 const FAIR_AFTER: u64 = 500;
 
@@ -259,6 +259,9 @@ fn acquire_errors_are_unchanged() {
     let (sem, _clock) = eventual(1);
     assert_eq!(
         sem.acquire(2, 0, 1),
-        Err(AcquireError::TooManyPermits { requested: 2, capacity: 1 })
+        Err(AcquireError::TooManyPermits {
+            requested: 2,
+            capacity: 1
+        })
     );
 }

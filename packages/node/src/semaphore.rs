@@ -18,7 +18,8 @@ use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 use sluice_core::{
-    Acquire, AcquireError, Clock, Decision, Fairness, MonotonicClock, Semaphore, TryAcquireError, FAIR_AFTER_NANOS, MAX_PERMITS,
+    Acquire, AcquireError, Clock, Decision, Fairness, MonotonicClock, Semaphore, TryAcquireError, FAIR_AFTER_NANOS,
+    MAX_PERMITS,
 };
 
 use crate::attachment::{attached_class, Attachment, Held, Primitive};
@@ -83,7 +84,10 @@ impl NativeSemaphore {
                     "owed needs available 0 and no maxWaiters".to_owned(),
                 ));
             }
-            return Self::attach(&env, fairness_of(Semaphore::with_owed(permits, owed as usize), eventual));
+            return Self::attach(
+                &env,
+                fairness_of(Semaphore::with_owed(permits, owed as usize), eventual),
+            );
         }
         let core = match (max_waiters, available) {
             (_, Some(free)) if free as usize > permits => {

@@ -1,5 +1,6 @@
 export { Semaphore, Permit, MAX_PERMITS } from './semaphore.js'
 export type { AcquireOptions, LocalSemaphoreHandle, SemaphoreHandle, SemaphoreMetrics, SemaphoreOptions } from './semaphore.js'
+export type { Fairness } from './validate.js'
 export { Mutex } from './mutex.js'
 export { TokenBucket } from './token-bucket.js'
 export { Channel } from './channel.js'
