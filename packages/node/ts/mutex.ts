@@ -2,7 +2,7 @@ import type { OpenSemaphoreOptions } from './named.js'
 import { Permit, Semaphore, type AcquireOptions, type SemaphoreHandle, type SemaphoreMetrics } from './semaphore.js'
 import { openInStore, type Store } from './open.js'
 import { kOpenMutex } from './symbols.js'
-import { show, validateOptions } from './validate.js'
+import { show, validateOptions, type Fairness } from './validate.js'
 
 export type LockOptions = Omit<AcquireOptions, 'weight'>
 
@@ -49,7 +49,7 @@ export class Mutex {
    */
   static open(name: string, options?: OpenMutexOptions): Mutex
   /** The mutex named `name` in `options.store` (`redis(client)` from `sluice/redis`). */
-  static open<S>(name: string, options: { store: Store<typeof kOpenMutex, S> }): S
+  static open<S>(name: string, options: { fairness?: Fairness; store: Store<typeof kOpenMutex, S> }): S
   static open(name: string, options?: OpenMutexOptions | { store: unknown }): unknown {
     const stored = openInStore(kOpenMutex, name, options)
     if (stored !== undefined) return stored

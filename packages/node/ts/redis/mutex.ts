@@ -1,4 +1,4 @@
-import { validateOptions } from '../validate.js'
+import { validateOptions, type Fairness } from '../validate.js'
 import type { LockOptions } from '../mutex.js'
 import type { RedisSemaphoreMetrics } from './metrics.js'
 import type { RedisPermit } from './permit.js'
@@ -6,6 +6,8 @@ import { RedisSemaphore } from './semaphore.js'
 import type { RedisStore } from './store.js'
 
 export interface RedisMutexOptions {
+  /** As the Redis semaphore's: accepted, served FIFO (see `RedisSemaphoreOptions.fairness`). */
+  fairness?: Fairness
   store: RedisStore
 }
 
@@ -20,8 +22,8 @@ export class RedisMutex {
 
   /** @internal use `Mutex.open(name, { store })` */
   constructor(store: RedisStore, name: string, options: RedisMutexOptions) {
-    validateOptions<RedisMutexOptions>(options, 'options')
-    this.#semaphore = new RedisSemaphore(store, name, { permits: 1, store }, 'mutex')
+    const { fairness } = validateOptions<RedisMutexOptions>(options, 'options')
+    this.#semaphore = new RedisSemaphore(store, name, { permits: 1, fairness, store }, 'mutex')
   }
 
   get name(): string {

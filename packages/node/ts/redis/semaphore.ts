@@ -14,7 +14,7 @@ import { onCancellation } from '../abort.js'
 import { Errors } from '../errors.js'
 import { SharedMetrics } from '../metrics.js'
 import { MAX_PERMITS, Permit, Semaphore, type AcquireOptions } from '../semaphore.js'
-import { show, validateInteger, validateName, validateOptions } from '../validate.js'
+import { show, validateFairness, validateInteger, validateName, validateOptions, type Fairness } from '../validate.js'
 import { validateWaitOptions } from '../wait.js'
 import { unavailable } from './gcra.js'
 import { RedisPermit, type Lease } from './permit.js'
@@ -27,6 +27,14 @@ export interface RedisSemaphoreOptions {
   permits: number
   /** Most waits this process may queue at once on this object (unbounded by default). */
   maxWaiters?: number
+  /**
+   * Accepted for the same code on every store, and served FIFO here, which
+   * is a valid schedule of `'eventual'` (every wait is bounded the same
+   * way). On Redis a FIFO hand-off is one script call whose pub/sub message
+   * is the grant, while a barge is a release plus a fresh acquire: two round
+   * trips. Measured with 4 processes, barging ran at 0.7-0.8x FIFO's rate.
+   */
+  fairness?: Fairness
   store: RedisStore
 }
 
@@ -44,6 +52,8 @@ export class RedisSemaphore {
   readonly name: string
   /** Permits in existence. */
   readonly capacity: number
+  /** The mode asked for; both are served FIFO on Redis (see `RedisSemaphoreOptions.fairness`). */
+  readonly fairness: Fairness
   readonly #store: RedisStore
   readonly #lease: Lease
   readonly #maxWaiters: number
@@ -61,6 +71,7 @@ export class RedisSemaphore {
     this.name = validateName(name)
     const opts = validateOptions<RedisSemaphoreOptions>(options, 'options')
     this.capacity = validateInteger(opts.permits, 'options.permits', 1, MAX_PERMITS)
+    this.fairness = validateFairness(opts.fairness, 'options.fairness')
     this.#maxWaiters =
       opts.maxWaiters === undefined ? Infinity : validateInteger(opts.maxWaiters, 'options.maxWaiters', 0, 2 ** 32 - 1)
     this.#store = store
