@@ -165,8 +165,14 @@ fn a_process_killed_at_any_commit_point_leaves_a_state_the_next_locker_recovers(
 /// it inside the lock) or is killed by the parent before it collects.
 fn nudged_child() {
     let dir = env("SHM_DIR");
-    let sem = SharedSemaphore::open_with(Some(std::path::Path::new(&dir)), &env("SHM_NAME"), 1, WAITERS, Fairness::Eventual)
-        .unwrap();
+    let sem = SharedSemaphore::open_with(
+        Some(std::path::Path::new(&dir)),
+        &env("SHM_NAME"),
+        1,
+        WAITERS,
+        Fairness::Eventual,
+    )
+    .unwrap();
     let (c, _) = sem.attach().unwrap();
     assert_eq!(sem.acquire(c, 1, 20, 0).unwrap(), Acquire::Queued);
     say("QUEUED".into());
@@ -187,7 +193,12 @@ fn nudged_but_dead(killed_in_the_lock: bool) {
     let (p, _) = sem.attach().unwrap();
     assert!(sem.try_acquire(p, 1).unwrap());
     let point = if killed_in_the_lock { "collect.nudged" } else { "none" };
-    let mut child = spawn("nudged", dir.path(), "nudged", &[("SLUICE_KILL_POINT", point.to_owned())]);
+    let mut child = spawn(
+        "nudged",
+        dir.path(),
+        "nudged",
+        &[("SLUICE_KILL_POINT", point.to_owned())],
+    );
     child.line("QUEUED");
     assert_eq!(sem.acquire(p, 1, 1, 0).unwrap(), Acquire::Queued);
     assert!(sem.release(p, 1).unwrap().is_empty());

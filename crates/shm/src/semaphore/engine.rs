@@ -230,13 +230,7 @@ impl Engine<'_> {
     /// `owner` gives back `n` permits it holds. In eventual mode, with
     /// waits queued and a head not yet due, they stay free and the head's
     /// owner is nudged (rung) instead.
-    pub(crate) fn release(
-        &self,
-        owner: u32,
-        n: u64,
-        now: u64,
-        woken: &mut Vec<u32>,
-    ) -> Result<Result<(), u64>, Error> {
+    pub(crate) fn release(&self, owner: u32, n: u64, now: u64, woken: &mut Vec<u32>) -> Result<Result<(), u64>, Error> {
         self.sane()?;
         let held = self.oget(owner, O_HELD)?;
         if n > held {
@@ -244,10 +238,7 @@ impl Engine<'_> {
         }
         self.oset(owner, O_HELD, held - n)?;
         kill_point!("release.held");
-        let nudge = self.is_eventual()?
-            && self.get(S_OWED)? == 0
-            && self.get(S_WAITING)? > 0
-            && !self.head_due(now)?;
+        let nudge = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && !self.head_due(now)?;
         if nudge {
             self.set(S_FREE, add(self.get(S_FREE)?, n)?)?;
             wake(woken, self.owner_of(self.head()?)?);

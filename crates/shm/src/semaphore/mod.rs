@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use locked::Backing;
 use params::Params;
-pub use records::{FAIR_AFTER_NS, MAX_PERMITS};
 use records::{Engine, O_HELD, S_CAPACITY, S_FREE, S_RESERVED, S_WAITING};
+pub use records::{FAIR_AFTER_NS, MAX_PERMITS};
 
 use crate::{BellFd, Error, Layout, Region, Segment};
 

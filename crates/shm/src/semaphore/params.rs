@@ -24,7 +24,16 @@ impl Layout for Params {
     }
 
     fn params(&self) -> [u64; 8] {
-        [self.permits, u64::from(self.max_waiters), self.fairness as u64, 0, 0, 0, 0, 0]
+        [
+            self.permits,
+            u64::from(self.max_waiters),
+            self.fairness as u64,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]
     }
 
     fn mutable_size(&self) -> usize {
