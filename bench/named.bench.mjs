@@ -38,11 +38,14 @@ async function contend(mode, permits, cycles, fairness = 'fifo') {
   cluster.setupPrimary({ exec: contender, silent: false })
   const env = { SLUICE_BENCH_NAMED: JSON.stringify({ mode, name, dir, permits, cycles, lockPath, fairness }) }
   const workers = Array.from({ length: PROCESSES }, () => cluster.fork(env))
+  const ready = Promise.all(workers.map((worker) => new Promise((resolve) => worker.on('message', (m) => m === 'ready' && resolve()))))
   await Promise.all(workers.map((worker) => once(worker, 'online')))
   if (mode === 'ipc') coordinate(workers, permits, (worker, message) => worker.send(message))
   const done = workers.map((worker) => new Promise((resolve) => worker.on('message', (m) => m?.done && resolve(m.done))))
-  // Give each worker a moment to open and register its 'go' listener.
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  // Each worker says 'ready' once its 'go' listener is on: a 'go' sent
+  // before would be dropped, and that worker would wait forever (a fixed
+  // delay was not enough on a loaded machine).
+  await ready
   const started = performance.now()
   for (const worker of workers) worker.send('go')
   const times = await Promise.all(done)

@@ -40,8 +40,12 @@ if (mode === 'sluice') {
   throw new Error(`unknown mode ${mode}`)
 }
 
-// Start together: wait for the primary's 'go'.
-await new Promise((resolve) => process.on('message', (message) => message === 'go' && resolve()))
+// Start together: wait for the primary's 'go', asked for with 'ready' once
+// the listener is on (a message with no listener is dropped).
+await new Promise((resolve) => {
+  process.on('message', (message) => message === 'go' && resolve())
+  process.send('ready')
+})
 const times = new Float64Array(cycles * 3)
 for (let i = 0; i < cycles; i++) {
   times[3 * i] = Number(process.hrtime.bigint())
