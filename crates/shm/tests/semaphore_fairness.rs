@@ -145,3 +145,46 @@ fn fifo_mode_never_leaves_permits_free_while_anyone_waits() {
     assert_eq!(sem.take_decided(b).unwrap(), vec![7]);
     assert_eq!(sem.fairness(), Fairness::Fifo);
 }
+
+#[test]
+fn a_nudge_rings_once_until_collected_and_again_for_the_next_head() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 2, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(sem.take_rung().is_empty(), "b is rung already and has not collected");
+    // A barger takes both; b collects nothing; the next nudge rings again.
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    // b withdraws before collecting: the permit its nudge left free goes to
+    // c, and the next nudge rings the new head.
+    assert!(sem.cancel(b, 1).unwrap());
+    assert_eq!(sem.take_rung(), vec![c]);
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    assert_eq!(sem.acquire(b, 1, 3, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "the new head is rung");
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_nudged_head_withdrawn_after_a_barger_took_the_permit_does_not_silence_the_next_nudge() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.try_acquire(a, 1).unwrap()); // barged before b collected
+    assert!(sem.cancel(b, 1).unwrap());
+    assert!(sem.take_rung().is_empty(), "nothing free to serve");
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c], "the new head is nudged");
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    sem.check().unwrap();
+}

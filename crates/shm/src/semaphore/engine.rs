@@ -241,7 +241,13 @@ impl Engine<'_> {
         let nudge = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && !self.head_due(now)?;
         if nudge {
             self.set(S_FREE, add(self.get(S_FREE)?, n)?)?;
-            wake(woken, self.owner_of(self.head()?)?);
+            // One ring until someone collects: that collection serves every
+            // permit freed meanwhile, so more rings would only cost the
+            // releaser a write and the head's process more wake-ups.
+            if self.get(S_NUDGED)? == 0 {
+                self.set(S_NUDGED, 1)?;
+                wake(woken, self.owner_of(self.head()?)?);
+            }
         } else {
             self.hand_off(n, woken)?;
         }
@@ -256,6 +262,8 @@ impl Engine<'_> {
     /// leaves the queue as it was, each wait at its place.
     pub(crate) fn take_decided(&self, owner: u32, grants_only: bool, woken: &mut Vec<u32>) -> Result<Vec<i64>, Error> {
         self.sane()?;
+        // Collected: the next nudge rings again (a hint, no fact).
+        self.set(S_NUDGED, 0)?;
         if self.get(S_FREE)? > 0 && self.get(S_WAITING)? > 0 {
             // A nudged owner killed here leaves the permits free with waits
             // queued: the rebuild (and the reap) hands them to the queue.
@@ -337,7 +345,9 @@ impl Engine<'_> {
         kill_point!("cancel.freed");
         self.push_free(i)?;
         // A nudged head that withdraws leaves its nudge's permits free:
-        // they go to the next waits with `back` (a hand-off, as in FIFO mode).
+        // they go to the next waits with `back` (a hand-off, as in FIFO mode),
+        // and the next nudge rings whoever is the head then.
+        self.set(S_NUDGED, 0)?;
         self.hand_off(back, woken)
     }
 
@@ -387,6 +397,7 @@ impl Engine<'_> {
         self.oset(owner, O_DECIDED, u64::from(NIL))?;
         self.oset(owner, O_HELD, 0)?;
         kill_point!("detach.emptied");
+        self.set(S_NUDGED, 0)?;
         self.hand_off(back, woken)
     }
 

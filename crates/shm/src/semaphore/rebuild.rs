@@ -76,6 +76,8 @@ impl Engine<'_> {
         let pool = capacity - facts.held - facts.granted - owed;
         self.set(S_FREE, 0)?;
         self.set(S_RESERVED, 0)?;
+        // The free permits are handed to the queue below: no nudge is due.
+        self.set(S_NUDGED, 0)?;
         // Queued entries hold nothing after the relink: nothing comes back.
         self.refuse_heavier_than(capacity, woken)?;
         self.release_locked(pool, woken)

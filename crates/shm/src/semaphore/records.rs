@@ -46,6 +46,7 @@ pub(crate) const S_FLAGS: usize = 64; // CLOSED, EVENTUAL
 pub(crate) const S_HEAD: usize = 72; // cache: first queued entry or NIL
 pub(crate) const S_TAIL: usize = 80; // cache: last queued entry or NIL
 pub(crate) const S_FREE_LIST: usize = 88; // cache: first FREE entry or NIL
+pub(crate) const S_NUDGED: usize = 96; // hint: 1 while a nudge is rung and nobody has collected since
 const STATE_BYTES: usize = 128;
 
 /// `flags`: `close()` has run.
@@ -144,6 +145,7 @@ impl<'a> Engine<'a> {
             e.set(f, 0)?;
         }
         e.set(S_FLAGS, if eventual { EVENTUAL } else { 0 })?;
+        e.set(S_NUDGED, 0)?;
         e.set(S_HEAD, u64::from(NIL))?;
         e.set(S_TAIL, u64::from(NIL))?;
         for o in 0..max_owners {
