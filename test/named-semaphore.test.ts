@@ -261,6 +261,7 @@ describe('Mutex.open', () => {
     guard.release()
     expect(await waiter.exited).toBe(0)
     expect(() => Mutex.open(name, { dir, maxWaiters: 7 })).toThrow(MismatchError)
+    expect(() => Mutex.open(name, { dir, fairness: 'eventual' })).toThrow(/fairness is 'eventual' here.*fairness 'fifo'/)
   })
 })
 
