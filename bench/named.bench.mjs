@@ -6,7 +6,11 @@
 // Acquisitions per second from 'go' until every worker is done, and, with
 // one permit, the hand-off latency: from the release in one process to the
 // grant seen in the next holder (both stamped with process.hrtime, which is
-// CLOCK_MONOTONIC and so comparable across processes), p50 and p99.
+// CLOCK_MONOTONIC and so comparable across processes), p50 and p99; and
+// for every contender the wait (from the acquire call to the grant) p50,
+// p99, p99.9 and longest, in the suite's notes. The `sluice (eventual)` rows
+// open the semaphore with `fairness: 'eventual'` (issue 13): a releaser
+// takes its permit back unless the longest waiter has waited 0.5 ms.
 import cluster from 'node:cluster'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -23,22 +27,25 @@ const PROCESSES = 4
 
 let runs = 0
 
-async function contend(mode, permits, cycles) {
+async function contend(mode, permits, cycles, fairness = 'fifo') {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-named-'))
   const name = `bench-${process.pid}-${++runs}`
   const lockPath = join(dir, 'lock')
   writeFileSync(lockPath, '')
   // The primary keeps the semaphore open, as a service's primary would: the
   // workers then attach to a live segment instead of racing to create it.
-  const semaphore = mode === 'sluice' ? Semaphore.open(name, { permits, dir }) : undefined
+  const semaphore = mode === 'sluice' ? Semaphore.open(name, { permits, fairness, dir }) : undefined
   cluster.setupPrimary({ exec: contender, silent: false })
-  const env = { SLUICE_BENCH_NAMED: JSON.stringify({ mode, name, dir, permits, cycles, lockPath }) }
+  const env = { SLUICE_BENCH_NAMED: JSON.stringify({ mode, name, dir, permits, cycles, lockPath, fairness }) }
   const workers = Array.from({ length: PROCESSES }, () => cluster.fork(env))
+  const ready = Promise.all(workers.map((worker) => new Promise((resolve) => worker.on('message', (m) => m === 'ready' && resolve()))))
   await Promise.all(workers.map((worker) => once(worker, 'online')))
   if (mode === 'ipc') coordinate(workers, permits, (worker, message) => worker.send(message))
   const done = workers.map((worker) => new Promise((resolve) => worker.on('message', (m) => m?.done && resolve(m.done))))
-  // Give each worker a moment to open and register its 'go' listener.
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  // Each worker says 'ready' once its 'go' listener is on: a 'go' sent
+  // before would be dropped, and that worker would wait forever (a fixed
+  // delay was not enough on a loaded machine).
+  await ready
   const started = performance.now()
   for (const worker of workers) worker.send('go')
   const times = await Promise.all(done)
@@ -49,9 +56,23 @@ async function contend(mode, permits, cycles) {
     Semaphore.unlink(name, { dir })
   }
   rmSync(dir, { recursive: true, force: true })
-  const row = { opsPerSecond: (PROCESSES * cycles) / seconds }
+  const row = { opsPerSecond: (PROCESSES * cycles) / seconds, ...waits(times) }
   if (permits === 1) Object.assign(row, handOff(times))
   return row
+}
+
+/** Percentile `p` of a sorted array. */
+const pick = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+
+/** The waits, from each acquire call to its grant, of every process. */
+function waits(times) {
+  const all = times.flatMap((list) => {
+    const out = []
+    for (let i = 0; i < list.length; i += 3) out.push(list[i + 1] - list[i])
+    return out
+  })
+  const sorted = Float64Array.from(all).sort()
+  return { waitP50Ns: pick(sorted, 0.5), waitP99Ns: pick(sorted, 0.99), waitP999Ns: pick(sorted, 0.999), waitMaxNs: sorted[sorted.length - 1] }
 }
 
 /**
@@ -63,7 +84,7 @@ async function contend(mode, permits, cycles) {
 function handOff(times) {
   const holds = times.flatMap((list, process) => {
     const out = []
-    for (let i = 0; i < list.length; i += 2) out.push([list[i], list[i + 1], process])
+    for (let i = 0; i < list.length; i += 3) out.push([list[i + 1], list[i + 2], process])
     return out
   })
   holds.sort((a, b) => a[0] - b[0])
@@ -72,8 +93,7 @@ function handOff(times) {
     if (holds[i][2] !== holds[i - 1][2]) gaps.push(holds[i][0] - holds[i - 1][1])
   }
   const sorted = Float64Array.from(gaps).sort()
-  const at = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
-  return { p50Ns: at(0.5), p99Ns: at(0.99), handOffs: gaps.length }
+  return { p50Ns: pick(sorted, 0.5), p99Ns: pick(sorted, 0.99), handOffMaxNs: sorted[sorted.length - 1], handOffs: gaps.length }
 }
 
 /** rate-limiter-flexible's cluster mode needs its master in the primary, once per process. */
@@ -110,21 +130,36 @@ async function keyed(mode, decisions) {
 
 export function suites({ quick }) {
   const cycles = quick ? 300 : 5_000
-  const suite = (permits) => ({
-    name: `${PROCESSES} cluster processes contending for Semaphore.open of ${permits} (acquisitions/s${permits === 1 ? '; latency = hand-off from a release in one process to the grant in another' : ''})`,
-    baseline: 'IPC coordinator (process.send)',
-    async run() {
-      const rows = [
-        { name: 'IPC coordinator (process.send)', ...(await contend('ipc', permits, Math.ceil(cycles / 2))) },
-        { name: 'sluice', ...(await contend('sluice', permits, cycles)) },
-      ]
-      if (permits === 1) {
-        // Polling a lock file is the slowest by far: fewer cycles keep the run short.
-        rows.splice(1, 0, { name: 'proper-lockfile', ...(await contend('lockfile', 1, Math.ceil(cycles / 25))) })
-      }
-      return rows
-    },
-  })
+  const suite = (permits) => {
+    const contention = {
+      name: `${PROCESSES} cluster processes contending for Semaphore.open of ${permits} (acquisitions/s${permits === 1 ? '; latency = hand-off from a release in one process to the grant in another' : ''})`,
+      baseline: 'IPC coordinator (process.send)',
+      async run() {
+        const rows = [
+          { name: 'IPC coordinator (process.send)', ...(await contend('ipc', permits, Math.ceil(cycles / 2))) },
+          { name: 'sluice', ...(await contend('sluice', permits, cycles)) },
+          { name: 'sluice (eventual)', ...(await contend('sluice', permits, cycles, 'eventual')) },
+        ]
+        if (permits === 1) {
+          // Polling a lock file is the slowest by far: fewer cycles keep the run short.
+          rows.splice(1, 0, { name: 'proper-lockfile', ...(await contend('lockfile', 1, Math.ceil(cycles / 25))) })
+        }
+        // The tails: what a releaser re-taking its permit costs the others.
+        const ms = (ns) => (ns / 1e6).toFixed(ns < 1e6 ? 3 : 1)
+        contention.notes = [
+          'Wait for a permit, from the acquire call to the grant, every acquisition of every process:',
+          '',
+          ...rows.map(
+            (row) =>
+              `- ${row.name}: p50 ${ms(row.waitP50Ns)} ms, p99 ${ms(row.waitP99Ns)} ms, p99.9 ${ms(row.waitP999Ns)} ms, longest ${ms(row.waitMaxNs)} ms` +
+              (row.handOffs === undefined ? '' : `; ${row.handOffs} cross-process hand-offs, longest ${ms(row.handOffMaxNs)} ms`),
+          ),
+        ]
+        return rows
+      },
+    }
+    return contention
+  }
   const decisions = quick ? 2_000 : 1_000_000
   const keyedSuite = {
     name: `${PROCESSES} cluster processes, keyed tryTake over ${KEYS.toLocaleString('en')} keys on one limiter (decisions/s; latency per decision)`,

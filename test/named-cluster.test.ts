@@ -3,15 +3,18 @@
 import { Semaphore } from 'sluice'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './helpers.js'
-import { child, killChildren, segmentDir, spawnNode } from './named-support.js'
+import { child, killChildren, segmentDir, spawnNode, type Fairness } from './named-support.js'
 
 const { dir, remove } = segmentDir()
 afterEach(killChildren)
 afterAll(remove)
 
-describe('named semaphore across processes', () => {
+// Both settings of `fairness`: eventual mode lets a releaser take its permit
+// back while others wait, which must not change either bound.
+describe.each<Fairness>(['fifo', 'eventual'])('named semaphore across processes (fairness %s)', (fairness) => {
   it('node:cluster, 4 workers x 1,000 cycles on permits 3: never more than 3 holders, every permit back', async () => {
-    const primary = spawnNode([fixture('named-cluster.mjs').pathname, dir, 'cluster', '3', '4', '1000'])
+    const args = [dir, `cluster-${fairness}`, '3', '4', '1000', fairness]
+    const primary = spawnNode([fixture('named-cluster.mjs').pathname, ...args])
     const report = JSON.parse(`{${await primary.line('{')}`) as {
       most: number
       cycles: number
@@ -29,11 +32,12 @@ describe('named semaphore across processes', () => {
 
   it('a kill storm: 50 processes killed with SIGKILL while holding, waiting or cancelling; every permit comes back', async () => {
     const permits = 3
-    const semaphore = Semaphore.open('storm', { permits, dir })
+    const name = `storm-${fairness}`
+    const semaphore = Semaphore.open(name, { permits, fairness, dir })
     const rounds = 10
     const perRound = 5
     for (let round = 0; round < rounds; round++) {
-      const storm = Array.from({ length: perRound }, (_, i) => child('storm', dir, 'storm', permits, round * 100 + i + 1))
+      const storm = Array.from({ length: perRound }, (_, i) => child('storm', dir, name, permits, round * 100 + i + 1, fairness))
       await Promise.all(storm.map((c) => c.line('storming')))
       // Kill each at its own random moment while the storm runs.
       await Promise.all(

@@ -43,6 +43,36 @@ describe('Semaphore.open: the same semaphore for every process', () => {
     expect(() => Semaphore.open(name, { permits: 4, dir })).toThrow(/permits is 4 here.*permits 3/)
   })
 
+  it('fairness is a parameter like permits: another value is refused naming both, here and in another process', async () => {
+    const name = fresh()
+    const eventual = Semaphore.open(name, { permits: 1, fairness: 'eventual', dir })
+    expect(Semaphore.open(name, { permits: 1, fairness: 'eventual', dir })).toBe(eventual)
+    expect(eventual.handle).toMatchObject({ fairness: 'eventual' })
+    expect(() => Semaphore.open(name, { permits: 1, dir })).toThrow(MismatchError)
+    expect(() => Semaphore.open(name, { permits: 1, dir })).toThrow(/fairness is 'fifo' here.*fairness 'eventual'/)
+    // Another process asks the segment itself (the native comparison).
+    const other = child('wait', dir, name, 1, undefined, 'fifo')
+    expect(await other.exited).toBe(1)
+    await eventually(() => /MismatchError/.test(other.stderr()))
+    expect(other.stderr()).toMatch(/fairness is 'fifo' here.*fairness 'eventual'/)
+    expect(() => Semaphore.open(fresh(), { permits: 1, fairness: 'fair' as never, dir })).toThrow(RangeError)
+    expect(() => Semaphore.open(fresh(), { permits: 1, fairness: 1 as never, dir })).toThrow(/^options\.fairness must be/)
+  })
+
+  it('eventual fairness: a waiter in another process gets a released permit (nudged, then collected)', async () => {
+    const name = fresh()
+    const semaphore = Semaphore.open(name, { permits: 1, fairness: 'eventual', dir })
+    const permit = semaphore.tryAcquire()!
+    const waiter = child('wait', dir, name, 1, undefined, 'eventual')
+    await waiter.line('queued')
+    await eventually(() => semaphore.waiting === 1)
+    permit.release()
+    await waiter.line('granted')
+    expect(await waiter.exited).toBe(0)
+    expect(semaphore.available).toBe(1)
+    expect(semaphore.waiting).toBe(0)
+  })
+
   it('an unrelated process sees what this one holds, and gets the permit when it is released', async () => {
     const name = fresh()
     const semaphore = Semaphore.open(name, { permits: 1, dir })
@@ -231,6 +261,7 @@ describe('Mutex.open', () => {
     guard.release()
     expect(await waiter.exited).toBe(0)
     expect(() => Mutex.open(name, { dir, maxWaiters: 7 })).toThrow(MismatchError)
+    expect(() => Mutex.open(name, { dir, fairness: 'eventual' })).toThrow(/fairness is 'eventual' here.*fairness 'fifo'/)
   })
 })
 

@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fixture } from './helpers.js'
 
+/** `Semaphore.open`'s `fairness` option. */
+export type Fairness = 'fifo' | 'eventual'
+
 /** A fresh directory for segments (mode 0700, as the segment layer requires). */
 export function segmentDir(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-named-'))
@@ -29,10 +32,11 @@ export function killChildren(): void {
   children.clear()
 }
 
-/** Runs the child fixture with `role` on the semaphore `name` in `dir`. */
-export function child(role: string, dir: string, name: string, permits: number, arg?: string | number): Child {
+/** Runs the child fixture with `role` on the semaphore `name` in `dir` (opened with `fairness`, default 'fifo'). */
+export function child(role: string, dir: string, name: string, permits: number, arg?: string | number, fairness?: Fairness): Child {
   const args = [fixture('named-semaphore-child.mjs').pathname, role, dir, name, String(permits)]
-  if (arg !== undefined) args.push(String(arg))
+  if (arg !== undefined || fairness !== undefined) args.push(String(arg ?? ''))
+  if (fairness !== undefined) args.push(fairness)
   return spawnNode(args)
 }
 

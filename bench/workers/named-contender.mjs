@@ -1,20 +1,21 @@
 // A cluster worker of bench/named.bench.mjs: `cycles` acquire/hold/release
 // cycles on a limit shared by every worker process, through one of:
-//   sluice    Semaphore.open(name, { permits, dir })
+//   sluice    Semaphore.open(name, { permits, fairness, dir }) (fairness
+//             'fifo' or 'eventual')
 //   ipc       a coordinator in the primary over process.send
 //   lockfile  proper-lockfile on a file (a mutex; permits must be 1)
-// It holds across a microtask, records [acquired, released] in
+// It holds across a microtask, records [asked, acquired, released] in
 // process.hrtime nanoseconds (CLOCK_MONOTONIC: comparable across processes),
 // and sends them to the primary when done.
 import { setTimeout as sleep } from 'node:timers/promises'
 import lockfile from 'proper-lockfile'
 import { Semaphore } from 'sluice'
 
-const { mode, name, dir, permits, cycles, lockPath } = JSON.parse(process.env.SLUICE_BENCH_NAMED)
+const { mode, name, dir, permits, cycles, lockPath, fairness } = JSON.parse(process.env.SLUICE_BENCH_NAMED)
 
 let acquire
 if (mode === 'sluice') {
-  const semaphore = Semaphore.open(name, { permits, dir })
+  const semaphore = Semaphore.open(name, { permits, fairness, dir })
   acquire = async () => {
     const permit = await semaphore.acquire()
     return () => permit.release()
@@ -39,14 +40,19 @@ if (mode === 'sluice') {
   throw new Error(`unknown mode ${mode}`)
 }
 
-// Start together: wait for the primary's 'go'.
-await new Promise((resolve) => process.on('message', (message) => message === 'go' && resolve()))
-const times = new Float64Array(cycles * 2)
+// Start together: wait for the primary's 'go', asked for with 'ready' once
+// the listener is on (a message with no listener is dropped).
+await new Promise((resolve) => {
+  process.on('message', (message) => message === 'go' && resolve())
+  process.send('ready')
+})
+const times = new Float64Array(cycles * 3)
 for (let i = 0; i < cycles; i++) {
+  times[3 * i] = Number(process.hrtime.bigint())
   const release = await acquire()
-  times[2 * i] = Number(process.hrtime.bigint())
+  times[3 * i + 1] = Number(process.hrtime.bigint())
   await Promise.resolve()
-  times[2 * i + 1] = Number(process.hrtime.bigint())
+  times[3 * i + 2] = Number(process.hrtime.bigint())
   await release()
 }
 process.send({ done: Array.from(times) }, () => {

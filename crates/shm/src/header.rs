@@ -1,4 +1,10 @@
-//! The header page, layout version 1 (design §1.3), and its validation (§1.4).
+//! The header page, layout version 2 (design §1.3), and its validation (§1.4).
+//!
+//! Version 2 (eventual fairness) grew the named semaphore's wait entry from
+//! 64 to 72 bytes (`queued_at`); the header itself is as in version 1. A
+//! segment of version 1, still open in a process of an older sluice, is
+//! refused as damaged ("layout version 1, this sluice reads 2": a
+//! `SegmentError` in JavaScript) rather than misread.
 //!
 //! The header is the first 256 bytes of a 4096-byte page and never changes
 //! after initialisation, so its FNV-1a checksum stays valid. It is read as 32
@@ -24,7 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::{Error, Region};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SLUICESH");
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// Bytes covered by the checksum; the checksum word follows.
 const CHECKED: usize = 248;
@@ -360,9 +366,9 @@ mod tests {
         let words: Vec<AtomicU64> = (0..512).map(|_| AtomicU64::new(0)).collect();
         let r = Region::from_words(&words);
         sample(&g).write(r).unwrap();
-        r.u64_at(8).unwrap().store(2 | 1 << 32, Relaxed);
+        r.u64_at(8).unwrap().store(1 | 1 << 32, Relaxed);
         match Header::read(r, g.end as u64) {
-            Err(Error::Damaged(why)) => assert_eq!(why, "layout version 2, this sluice reads 1"),
+            Err(Error::Damaged(why)) => assert_eq!(why, "layout version 1, this sluice reads 2"),
             other => panic!("{other:?}"),
         }
     }

@@ -5,7 +5,7 @@
 //! [`Error::Unsupported`]) and the primitives stored on it:
 //!
 //! - a **segment**: a file in a private directory `/dev/shm/sluice-<euid>/`,
-//!   mapped shared; its header page (layout v1, checksummed) is immutable
+//!   mapped shared; its header page (layout v2, checksummed) is immutable
 //!   after initialisation;
 //! - the **lifetime lock**: an OFD read lock on byte 0 held by every attached
 //!   process; whoever gets it exclusively knows nobody is attached and starts

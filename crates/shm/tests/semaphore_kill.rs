@@ -17,7 +17,7 @@ mod support;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use sluice_shm::semaphore::{Acquire, SharedSemaphore};
+use sluice_shm::semaphore::{Acquire, Fairness, SharedSemaphore};
 use support::*;
 
 /// Every commit point in `engine.rs`, in the order the script reaches them.
@@ -45,6 +45,9 @@ const WAITERS: u32 = 16;
 #[test]
 fn child() {
     let Ok(role) = std::env::var("SHM_ROLE") else { return };
+    if role == "nudged" {
+        return nudged_child();
+    }
     assert_eq!(role, "script");
     let sem = open(
         std::path::Path::new(&env("SHM_DIR")),
@@ -155,4 +158,74 @@ fn a_process_killed_at_any_commit_point_leaves_a_state_the_next_locker_recovers(
     for point in POINTS {
         run(point);
     }
+}
+
+/// The eventual-mode child: it queues as the head, is nudged by the
+/// parent's release, and then either collects (where `collect.nudged` kills
+/// it inside the lock) or is killed by the parent before it collects.
+fn nudged_child() {
+    let dir = env("SHM_DIR");
+    let sem = SharedSemaphore::open_with(
+        Some(std::path::Path::new(&dir)),
+        &env("SHM_NAME"),
+        1,
+        WAITERS,
+        Fairness::Eventual,
+    )
+    .unwrap();
+    let (c, _) = sem.attach().unwrap();
+    assert_eq!(sem.acquire(c, 1, 20, 0).unwrap(), Acquire::Queued);
+    say("QUEUED".into());
+    assert_eq!(read_stdin_line(), "go");
+    assert_eq!(sem.take_decided(c).unwrap(), vec![20]);
+    say("COLLECTED".into());
+}
+
+/// A nudged owner dies before it collects (inside the lock at
+/// `collect.nudged`, or outside it): the permit its nudge left free must
+/// reach the next wait, the parent's, so that nobody waits forever.
+fn nudged_but_dead(killed_in_the_lock: bool) {
+    let dir = TempDir::new();
+    let sem = SharedSemaphore::open_with(Some(dir.path()), "nudged", 1, WAITERS, Fairness::Eventual).unwrap();
+    // The parent's clock stands still at 0: the child's wait (queued at the
+    // real time) is never due, so the release below nudges, not hands off.
+    sem.set_clock(0);
+    let (p, _) = sem.attach().unwrap();
+    assert!(sem.try_acquire(p, 1).unwrap());
+    let point = if killed_in_the_lock { "collect.nudged" } else { "none" };
+    let mut child = spawn(
+        "nudged",
+        dir.path(),
+        "nudged",
+        &[("SLUICE_KILL_POINT", point.to_owned())],
+    );
+    child.line("QUEUED");
+    assert_eq!(sem.acquire(p, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(p, 1).unwrap().is_empty());
+    assert_eq!(sem.available(), 1, "nudged: the permit is left free");
+    if killed_in_the_lock {
+        child.say("go");
+    } else {
+        child.kill9();
+    }
+    let status = child.wait();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    sem.check().unwrap();
+    reap_child(&sem);
+    sem.check().unwrap();
+    assert_eq!(sem.take_decided(p).unwrap(), vec![1], "the next wait is served");
+    assert_eq!((sem.held(p), sem.waiting()), (1, 0));
+    sem.release(p, 1).unwrap();
+    assert_eq!(sem.available(), 1);
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_nudged_owner_killed_while_collecting_leaves_its_permits_to_the_next_wait() {
+    nudged_but_dead(true);
+}
+
+#[test]
+fn a_nudged_owner_killed_before_collecting_leaves_its_permits_to_the_next_wait() {
+    nudged_but_dead(false);
 }

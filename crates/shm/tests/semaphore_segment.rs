@@ -9,7 +9,7 @@ mod support;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use sluice_shm::semaphore::{Acquire, SharedSemaphore};
+use sluice_shm::semaphore::{Acquire, Fairness, SharedSemaphore};
 use sluice_shm::Error;
 use support::*;
 
@@ -150,6 +150,33 @@ fn a_second_open_in_the_process_shares_the_semaphore_and_other_parameters_are_re
         SharedSemaphore::open(Some(dir.path()), "zero", 0, 8),
         Err(Error::Invalid(_))
     ));
+}
+
+#[test]
+fn an_opener_asking_for_another_fairness_is_refused_naming_both() {
+    let dir = TempDir::new();
+    let fifo = open(dir.path(), "fair", 2, 8);
+    assert_eq!(fifo.fairness(), Fairness::Fifo);
+    match SharedSemaphore::open_with(Some(dir.path()), "fair", 2, 8, Fairness::Eventual) {
+        Err(Error::Mismatch {
+            field: "fairness",
+            existing: 0,
+            requested: 1,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let eventual = SharedSemaphore::open_with(Some(dir.path()), "ev", 2, 8, Fairness::Eventual).unwrap();
+    assert_eq!(eventual.fairness(), Fairness::Eventual);
+    match SharedSemaphore::open(Some(dir.path()), "ev", 2, 8) {
+        Err(Error::Mismatch {
+            field: "fairness",
+            existing: 1,
+            requested: 0,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let again = SharedSemaphore::open_with(Some(dir.path()), "ev", 2, 8, Fairness::Eventual).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&eventual, &again));
 }
 
 #[test]

@@ -14,7 +14,7 @@ import { openSemaphoreMetrics, unlinkMetrics } from './named-metrics.js'
 import { NativeNamedSemaphore } from './native.js'
 import { Semaphore } from './semaphore.js'
 import { kAttach } from './symbols.js'
-import { show, validateInteger, validateName, validateOptions } from './validate.js'
+import { show, validateFairness, validateInteger, validateName, validateOptions, type Fairness } from './validate.js'
 
 /** Most permits a named semaphore can have (as a process-local one). */
 const MAX_PERMITS = 2 ** 31 - 1
@@ -33,6 +33,15 @@ export interface OpenSemaphoreOptions {
    */
   maxWaiters?: number
   /**
+   * Who gets the permits a release finds waits for (default `'fifo'`): with
+   * `'fifo'` the longest waiter, always (a hand-off: a wake-up of its
+   * process); with `'eventual'` the releaser leaves them free, so a running
+   * process can take them straight back, and rings the longest waiter,
+   * until that one has waited 0.5 ms: then it is handed the permits as
+   * with `'fifo'`. The same in every opener.
+   */
+  fairness?: Fairness
+  /**
    * Directory of the segments (default `/dev/shm/sluice-<uid>`, or the
    * `SLUICE_SHM_DIR` environment variable). It must be owned by this user
    * and closed to others.
@@ -46,6 +55,7 @@ export interface NamedSemaphoreHandle {
   readonly name: string
   readonly permits: number
   readonly maxWaiters: number
+  readonly fairness: Fairness
   readonly dir: string | undefined
 }
 
@@ -74,17 +84,20 @@ export function openSemaphore(rawName: unknown, options: unknown, caller: string
     opts.maxWaiters === undefined
       ? DEFAULT_NAMED_MAX_WAITERS
       : validateInteger(opts.maxWaiters, 'options.maxWaiters', 1, MAX_NAMED_WAITERS)
+  const fairness = validateFairness(opts.fairness, 'options.fairness')
   const dir = validateDir(opts.dir)
   const semaphore = cached<Semaphore>('semaphore', dir, name)
   if (semaphore !== undefined) {
-    const { permits: existing, maxWaiters: existingWaiters } = semaphore.handle as NamedSemaphoreHandle
-    checkSame(caller, name, 'permits', existing, permits)
-    checkSame(caller, name, 'maxWaiters', existingWaiters, maxWaiters)
+    const existing = semaphore.handle as NamedSemaphoreHandle
+    checkSame(caller, name, 'permits', existing.permits, permits)
+    checkSame(caller, name, 'maxWaiters', existing.maxWaiters, maxWaiters)
+    checkSame(caller, name, 'fairness', existing.fairness, fairness)
     return semaphore
   }
-  const native = callNative(caller, name, () => NativeNamedSemaphore.open(name, permits, maxWaiters, dir))
+  const eventual = fairness === 'eventual'
+  const native = callNative(caller, name, () => NativeNamedSemaphore.open(name, permits, maxWaiters, eventual, dir))
   const bells = new FifoBell(() => native.bellFd())
-  const named: NamedSemaphoreHandle = Object.freeze({ kind: 'sluice:NamedSemaphore', name, permits, maxWaiters, dir })
+  const named: NamedSemaphoreHandle = Object.freeze({ kind: 'sluice:NamedSemaphore', name, permits, maxWaiters, fairness, dir })
   const metrics = openSemaphoreMetrics(caller, name, dir, native.owners, native.slot)
   const created = new Semaphore(kAttach, { native, bells, named, metrics, sweep: () => native.sweep() })
   remember('semaphore', dir, name, created, native)
@@ -106,7 +119,7 @@ export function validateDir(dir: unknown): string | undefined {
   return dir
 }
 
-export function checkSame(caller: string, name: string, field: string, existing: number, requested: number): void {
+export function checkSame<T extends number | string>(caller: string, name: string, field: string, existing: T, requested: T): void {
   if (existing !== requested) throw mismatch(caller, name, field, existing, requested)
 }
 
@@ -114,6 +127,11 @@ function mismatch(caller: string, name: string, field: string, existing: unknown
   return new MismatchError(
     `${caller}(${show(name)}): options.${field} is ${show(requested)} here, but ${show(name)} exists with ${field} ${show(existing)}; open it with the same parameters, or unlink it first`,
   )
+}
+
+/** The option's value for the number a segment stores (another number is shown as is). */
+function fairnessName(stored: string | undefined): string {
+  return stored === '0' ? 'fifo' : stored === '1' ? 'eventual' : String(stored)
 }
 
 /**
@@ -135,6 +153,10 @@ export function callNative<T>(caller: string, name: string, call: () => T): T {
       case 'ERR_SLUICE_MISMATCH': {
         // "<field> <existing> <requested>", from src/named.rs.
         const [field, existing, requested] = message.split(' ')
+        if (field === 'fairness') {
+          // Stored as 0 (fifo) or 1 (eventual) in the segment's header.
+          throw mismatch(caller, name, field, fairnessName(existing), fairnessName(requested))
+        }
         throw mismatch(caller, name, field ?? '?', Number(existing), Number(requested))
       }
       case 'ERR_SLUICE_PROCESS_LIMIT':

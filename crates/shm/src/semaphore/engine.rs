@@ -7,6 +7,18 @@
 //! decides as one in-process semaphore would; `tests/semaphore_model.rs`
 //! checks that against the core. Each step names its commit point
 //! (`kill_point!`): the kill-inside-the-lock matrix stops a process there.
+//!
+//! Eventual fairness (`EVENTUAL` in the flags, design
+//! `docs/design/eventual-fairness.md`): a release that finds waits queued
+//! and a head younger than `FAIR_AFTER_NS` leaves its permits free and
+//! *nudges* the head's owner (rings it) instead of handing off, so that a
+//! releaser, which is running anyway, can take its permit straight back
+//! without a cross-process wake-up. The fast path may take free permits
+//! while waits are queued only in this mode and only while the head is not
+//! due; once it is, the next release hands off and bargers are refused
+//! (the free permits go to the queue first). A nudged owner that collects
+//! serves the queue from the free permits in order. `now` is
+//! CLOCK_MONOTONIC nanoseconds, passed in by the caller (tests control it).
 
 use super::kill_point;
 use super::records::*;
@@ -15,14 +27,15 @@ use crate::Error;
 impl Engine<'_> {
     /// Takes `n` permits for `owner` if they are free and nobody waits:
     /// `Ok(None)` if taken, `Ok(Some(too_heavy))` if not.
-    pub(crate) fn try_acquire(&self, owner: u32, n: u64) -> Result<TryAcquire, Error> {
+    pub(crate) fn try_acquire(&self, owner: u32, n: u64, now: u64, woken: &mut Vec<u32>) -> Result<TryAcquire, Error> {
         self.sane()?;
         self.ooff(owner)?;
         if self.is_closed()? {
             return Ok(TryAcquire::Closed);
         }
+        self.serve_if_due(now, woken)?;
         let free = self.get(S_FREE)?;
-        if self.get(S_WAITING)? > 0 || self.get(S_OWED)? > 0 || free < n {
+        if !self.may_take(n, free, now)? {
             return Ok(if n > self.get(S_CAPACITY)? {
                 TryAcquire::TooHeavy
             } else {
@@ -31,6 +44,41 @@ impl Engine<'_> {
         }
         self.take(owner, n, free)?;
         Ok(TryAcquire::Acquired)
+    }
+
+    /// Whether a new request for `n` may take from the `free` permits now:
+    /// nobody queued and nothing owed, or (eventual mode) a head not yet due.
+    fn may_take(&self, n: u64, free: u64, now: u64) -> Result<bool, Error> {
+        if free < n || self.get(S_OWED)? > 0 {
+            return Ok(false);
+        }
+        if self.get(S_WAITING)? == 0 {
+            return Ok(true);
+        }
+        Ok(self.is_eventual()? && !self.head_due(now)?)
+    }
+
+    /// Eventual mode: if permits are free while waits are queued and the
+    /// head is due, they go to the queue now (the head's owner may be dead
+    /// or slow to collect its nudge; a barger must not take them).
+    fn serve_if_due(&self, now: u64, woken: &mut Vec<u32>) -> Result<(), Error> {
+        if self.get(S_FREE)? > 0 && self.get(S_WAITING)? > 0 && self.head_due(now)? {
+            self.hand_off(0, woken)?;
+        }
+        Ok(())
+    }
+
+    /// `release_locked(pool)` with the permits left free by nudges added:
+    /// every hand-off serves the queue from all that is free. (In FIFO mode
+    /// nothing is free while anyone waits, so this is `release_locked`.)
+    fn hand_off(&self, pool: u64, woken: &mut Vec<u32>) -> Result<(), Error> {
+        let free = self.get(S_FREE)?;
+        if free == 0 || self.get(S_WAITING)? == 0 {
+            return self.release_locked(pool, woken);
+        }
+        // A cache: a crash after this store is rebuilt from the facts.
+        self.set(S_FREE, 0)?;
+        self.release_locked(add(pool, free)?, woken)
     }
 
     /// `owner` takes `n` of the `free` permits.
@@ -42,7 +90,15 @@ impl Engine<'_> {
     }
 
     /// Takes `n` permits now or queues `(owner, token)` for them.
-    pub(crate) fn acquire(&self, owner: u32, n: u64, token: u64, priority: i32) -> Result<Acquire, Error> {
+    pub(crate) fn acquire(
+        &self,
+        owner: u32,
+        n: u64,
+        token: u64,
+        priority: i32,
+        now: u64,
+        woken: &mut Vec<u32>,
+    ) -> Result<Acquire, Error> {
         self.sane()?;
         self.ooff(owner)?;
         let capacity = self.get(S_CAPACITY)?;
@@ -52,9 +108,10 @@ impl Engine<'_> {
         if self.is_closed()? {
             return Ok(Acquire::Closed);
         }
+        self.serve_if_due(now, woken)?;
         let free = self.get(S_FREE)?;
         let queued = self.get(S_WAITING)? > 0 || self.get(S_OWED)? > 0;
-        if !queued && free >= n {
+        if self.may_take(n, free, now)? {
             self.take(owner, n, free)?;
             return Ok(Acquire::Granted);
         }
@@ -86,6 +143,7 @@ impl Engine<'_> {
         self.eset(i, E_TOKEN, token)?;
         self.eset(i, E_NEEDED, n)?;
         self.eset(i, E_TICKET, ticket)?;
+        self.eset(i, E_QUEUED_AT, now)?;
         if overtakes && reserve > 0 {
             // Taken from the old head before given to the new one: a crash in
             // between leaves them unaccounted, which recovery frees.
@@ -169,8 +227,10 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// `owner` gives back `n` permits it holds.
-    pub(crate) fn release(&self, owner: u32, n: u64, woken: &mut Vec<u32>) -> Result<Result<(), u64>, Error> {
+    /// `owner` gives back `n` permits it holds. In eventual mode, with
+    /// waits queued and a head not yet due, they stay free and the head's
+    /// owner is nudged (rung) instead.
+    pub(crate) fn release(&self, owner: u32, n: u64, now: u64, woken: &mut Vec<u32>) -> Result<Result<(), u64>, Error> {
         self.sane()?;
         let held = self.oget(owner, O_HELD)?;
         if n > held {
@@ -178,15 +238,38 @@ impl Engine<'_> {
         }
         self.oset(owner, O_HELD, held - n)?;
         kill_point!("release.held");
-        self.release_locked(n, woken)?;
+        let nudge = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && !self.head_due(now)?;
+        if nudge {
+            self.set(S_FREE, add(self.get(S_FREE)?, n)?)?;
+            // One ring until someone collects: that collection serves every
+            // permit freed meanwhile, so more rings would only cost the
+            // releaser a write and the head's process more wake-ups.
+            if self.get(S_NUDGED)? == 0 {
+                self.set(S_NUDGED, 1)?;
+                wake(woken, self.owner_of(self.head()?)?);
+            }
+        } else {
+            self.hand_off(n, woken)?;
+        }
         Ok(Ok(()))
     }
 
     /// Moves `owner`'s decided entries out: grants into its `held` (tokens
     /// positive, oldest first), then refusals (tokens negated). With
-    /// `grants_only`, refusals stay on the list.
-    pub(crate) fn take_decided(&self, owner: u32, grants_only: bool) -> Result<Vec<i64>, Error> {
+    /// `grants_only`, refusals stay on the list. In eventual mode the
+    /// permits a nudge left free are first served to the queue in order
+    /// (others served are added to `woken`): a barger that took them first
+    /// leaves the queue as it was, each wait at its place.
+    pub(crate) fn take_decided(&self, owner: u32, grants_only: bool, woken: &mut Vec<u32>) -> Result<Vec<i64>, Error> {
         self.sane()?;
+        // Collected: the next nudge rings again (a hint, no fact).
+        self.set(S_NUDGED, 0)?;
+        if self.get(S_FREE)? > 0 && self.get(S_WAITING)? > 0 {
+            // A nudged owner killed here leaves the permits free with waits
+            // queued: the rebuild (and the reap) hands them to the queue.
+            kill_point!("collect.nudged");
+            self.hand_off(0, woken)?;
+        }
         let mut list = Vec::new();
         let mut at = self.index(self.oget(owner, O_DECIDED)?)?;
         while at != NIL {
@@ -261,7 +344,11 @@ impl Engine<'_> {
         self.set_slot(i, Slot::Free)?;
         kill_point!("cancel.freed");
         self.push_free(i)?;
-        self.release_locked(back, woken)
+        // A nudged head that withdraws leaves its nudge's permits free:
+        // they go to the next waits with `back` (a hand-off, as in FIFO mode),
+        // and the next nudge rings whoever is the head then.
+        self.set(S_NUDGED, 0)?;
+        self.hand_off(back, woken)
     }
 
     /// Takes decided entry `i` off `owner`'s decided list.
@@ -310,7 +397,8 @@ impl Engine<'_> {
         self.oset(owner, O_DECIDED, u64::from(NIL))?;
         self.oset(owner, O_HELD, 0)?;
         kill_point!("detach.emptied");
-        self.release_locked(back, woken)
+        self.set(S_NUDGED, 0)?;
+        self.hand_off(back, woken)
     }
 
     /// Closes: every queued wait is withdrawn (its owner woken), later
@@ -348,7 +436,7 @@ impl Engine<'_> {
         }
         self.set(S_CAPACITY, capacity + n)?;
         kill_point!("add_permits.capacity");
-        self.release_locked(n, woken)?;
+        self.hand_off(n, woken)?;
         Ok(true)
     }
 
@@ -382,7 +470,7 @@ impl Engine<'_> {
         kill_point!("forget_held.capacity");
         // What a refused head had reserved goes on to the next head.
         let reserved = self.refuse_heavier_than(capacity, woken)?;
-        self.release_locked(reserved, woken)?;
+        self.hand_off(reserved, woken)?;
         Ok(Ok(()))
     }
 

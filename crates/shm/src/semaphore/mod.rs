@@ -18,6 +18,9 @@
 //! The calling owner's own grants made by its `release` are collected at once
 //! and returned.
 //!
+//! With [`Fairness::Eventual`] a release may leave its permits free and
+//! ring the queue head's owner instead of handing off (`engine.rs`).
+//!
 //! Each process keeps `(owner, token) → entry` for its own owners' waits and
 //! checks the entry before trusting it, so nothing shared is hashed.
 
@@ -36,8 +39,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use locked::Backing;
 use params::Params;
-pub use records::MAX_PERMITS;
 use records::{Engine, O_HELD, S_CAPACITY, S_FREE, S_RESERVED, S_WAITING};
+pub use records::{FAIR_AFTER_NS, MAX_PERMITS};
 
 use crate::{BellFd, Error, Layout, Region, Segment};
 
@@ -51,8 +54,29 @@ macro_rules! kill_point {
 }
 pub(crate) use kill_point;
 
-/// The most waits a semaphore may queue (the design's bound; each is 64 B).
+/// The most waits a semaphore may queue (the design's bound; each is 72 B).
 pub const MAX_WAITERS: u32 = 65_536;
+
+/// Who gets permits that a release finds waits for: a segment parameter,
+/// the same in every opener (the header stores it as 0 or 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fairness {
+    /// Every contended release hands off to the longest waiter (no barging).
+    #[default]
+    Fifo = 0,
+    /// A release leaves its permits free for the fast path and rings the
+    /// head's owner, unless the head has waited [`FAIR_AFTER_NS`]: then it
+    /// hands off, and bargers are refused until the head is served.
+    Eventual = 1,
+}
+
+/// Reads CLOCK_MONOTONIC, one clock for every process of the machine.
+fn monotonic_ns() -> u64 {
+    crate::liveness::clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// No test clock set: `now` reads CLOCK_MONOTONIC.
+const REAL_CLOCK: u64 = u64::MAX;
 
 /// The outcome of [`SharedSemaphore::acquire`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +126,10 @@ pub struct SharedSemaphore {
     poisoned: AtomicBool,
     /// `(max_owners, max_waiters)` as opened: the state block must agree.
     bounds: (u32, u32),
+    /// As opened: in FIFO mode no clock is read.
+    fairness: Fairness,
+    /// A test's clock in ns ([`set_clock`](Self::set_clock)), or `REAL_CLOCK`.
+    clock: AtomicU64,
 }
 
 impl std::fmt::Debug for SharedSemaphore {
@@ -137,6 +165,23 @@ impl SharedSemaphore {
     /// segment exists with other parameters; the segment's errors otherwise
     /// (`Damaged`, `Permission`, `ProcessLimit`, `Unsupported`…).
     pub fn open(dir: Option<&Path>, name: &str, permits: u64, max_waiters: u32) -> Result<Arc<Self>, Error> {
+        Self::open_with(dir, name, permits, max_waiters, Fairness::Fifo)
+    }
+
+    /// [`open`](Self::open) with a [`Fairness`], a parameter like `permits`:
+    /// an opener giving another value gets [`Error::Mismatch`] (`fairness`,
+    /// 0 FIFO, 1 eventual).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`open`](Self::open).
+    pub fn open_with(
+        dir: Option<&Path>,
+        name: &str,
+        permits: u64,
+        max_waiters: u32,
+        fairness: Fairness,
+    ) -> Result<Arc<Self>, Error> {
         if !(1..=MAX_PERMITS).contains(&permits) {
             return Err(invalid(format!("permits must be 1 to {MAX_PERMITS}, got {permits}")));
         }
@@ -145,7 +190,12 @@ impl SharedSemaphore {
                 "max_waiters must be 1 to {MAX_WAITERS}, got {max_waiters}"
             )));
         }
-        let segment = Segment::open(dir, name, &Params { permits, max_waiters })?;
+        let params = Params {
+            permits,
+            max_waiters,
+            fairness,
+        };
+        let segment = Segment::open(dir, name, &params)?;
         let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|w| w.strong_count() > 0);
         let found = open.iter().filter_map(Weak::upgrade).find(|s| match &s.backing {
@@ -155,8 +205,8 @@ impl SharedSemaphore {
         if let Some(found) = found {
             return Ok(found);
         }
-        let owners = Params { permits, max_waiters }.max_owners();
-        let sem = Arc::new(Self::with(Backing::Segment(segment), (owners, max_waiters)));
+        let owners = params.max_owners();
+        let sem = Arc::new(Self::with(Backing::Segment(segment), (owners, max_waiters), fairness));
         open.push(Arc::downgrade(&sem));
         drop(open);
         let _ = sem.sweep();
@@ -182,11 +232,22 @@ impl SharedSemaphore {
     /// If `permits` exceeds [`MAX_PERMITS`] or a bound is 0 or above 65,536.
     #[doc(hidden)]
     pub fn in_process(permits: u64, max_waiters: u32, max_owners: u32) -> Self {
+        Self::in_process_with(permits, max_waiters, max_owners, Fairness::Fifo)
+    }
+
+    /// [`in_process`](Self::in_process) with a [`Fairness`].
+    ///
+    /// # Panics
+    ///
+    /// As [`in_process`](Self::in_process).
+    #[doc(hidden)]
+    pub fn in_process_with(permits: u64, max_waiters: u32, max_owners: u32, fairness: Fairness) -> Self {
         assert!(permits <= MAX_PERMITS && (1..=MAX_WAITERS).contains(&max_waiters));
         assert!((1..=65_536).contains(&max_owners));
         let words = records::region_size(max_owners, max_waiters) / 8;
         let words: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        Engine::init(Region::from_words(&words), max_owners, max_waiters, permits).expect("the region fits");
+        let eventual = fairness == Fairness::Eventual;
+        Engine::init(Region::from_words(&words), max_owners, max_waiters, permits, eventual).expect("the region fits");
         let bounds = (max_owners, max_waiters);
         Self::with(
             Backing::Heap {
@@ -196,15 +257,43 @@ impl SharedSemaphore {
                 next_owner: AtomicU32::new(0),
             },
             bounds,
+            fairness,
         )
     }
 
-    fn with(backing: Backing, bounds: (u32, u32)) -> Self {
+    fn with(backing: Backing, bounds: (u32, u32), fairness: Fairness) -> Self {
         Self {
             backing,
             bounds,
+            fairness,
+            clock: AtomicU64::new(REAL_CLOCK),
             waits: Mutex::new(HashMap::new()),
             poisoned: AtomicBool::new(false),
+        }
+    }
+
+    /// The fairness this semaphore was opened with.
+    pub fn fairness(&self) -> Fairness {
+        self.fairness
+    }
+
+    /// Makes this object's calls see the clock at `ns` (CLOCK_MONOTONIC
+    /// nanoseconds) instead of reading it, so that a test decides when the
+    /// queue head is due. For tests.
+    #[doc(hidden)]
+    pub fn set_clock(&self, ns: u64) {
+        self.clock.store(ns.min(REAL_CLOCK - 1), Relaxed);
+    }
+
+    /// The time eventual mode compares `queued_at` with; 0 in FIFO mode,
+    /// which never looks.
+    fn now(&self) -> u64 {
+        if self.fairness == Fairness::Fifo {
+            return 0;
+        }
+        match self.clock.load(Relaxed) {
+            REAL_CLOCK => monotonic_ns(),
+            t => t,
         }
     }
 
@@ -272,7 +361,8 @@ impl SharedSemaphore {
     /// [`Error::Closed`] once closed; [`Error::Damaged`], [`Error::LockStuck`].
     pub fn try_acquire(&self, owner: u32, n: u64) -> Result<bool, Error> {
         self.check_owner(owner)?;
-        match self.locked(|e, _, _| e.try_acquire(owner, n))? {
+        let now = self.now();
+        match self.locked(|e, _, woken| e.try_acquire(owner, n, now, woken))? {
             engine::TryAcquire::Acquired => Ok(true),
             engine::TryAcquire::Closed => Err(Error::Closed),
             engine::TryAcquire::NotNow | engine::TryAcquire::TooHeavy => {
@@ -295,11 +385,12 @@ impl SharedSemaphore {
         if token == 0 || token > i64::MAX as u64 {
             return Err(invalid(format!("token must be 1 to 2^63 - 1, got {token}")));
         }
-        let outcome = self.locked(|e, waits, _| {
+        let now = self.now();
+        let outcome = self.locked(|e, waits, woken| {
             if waits.find(e, owner, token)?.is_some() {
                 return Err(invalid(format!("token {token} of owner {owner} is already waiting")));
             }
-            let outcome = e.acquire(owner, n, token, priority)?;
+            let outcome = e.acquire(owner, n, token, priority, now, woken)?;
             if let engine::Acquire::Queued(i) = outcome {
                 waits.insert(owner, token, i);
             }
@@ -339,7 +430,9 @@ impl SharedSemaphore {
         })
     }
 
-    /// `owner` gives back `n` permits; they go to the waiters in order. Other
+    /// `owner` gives back `n` permits; they go to the waiters in order (in
+    /// eventual mode, while the head is not due, they stay free and the
+    /// head's owner is rung instead: a nudge, collected by `take_decided`). Other
     /// owners granted are rung after the unlock; `owner`'s own waits granted
     /// by this release are collected (they count as held) and their tokens
     /// returned.
@@ -350,8 +443,9 @@ impl SharedSemaphore {
     /// [`Error::Damaged`], [`Error::LockStuck`].
     pub fn release(&self, owner: u32, n: u64) -> Result<Vec<u64>, Error> {
         self.check_owner(owner)?;
+        let now = self.now();
         self.locked(|e, waits, woken| {
-            if let Err(held) = e.release(owner, n, woken)? {
+            if let Err(held) = e.release(owner, n, now, woken)? {
                 return Err(invalid(format!(
                     "cannot release {n} permits: owner {owner} holds {held}"
                 )));
@@ -360,7 +454,8 @@ impl SharedSemaphore {
                 return Ok(Vec::new());
             }
             woken.retain(|&o| o != owner);
-            let own = e.take_decided(owner, true)?;
+            let own = e.take_decided(owner, true, woken)?;
+            woken.retain(|&o| o != owner);
             own.iter().for_each(|&t| waits.forget(owner, t.unsigned_abs()));
             Ok(own.into_iter().map(i64::unsigned_abs).collect())
         })
@@ -368,15 +463,18 @@ impl SharedSemaphore {
 
     /// Collects `owner`'s decided waits: `+token` for each grant (its permits
     /// are held from now on), oldest first, then `-token` for each refusal
-    /// (the capacity shrank below what it asked for).
+    /// (the capacity shrank below what it asked for). In eventual mode it
+    /// first serves the queue from the permits a nudge left free, in order
+    /// (other owners served are rung), so a nudged head collects its grant.
     ///
     /// # Errors
     ///
     /// [`Error::Damaged`], [`Error::LockStuck`].
     pub fn take_decided(&self, owner: u32) -> Result<Vec<i64>, Error> {
         self.check_owner(owner)?;
-        self.locked(|e, waits, _| {
-            let decided = e.take_decided(owner, false)?;
+        self.locked(|e, waits, woken| {
+            let decided = e.take_decided(owner, false, woken)?;
+            woken.retain(|&o| o != owner);
             decided.iter().for_each(|&t| waits.forget(owner, t.unsigned_abs()));
             Ok(decided)
         })
@@ -458,7 +556,8 @@ impl SharedSemaphore {
         self.engine().and_then(|e| e.get(off)).unwrap_or(0)
     }
 
-    /// Free permits (0 while anyone waits), a lock-free snapshot. Sweeps
+    /// Free permits (0 while anyone waits, except in eventual mode between a
+    /// nudge and its collection), a lock-free snapshot. Sweeps
     /// first if due, so that a dead process's permits show up.
     pub fn available(&self) -> u64 {
         self.sweep_if_due();

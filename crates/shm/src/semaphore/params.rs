@@ -3,23 +3,37 @@
 //! its lock (recovery, reaping a dead process, unlink).
 
 use super::records::{self, Engine};
+use super::Fairness;
 use crate::{Error, Guard, Layout, Region};
 
 /// The creation parameters, as the segment stores and compares them.
 pub(super) struct Params {
     pub(super) permits: u64,
     pub(super) max_waiters: u32,
+    /// Stored as the third parameter: 0 FIFO, 1 eventual. A segment made
+    /// before the option existed has 0 there, but also 64-byte entries, so
+    /// it is refused by its layout version before the parameters compare.
+    pub(super) fairness: Fairness,
 }
 
 impl Layout for Params {
     const KIND: u32 = 1;
 
     fn param_names() -> [&'static str; 8] {
-        ["permits", "max_waiters", "", "", "", "", "", ""]
+        ["permits", "max_waiters", "fairness", "", "", "", "", ""]
     }
 
     fn params(&self) -> [u64; 8] {
-        [self.permits, u64::from(self.max_waiters), 0, 0, 0, 0, 0, 0]
+        [
+            self.permits,
+            u64::from(self.max_waiters),
+            self.fairness as u64,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]
     }
 
     fn mutable_size(&self) -> usize {
@@ -28,7 +42,8 @@ impl Layout for Params {
 
     unsafe fn init(&self, region: Region<'_>) {
         // Cannot fail: the segment gives `mutable_size` bytes.
-        let done = Engine::init(region, self.max_owners(), self.max_waiters, self.permits);
+        let eventual = self.fairness == Fairness::Eventual;
+        let done = Engine::init(region, self.max_owners(), self.max_waiters, self.permits, eventual);
         debug_assert!(done.is_ok(), "{done:?}");
     }
 
@@ -36,6 +51,9 @@ impl Layout for Params {
         let engine = Engine::over(region)?;
         if engine.owners != self.max_owners() || engine.waiters != self.max_waiters {
             return Err(records::damaged("the state block's bounds differ from the header's"));
+        }
+        if engine.is_eventual()? != (self.fairness == Fairness::Eventual) {
+            return Err(records::damaged("the state block's fairness differs from the header's"));
         }
         engine.check()
     }

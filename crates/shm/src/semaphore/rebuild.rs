@@ -76,6 +76,8 @@ impl Engine<'_> {
         let pool = capacity - facts.held - facts.granted - owed;
         self.set(S_FREE, 0)?;
         self.set(S_RESERVED, 0)?;
+        // The free permits are handed to the queue below: no nudge is due.
+        self.set(S_NUDGED, 0)?;
         // Queued entries hold nothing after the relink: nothing comes back.
         self.refuse_heavier_than(capacity, woken)?;
         self.release_locked(pool, woken)
@@ -189,7 +191,7 @@ impl Engine<'_> {
     pub(crate) fn check_facts(&self) -> Result<Facts, Error> {
         let facts = self.facts()?;
         let (capacity, owed, flags) = (self.get(S_CAPACITY)?, self.get(S_OWED)?, self.get(S_FLAGS)?);
-        if flags & !CLOSED != 0 {
+        if flags & !(CLOSED | EVENTUAL) != 0 {
             return Err(damaged(format!("flags {flags:#x}")));
         }
         let used = [facts.held, facts.granted, owed].into_iter().try_fold(0u64, add)?;

@@ -7,7 +7,7 @@
 //!
 //! - **Facts** are `capacity`, `owed`, each owner's `held`, and each entry's
 //!   `state`, `owner`, `priority`, `token`, `needed`, `granted` (of a GRANTED
-//!   entry), `ticket`.
+//!   entry), `ticket`, `queued_at`.
 //! - **Caches** are everything else: `free`, `waiting`, `reserved`, a queued
 //!   entry's `granted` (the head's reserve), the links, head and tail, the
 //!   free list and the decided lists. `Engine::rebuild` (`rebuild.rs`)
@@ -42,14 +42,23 @@ pub(crate) const S_OWED: usize = 32; // fact: permits owed before any waiter is 
 pub(crate) const S_WAITING: usize = 40; // cache: queued entries
 pub(crate) const S_RESERVED: usize = 48; // cache: the head's `granted`
 pub(crate) const S_TICKET: usize = 56; // next ticket (FIFO sequence), only grows
-pub(crate) const S_FLAGS: usize = 64; // CLOSED
+pub(crate) const S_FLAGS: usize = 64; // CLOSED, EVENTUAL
 pub(crate) const S_HEAD: usize = 72; // cache: first queued entry or NIL
 pub(crate) const S_TAIL: usize = 80; // cache: last queued entry or NIL
 pub(crate) const S_FREE_LIST: usize = 88; // cache: first FREE entry or NIL
+pub(crate) const S_NUDGED: usize = 96; // hint: 1 while a nudge is rung and nobody has collected since
 const STATE_BYTES: usize = 128;
 
 /// `flags`: `close()` has run.
 pub(crate) const CLOSED: u64 = 1;
+/// `flags`: eventual fairness (a creation parameter, written at init and
+/// compared with the header's at open): the fast path may take free permits
+/// while waits are queued, as long as the head is not due.
+pub(crate) const EVENTUAL: u64 = 2;
+
+/// How long the head may be passed over by bargers in eventual mode before
+/// the next release must hand off to it (parking_lot's 0.5 ms).
+pub const FAIR_AFTER_NS: u64 = 500_000;
 
 // An owner record (beside the segment's owner slot of the same index).
 const OWNER_BYTES: usize = 32;
@@ -57,7 +66,8 @@ pub(crate) const O_HELD: usize = 0; // fact: permits this owner holds
 pub(crate) const O_DECIDED: usize = 8; // cache: newest decided entry or NIL, linked by `next`
 
 // A wait entry.
-const ENTRY_BYTES: usize = 64;
+// 72 B since eventual fairness added `queued_at` (layout version 2).
+const ENTRY_BYTES: usize = 72;
 pub(crate) const E_STATE: usize = 0; // the commit word: FREE/QUEUED/GRANTED/REFUSED
 pub(crate) const E_OWNER: usize = 8;
 pub(crate) const E_PRIORITY: usize = 16; // i32 stored as i64 bits
@@ -66,6 +76,7 @@ pub(crate) const E_NEEDED: usize = 32;
 pub(crate) const E_GRANTED: usize = 40; // < needed while queued (only the head has any)
 pub(crate) const E_TICKET: usize = 48;
 const E_LINKS: usize = 56; // cache: prev in the high 32 bits, next in the low 32
+pub(crate) const E_QUEUED_AT: usize = 64; // CLOCK_MONOTONIC ns when queued (eventual mode's `due`)
 
 /// An entry's state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +122,13 @@ pub(crate) struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     /// Writes the initial state into a zeroed region of `region_size` bytes.
-    pub(crate) fn init(r: Region<'a>, max_owners: u32, max_waiters: u32, permits: u64) -> Result<(), Error> {
+    pub(crate) fn init(
+        r: Region<'a>,
+        max_owners: u32,
+        max_waiters: u32,
+        permits: u64,
+        eventual: bool,
+    ) -> Result<(), Error> {
         let e = Engine {
             r,
             owners: max_owners,
@@ -124,9 +141,11 @@ impl<'a> Engine<'a> {
         e.set(S_WAITERS, u64::from(max_waiters))?;
         e.set(S_CAPACITY, permits)?;
         e.set(S_FREE, permits)?;
-        for f in [S_OWED, S_WAITING, S_RESERVED, S_TICKET, S_FLAGS] {
+        for f in [S_OWED, S_WAITING, S_RESERVED, S_TICKET] {
             e.set(f, 0)?;
         }
+        e.set(S_FLAGS, if eventual { EVENTUAL } else { 0 })?;
+        e.set(S_NUDGED, 0)?;
         e.set(S_HEAD, u64::from(NIL))?;
         e.set(S_TAIL, u64::from(NIL))?;
         for o in 0..max_owners {
@@ -273,6 +292,21 @@ impl<'a> Engine<'a> {
         Ok(self.get(S_FLAGS)? & CLOSED != 0)
     }
 
+    pub(crate) fn is_eventual(&self) -> Result<bool, Error> {
+        Ok(self.get(S_FLAGS)? & EVENTUAL != 0)
+    }
+
+    /// Whether the queue head has waited `FAIR_AFTER_NS` at `now` (false
+    /// with nobody queued). A `queued_at` in the future (another process's
+    /// clock read just before ours, or a damaged word) only counts as young.
+    pub(crate) fn head_due(&self, now: u64) -> Result<bool, Error> {
+        let head = self.head()?;
+        if head == NIL {
+            return Ok(false);
+        }
+        Ok(now.saturating_sub(self.eget(head, E_QUEUED_AT)?) >= FAIR_AFTER_NS)
+    }
+
     /// The cache words are in range: every locked operation starts here, so
     /// damaged state bytes are refused before anything acts on them.
     pub(crate) fn sane(&self) -> Result<(), Error> {
@@ -282,12 +316,13 @@ impl<'a> Engine<'a> {
         self.index(self.get(S_TAIL)?)?;
         self.index(self.get(S_FREE_LIST)?)?;
         let ok = cap <= MAX_PERMITS
-            && flags & !CLOSED == 0
+            && flags & !(CLOSED | EVENTUAL) == 0
             && owed <= cap
             && free.checked_add(reserved).is_some_and(|f| f <= cap)
             && waiting <= u64::from(self.waiters)
             && (waiting == 0) == (head == NIL)
-            && (waiting == 0 || free == 0);
+            // Only eventual mode leaves permits free while anyone waits.
+            && (waiting == 0 || free == 0 || flags & EVENTUAL != 0);
         if ok {
             Ok(())
         } else {

@@ -1,0 +1,190 @@
+//! Eventual fairness of the named semaphore's engine (design
+//! `docs/design/eventual-fairness.md`), in process memory with the clock
+//! set by the test (`set_clock`), so that whether the queue head is due
+//! (has waited `FAIR_AFTER_NS`) is decided here, not by the scheduler.
+
+use sluice_shm::semaphore::{Acquire, Fairness, SharedSemaphore, FAIR_AFTER_NS};
+
+/// An eventual semaphore of `permits` with three owners, the clock at 1 s.
+fn eventual(permits: u64) -> (SharedSemaphore, [u32; 3]) {
+    let sem = SharedSemaphore::in_process_with(permits, 8, 3, Fairness::Eventual);
+    sem.set_clock(1_000_000_000);
+    let owners = [0; 3].map(|_| sem.attach().unwrap().0);
+    (sem, owners)
+}
+
+#[test]
+fn a_release_before_the_head_is_due_leaves_the_permit_free_and_nudges_the_head() {
+    let (sem, [a, b, _]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 7, 0).unwrap(), Acquire::Queued);
+    sem.set_clock(1_000_000_000 + FAIR_AFTER_NS - 1);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "the head's owner is rung");
+    assert_eq!((sem.available(), sem.waiting()), (1, 1), "free, not handed off");
+    sem.check().unwrap();
+    // The releaser barges: it takes the permit straight back.
+    assert!(sem.try_acquire(a, 1).unwrap());
+    // The nudged head finds nothing free: it stays queued, at its place.
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    assert_eq!((sem.held(a), sem.held(b), sem.waiting()), (1, 0, 1));
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_nudged_head_that_finds_the_permits_free_serves_the_queue_in_order() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 2).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    // b's collection served c too, in order, and rang it.
+    assert_eq!(sem.take_rung(), vec![c]);
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    assert_eq!((sem.held(b), sem.held(c), sem.available(), sem.waiting()), (1, 1, 0, 0));
+    sem.check().unwrap();
+}
+
+#[test]
+fn once_the_head_is_due_bargers_are_refused_and_the_next_release_hands_off() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 7, 0).unwrap(), Acquire::Queued);
+    // A nudge whose permit a barger takes: b keeps its place and its time.
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.try_acquire(c, 1).unwrap());
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    // b has now waited fair_after (since it queued, not since the nudge).
+    sem.set_clock(1_000_000_000 + FAIR_AFTER_NS);
+    assert!(sem.release(c, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert_eq!(sem.available(), 0, "handed off, not left free");
+    assert!(!sem.try_acquire(a, 1).unwrap(), "no barging once the head is due");
+    assert_eq!(sem.take_decided(b).unwrap(), vec![7]);
+    assert_eq!(sem.held(b), 1);
+    sem.check().unwrap();
+}
+
+#[test]
+fn permits_left_free_when_the_head_falls_due_go_to_it_not_to_a_barger() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 7, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty()); // nudged: 1 free
+    assert_eq!(sem.take_rung(), vec![b]);
+    // b is slow to collect (or dead) and falls due: a barger's try is
+    // refused and the permit goes to b.
+    sem.set_clock(1_000_000_000 + 2 * FAIR_AFTER_NS);
+    assert!(!sem.try_acquire(c, 1).unwrap());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert_eq!(sem.acquire(c, 1, 9, 0).unwrap(), Acquire::Queued, "queued, behind b");
+    assert_eq!(sem.take_decided(b).unwrap(), vec![7]);
+    assert_eq!((sem.held(b), sem.waiting()), (1, 1));
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_nudged_head_that_cancels_passes_the_permits_to_the_next_wait() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.cancel(b, 1).unwrap());
+    assert_eq!(sem.take_rung(), vec![c], "the next wait is served, not left unrung");
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    assert_eq!((sem.held(c), sem.available(), sem.waiting()), (1, 0, 0));
+    assert!(!sem.cancel(b, 1).unwrap(), "gone");
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_rebuild_while_nudged_hands_the_free_permits_to_the_queue() {
+    let (sem, [a, b, _]) = eventual(3);
+    assert!(sem.try_acquire(a, 3).unwrap());
+    assert_eq!(sem.acquire(b, 2, 1, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty()); // nudged: 1 free, b needs 2
+    assert_eq!(sem.available(), 1);
+    sem.rebuild().unwrap();
+    sem.check().unwrap();
+    assert_eq!((sem.available(), sem.reserved_for_head()), (0, 1), "reserved for b");
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_higher_priority_wait_is_served_first_by_a_nudged_collection() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 5).unwrap(), Acquire::Queued); // c is the head now
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c]);
+    // b collects first (its safety poll, say): the queue is served in its
+    // order, so the permit goes to c, not to b.
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c]);
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    sem.check().unwrap();
+}
+
+#[test]
+fn fifo_mode_never_leaves_permits_free_while_anyone_waits() {
+    let sem = SharedSemaphore::in_process(1, 8, 3);
+    sem.set_clock(0); // FIFO mode never reads it: the head is never "young"
+    let (a, b) = (sem.attach().unwrap().0, sem.attach().unwrap().0);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 7, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(!sem.try_acquire(a, 1).unwrap(), "handed off: no barging");
+    assert_eq!(sem.take_decided(b).unwrap(), vec![7]);
+    assert_eq!(sem.fairness(), Fairness::Fifo);
+}
+
+#[test]
+fn a_nudge_rings_once_until_collected_and_again_for_the_next_head() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 2, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(sem.take_rung().is_empty(), "b is rung already and has not collected");
+    // A barger takes both; b collects nothing; the next nudge rings again.
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    // b withdraws before collecting: the permit its nudge left free goes to
+    // c, and the next nudge rings the new head.
+    assert!(sem.cancel(b, 1).unwrap());
+    assert_eq!(sem.take_rung(), vec![c]);
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    assert_eq!(sem.acquire(b, 1, 3, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "the new head is rung");
+    sem.check().unwrap();
+}
+
+#[test]
+fn a_nudged_head_withdrawn_after_a_barger_took_the_permit_does_not_silence_the_next_nudge() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.try_acquire(a, 1).unwrap()); // barged before b collected
+    assert!(sem.cancel(b, 1).unwrap());
+    assert!(sem.take_rung().is_empty(), "nothing free to serve");
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c], "the new head is nudged");
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    sem.check().unwrap();
+}
