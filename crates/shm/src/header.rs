@@ -4,7 +4,8 @@
 //! 64 to 72 bytes (`queued_at`); the header itself is as in version 1. A
 //! segment of version 1, still open in a process of an older sluice, is
 //! refused as damaged ("layout version 1, this sluice reads 2": a
-//! `SegmentError` in JavaScript) rather than misread.
+//! `SegmentError` in JavaScript) rather than misread; one that nobody has
+//! open any more starts clean, as a stale segment of this version does.
 //!
 //! The header is the first 256 bytes of a 4096-byte page and never changes
 //! after initialisation, so its FNV-1a checksum stays valid. It is read as 32
@@ -144,6 +145,16 @@ pub(crate) enum Found {
     Blank,
     /// A complete, self-consistent header (parameters not yet compared).
     Valid(Header),
+    /// A sound header (magic and checksum hold) of another layout version:
+    /// a segment made by another sluice, typically one from before an
+    /// upgrade. Versions keep the magic, the checksum word and what it
+    /// covers where they are, so this is told apart from damage.
+    OtherVersion(u32),
+}
+
+/// The refusal of a segment of `version` that others are still attached to.
+pub(crate) fn other_version(version: u32) -> Error {
+    Error::Damaged(format!("layout version {version}, this sluice reads {LAYOUT_VERSION}"))
 }
 
 fn words(region: Region<'_>) -> Option<[u64; 32]> {
@@ -177,12 +188,8 @@ impl Header {
         if w[0] != MAGIC {
             return Err(Error::Damaged(format!("bad magic {:#018x}", w[0])));
         }
-        let version = lo(w[1]);
-        if version != LAYOUT_VERSION {
-            return Err(Error::Damaged(format!(
-                "layout version {version}, this sluice reads {LAYOUT_VERSION}"
-            )));
-        }
+        // The checksum before the version: a sound header of another version
+        // (an older sluice's segment) is not damage, random bytes are.
         let mut bytes = [0u8; 256];
         for (i, word) in w.iter().enumerate() {
             bytes[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
@@ -193,6 +200,10 @@ impl Header {
                 "header checksum {:#018x}, expected {sum:#018x}",
                 w[31]
             )));
+        }
+        let version = lo(w[1]);
+        if version != LAYOUT_VERSION {
+            return Ok(Found::OtherVersion(version));
         }
         let h = Header {
             kind: hi(w[1]),
@@ -311,7 +322,7 @@ mod tests {
         h.write(r).unwrap();
         match Header::read(r, g.end as u64).unwrap() {
             Found::Valid(back) => assert_eq!(back, h),
-            Found::Blank => panic!("blank"),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -367,10 +378,21 @@ mod tests {
         let r = Region::from_words(&words);
         sample(&g).write(r).unwrap();
         r.u64_at(8).unwrap().store(1 | 1 << 32, Relaxed);
+        // The checksum no longer holds: damage, whatever the version says.
         match Header::read(r, g.end as u64) {
-            Err(Error::Damaged(why)) => assert_eq!(why, "layout version 1, this sluice reads 2"),
+            Err(Error::Damaged(why)) => assert!(why.starts_with("header checksum"), "{why}"),
             other => panic!("{other:?}"),
         }
+        // Sealed again: a sound header of version 1, named as such.
+        let mut bytes = [0u8; 256];
+        for i in 0..32 {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&r.u64_at(i * 8).unwrap().load(Relaxed).to_le_bytes());
+        }
+        r.u64_at(31 * 8).unwrap().store(fnv1a(&bytes[..CHECKED]), Relaxed);
+        assert!(matches!(Header::read(r, g.end as u64), Ok(Found::OtherVersion(1))));
+        assert!(other_version(1)
+            .to_string()
+            .contains("layout version 1, this sluice reads 2"));
     }
 
     #[test]

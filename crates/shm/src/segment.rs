@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::bell::{self, Writers};
 use crate::dir::{self, fstat, Dir};
 use crate::file::{allocate, map, open_file, random_generation, reopen, unmap};
-use crate::header::{abi_tag, Found, Geometry, Header};
+use crate::header::{abi_tag, other_version, Found, Geometry, Header};
 use crate::liveness::{self, LIFETIME};
 use crate::{check_name, exit, lock, Error, Layout, Region};
 
@@ -271,6 +271,9 @@ impl Segment {
                 compare(&h, layout, &geo)?;
                 h
             }
+            (false, Found::OtherVersion(version)) => return Err(other_version(version)),
+            // Nobody has it open: blank, stale, or another sluice's (a version
+            // from before an upgrade) alike start clean. Damage was refused above.
             (true, _) => {
                 let h = Segment::initialise(&dir, raw, name, layout, &geo)?;
                 // Atomic downgrade: attached like everyone else from now on.

@@ -425,3 +425,39 @@ fn limits_out_of_range_are_the_callers_error() {
     .unwrap_err();
     assert_eq!(e.to_string(), "invalid call: max_procs 300 is outside 1..=256");
 }
+
+/// Rewrites the segment file's layout version and seals the header again
+/// (FNV-1a over its first 248 bytes, in word 31): a sound header of another
+/// sluice, as one left in /dev/shm from before an upgrade.
+fn restamp_version(path: &Path, version: u32) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut header = [0u8; 256];
+    f.read_exact_at(&mut header, 0).unwrap();
+    header[8..12].copy_from_slice(&version.to_le_bytes());
+    let sum = header[..248].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    header[248..256].copy_from_slice(&sum.to_le_bytes());
+    f.write_all_at(&header, 0).unwrap();
+}
+
+#[test]
+fn a_segment_of_another_layout_version_is_refused_while_in_use_and_starts_clean_once_nobody_has_it() {
+    let dir = TempDir::new();
+    let path = dir.path().join("old");
+    let mut holder = spawn("hold", dir.path(), "old", &[]);
+    holder.line("READY");
+    restamp_version(&path, 1);
+    // Another sluice still has it open: refused, naming both versions.
+    let e = open(&dir, "old", 3).unwrap_err();
+    assert!(e.to_string().contains("layout version 1, this sluice reads 2"), "{e}");
+    holder.kill9();
+    // Nobody has it any more: an upgrade must not leave the name unusable.
+    let seg = open(&dir, "old", 3).unwrap();
+    assert!(seg.initialised(), "the old segment was not started clean");
+    drop(seg);
+    // Damage stays refused, attached or not (the checksum tells it apart).
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0x5a], 40).unwrap();
+    assert!(matches!(open(&dir, "old", 3), Err(Error::Damaged(_))));
+}
