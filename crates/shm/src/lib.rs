@@ -90,6 +90,15 @@ mod unlink;
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 
+/// How long an operation waits for a segment lock before [`Error::LockStuck`].
+/// A holder that is alive but not running must not turn into an error: on a
+/// loaded machine, or in a container whose CPU quota (CFS bandwidth control)
+/// is spent, a process can be held off the CPU for the rest of a 100 ms
+/// period while it holds the lock. A dead holder never waits this out (the
+/// robust mutex hands the lock over at once); only a stopped process or
+/// garbage does.
+pub(crate) const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub use error::Error;
 pub use layout::Layout;
 pub use region::Region;

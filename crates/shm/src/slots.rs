@@ -117,7 +117,7 @@ impl Segment {
         self.geo.owners + o as usize * SLOT + field
     }
 
-    /// Takes the lock (100 ms, then [`Error::LockStuck`]). If the last holder
+    /// Takes the lock (`OPERATION_TIMEOUT`, 1 s, then [`Error::LockStuck`]). If the last holder
     /// died inside it, the layout's `recover` runs before this returns and
     /// [`Guard::recovered`] says so.
     ///
@@ -125,7 +125,7 @@ impl Segment {
     ///
     /// [`Error::LockStuck`], or [`Error::Damaged`] for an unrecoverable mutex.
     pub fn lock(&self) -> Result<Guard<'_>, Error> {
-        self.lock_timeout(Duration::from_millis(100))
+        self.lock_timeout(crate::OPERATION_TIMEOUT)
     }
 
     /// [`lock`](Segment::lock), waiting at most `timeout`.

@@ -196,7 +196,7 @@ fn a_process_stopped_inside_the_lock_gives_lock_stuck_not_a_hang() {
     unsafe { libc::kill(holder.child.id() as i32, libc::SIGSTOP) };
     let t = Instant::now();
     assert!(matches!(seg.lock(), Err(Error::LockStuck)));
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(t.elapsed() < Duration::from_secs(3));
     // Another process opening it: its open-time check times out too (1 s).
     let mut other = spawn("try-open", dir.path(), "stopped", &[]);
     assert!(other.line("RESULT").starts_with("err lock stuck"));

@@ -14,8 +14,8 @@ use crate::{Error, Region};
 /// Bytes reserved per lock (a glibc x86-64 `pthread_mutex_t` is 40).
 pub(crate) const LOCK_BYTES: usize = 64;
 
-/// How long a shard lock may take before [`Error::LockStuck`].
-const TIMEOUT: Duration = Duration::from_millis(100);
+/// How long a shard lock may take before [`Error::LockStuck`] (see `OPERATION_TIMEOUT`).
+const TIMEOUT: Duration = crate::OPERATION_TIMEOUT;
 
 /// A held shard lock; unlocks on drop.
 pub(crate) struct ShardGuard<'a> {
