@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Semaphore, TimeoutError, type SemaphoreHandle } from 'sluice'
 import { FIRST, HELD, MOST, countersFor, holdCycles } from './fixtures/hold-cycles.mjs'
-import { eventually, nextMessage, runWorker } from './helpers.js'
+import { eventually, isSettled, nextMessage, runWorker } from './helpers.js'
 
 const binding = createRequire(import.meta.url)('../packages/node/binding.js') as {
   setFairnessClockForTest(nanos?: number): void
@@ -83,6 +83,34 @@ describe('Semaphore with eventual fairness across threads', () => {
     expect(sem.available).toBe(1)
   })
 
+  it('hands a release to the next thread in line instead of parking it for a nudged worker that is blocked', async () => {
+    // Review finding: with the worker nudged but blocked, the second release
+    // parked its permit too; this thread's wait, next in line, then waited on
+    // the worker's thread (or the 50 ms poll), not on its FIFO turn.
+    binding.setFairnessClockForTest(0)
+    const sem = new Semaphore(2, { fairness: 'eventual' })
+    const first = sem.tryAcquire()!
+    const second = sem.tryAcquire()!
+    const gate = new Int32Array(new SharedArrayBuffer(4))
+    const { worker, exited } = runWorker('acquire-then-block.mjs', { handle: sem.handle, gate: gate.buffer })
+    expect(await nextMessage(worker)).toBe('waiting')
+    await eventually(() => sem.waiting === 1)
+    const mine = sem.acquire() // next in line, behind the blocked worker
+    first.release() // the worker's head is young: parked, the worker nudged
+    expect(sem.available).toBe(1)
+    second.release() // would reach this thread's wait: handed off, both granted
+    // Synchronously: no poll or doorbell has had a turn.
+    expect(sem.waiting).toBe(0)
+    expect(sem.available).toBe(0)
+    expect(await isSettled(mine)).toBe(true)
+    ;(await mine).release()
+    Atomics.store(gate, 0, 1)
+    Atomics.notify(gate, 0)
+    expect(await nextMessage(worker)).toBe('acquired')
+    expect(await exited).toBe(0)
+    expect(sem.available).toBe(2)
+  })
+
   it('serves the permits a nudged worker left parked when it is terminated before serving them', async () => {
     binding.setFairnessClockForTest(0)
     const sem = new Semaphore(1, { fairness: 'eventual' })
@@ -107,16 +135,21 @@ describe('Semaphore with eventual fairness across threads', () => {
   it('gives back the parked permit when a nudged wait is aborted before it is served', async () => {
     binding.setFairnessClockForTest(0)
     const sem = new Semaphore(1, { fairness: 'eventual' })
-    const { worker, exited } = runWorker('hold-until-told.mjs', { handle: sem.handle })
+    // `stay`: the worker's exit would serve the parked permit (it gives back
+    // its slot), which made this test fail most runs (review finding).
+    const { worker, exited } = runWorker('hold-until-told.mjs', { handle: sem.handle, stay: true })
     expect(await nextMessage(worker)).toBe('holding')
     const controller = new AbortController()
     const waiting = sem.acquire({ signal: controller.signal })
     worker.postMessage('release')
+    const released = nextMessage(worker) // listened for before any await lets it pass
     // This thread is the nudged head, kept busy until the worker's release parked the permit.
     spinUntil(() => sem.available === 1)
     expect(sem.available).toBe(1)
     controller.abort(new Error('changed my mind'))
     await expect(waiting).rejects.toThrow('changed my mind')
+    expect(await released).toBe('released')
+    worker.postMessage('exit')
     expect(await exited).toBe(0)
     expect(sem.waiting).toBe(0)
     expect(sem.available).toBe(1)
@@ -126,11 +159,13 @@ describe('Semaphore with eventual fairness across threads', () => {
   it('keeps every permit when a nudged wait times out before it is served', async () => {
     binding.setFairnessClockForTest(0)
     const sem = new Semaphore(1, { fairness: 'eventual' })
-    const { worker, exited } = runWorker('hold-until-told.mjs', { handle: sem.handle })
+    const { worker, exited } = runWorker('hold-until-told.mjs', { handle: sem.handle, stay: true })
     expect(await nextMessage(worker)).toBe('holding')
     const waiting = sem.acquire({ timeout: 1 })
     worker.postMessage('release')
+    const released = nextMessage(worker)
     spinUntil(() => sem.available === 1)
+    expect(sem.available).toBe(1) // parked, the worker still alive
     const start = Date.now()
     spinUntil(() => Date.now() - start > 10) // the timer is due before the doorbell runs
     // Either ending is allowed (the doorbell and the timer race); permits must add up.
@@ -139,6 +174,8 @@ describe('Semaphore with eventual fairness across threads', () => {
       (error: unknown) => (expect(error).toBeInstanceOf(TimeoutError), 'timed out'),
     )
     expect(['granted', 'timed out']).toContain(outcome)
+    expect(await released).toBe('released')
+    worker.postMessage('exit')
     expect(await exited).toBe(0)
     expect(sem.waiting).toBe(0)
     expect(sem.available).toBe(1)

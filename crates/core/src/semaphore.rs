@@ -56,7 +56,12 @@
 //!   `fair_after` (default [`FAIR_AFTER_NANOS`]) or more: the head is *due*;
 //! - otherwise *parks* the permits on the fast-path count and returns the
 //!   head's owner as *nudged* (rung like a granted one), unless an earlier
-//!   nudge is still pending (`nudged`). The nudged owner calls
+//!   nudge is still pending (`nudged`, whose owner `Queue::nudged_owner`
+//!   names) — but only while every wait the parked permits (and those
+//!   reserved for the head) would grant in FIFO order is the nudged owner's.
+//!   Otherwise it hands off as in FIFO mode: another owner's grant must not
+//!   wait for the nudged thread's next turn, which may be any time away
+//!   (that thread busy or blocked), where FIFO would grant it now. The nudged owner calls
 //!   [`serve`](Semaphore::serve), which hands whatever is still parked to the
 //!   queue in the order and with the rules of FIFO mode (`release_locked`),
 //!   and returns the other owners it granted. If a barger took the permits
@@ -77,7 +82,9 @@
 //! through the lock, where it checks the head's age. So once the head is
 //! due, at most the permits parked before that can still be barged for, each
 //! barger's release hands off, and no waiter waits more than `fair_after`
-//! plus one hold time plus one wake-up beyond its FIFO turn. A FIFO schedule
+//! plus one hold time plus one wake-up beyond its FIFO turn. The wake-up is
+//! of its own thread: permits are parked only for the nudged owner's waits,
+//! so no other owner's grant depends on that thread's turn. A FIFO schedule
 //! is also an eventually fair one, which is why a semaphore kept by one
 //! thread may stay FIFO.
 //!
@@ -197,6 +204,8 @@ struct Queue {
     /// their owner. Entries stay once made (one per owner that ever waited),
     /// so their `Vec`s keep their capacity and a grant allocates nothing.
     decisions: FxHashMap<Owner, Decisions>,
+    /// Eventual mode: the owner last nudged; meaningful while `nudged` is set.
+    nudged_owner: Owner,
 }
 
 /// One owner's uncollected outcomes.
@@ -367,6 +376,7 @@ impl Semaphore {
                 waiters: WaitQueue::new(),
                 reserved_for_head: 0,
                 decisions: FxHashMap::default(),
+                nudged_owner: 0,
             }),
             waiting: AtomicUsize::new(0),
             max_waiters: usize::MAX,
@@ -799,6 +809,13 @@ impl Semaphore {
             queue.reserved_for_head -= n;
             return Ok(Acquire::Acquired);
         }
+        if overtakes && self.eventual.is_some() && self.take_parked_for_new_head(n - queue.reserved_for_head) {
+            // Eventual mode: the reserve plus parked permits cover it. Queued,
+            // it would stand first and be covered by permits parked for the
+            // nudged owner, whom serving it waits on (see `release`).
+            queue.reserved_for_head = 0;
+            return Ok(Acquire::Acquired);
+        }
         if queue.waiters.len() >= self.max_waiters {
             return Err(AcquireError::QueueFull);
         }
@@ -846,18 +863,31 @@ impl Semaphore {
         if self.available() + queue.reserved_for_head + n > capacity {
             return Err(ReleaseError { released: n, capacity });
         }
-        if let Some(owner) = self.young_head(&queue) {
-            // Eventual mode, the head not due yet: park the permits where a
-            // newcomer may take them. Release: pairs with the Acquire CAS of
-            // the barger that takes them, or of `release_locked` taking them
-            // back for the queue.
-            self.state.fetch_add(n << PERMIT_SHIFT, Ordering::Release);
-            // One nudge at a time: the owner nudged serves whatever is
-            // parked when it runs, this release's permits included.
-            if self.nudged.swap(true, Ordering::Relaxed) {
-                return Ok(Vec::new());
+        if let Some(head_owner) = self.young_head(&queue) {
+            // Eventual mode, the head not due yet. One nudge at a time: the
+            // owner nudged serves whatever is parked when it runs. So park
+            // only if every wait the parked permits would grant (with those
+            // reserved for the head, as `release_locked` would hand them
+            // out) is that owner's: a wait of anyone else would hang on the
+            // nudged thread's next turn (blocked or busy, for any time; at
+            // best the doorbell's 50 ms poll) instead of this release, its
+            // FIFO turn. Otherwise hand off below, a FIFO schedule. With
+            // QUEUED set, `available` counts only parked permits; a barger
+            // may take some meanwhile, which only makes us hand off sooner.
+            let pending = self.nudged.load(Ordering::Relaxed);
+            let server = if pending { queue.nudged_owner } else { head_owner };
+            let parked = self.available() + n + queue.reserved_for_head;
+            if queue.waiters.all_granted_by(parked, |waiter| waiter.key.0 == server) {
+                // Release: pairs with the Acquire CAS of the barger that
+                // takes them, or of `release_locked` taking them back.
+                self.state.fetch_add(n << PERMIT_SHIFT, Ordering::Release);
+                if pending {
+                    return Ok(Vec::new());
+                }
+                self.nudged.store(true, Ordering::Relaxed);
+                queue.nudged_owner = head_owner;
+                return Ok(vec![head_owner]);
             }
-            return Ok(vec![owner]);
         }
         Ok(self.release_locked(n, &mut queue))
     }
@@ -1175,6 +1205,31 @@ impl Semaphore {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return parked,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Eventual mode, under the lock: takes `n` parked permits for a request
+    /// that overtakes the head (which a barger may take as well), if that
+    /// many are parked. Leaves `nudged` as it is: the rest stay parked for
+    /// the owner nudged, and fewer permits can only grant fewer of its waits.
+    fn take_parked_for_new_head(&self, n: usize) -> bool {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            // With QUEUED set (the queue holds the head overtaken), the count
+            // is parked permits only.
+            if current & QUEUED == 0 || current >> PERMIT_SHIFT < n {
+                return false;
+            }
+            // Acquire: pairs with the Release add in `release` that parked them.
+            match self.state.compare_exchange_weak(
+                current,
+                current - (n << PERMIT_SHIFT),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
                 Err(actual) => current = actual,
             }
         }

@@ -159,6 +159,25 @@ impl<K: Copy + Eq + Hash> WaitQueue<K> {
         Some(self.unlink(at))
     }
 
+    /// Whether `pred` holds for every wait that `permits` would grant, served
+    /// from the head in order as the semaphore hands them out (the walk stops
+    /// at the first wait needing more than is left). Visits at most those
+    /// waits: each takes at least one permit, or the list ends.
+    pub(crate) fn all_granted_by(&self, mut permits: usize, mut pred: impl FnMut(&Waiter<K>) -> bool) -> bool {
+        let mut at = self.head;
+        while let Some(Entry::Occupied { waiter, next, .. }) = self.entries.get(at as usize) {
+            if waiter.needed > permits {
+                return true;
+            }
+            if !pred(waiter) {
+                return false;
+            }
+            permits -= waiter.needed;
+            at = *next;
+        }
+        true
+    }
+
     /// Removes every wait that needs more than `capacity` permits, in queue
     /// order. O(len) when some wait may be that heavy, O(1) otherwise.
     pub(crate) fn remove_heavier_than(&mut self, capacity: usize) -> Vec<Waiter<K>> {

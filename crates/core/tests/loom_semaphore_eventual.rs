@@ -119,3 +119,107 @@ fn a_due_head_is_served_by_the_next_release() {
         assert!(sem.try_acquire(1).is_err());
     });
 }
+
+/// A fast-path release (QUEUED clear) races a waiter that closes the fast
+/// path, and a barger: whichever wins, the permit exists once, and a waiter
+/// that queued is granted by the serve its nudge asks for or holds it already.
+#[test]
+fn fast_path_release_races_the_acquire_that_sets_queued() {
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = Arc::new(Semaphore::new(1).with_eventual_fairness(clock, FAIR_AFTER));
+        sem.try_acquire(1).unwrap();
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let waiter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire(1, HEAD, 1).unwrap())
+        };
+        let barger = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.try_acquire(1).is_ok())
+        };
+        let woken = releaser.join().unwrap();
+        let acquired = waiter.join().unwrap() == Acquire::Acquired;
+        let barged = barger.join().unwrap();
+        if barged {
+            // The barger holds the only permit; the waiter cannot have it yet.
+            assert!(!acquired);
+            assert_eq!(sem.waiting(), 1);
+            // Parked for the young head (its owner nudged now, or still).
+            sem.release(1).unwrap();
+            assert_eq!(sem.available(), 1);
+        } else if !acquired {
+            assert_eq!(woken, vec![HEAD], "a queued waiter is nudged by the release");
+        }
+        let granted = acquired || serve_and_collect(&sem) == 1;
+        assert!(granted, "the waiter ends with the permit");
+        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+        sem.release(1).unwrap();
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+/// Two releases race while two owners wait (the head young, its owner never
+/// serving): permits are parked only for the nudged owner's wait, so owner 2
+/// is granted by a release, never left to the nudged owner's serve.
+#[test]
+fn racing_releases_never_park_a_permit_for_another_owners_wait() {
+    const NEXT: u32 = 2;
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = Arc::new(Semaphore::new(2).with_eventual_fairness(clock, FAIR_AFTER));
+        sem.try_acquire(2).unwrap();
+        assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
+        assert_eq!(sem.acquire(1, NEXT, 1).unwrap(), Acquire::Queued);
+        let releasers: Vec<_> = (0..2)
+            .map(|_| {
+                let sem = sem.clone();
+                thread::spawn(move || sem.release(1).unwrap())
+            })
+            .collect();
+        let woken: Vec<Vec<u32>> = releasers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert!(woken.iter().any(|w| w.contains(&NEXT)), "owner 2 was told: {woken:?}");
+        assert_eq!(sem.take_granted(NEXT).len(), 1);
+        assert_eq!(sem.take_granted(HEAD).len(), 1);
+        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    });
+}
+
+/// The nudged head is cancelled (abort, timeout) while a barger races for
+/// the parked permit and the releaser's permit is being parked: the permit
+/// goes to the barger or back to the fast path, never lost, and nothing is
+/// left to serve.
+#[test]
+fn cancelling_the_nudged_head_races_a_barger() {
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = contended(&clock);
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1).unwrap())
+        };
+        let canceller = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.cancel(HEAD, 1))
+        };
+        let barger = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.try_acquire(1).is_ok())
+        };
+        releaser.join().unwrap();
+        // Queued, or granted meanwhile (which cancel gives back): known either way.
+        assert!(canceller.join().unwrap().is_some());
+        let barged = barger.join().unwrap();
+        assert_eq!(sem.waiting(), 0);
+        assert!(sem.serve().is_empty());
+        assert!(sem.take_granted(HEAD).is_empty());
+        assert_eq!(sem.available(), if barged { 0 } else { 1 });
+        if barged {
+            sem.release(1).unwrap();
+        }
+        assert_eq!(sem.available(), 1);
+    });
+}

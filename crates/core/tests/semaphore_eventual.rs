@@ -40,16 +40,106 @@ fn a_young_head_is_nudged_once_until_it_serves() {
 }
 
 #[test]
-fn serve_grants_other_owners_in_queue_order() {
+fn serve_grants_in_queue_order_and_returns_whom_to_wake() {
+    let (sem, _clock) = eventual(3);
+    sem.try_acquire(3).unwrap();
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 1, 2), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 2, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![1]));
+    assert_eq!(sem.release(1), Ok(vec![]), "still owner 1's waits only: parked");
+    // Whoever serves (owner 2's poll, say) learns that owner 1 is to be woken.
+    assert_eq!(sem.serve(), vec![1]);
+    assert_eq!(sem.take_granted(1).len(), 2);
+    assert_eq!((sem.waiting(), sem.available()), (1, 0));
+}
+
+/// Review finding: with a nudge pending, a second release parked its permit
+/// too, though together they covered owner 2's wait as well: owner 2 was told
+/// nothing, and its grant waited on owner 1's thread (blocked, or busy, for
+/// any time; at best the 50 ms poll), not on its FIFO turn.
+#[test]
+fn permits_that_would_reach_another_owners_wait_are_handed_off() {
+    let (sem, clock) = eventual(2);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 2, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![1]), "young head: parked, owner 1 nudged");
+    // Owner 1 does not serve. This release would give owner 2 its turn in
+    // FIFO mode: it hands off both permits instead of parking.
+    assert_eq!(sem.release(1), Ok(vec![1, 2]));
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    assert_eq!(sem.take_granted(1).len(), 1);
+    assert_eq!(sem.take_granted(2).len(), 1);
+    // The rule holds however late the head is: time alone serves nothing.
+    clock.advance(FAIR_AFTER);
+    assert!(sem.serve().is_empty());
+}
+
+/// Review finding: a higher priority overtook the nudged owner's head; the
+/// permits parked next covered the new head, whose owner nobody rang.
+#[test]
+fn permits_for_a_head_that_overtook_the_nudged_one_are_handed_off() {
+    let (sem, _clock) = eventual(2);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![1]), "owner 1 nudged");
+    // Owner 2 needs more than is parked: it cannot barge, it stands first.
+    assert_eq!(sem.acquire_with_priority(2, 1, 2, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![2]), "owner 2's wait is covered: handed off");
+    assert_eq!(sem.take_granted(2).len(), 1);
+    assert_eq!((sem.available(), sem.waiting()), (0, 1));
+}
+
+/// Review finding (from the property test): a request overtaking the head
+/// inherits its reserve; with the permits parked for the nudged owner that
+/// covered it, yet it was queued, its grant hanging on that owner's serve.
+#[test]
+fn an_overtaking_request_covered_by_reserve_and_parked_permits_is_granted() {
+    let (sem, _clock) = eventual(3);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(
+        sem.acquire(3, 2, 1),
+        Ok(Acquire::Queued),
+        "two free permits reserved for it"
+    );
+    assert_eq!(sem.release(1), Ok(vec![2]), "young head: parked, owner 2 nudged");
+    assert_eq!(sem.acquire_with_priority(3, 1, 0, 1), Ok(Acquire::Acquired));
+    assert_eq!((sem.available(), sem.reserved_for_head(), sem.waiting()), (0, 0, 1));
+    assert!(sem.serve().is_empty());
+    assert_eq!(sem.release(3), Ok(vec![2]));
+}
+
+/// One release covering the head and the next owner's wait hands off: only
+/// the head's owner would have been nudged.
+#[test]
+fn a_release_covering_two_owners_hands_off() {
     let (sem, _clock) = eventual(2);
     sem.try_acquire(2).unwrap();
     assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
     assert_eq!(sem.acquire(1, 2, 1), Ok(Acquire::Queued));
-    assert_eq!(sem.acquire(1, 3, 1), Ok(Acquire::Queued));
-    assert_eq!(sem.release(2), Ok(vec![1]));
-    assert_eq!(sem.serve(), vec![1, 2], "owner 2 is next in line and must be woken");
-    assert_eq!(sem.waiting(), 1);
-    assert_eq!(sem.available(), 0);
+    assert_eq!(sem.release(2), Ok(vec![1, 2]));
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+}
+
+/// Permits that cover only the nudged owner's waits stay parked: the mutex
+/// case, where barging pays, is unchanged.
+#[test]
+fn permits_covering_only_the_nudged_owners_waits_stay_parked() {
+    let (sem, _clock) = eventual(3);
+    sem.try_acquire(3).unwrap();
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 1, 2), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 2, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.release(1), Ok(vec![1]));
+    assert_eq!(sem.release(1), Ok(vec![]), "both of owner 1's waits covered: parked");
+    assert_eq!(sem.available(), 2);
+    assert_eq!(
+        sem.release(1),
+        Ok(vec![1, 2]),
+        "owner 2's wait would be covered too: handed off"
+    );
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
 }
 
 #[test]
@@ -167,25 +257,104 @@ fn head(queued: &[Queued]) -> Option<Queued> {
     queued.iter().copied().min_by_key(|w| (-w.priority, w.token))
 }
 
+/// Whether every wait that `permits` would grant (in queue order, stopping
+/// at the first that needs more than is left) is `owner`'s.
+fn granted_all_owned_by(queued: &[Queued], mut permits: usize, owner: u32) -> bool {
+    let mut order = queued.to_vec();
+    order.sort_by_key(|w| (-w.priority, w.token));
+    for wait in order {
+        if wait.n > permits {
+            return true;
+        }
+        if wait.owner != owner {
+            return false;
+        }
+        permits -= wait.n;
+    }
+    true
+}
+
+/// The model's state: waits queued, permits held per owner, and the owner
+/// whose nudge is pending (the core's `nudged` and `nudged_owner`).
+#[derive(Default)]
+struct Model {
+    queued: Vec<Queued>,
+    held: [Vec<usize>; 3],
+    nudged: Option<u32>,
+}
+
+impl Model {
+    /// Every grant is collected at once, so the model's queue is the core's.
+    fn collect(&mut self, sem: &Semaphore) -> Result<(), TestCaseError> {
+        for owner in 0..3u32 {
+            for grant in sem.take_granted(owner) {
+                let at = self
+                    .queued
+                    .iter()
+                    .position(|w| w.token == grant.token && w.owner == owner);
+                prop_assert!(at.is_some(), "a grant for an unknown wait");
+                let wait = self.queued.remove(at.unwrap());
+                prop_assert_eq!(wait.n, grant.permits);
+                self.held[owner as usize].push(wait.n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases `n` and checks what the core did against the rule: a young
+    /// head's release parks only if every wait the parked permits would grant
+    /// is the nudged owner's (the head's, if no nudge is pending), and nudges
+    /// only if none is pending; anything else hands off as in FIFO mode.
+    fn release(&mut self, sem: &Semaphore, now: u64, n: usize) -> Result<(), TestCaseError> {
+        let before = sem.available();
+        let reserved = sem.reserved_for_head();
+        let head = head(&self.queued);
+        let woken = sem.release(n).unwrap();
+        match head {
+            Some(h) if now - h.at < FAIR_AFTER => {
+                let server = self.nudged.unwrap_or(h.owner);
+                if granted_all_owned_by(&self.queued, before + n + reserved, server) {
+                    prop_assert_eq!(sem.available(), before + n, "a young head: the permits are parked");
+                    let expected = if self.nudged.is_some() { vec![] } else { vec![h.owner] };
+                    prop_assert_eq!(woken, expected, "one nudge at a time");
+                    self.nudged = Some(server);
+                } else {
+                    // Another owner's wait would be granted: handed off.
+                    prop_assert!(sem.waiting() == 0 || sem.available() == 0, "parked for another owner");
+                    self.nudged = None;
+                }
+            }
+            Some(_) => {
+                // Due: handed off; only an emptied queue frees permits.
+                prop_assert!(sem.waiting() == 0 || sem.available() == 0, "a due head was barged past");
+                self.nudged = None;
+            }
+            None => {}
+        }
+        self.collect(sem)
+    }
+}
+
 proptest! {
     /// Against a model that collects every grant at once: permits are
     /// conserved exactly; a release parks permits (barging allowed) only
-    /// while the head is younger than `fair_after`, and a release that finds
-    /// the head due leaves nothing free while anyone still waits.
+    /// while the head is younger than `fair_after`, only for the nudged
+    /// owner's waits, and a release that finds the head due leaves nothing
+    /// free while anyone still waits.
     #[test]
     fn barging_only_while_the_head_is_young(ops in proptest::collection::vec(op(), 1..200)) {
         const CAPACITY: usize = 3;
         let (sem, clock) = eventual(CAPACITY);
-        let mut held: [Vec<usize>; 3] = Default::default();
-        let mut queued: Vec<Queued> = Vec::new();
+        let mut model = Model::default();
         let mut next_token = 0u64;
         for op in ops {
+            let now = sluice_core::Clock::now(&*clock);
             match op {
                 Op::Acquire { owner, n, priority } => {
                     next_token += 1;
                     match sem.acquire_with_priority(n, priority, owner, next_token) {
-                        Ok(Acquire::Acquired) => held[owner as usize].push(n),
-                        Ok(Acquire::Queued) => queued.push(Queued { owner, token: next_token, n, priority, at: sluice_core::Clock::now(&*clock) }),
+                        Ok(Acquire::Acquired) => model.held[owner as usize].push(n),
+                        Ok(Acquire::Queued) => model.queued.push(Queued { owner, token: next_token, n, priority, at: now }),
                         Err(other) => prop_assert!(false, "unexpected {other:?}"),
                     }
                 }
@@ -193,60 +362,53 @@ proptest! {
                     let before = sem.available();
                     if sem.try_acquire(n).is_ok() {
                         prop_assert!(before >= n);
-                        held[owner as usize].push(n);
+                        model.held[owner as usize].push(n);
                     }
                 }
                 Op::Release { owner } => {
-                    if let Some(n) = held[owner as usize].pop() {
-                        let before = sem.available();
-                        let young = head(&queued).is_some_and(|h| sluice_core::Clock::now(&*clock) - h.at < FAIR_AFTER);
-                        let waited = !queued.is_empty();
-                        sem.release(n).unwrap();
-                        if waited && young {
-                            prop_assert_eq!(sem.available(), before + n, "a young head: the permits are parked");
-                        } else if waited {
-                            // Due: handed off; only an emptied queue frees permits.
-                            prop_assert!(sem.waiting() == 0 || sem.available() == 0, "a due head was barged past");
-                        }
+                    if let Some(n) = model.held[owner as usize].pop() {
+                        model.release(&sem, now, n)?;
                     }
                 }
                 Op::Serve => {
                     sem.serve();
+                    model.nudged = None;
                 }
                 Op::Cancel { owner, pick } => {
-                    let mine: Vec<u64> = queued.iter().filter(|w| w.owner == owner).map(|w| w.token).collect();
+                    let mine: Vec<u64> = model.queued.iter().filter(|w| w.owner == owner).map(|w| w.token).collect();
                     if !mine.is_empty() {
                         let token = mine[pick % mine.len()];
                         prop_assert!(sem.cancel(owner, token).is_some());
-                        queued.retain(|w| w.token != token);
+                        model.queued.retain(|w| w.token != token);
+                        model.nudged = None;
                     }
                 }
                 Op::RemoveOwner { owner } => {
                     sem.remove_owner(owner);
-                    queued.retain(|w| w.owner != owner);
-                    for n in held[owner as usize].drain(..) {
-                        sem.release(n).unwrap();
+                    model.queued.retain(|w| w.owner != owner);
+                    model.nudged = None;
+                    model.collect(&sem)?;
+                    let held: Vec<usize> = model.held[owner as usize].drain(..).collect();
+                    for n in held {
+                        model.release(&sem, now, n)?;
                     }
                 }
                 Op::Advance(nanos) => clock.advance(nanos),
             }
-            // Every grant is collected at once, so the model's queue is the core's.
-            for owner in 0..3u32 {
-                for grant in sem.take_granted(owner) {
-                    let at = queued.iter().position(|w| w.token == grant.token && w.owner == owner);
-                    prop_assert!(at.is_some(), "a grant for an unknown wait");
-                    let wait = queued.remove(at.unwrap());
-                    prop_assert_eq!(wait.n, grant.permits);
-                    held[owner as usize].push(wait.n);
-                }
-            }
-            prop_assert_eq!(sem.waiting(), queued.len());
-            let holding: usize = held.iter().flatten().sum();
+            model.collect(&sem)?;
+            prop_assert_eq!(sem.waiting(), model.queued.len());
+            let holding: usize = model.held.iter().flatten().sum();
             prop_assert_eq!(sem.available() + sem.reserved_for_head() + holding, CAPACITY);
+            // Parked permits never stand between another owner and its grant.
+            if sem.available() > 0 && !model.queued.is_empty() {
+                prop_assert!(model.nudged.is_some(), "permits parked with no nudge pending");
+                let budget = sem.available() + sem.reserved_for_head();
+                prop_assert!(granted_all_owned_by(&model.queued, budget, model.nudged.unwrap()));
+            }
         }
         for owner in 0..3u32 {
             sem.remove_owner(owner);
-            for n in held[owner as usize].drain(..) {
+            for n in model.held[owner as usize].drain(..) {
                 sem.release(n).unwrap();
             }
         }
