@@ -77,7 +77,7 @@ export class RedisSemaphore {
     this.#store = store
     const base = `${store.tag(this.name)}:${kind}:`
     // 'm': the metrics counters, under the same tag (and prefix) as the rest.
-    const keys = ['p', 'l', 'q', 'w', 'm'].map((k) => base + k)
+    const keys = ['p', 'l', 'q', 'm'].map((k) => base + k)
     this.#lease = {
       store,
       name: this.name,
