@@ -17,7 +17,7 @@ import { MAX_PERMITS, Permit, Semaphore, type AcquireOptions } from '../semaphor
 import { show, validateFairness, validateInteger, validateName, validateOptions, type Fairness } from '../validate.js'
 import { validateWaitOptions } from '../wait.js'
 import { unavailable } from './gcra.js'
-import { RedisPermit, type Lease } from './permit.js'
+import { RedisPermit, Renewals, type Lease } from './permit.js'
 import { countOf, countsOf, type RedisSemaphoreMetrics } from './metrics.js'
 import { semaphoreAcquire, semaphoreMetrics, semaphoreRelease, semaphoreState } from './semaphore-scripts.js'
 import type { RedisStore } from './store.js'
@@ -85,6 +85,7 @@ export class RedisSemaphore {
       args: [String(this.capacity)],
       ttl: store.leaseTtl,
       release: (id) => this.#release(id),
+      renewals: new Renewals(store.leaseTtl),
     }
   }
 
