@@ -1,5 +1,6 @@
 // A counting semaphore in Redis. Holders and queued waits are leases (TTL,
-// renewed every third of it), so a process that dies gives its permits and
+// a wait's renewed every third of it, a holder's between a third and a
+// half: ./permit.ts), so a process that dies gives its permits and
 // its place in the queue back within one TTL. The queue is FIFO across
 // processes (tickets from HINCRBY); a release grants to the head in the same
 // script and publishes the granted ids on the waiter's own store's channel,

@@ -31,7 +31,8 @@ export interface RedisStoreOptions {
   whenUnavailable?: WhenUnavailable
   /**
    * Milliseconds a semaphore lease (a holder, or a queued wait) lives
-   * unless renewed (default 10,000); renewed every third of it.
+   * unless renewed (default 10,000); a wait's is renewed every third of
+   * it, a holder's between a third and a half of it after the last renewal.
    */
   leaseTtl?: number
 }
