@@ -1,7 +1,8 @@
-// A permit of a semaphore in Redis: a lease with a TTL, renewed every third
-// of it while held. A lease that is lost (Redis says it is gone, or no
-// renewal succeeded within the TTL) aborts `signal`: others may hold the
-// permits by now, so the holder should stop.
+// A permit of a semaphore in Redis: a lease with a TTL, renewed while held
+// (between a third and a half of the TTL after its last renewal). A lease
+// that is lost (Redis says it is gone, or no renewal succeeded within the
+// TTL) aborts `signal`: others may hold the permits by now, so the holder
+// should stop.
 import { Errors } from '../errors.js'
 import { semaphoreRenew } from './semaphore-scripts.js'
 import type { RedisStore } from './store.js'
@@ -16,6 +17,102 @@ export interface Lease {
   readonly ttl: number
   /** Gives the lease back (never rejects). */
   release(id: string): Promise<void>
+  /** This semaphore's held leases in this process, renewed by one timer. */
+  readonly renewals: Renewals
+}
+
+/**
+ * @internal The leases one semaphore holds in this process, renewed by one interval
+ * (a sixth of the TTL, so each lease is renewed between a third and a half
+ * of it after the last renewal) instead of a timer made and cleared per
+ * permit: most permits are held for less than a tick and never need one.
+ * The interval stops on a tick that finds nothing held, and never keeps the
+ * process alive (nor does a held permit, in process or here).
+ */
+export class Renewals {
+  readonly #held = new Set<Held>()
+  readonly #period: number
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(ttl: number) {
+    this.#period = Math.max(1, ttl / 6)
+  }
+
+  add(held: Held): void {
+    this.#held.add(held)
+    if (this.#timer !== undefined) return
+    this.#timer = setInterval(this.#tick, this.#period)
+    this.#timer.unref()
+  }
+
+  delete(held: Held): void {
+    this.#held.delete(held)
+  }
+
+  /** Bounded: one look at each held lease. */
+  readonly #tick = (): void => {
+    if (this.#held.size === 0) {
+      clearInterval(this.#timer)
+      this.#timer = undefined
+      return
+    }
+    const now = performance.now()
+    for (const held of this.#held) if (held.due <= now) held.renew(now)
+  }
+}
+
+/** @internal One held lease: when to renew it, and until when it is good. */
+class Held {
+  /** performance.now() ms: renewed at the first tick after it (Infinity while a renewal is in flight). */
+  due: number
+  /** The lease is good until `ttl` after the last renewal we sent that succeeded. */
+  #goodUntil: number
+  #retry: NodeJS.Timeout | undefined
+  #ended = false
+
+  constructor(
+    readonly lease: Lease,
+    readonly id: string,
+    /** Aborts the permit's signal. */
+    readonly lost: (cause?: unknown) => void,
+  ) {
+    const now = performance.now()
+    this.due = now + lease.ttl / 3
+    this.#goodUntil = now + lease.ttl
+  }
+
+  renew(sent: number): void {
+    const { lease } = this
+    this.due = Infinity
+    lease.store.run(semaphoreRenew, lease.keys, [...lease.args, this.id]).then(
+      (reply) => {
+        if (this.#ended) return
+        if (reply[0] !== 1) return this.#lose()
+        this.#goodUntil = sent + lease.ttl
+        this.due = sent + lease.ttl / 3
+      },
+      (error: unknown) => {
+        if (this.#ended) return
+        const now = performance.now()
+        if (now >= this.#goodUntil) return this.#lose(error)
+        // Retried on a timer of its own, as soon as before (a tick could be a sixth of the TTL late): a rare path.
+        this.#retry = setTimeout(() => this.renew(performance.now()), Math.max(1, Math.min(lease.ttl / 3, this.#goodUntil - now)))
+        this.#retry.unref()
+      },
+    )
+  }
+
+  #lose(cause?: unknown): void {
+    this.end()
+    this.lost(cause)
+  }
+
+  /** Released or lost: no more renewals. */
+  end(): void {
+    this.#ended = true
+    clearTimeout(this.#retry)
+    this.lease.renewals.delete(this)
+  }
 }
 
 const never = new AbortController().signal
@@ -56,40 +153,12 @@ export class RedisPermit implements Disposable, AsyncDisposable {
 
   /** A held lease, renewed until released or lost. */
   static leased(lease: Lease, id: string, weight: number): RedisPermit {
-    // The lease is good until `ttl` after the last renewal we sent that succeeded.
-    let goodUntil = performance.now() + lease.ttl
-    let timer: NodeJS.Timeout | undefined
-    const lose = (cause?: unknown): void => {
-      timer = undefined
-      permit.#lose(Errors.leaseLost(lease.name, cause))
-    }
-    const renew = (): void => {
-      const sent = performance.now()
-      lease.store.run(semaphoreRenew, lease.keys, [...lease.args, id]).then(
-        (reply) => {
-          if (timer === undefined) return
-          if (reply[0] !== 1) return lose()
-          goodUntil = sent + lease.ttl
-          schedule()
-        },
-        (error: unknown) => {
-          if (timer === undefined) return
-          if (performance.now() >= goodUntil) return lose(error)
-          schedule()
-        },
-      )
-    }
-    const schedule = (): void => {
-      timer = setTimeout(renew, Math.max(1, Math.min(lease.ttl / 3, goodUntil - performance.now())))
-      // A held permit does not keep the process alive (nor does an in-process one).
-      timer.unref()
-    }
+    const held = new Held(lease, id, (cause) => permit.#lose(Errors.leaseLost(lease.name, cause)))
     const permit = new RedisPermit(weight, false, () => {
-      clearTimeout(timer)
-      timer = undefined
+      held.end()
       return lease.release(id)
     })
-    schedule()
+    lease.renewals.add(held)
     return permit
   }
 

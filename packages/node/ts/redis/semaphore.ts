@@ -1,5 +1,6 @@
 // A counting semaphore in Redis. Holders and queued waits are leases (TTL,
-// renewed every third of it), so a process that dies gives its permits and
+// a wait's renewed every third of it, a holder's between a third and a
+// half: ./permit.ts), so a process that dies gives its permits and
 // its place in the queue back within one TTL. The queue is FIFO across
 // processes (tickets from HINCRBY); a release grants to the head in the same
 // script and publishes the granted ids on the waiter's own store's channel,
@@ -17,7 +18,7 @@ import { MAX_PERMITS, Permit, Semaphore, type AcquireOptions } from '../semaphor
 import { show, validateFairness, validateInteger, validateName, validateOptions, type Fairness } from '../validate.js'
 import { validateWaitOptions } from '../wait.js'
 import { unavailable } from './gcra.js'
-import { RedisPermit, type Lease } from './permit.js'
+import { RedisPermit, Renewals, type Lease } from './permit.js'
 import { countOf, countsOf, type RedisSemaphoreMetrics } from './metrics.js'
 import { semaphoreAcquire, semaphoreMetrics, semaphoreRelease, semaphoreState } from './semaphore-scripts.js'
 import type { RedisStore } from './store.js'
@@ -77,7 +78,7 @@ export class RedisSemaphore {
     this.#store = store
     const base = `${store.tag(this.name)}:${kind}:`
     // 'm': the metrics counters, under the same tag (and prefix) as the rest.
-    const keys = ['p', 'l', 'q', 'w', 'm'].map((k) => base + k)
+    const keys = ['p', 'l', 'q', 'm'].map((k) => base + k)
     this.#lease = {
       store,
       name: this.name,
@@ -85,6 +86,7 @@ export class RedisSemaphore {
       args: [String(this.capacity)],
       ttl: store.leaseTtl,
       release: (id) => this.#release(id),
+      renewals: new Renewals(store.leaseTtl),
     }
   }
 

@@ -1,0 +1,105 @@
+// What a Redis semaphore costs the server and leaves in it: one script call
+// per acquire and per release, few commands inside them, keys that expire by
+// themselves however often the semaphore empties, and a stored count that
+// heals if it goes wrong.
+import { describe, expect, it } from 'vitest'
+import { Semaphore } from 'sluice'
+import { redis } from 'sluice/redis'
+import { redisSuite, type TestClient } from './support/redis-clients.js'
+
+const suite = redisSuite()
+
+function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> {
+  const s = redis(c.client, options)
+  suite.onClose(() => s.close())
+  return s
+}
+
+let unique = 0
+const name = (): string => `keys${++unique}`
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Calls so far of every command (INFO commandstats), script calls and the commands scripts made alike. */
+async function commandCalls(c: TestClient): Promise<Map<string, number>> {
+  const info = String(await c.command('INFO', 'commandstats'))
+  return new Map([...info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]))
+}
+
+describe('a Redis semaphore on the server', () => {
+  it('an uncontended acquire and release make one script call each, with at most 12 commands inside both', async () => {
+    const c = await client()
+    const semaphore = Semaphore.open(name(), { permits: 1, store: store(c) })
+    await (await semaphore.acquire()).release()
+    const before = await commandCalls(c)
+    const cycles = 50
+    for (let i = 0; i < cycles; i++) await (await semaphore.acquire()).release()
+    const after = await commandCalls(c)
+    const delta = (cmd: string): number => (after.get(cmd) ?? 0) - (before.get(cmd) ?? 0)
+    expect(delta('evalsha') + delta('eval')).toBe(2 * cycles)
+    let inside = 0
+    for (const cmd of after.keys()) if (!['evalsha', 'eval', 'info'].includes(cmd)) inside += delta(cmd)
+    // 11 today (6 in the acquire, 5 in the release); 26 before the scripts were cut down.
+    expect(inside / cycles).toBeLessThanOrEqual(12)
+  })
+
+  it('keys made again after the semaphore emptied still expire by themselves', async () => {
+    const c = await client()
+    const n = name()
+    const semaphore = Semaphore.open(n, { permits: 1, store: store(c, { leaseTtl: 200 }) })
+    await (await semaphore.acquire()).release()
+    expect(((await c.command('KEYS', `{sluice:${n}}*`)) as string[]).sort()).toEqual([`{sluice:${n}}:sem:m`, `{sluice:${n}}:sem:p`])
+    const permit = await semaphore.acquire()
+    for (const key of ['l', 'p', 'm']) expect(await c.command('PTTL', `{sluice:${n}}:sem:${key}`)).toBeGreaterThan(0)
+    // A waiter makes the queue anew: it expires too.
+    const waiting = semaphore.acquire()
+    await sleep(30)
+    expect(await c.command('PTTL', `{sluice:${n}}:sem:q`)).toBeGreaterThan(0)
+    await permit.release()
+    await (await waiting).release()
+    expect(((await c.command('KEYS', `{sluice:${n}}*`)) as string[]).sort()).toEqual([`{sluice:${n}}:sem:m`, `{sluice:${n}}:sem:p`])
+  })
+
+  it('a queued count gone wrong (keys edited) heals: a free permit is still handed out', async () => {
+    const c = await client()
+    const n = name()
+    const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
+    await semaphore.ready()
+    await c.command('HSET', `{sluice:${n}}:sem:p`, 'queued', 5)
+    const permit = await semaphore.acquire({ timeout: 1000 })
+    expect(await semaphore.waiting).toBe(0)
+    await permit.release()
+    expect(await semaphore.available).toBe(1)
+  })
+
+  it('held permits are renewed while held, each until its own release, and never after', async () => {
+    const c = await client()
+    const n = name()
+    const ttl = 120
+    const semaphore = Semaphore.open(n, { permits: 2, store: store(c, { leaseTtl: ttl }) })
+    const a = await semaphore.acquire()
+    const b = await semaphore.acquire()
+    const leases = async (): Promise<string[]> => (await c.command('ZRANGE', `{sluice:${n}}:sem:l`, 0, -1)) as string[]
+    const [first] = await leases()
+    const expiry = async (id: string): Promise<number> => Number(await c.command('ZSCORE', `{sluice:${n}}:sem:l`, id))
+    const initial = await expiry(first!)
+    // Three TTLs: unrenewed, both leases would have been swept by now.
+    await sleep(3 * ttl)
+    expect(a.signal.aborted).toBe(false)
+    expect(b.signal.aborted).toBe(false)
+    expect(await semaphore.available).toBe(0)
+    expect(await expiry(first!)).toBeGreaterThan(initial + ttl)
+    await a.release()
+    await sleep(2 * ttl)
+    expect(b.signal.aborted).toBe(false)
+    expect((await leases()).length).toBe(1)
+    expect(await semaphore.available).toBe(1)
+    await b.release()
+    // Released: no renewal brings a lease back.
+    await sleep(ttl)
+    expect(await leases()).toEqual([])
+  })
+})
+
+function client(): Promise<TestClient> {
+  return suite.client('ioredis')
+}
