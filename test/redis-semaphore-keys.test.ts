@@ -98,6 +98,19 @@ describe('a Redis semaphore on the server', () => {
     await sleep(ttl)
     expect(await leases()).toEqual([])
   })
+
+  it('a semaphore in the key layout of an earlier sluice is refused, not shared with two ways of counting', async () => {
+    const c = await client()
+    const n = name()
+    // What layout 1 stored: the bare count, lease entries in a W hash.
+    await c.command('HSET', `{sluice:${n}}:sem:p`, 'permits', '1', 'used', '1', 'seq', '0', 'until', '0')
+    const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
+    await expect(semaphore.acquire()).rejects.toThrow(/permits 1 in the key layout of an earlier sluice/)
+    // And this layout's count reads as other permits to a layout-1 script, which compares the bare field.
+    const fresh = Semaphore.open(name(), { permits: 2, store: store(c) })
+    await (await fresh.acquire()).release()
+    expect(await c.command('HGET', `{sluice:keys${unique}}:sem:p`, 'permits')).toBe('2/v2')
+  })
 })
 
 function client(): Promise<TestClient> {

@@ -54,8 +54,13 @@ local permits, id = ARGV[1], ARGV[2]
 local cap = tonumber(permits)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- The stored permits carry the key layout ('/v2'): a process of an earlier
+-- sluice (layout 1, lease entries in a W hash) reads it as other permits and
+-- refuses, as this one refuses its bare count, instead of both counting
+-- holders their own way and admitting too many.
+local tagged = permits .. '/v2'
 local p = redis.call('HMGET', P, 'permits', 'used', 'until', 'next', 'queued', id)
-if p[1] and p[1] ~= permits then return {-2, p[1]} end
+if p[1] and p[1] ~= tagged then return {-2, p[1]} end
 -- nxt: no lease ends before it (-1: no lease; nil: unknown, so sweep).
 local used, horizon, nxt, qn = tonumber(p[2]) or 0, tonumber(p[3]) or 0, tonumber(p[4]), tonumber(p[5]) or 0
 -- As stored, so that finish writes only what changed; whole: P is written whole.
@@ -174,7 +179,7 @@ local function finish()
       gone[#gone + 1] = who
     end
   end
-  if whole then out[#out + 1] = 'permits'; out[#out + 1] = permits end
+  if whole then out[#out + 1] = 'permits'; out[#out + 1] = tagged end
   if whole or used ~= used0 then out[#out + 1] = 'used'; out[#out + 1] = used end
   if whole or horizon ~= horizon0 then out[#out + 1] = 'until'; out[#out + 1] = horizon end
   if whole or nxt ~= nxt0 then out[#out + 1] = 'next'; out[#out + 1] = nxt end

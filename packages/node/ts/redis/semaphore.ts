@@ -100,7 +100,10 @@ export class RedisSemaphore {
   }
 
   #mismatch(stored: unknown): RangeError {
-    return Errors.parameterMismatch('Semaphore', this.name, `permits ${String(stored)}`, `permits ${this.capacity}`)
+    const text = String(stored)
+    // Stored as '<permits>/v2' (the key layout: see semaphoreAcquire); a bare count is an earlier sluice's.
+    const found = text.endsWith('/v2') ? `permits ${text.slice(0, -3)}` : `permits ${text} in the key layout of an earlier sluice`
+    return Errors.parameterMismatch('Semaphore', this.name, found, `permits ${this.capacity}`)
   }
 
   #twin(): Semaphore {
