@@ -99,13 +99,19 @@ describe('a Redis semaphore on the server', () => {
     expect(await leases()).toEqual([])
   })
 
-  it('a semaphore in the key layout of an earlier sluice is refused, not shared with two ways of counting', async () => {
+  it('a semaphore in the key layout of an earlier sluice is refused while its leases may live, then taken over', async () => {
     const c = await client()
     const n = name()
-    // What layout 1 stored: the bare count, lease entries in a W hash.
-    await c.command('HSET', `{sluice:${n}}:sem:p`, 'permits', '1', 'used', '1', 'seq', '0', 'until', '0')
+    // What layout 1 stored: the bare count, lease entries in a W hash, `until` the last lease expiry.
+    const until = Number((await c.command('TIME') as string[])[0]) * 1000 + 1500
+    await c.command('HSET', `{sluice:${n}}:sem:p`, 'permits', '1', 'used', '1', 'seq', '0', 'until', String(until))
     const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
     await expect(semaphore.acquire()).rejects.toThrow(/permits 1 in the key layout of an earlier sluice/)
+    await sleep(1600)
+    // Every layout-1 lease has expired: nobody's, so this layout starts it clean, with all its permits.
+    const permit = await semaphore.acquire()
+    expect(await c.command('HGET', `{sluice:${n}}:sem:p`, 'permits')).toBe('1/v2')
+    await permit.release()
     // And this layout's count reads as other permits to a layout-1 script, which compares the bare field.
     const fresh = Semaphore.open(name(), { permits: 2, store: store(c) })
     await (await fresh.acquire()).release()

@@ -56,19 +56,26 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- The stored permits carry the key layout ('/v2'): a process of an earlier
 -- sluice (layout 1, lease entries in a W hash) reads it as other permits and
--- refuses, as this one refuses its bare count, instead of both counting
--- holders their own way and admitting too many.
+-- refuses, as this one refuses its bare count while a lease of that layout
+-- may live, instead of both counting holders their own way and admitting
+-- too many. Once every such lease has expired, the name is nobody's: stale.
 local tagged = permits .. '/v2'
 local p = redis.call('HMGET', P, 'permits', 'used', 'until', 'next', 'queued', id)
-if p[1] and p[1] ~= tagged then return {-2, p[1]} end
+local stale = false
+if p[1] and p[1] ~= tagged then
+  local earlier = not string.find(p[1], '/', 1, true)
+  if not (earlier and now >= (tonumber(p[3]) or 0)) then return {-2, p[1]} end
+  stale = true
+end
 -- nxt: no lease ends before it (-1: no lease; nil: unknown, so sweep).
 local used, horizon, nxt, qn = tonumber(p[2]) or 0, tonumber(p[3]) or 0, tonumber(p[4]), tonumber(p[5]) or 0
 -- As stored, so that finish writes only what changed; whole: P is written whole.
 local used0, horizon0, nxt0, qn0, whole = used, horizon, nxt, qn, not p[1]
 -- Entries changed by this script (id -> entry, false: gone), in order, and the caller's own as stored.
 local changed, order, mine = {}, {}, p[6]
-if now >= horizon and (horizon > 0 or not p[1]) then
-  -- Every lease has expired (or the parameters are gone): start clean.
+if stale or (now >= horizon and (horizon > 0 or not p[1])) then
+  -- Every lease has expired (or the parameters are gone, or were an
+  -- earlier layout's whose leases have all expired): start clean.
   redis.call('DEL', P, L, Q)
   used, horizon, nxt, qn, mine, whole = 0, 0, -1, 0, false, true
 end
