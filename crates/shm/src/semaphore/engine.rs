@@ -21,9 +21,10 @@
 //! free permits cover is granted, not queued behind that collection. The
 //! fast path may take free permits while waits are queued only in this mode
 //! and only while the head is not due; once it is, the next release hands
-//! off and bargers are refused (the free permits go to the queue first). A nudged owner that collects
-//! serves the queue from the free permits in order. `now` is
-//! CLOCK_MONOTONIC nanoseconds, passed in by the caller (tests control it).
+//! off and bargers are refused (the free permits go to the queue first). A
+//! nudged owner that collects serves the queue from the free permits in
+//! order. `now` is CLOCK_MONOTONIC nanoseconds, passed in by the caller
+//! (tests control it).
 
 use super::kill_point;
 use super::records::*;
