@@ -32,18 +32,19 @@ fn a_release_before_the_head_is_due_leaves_the_permit_free_and_nudges_the_head()
 }
 
 #[test]
-fn a_nudged_head_that_finds_the_permits_free_serves_the_queue_in_order() {
-    let (sem, [a, b, c]) = eventual(2);
-    assert!(sem.try_acquire(a, 2).unwrap());
+fn a_nudged_head_that_finds_the_permits_free_serves_its_waits_in_order() {
+    let (sem, [a, b, c]) = eventual(3);
+    assert!(sem.try_acquire(a, 3).unwrap());
     assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
-    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(b, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 3, 0).unwrap(), Acquire::Queued);
+    // Two permits cover only b's two waits: left free, b rung.
     assert!(sem.release(a, 2).unwrap().is_empty());
     assert_eq!(sem.take_rung(), vec![b]);
-    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
-    // b's collection served c too, in order, and rang it.
-    assert_eq!(sem.take_rung(), vec![c]);
-    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
-    assert_eq!((sem.held(b), sem.held(c), sem.available(), sem.waiting()), (1, 1, 0, 0));
+    assert_eq!((sem.available(), sem.waiting()), (2, 3));
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1, 2], "served in order");
+    assert!(sem.take_rung().is_empty(), "nothing left for c");
+    assert_eq!((sem.held(b), sem.available(), sem.waiting()), (2, 0, 1));
     sem.check().unwrap();
 }
 
@@ -186,5 +187,131 @@ fn a_nudged_head_withdrawn_after_a_barger_took_the_permit_does_not_silence_the_n
     assert!(sem.release(a, 1).unwrap().is_empty());
     assert_eq!(sem.take_rung(), vec![c], "the new head is nudged");
     assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    sem.check().unwrap();
+}
+
+/// Review finding (ported from the core, commit 16c5564): with a nudge
+/// pending, a second release left its permit free too and rang nobody,
+/// though the two covered c's wait as well: c's grant waited on b's process
+/// collecting (busy or blocked for any time; at best its 50 ms poll), not
+/// on its FIFO turn, this release.
+#[test]
+fn permits_that_would_reach_another_owners_wait_are_handed_off() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "young head: left free, b nudged");
+    // b does not collect. This release gives c its turn in FIFO mode: both
+    // permits are handed off instead of left free.
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(sem.take_rung().contains(&c), "c is rung");
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    assert_eq!((sem.held(b), sem.held(c)), (1, 1));
+    sem.check().unwrap();
+}
+
+/// Review finding: a higher priority overtook the nudged owner's head; the
+/// permits left free next covered the new head, whose owner nobody rang.
+#[test]
+fn permits_for_a_head_that_overtook_the_nudged_one_are_handed_off() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "b nudged");
+    // c needs more than is free: it cannot barge, it stands first.
+    assert_eq!(sem.acquire(c, 2, 2, 1).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c], "c's wait is covered: handed off");
+    assert_eq!(sem.take_decided(c).unwrap(), vec![2]);
+    assert_eq!((sem.held(c), sem.available(), sem.waiting()), (2, 0, 1));
+    sem.check().unwrap();
+}
+
+/// Review finding: a request overtaking the head inherits its reserve; with
+/// the permits left free for the nudged owner that covered it, yet it was
+/// queued, its grant hanging on that owner's collection.
+#[test]
+fn an_overtaking_request_covered_by_reserve_and_free_permits_is_granted() {
+    let (sem, [a, b, c]) = eventual(3);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 3, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.reserved_for_head(), 2, "two free permits reserved for b");
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "young head: left free, b nudged");
+    assert_eq!(sem.acquire(c, 3, 2, 1).unwrap(), Acquire::Granted);
+    assert_eq!(
+        (sem.held(c), sem.available(), sem.reserved_for_head(), sem.waiting()),
+        (3, 0, 0, 1)
+    );
+    sem.check().unwrap();
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    assert!(sem.release(c, 3).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    sem.check().unwrap();
+}
+
+/// One release covering the head and another owner's wait hands off: only
+/// the head's owner would have been nudged, and c would wait on b.
+#[test]
+fn a_release_covering_two_owners_hands_off() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 2).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b, c]);
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    assert!(!sem.try_acquire(a, 1).unwrap(), "nothing left to barge for");
+    sem.check().unwrap();
+}
+
+/// Permits that cover only the nudged owner's waits stay free: the mutex
+/// case, where barging pays, is unchanged.
+#[test]
+fn permits_covering_only_the_nudged_owners_waits_stay_free() {
+    let (sem, [a, b, c]) = eventual(3);
+    assert!(sem.try_acquire(a, 3).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(b, 1, 2, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 3, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(sem.take_rung().is_empty(), "both of b's waits covered: left free");
+    assert_eq!(sem.available(), 2);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(
+        sem.take_rung().contains(&c),
+        "c's wait would be covered too: handed off"
+    );
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1, 2]);
+    assert_eq!(sem.take_decided(c).unwrap(), vec![3]);
+    sem.check().unwrap();
+}
+
+/// Permits that reach another owner's wait only in part stay free: they
+/// would only be reserved for it, so it waits no longer on the nudged owner.
+#[test]
+fn permits_reaching_another_owners_wait_only_in_part_stay_free() {
+    let (sem, [a, b, c]) = eventual(2);
+    assert!(sem.try_acquire(a, 2).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 2, 2, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b]);
+    // b's wait and 1 of c's 2: c is not covered, so the permit stays free.
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert!(sem.take_rung().is_empty());
+    assert_eq!(sem.available(), 2);
+    // b collects: the rest is reserved for c, nothing left free.
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    assert_eq!((sem.available(), sem.reserved_for_head()), (0, 1));
     sem.check().unwrap();
 }

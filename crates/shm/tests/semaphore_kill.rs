@@ -48,6 +48,9 @@ fn child() {
     if role == "nudged" {
         return nudged_child();
     }
+    if role == "overtaking" {
+        return overtaking_child();
+    }
     assert_eq!(role, "script");
     let sem = open(
         std::path::Path::new(&env("SHM_DIR")),
@@ -228,4 +231,77 @@ fn a_nudged_owner_killed_while_collecting_leaves_its_permits_to_the_next_wait() 
 #[test]
 fn a_nudged_owner_killed_before_collecting_leaves_its_permits_to_the_next_wait() {
     nudged_but_dead(false);
+}
+
+/// The eventual-mode child that overtakes a nudged head: the old head's
+/// reserve plus the permit its nudge left free cover it, so it is granted
+/// at once (`acquire.overtook` kills it there, inside the lock).
+fn overtaking_child() {
+    let dir = env("SHM_DIR");
+    let sem = SharedSemaphore::open_with(
+        Some(std::path::Path::new(&dir)),
+        &env("SHM_NAME"),
+        3,
+        WAITERS,
+        Fairness::Eventual,
+    )
+    .unwrap();
+    let (c, _) = sem.attach().unwrap();
+    assert_eq!(read_stdin_line(), "go");
+    assert_eq!(sem.acquire(c, 3, 30, 1).unwrap(), Acquire::Granted);
+    say("GRANTED".into());
+}
+
+/// An owner killed as it overtakes a nudged head with the reserve and the
+/// free permits (or exiting after) leaves a consistent state, and its
+/// permits reach the head once it is reaped.
+fn overtaking_killed(point: &str) {
+    let dir = TempDir::new();
+    let sem = SharedSemaphore::open_with(Some(dir.path()), "overtaking", 3, WAITERS, Fairness::Eventual).unwrap();
+    // The parent's clock far ahead of the real one: the head it queues is
+    // young for the child too (its age saturates at 0), so nothing is due.
+    sem.set_clock(u64::MAX / 2);
+    let (p, _) = sem.attach().unwrap();
+    let (q, _) = sem.attach().unwrap();
+    assert!(sem.try_acquire(q, 1).unwrap());
+    assert_eq!(sem.acquire(p, 3, 1, 0).unwrap(), Acquire::Queued); // 2 reserved
+    assert!(sem.release(q, 1).unwrap().is_empty()); // p nudged: 1 free
+    assert_eq!((sem.available(), sem.reserved_for_head()), (1, 2));
+    let mut child = spawn(
+        "overtaking",
+        dir.path(),
+        "overtaking",
+        &[("SLUICE_KILL_POINT", point.to_owned())],
+    );
+    child.say("go");
+    if point == "none" {
+        child.line("GRANTED");
+    }
+    let status = child.wait();
+    if point == "none" {
+        assert!(status.success(), "{status}");
+    } else {
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{point} was not reached: {status}"
+        );
+    }
+    sem.check().unwrap();
+    reap_child(&sem);
+    sem.check().unwrap();
+    assert_eq!(sem.take_decided(p).unwrap(), vec![1], "the head is served");
+    sem.release(p, 3).unwrap();
+    assert_eq!((sem.available(), sem.waiting()), (3, 0));
+    sem.check().unwrap();
+}
+
+#[test]
+fn an_owner_killed_overtaking_a_nudged_head_with_free_permits_leaves_them_to_it() {
+    overtaking_killed("acquire.overtook");
+}
+
+#[test]
+fn an_owner_that_overtook_a_nudged_head_with_free_permits_and_exited_leaves_them_to_it() {
+    overtaking_killed("none");
 }

@@ -13,12 +13,18 @@
 //! and a head younger than `FAIR_AFTER_NS` leaves its permits free and
 //! *nudges* the head's owner (rings it) instead of handing off, so that a
 //! releaser, which is running anyway, can take its permit straight back
-//! without a cross-process wake-up. The fast path may take free permits
-//! while waits are queued only in this mode and only while the head is not
-//! due; once it is, the next release hands off and bargers are refused
-//! (the free permits go to the queue first). A nudged owner that collects
-//! serves the queue from the free permits in order. `now` is
-//! CLOCK_MONOTONIC nanoseconds, passed in by the caller (tests control it).
+//! without a cross-process wake-up. It does so only while every wait the
+//! free permits would grant in order is the nudged owner's (the head's, or
+//! the owner a pending nudge rang): another owner's grant must not wait on
+//! that owner's collection where FIFO would grant it now, so such a release
+//! hands off; and a request overtaking the head that its reserve plus the
+//! free permits cover is granted, not queued behind that collection. The
+//! fast path may take free permits while waits are queued only in this mode
+//! and only while the head is not due; once it is, the next release hands
+//! off and bargers are refused (the free permits go to the queue first). A
+//! nudged owner that collects serves the queue from the free permits in
+//! order. `now` is CLOCK_MONOTONIC nanoseconds, passed in by the caller
+//! (tests control it).
 
 use super::kill_point;
 use super::records::*;
@@ -78,6 +84,9 @@ impl Engine<'_> {
         }
         // A cache: a crash after this store is rebuilt from the facts.
         self.set(S_FREE, 0)?;
+        // Nothing is left free for a nudged owner to serve: the next young
+        // head's release may nudge (and leave permits free) again.
+        self.set(S_NUDGED, 0)?;
         self.release_locked(add(pool, free)?, woken)
     }
 
@@ -120,11 +129,19 @@ impl Engine<'_> {
         // it overtakes; granted at once if that covers it.
         let overtakes = head != NIL && self.priority(head)? < priority;
         let reserve = if overtakes { self.eget(head, E_GRANTED)? } else { 0 };
-        if overtakes && reserve >= n {
+        // Eventual mode: with the permits a nudge left free too. Queued, it
+        // would stand first, covered by permits left for the nudged owner,
+        // and its grant would wait on that owner's collection (see
+        // `release`). (`free` is 0 here in FIFO mode and once the head is due.)
+        let spare = if overtakes && self.is_eventual()? { free } else { 0 };
+        if overtakes && add(reserve, spare)? >= n {
+            let from_reserve = reserve.min(n);
             self.oset(owner, O_HELD, add(self.oget(owner, O_HELD)?, n)?)?;
             kill_point!("acquire.overtook");
-            self.eset(head, E_GRANTED, reserve - n)?;
-            self.set(S_RESERVED, reserve - n)?;
+            // Caches after the fact: a rebuild counts them exactly.
+            self.eset(head, E_GRANTED, reserve - from_reserve)?;
+            self.set(S_RESERVED, reserve - from_reserve)?;
+            self.set(S_FREE, free - (n - from_reserve))?;
             return Ok(Acquire::Granted);
         }
         if self.get(S_WAITING)? >= u64::from(self.waiters) {
@@ -229,7 +246,8 @@ impl Engine<'_> {
 
     /// `owner` gives back `n` permits it holds. In eventual mode, with
     /// waits queued and a head not yet due, they stay free and the head's
-    /// owner is nudged (rung) instead.
+    /// owner is nudged (rung) instead, as long as every wait they would
+    /// grant is the nudged owner's.
     pub(crate) fn release(&self, owner: u32, n: u64, now: u64, woken: &mut Vec<u32>) -> Result<Result<(), u64>, Error> {
         self.sane()?;
         let held = self.oget(owner, O_HELD)?;
@@ -238,20 +256,63 @@ impl Engine<'_> {
         }
         self.oset(owner, O_HELD, held - n)?;
         kill_point!("release.held");
-        let nudge = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && !self.head_due(now)?;
-        if nudge {
-            self.set(S_FREE, add(self.get(S_FREE)?, n)?)?;
+        let young = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && !self.head_due(now)?;
+        if young {
             // One ring until someone collects: that collection serves every
             // permit freed meanwhile, so more rings would only cost the
-            // releaser a write and the head's process more wake-ups.
-            if self.get(S_NUDGED)? == 0 {
-                self.set(S_NUDGED, 1)?;
-                wake(woken, self.owner_of(self.head()?)?);
+            // releaser a write and the head's process more wake-ups. So
+            // leave them free only if every wait they would grant (as
+            // `hand_off` would, with what the head has reserved) is the
+            // nudged owner's: a wait of anyone else would hang on that
+            // process's next collection (busy or blocked for any time; at
+            // best its 50 ms poll) instead of this release, its FIFO turn.
+            // Otherwise hand off below, a FIFO schedule. (`S_NUDGED` is a
+            // hint from shared memory: a value naming no queued owner only
+            // makes this hand off.)
+            let nudged = self.get(S_NUDGED)?;
+            let head_owner = self.owner_of(self.head()?)?;
+            let server = if nudged == 0 { u64::from(head_owner) } else { nudged - 1 };
+            let free = add(self.get(S_FREE)?, n)?;
+            if self.grants_only(server, free)? {
+                self.set(S_FREE, free)?;
+                if nudged == 0 {
+                    self.set(S_NUDGED, add(server, 1)?)?;
+                    wake(woken, head_owner);
+                }
+                return Ok(Ok(()));
             }
-        } else {
-            self.hand_off(n, woken)?;
         }
+        self.hand_off(n, woken)?;
         Ok(Ok(()))
+    }
+
+    /// Whether every wait that `pool` free permits would grant, served from
+    /// the head in order as `release_locked` does (each with what it has
+    /// reserved), is `owner`'s. The walk stops at the first wait they do
+    /// not cover, so it visits at most the waits granted plus one.
+    fn grants_only(&self, owner: u64, mut pool: u64) -> Result<bool, Error> {
+        let mut at = self.head()?;
+        let mut steps = 0;
+        while at != NIL {
+            steps += 1;
+            if steps > self.waiters {
+                return Err(damaged("the queue has a cycle"));
+            }
+            if self.slot(at)? != Slot::Queued {
+                return Err(damaged(format!("queue links entry {at}, which is not queued")));
+            }
+            pool = add(pool, self.eget(at, E_GRANTED)?)?;
+            let needed = self.eget(at, E_NEEDED)?;
+            if pool < needed {
+                return Ok(true);
+            }
+            if self.eget(at, E_OWNER)? != owner {
+                return Ok(false);
+            }
+            pool -= needed;
+            at = self.links(at)?.1;
+        }
+        Ok(true)
     }
 
     /// Moves `owner`'s decided entries out: grants into its `held` (tokens

@@ -46,7 +46,7 @@ pub(crate) const S_FLAGS: usize = 64; // CLOSED, EVENTUAL
 pub(crate) const S_HEAD: usize = 72; // cache: first queued entry or NIL
 pub(crate) const S_TAIL: usize = 80; // cache: last queued entry or NIL
 pub(crate) const S_FREE_LIST: usize = 88; // cache: first FREE entry or NIL
-pub(crate) const S_NUDGED: usize = 96; // hint: 1 while a nudge is rung and nobody has collected since
+pub(crate) const S_NUDGED: usize = 96; // hint: the owner nudged + 1 while nobody has collected since, else 0
 const STATE_BYTES: usize = 128;
 
 /// `flags`: `close()` has run.
