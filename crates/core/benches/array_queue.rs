@@ -44,6 +44,16 @@ impl Queue for crossbeam_queue::ArrayQueue<u64> {
     }
 }
 
+/// What a producer finding the queue full, or a consumer finding it empty,
+/// does before trying again: gives its core away. With more threads than
+/// cores (4P4C on this project's 2-core machines, any row beside other
+/// work) a thread that spins instead keeps the core from the thread that
+/// would make room, for the rest of its time slice: a row then measured the
+/// scheduler (1P1C ran from 0.23x to 0.89x between two runs), not the queue.
+fn idle() {
+    thread::yield_now();
+}
+
 /// Moves `total` items from `producers` threads to `consumers` threads and
 /// returns the time from the start barrier to the last item popped.
 fn run<Q: Queue>(producers: usize, consumers: usize, total: u64) -> Duration {
@@ -60,7 +70,7 @@ fn run<Q: Queue>(producers: usize, consumers: usize, total: u64) -> Duration {
                 let mut value = i;
                 while let Err(back) = q.push(value) {
                     value = back;
-                    std::hint::spin_loop();
+                    idle();
                 }
             }
         }));
@@ -75,7 +85,7 @@ fn run<Q: Queue>(producers: usize, consumers: usize, total: u64) -> Duration {
                     black_box(value);
                     got += 1;
                 } else {
-                    std::hint::spin_loop();
+                    idle();
                 }
             }
         }));

@@ -194,6 +194,10 @@ impl<T> ArrayQueue<T> {
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(tail);
+            // Computed before the Acquire load below: after it the compiler
+            // reads `one_lap` again (an Acquire load orders later reads of
+            // plain fields too), one more load and a branch per call.
+            let next = self.advance(tail);
             // Acquire: pairs with the Release store in `pop` that freed this
             // slot, so the old value was read before we overwrite it.
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -203,7 +207,7 @@ impl<T> ArrayQueue<T> {
                 // taken sees a `tail` at least as new as this claim.
                 match self
                     .tail
-                    .compare_exchange_weak(tail, self.advance(tail), Ordering::SeqCst, Ordering::Relaxed)
+                    .compare_exchange_weak(tail, next, Ordering::SeqCst, Ordering::Relaxed)
                 {
                     Ok(_) => {
                         // SAFETY: the CAS made us the only owner of this slot
@@ -248,6 +252,10 @@ impl<T> ArrayQueue<T> {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(head);
+            // Computed before the Acquire load below: after it the compiler
+            // reads `one_lap` again (an Acquire load orders later reads of
+            // plain fields too), one more load and a branch per call.
+            let next = self.advance(head);
             // Acquire: pairs with the Release store in `push` that published
             // the value.
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -255,7 +263,7 @@ impl<T> ArrayQueue<T> {
                 // SeqCst: as in `push`.
                 match self
                     .head
-                    .compare_exchange_weak(head, self.advance(head), Ordering::SeqCst, Ordering::Relaxed)
+                    .compare_exchange_weak(head, next, Ordering::SeqCst, Ordering::Relaxed)
                 {
                     Ok(_) => {
                         // SAFETY: the CAS made us the only owner of this slot
