@@ -209,13 +209,7 @@ impl Engine<'_> {
         let mut head = self.head()?;
         let mut steps = 0;
         while head != NIL {
-            steps += 1;
-            if steps > self.waiters {
-                return Err(damaged("the queue has a cycle"));
-            }
-            if self.slot(head)? != Slot::Queued {
-                return Err(damaged(format!("queue links entry {head}, which is not queued")));
-            }
+            self.queued_step(head, &mut steps)?;
             pool = add(pool, self.eget(head, E_GRANTED)?)?;
             let needed = self.eget(head, E_NEEDED)?;
             if pool < needed {
@@ -286,6 +280,21 @@ impl Engine<'_> {
         Ok(Ok(()))
     }
 
+    /// One step of a walk down the queue from its head (`release_locked`,
+    /// `grants_only`): the links are bytes another process wrote, so a walk
+    /// longer than the wait table is a cycle, and a link to an entry that is
+    /// not queued is damage.
+    fn queued_step(&self, at: u32, steps: &mut u32) -> Result<(), Error> {
+        *steps += 1;
+        if *steps > self.waiters {
+            return Err(damaged("the queue has a cycle"));
+        }
+        if self.slot(at)? != Slot::Queued {
+            return Err(damaged(format!("queue links entry {at}, which is not queued")));
+        }
+        Ok(())
+    }
+
     /// Whether every wait that `pool` free permits would grant, served from
     /// the head in order as `release_locked` does (each with what it has
     /// reserved), is `owner`'s. The walk stops at the first wait they do
@@ -294,13 +303,7 @@ impl Engine<'_> {
         let mut at = self.head()?;
         let mut steps = 0;
         while at != NIL {
-            steps += 1;
-            if steps > self.waiters {
-                return Err(damaged("the queue has a cycle"));
-            }
-            if self.slot(at)? != Slot::Queued {
-                return Err(damaged(format!("queue links entry {at}, which is not queued")));
-            }
+            self.queued_step(at, &mut steps)?;
             pool = add(pool, self.eget(at, E_GRANTED)?)?;
             let needed = self.eget(at, E_NEEDED)?;
             if pool < needed {
