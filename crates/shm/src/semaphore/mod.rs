@@ -57,18 +57,13 @@ pub(crate) use kill_point;
 /// The most waits a semaphore may queue (the design's bound; each is 72 B).
 pub const MAX_WAITERS: u32 = 65_536;
 
-/// Who gets permits that a release finds waits for: a segment parameter,
-/// the same in every opener (the header stores it as 0 or 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Fairness {
-    /// Every contended release hands off to the longest waiter (no barging).
-    #[default]
-    Fifo = 0,
-    /// A release leaves its permits free for the fast path and rings the
-    /// head's owner, unless the head has waited [`FAIR_AFTER_NS`]: then it
-    /// hands off, and bargers are refused until the head is served.
-    Eventual = 1,
-}
+/// Who gets permits that a release finds waits for: the core's modes, here a
+/// segment parameter, the same in every opener (the header stores 0 for
+/// FIFO, 1 for eventual). In eventual mode a release leaves its permits free
+/// for the fast path and rings the head's owner, unless the head has waited
+/// [`FAIR_AFTER_NS`]: then it hands off, and bargers are refused until the
+/// head is served.
+pub use sluice_core::Fairness;
 
 /// Reads CLOCK_MONOTONIC, one clock for every process of the machine.
 fn monotonic_ns() -> u64 {

@@ -27,7 +27,7 @@ impl Layout for Params {
         [
             self.permits,
             u64::from(self.max_waiters),
-            self.fairness as u64,
+            u64::from(self.fairness == Fairness::Eventual),
             0,
             0,
             0,

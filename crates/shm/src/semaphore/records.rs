@@ -57,8 +57,9 @@ pub(crate) const CLOSED: u64 = 1;
 pub(crate) const EVENTUAL: u64 = 2;
 
 /// How long the head may be passed over by bargers in eventual mode before
-/// the next release must hand off to it (parking_lot's 0.5 ms).
-pub const FAIR_AFTER_NS: u64 = 500_000;
+/// the next release must hand off to it: the core's figure (0.5 ms), so
+/// threads and processes keep one bound.
+pub const FAIR_AFTER_NS: u64 = sluice_core::FAIR_AFTER_NANOS;
 
 // An owner record (beside the segment's owner slot of the same index).
 const OWNER_BYTES: usize = 32;
