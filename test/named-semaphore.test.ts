@@ -59,33 +59,24 @@ describe('Semaphore.open: the same semaphore for every process', () => {
     expect(() => Semaphore.open(fresh(), { permits: 1, fairness: 1 as never, dir })).toThrow(/^options\.fairness must be/)
   })
 
-  it('eventual fairness: a waiter in another process gets a released permit (nudged, then collected)', async () => {
-    const name = fresh()
-    const semaphore = Semaphore.open(name, { permits: 1, fairness: 'eventual', dir })
-    const permit = semaphore.tryAcquire()!
-    const waiter = child('wait', dir, name, 1, undefined, 'eventual')
-    await waiter.line('queued')
-    await eventually(() => semaphore.waiting === 1)
-    permit.release()
-    await waiter.line('granted')
-    expect(await waiter.exited).toBe(0)
-    expect(semaphore.available).toBe(1)
-    expect(semaphore.waiting).toBe(0)
-  })
-
-  it('an unrelated process sees what this one holds, and gets the permit when it is released', async () => {
-    const name = fresh()
-    const semaphore = Semaphore.open(name, { permits: 1, dir })
-    const permit = semaphore.tryAcquire()!
-    expect(permit).not.toBeNull()
-    const waiter = child('wait', dir, name, 1)
-    await waiter.line('queued')
-    await eventually(() => semaphore.waiting === 1)
-    permit.release()
-    await waiter.line('granted')
-    expect(await waiter.exited).toBe(0)
-    expect(semaphore.available).toBe(1)
-  })
+  // In 'eventual' the release leaves the permit free and nudges the waiter, which then collects it.
+  it.each(['fifo', 'eventual'] as const)(
+    'an unrelated process sees what this one holds, and gets the permit when it is released (fairness %s)',
+    async (fairness) => {
+      const name = fresh()
+      const semaphore = Semaphore.open(name, { permits: 1, fairness, dir })
+      const permit = semaphore.tryAcquire()!
+      expect(permit).not.toBeNull()
+      const waiter = child('wait', dir, name, 1, undefined, fairness)
+      await waiter.line('queued')
+      await eventually(() => semaphore.waiting === 1)
+      permit.release()
+      await waiter.line('granted')
+      expect(await waiter.exited).toBe(0)
+      expect(semaphore.available).toBe(1)
+      expect(semaphore.waiting).toBe(0)
+    },
+  )
 
   it('a waiter here is woken by a release in another process, without polling', async () => {
     const name = fresh()
