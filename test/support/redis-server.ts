@@ -1,6 +1,8 @@
 // Starts a real `redis-server` on a free loopback port in a temporary
 // directory, for one test file, and stops it. A suite that cannot start one
 // fails (scripts/setup.sh installs redis-server): it is never skipped.
+// SLUICE_REDIS_SERVER names another server binary for every suite (npm run
+// test:js:valkey sets it to valkey-server, which takes the same arguments).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -8,7 +10,17 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+/** The server binary the suites start: `$SLUICE_REDIS_SERVER`, else `redis-server`. */
+export const serverBinary = process.env.SLUICE_REDIS_SERVER || 'redis-server'
+
+/** The CLI beside `binary` (`valkey-server` -> `valkey-cli`), for what only a CLI does (`--cluster create`). */
+export function cliBinary(binary: string = serverBinary): string {
+  return binary.replace(/server$/, 'cli')
+}
+
 export interface RedisServer {
+  /** The binary this server runs (`redis-server`, `valkey-server`, or a path). */
+  readonly binary: string
   readonly port: number
   readonly url: string
   /** Stops the server (SIGKILL: nothing is saved), waits `downMs`, and starts it again on the same port, empty. */
@@ -28,16 +40,17 @@ function freePort(): Promise<number> {
   })
 }
 
-async function launch(port: number, dir: string, extra: string[]): Promise<ChildProcess> {
+async function launch(binary: string, port: number, dir: string, extra: string[]): Promise<ChildProcess> {
   const args = [...extra, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no']
   args.push('--enable-debug-command', 'yes', '--protected-mode', 'no', '--loglevel', 'warning')
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout!.on('data', (chunk) => (output += chunk))
   child.stderr!.on('data', (chunk) => (output += chunk))
   const failed = new Promise<never>((_, reject) => {
-    child.once('error', (error) => reject(new Error(`redis-server could not start (run scripts/setup.sh redis): ${error.message}`)))
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)))
+    const check = binary.includes('valkey') ? 'valkey' : 'redis'
+    child.once('error', (error) => reject(new Error(`${binary} could not start (run scripts/setup.sh ${check}): ${error.message}`)))
+    child.once('exit', (code) => reject(new Error(`${binary} exited (${code}): ${output}`)))
   })
   failed.catch(() => {})
   // Ready once it accepts a PING: asked by a plain socket, no client needed.
@@ -47,7 +60,7 @@ async function launch(port: number, dir: string, extra: string[]): Promise<Child
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   child.kill('SIGKILL')
-  throw new Error(`redis-server did not answer on port ${port} within 5 s: ${output}`)
+  throw new Error(`${binary} did not answer on port ${port} within 5 s: ${output}`)
 }
 
 async function ping(port: number): Promise<boolean> {
@@ -73,18 +86,25 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited
 }
 
-/** A server on a free loopback port; `extra` arguments go to redis-server first. */
-export async function startRedis(extra: string[] = []): Promise<RedisServer> {
+/** A server on a free loopback port; `extra` arguments go to the server first. */
+export async function startRedis(extra: string[] = [], binary: string = serverBinary): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-'))
   const port = await freePort()
-  let child = await launch(port, dir, extra)
+  let child: ChildProcess
+  try {
+    child = await launch(binary, port, dir, extra)
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  }
   return {
+    binary,
     port,
     url: `redis://127.0.0.1:${port}`,
     async restart(downMs = 0) {
       await kill(child)
       await new Promise((resolve) => setTimeout(resolve, downMs))
-      child = await launch(port, dir, extra)
+      child = await launch(binary, port, dir, extra)
     },
     async stop() {
       await kill(child)
