@@ -8,12 +8,48 @@
 //! After every step the shared state must also pass the full consistency
 //! check (`check`), and a `rebuild` (what recovery after `EOWNERDEAD` runs)
 //! on a consistent state must change nothing observable.
+//!
+//! Both run in FIFO mode, then in eventual mode on two clocks the test moves
+//! together (`Op::Advance`). There the two differ by design in three places
+//! (each shown on its smallest case in `semaphore_eventual_differences.rs`),
+//! which the core side is made to follow (each named where it is done), so
+//! that every other observable can still be compared step for step:
+//!
+//! 1. *Bargers and a due head.* The core's fast path reads no clock: a
+//!    newcomer may take parked permits even once the head is due. The shared
+//!    `try_acquire` and `acquire` first hand parked permits to a due head
+//!    (`serve_if_due`). The core side calls `serve` first in that case; to
+//!    know when, the test follows the queue (`Eventual::queue`). A request
+//!    for no permits still differs (see `eventual_op`): none are asked for.
+//! 2. *Every shared hand-off serves what is parked.* The shared `cancel` (of
+//!    a refusal too), `forget_held` (with no refusal too), `detach` and
+//!    `rebuild` hand parked permits to the queue; the core's `cancel` of a
+//!    refusal and `forget_held` refusing nobody leave them parked, and the
+//!    binding's detach (`remove_owner`, then `release` of what was held) may
+//!    park them again and nudge the head's owner. The core side calls
+//!    `serve` after those (a detach's nudge is then no ring: the shared one
+//!    rings only whom it grants).
+//! 3. *How long a nudge is pending.* The core forgets its nudge whenever it
+//!    hands permits to the queue; the shared semaphore keeps it until an
+//!    owner collects (or cancels, or detaches), since the nudged owner was
+//!    rung and will collect: "one ring until someone collects". They differ
+//!    after a barger took every parked permit and a hand-off followed: the
+//!    next young release rings the head's owner again in the core, nobody in
+//!    the shared one, and parks for a different owner. So before a release,
+//!    `add_permits` or `forget_held` with a nudge pending and nothing
+//!    parked, the nudged owner collects first (`Eventual::nudged`), on both.
+//!
+//! The doorbell path (the core's `serve`, then `drain_decisions`) is the
+//! shared `take_decided`, which does both: `Op::Collect`. In eventual mode the
+//! test also checks the invariants directly: parked permits only ever cover
+//! the nudged owner's waits, and no permit is lost or made.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use proptest::prelude::*;
-use sluice_core::{AcquireError, Decision, Semaphore, TryAcquireError};
-use sluice_shm::semaphore::{Acquire, SharedSemaphore};
+use sluice_core::{AcquireError, Decision, Fairness, FakeClock, Semaphore, TryAcquireError};
+use sluice_shm::semaphore::{Acquire, SharedSemaphore, FAIR_AFTER_NS};
 use sluice_shm::Error;
 
 const OWNERS: u32 = 3;
@@ -50,10 +86,14 @@ enum Op {
         owner: u32,
     },
     Rebuild,
-    /// Collects one owner's decisions on both sides and compares them.
+    /// The doorbell path of one owner on both sides (the core's `serve`, a
+    /// no-op in FIFO mode, then its decisions; the shared `take_decided`),
+    /// compared.
     Collect {
         owner: u32,
     },
+    /// Eventual mode: moves both clocks on by this many nanoseconds.
+    Advance(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -73,6 +113,72 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The operations of `op()` and the passing of time: a small step, half the
+/// due time (two reach it exactly: due, not young), or one past it at once.
+/// The weights are `op()`'s times four, but for more bargers (`TryAcquire`)
+/// and fewer `Close`s (nothing parks after one).
+///
+/// Requests ask for one permit or more, as from JavaScript (weights are
+/// validated from 1). A request for none differs while the head is due: the
+/// core's fast path grants it (it takes nothing), the shared semaphore
+/// refuses it or queues it behind the head (as in FIFO mode).
+fn eventual_op() -> impl Strategy<Value = Op> {
+    let owner = 0..OWNERS;
+    prop_oneof![
+        20 => (owner.clone(), 1..4u64).prop_map(|(owner, n)| Op::TryAcquire { owner, n }),
+        24 => (owner.clone(), 1..5u64, -1..=1i32).prop_map(|(owner, n, priority)| Op::Acquire { owner, n, priority }),
+        24 => (owner.clone(), 1..4u64).prop_map(|(owner, n)| Op::Release { owner, n }),
+        8 => (owner.clone(), 0..4usize).prop_map(|(owner, pick)| Op::Cancel { owner, pick }),
+        4 => (0..3u64).prop_map(Op::AddPermits),
+        4 => (0..3u64).prop_map(Op::ForgetPermits),
+        4 => (owner.clone(), 1..3u64).prop_map(|(owner, n)| Op::ForgetHeld { owner, n }),
+        1 => Just(Op::Close),
+        4 => owner.prop_map(|owner| Op::Detach { owner }),
+        4 => Just(Op::Rebuild),
+        8 => (0..OWNERS).prop_map(|owner| Op::Collect { owner }),
+        3 => (1..FAIR_AFTER_NS / 2).prop_map(Op::Advance),
+        2 => Just(Op::Advance(FAIR_AFTER_NS / 2)),
+        3 => Just(Op::Advance(FAIR_AFTER_NS + 1)),
+    ]
+}
+
+/// A wait the core has queued, as the test follows it.
+#[derive(Debug)]
+struct Queued {
+    token: u64,
+    owner: u32,
+    needed: u64,
+    priority: i32,
+    at: u64,
+}
+
+/// Eventual mode: the clocks, and what the test follows of the core's state
+/// to map the differences listed in the module docs.
+struct Eventual {
+    clock: Arc<FakeClock>,
+    now: u64,
+    /// The core's queue in its order (priority, then FIFO: tokens grow), to
+    /// tell when the head is due. Grants always take the head, so after
+    /// each step the known removals are applied and then heads are dropped
+    /// until the length is the core's `waiting`.
+    queue: Vec<Queued>,
+    /// The owner of the core's pending nudge (`nudged_owner` while `nudged`).
+    nudged: Option<u32>,
+}
+
+impl Eventual {
+    fn head_due(&self) -> bool {
+        self.queue
+            .first()
+            .is_some_and(|head| self.now.saturating_sub(head.at) >= FAIR_AFTER_NS)
+    }
+
+    fn insert(&mut self, wait: Queued) {
+        let at = self.queue.partition_point(|w| w.priority >= wait.priority);
+        self.queue.insert(at, wait);
+    }
+}
+
 /// Both semaphores and what the binding would track beside the core.
 struct Pair {
     core: Semaphore,
@@ -86,33 +192,102 @@ struct Pair {
     /// does); otherwise only on `Op::Collect`, so that waits are cancelled
     /// after being decided and decisions pile up.
     auto_collect: bool,
+    /// `Some` in eventual mode.
+    eventual: Option<Eventual>,
 }
 
 fn set(owners: Vec<u32>) -> BTreeSet<u32> {
     owners.into_iter().collect()
 }
 
+/// Where both clocks start: any time will do, as long as it is not 0.
+const START: u64 = 1_000_000_000;
+
 impl Pair {
-    fn new(permits: u64, max_waiters: u32, auto_collect: bool) -> Self {
-        let shared = SharedSemaphore::in_process(permits, max_waiters, OWNERS);
+    fn new(permits: u64, max_waiters: u32, auto_collect: bool, fairness: Fairness) -> Self {
+        let shared = SharedSemaphore::in_process_with(permits, max_waiters, OWNERS, fairness);
         for o in 0..OWNERS {
             assert_eq!(shared.attach().unwrap().0, o);
         }
+        let core = Semaphore::with_max_waiters(permits as usize, max_waiters as usize);
+        let (core, eventual) = match fairness {
+            Fairness::Fifo => (core, None),
+            Fairness::Eventual => {
+                let clock = Arc::new(FakeClock::new(START));
+                shared.set_clock(START);
+                let eventual = Eventual {
+                    clock: clock.clone(),
+                    now: START,
+                    queue: Vec::new(),
+                    nudged: None,
+                };
+                (core.with_eventual_fairness(clock, FAIR_AFTER_NS), Some(eventual))
+            }
+        };
         Pair {
-            core: Semaphore::with_max_waiters(permits as usize, max_waiters as usize),
+            core,
             shared,
             held: vec![0; OWNERS as usize],
             waits: vec![Vec::new(); OWNERS as usize],
             next_token: 1,
             auto_collect,
+            eventual,
         }
     }
 
+    /// Permits the core has parked for a nudged owner (free while waits are queued).
+    fn parked(&self) -> usize {
+        if self.core.waiting() > 0 {
+            self.core.available()
+        } else {
+            0
+        }
+    }
+
+    /// Eventual mode: the core's `serve` (returning whom it grants); nothing in FIFO mode.
+    fn serve(&mut self) -> Vec<u32> {
+        match &mut self.eventual {
+            Some(eventual) => {
+                eventual.nudged = None;
+                self.core.serve()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Difference 1 (module docs): the shared `try_acquire` and `acquire`
+    /// hand parked permits to a due head before looking at them.
+    fn serve_if_due(&mut self) -> Result<Vec<u32>, TestCaseError> {
+        let due = self.eventual.as_ref().is_some_and(Eventual::head_due);
+        if !due || self.parked() == 0 {
+            return Ok(Vec::new());
+        }
+        let woken = self.serve();
+        self.follow_queue(|_| false)?;
+        Ok(woken)
+    }
+
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        // Difference 3 (module docs): the nudged owner collects before a
+        // hand-off could make the two forget its nudge differently.
+        if matches!(op, Op::Release { .. } | Op::AddPermits(_) | Op::ForgetHeld { .. }) && self.parked() == 0 {
+            if let Some(owner) = self.eventual.as_ref().and_then(|e| e.nudged) {
+                self.step(&Op::Collect { owner })?;
+            }
+        }
         // Owners the core says to wake; compared with those the shared one rang.
         let mut core_woken = BTreeSet::new();
+        // The core's nudge after the step, if it changed (see `Eventual::nudged`).
+        let mut nudged = Nudge::Kept;
+        // Eventual mode: whether the head was due before the step, and
+        // whether the step must then leave nothing parked (a release, or a
+        // request looking at the free permits).
+        let due = self.eventual.as_ref().is_some_and(Eventual::head_due);
+        let mut serves_a_due_head = false;
         match *op {
             Op::TryAcquire { owner, n } => {
+                core_woken = set(self.serve_if_due()?);
+                serves_a_due_head = true;
                 let c = self.core.try_acquire(n as usize);
                 let s = self.shared.try_acquire(owner, n);
                 match c {
@@ -127,6 +302,10 @@ impl Pair {
             Op::Acquire { owner, n, priority } => {
                 let token = self.next_token;
                 self.next_token += 1;
+                if n <= self.core.capacity() as u64 {
+                    core_woken = set(self.serve_if_due()?);
+                    serves_a_due_head = true;
+                }
                 let c = self.core.acquire_with_priority(n as usize, priority, owner, token);
                 let s = self.shared.acquire(owner, n, token, priority);
                 match c {
@@ -137,6 +316,16 @@ impl Pair {
                     Ok(sluice_core::Acquire::Queued) => {
                         prop_assert_eq!(s.ok(), Some(Acquire::Queued));
                         self.waits[owner as usize].push(token);
+                        if let Some(eventual) = &mut self.eventual {
+                            let at = eventual.now;
+                            eventual.insert(Queued {
+                                token,
+                                owner,
+                                needed: n,
+                                priority,
+                                at,
+                            });
+                        }
                     }
                     Err(AcquireError::Closed) => prop_assert!(matches!(s, Err(Error::Closed)), "{s:?}"),
                     Err(AcquireError::TooManyPermits { .. }) => prop_assert_eq!(s.ok(), Some(Acquire::TooHeavy)),
@@ -145,15 +334,40 @@ impl Pair {
                 }
             }
             Op::Release { owner, n } => {
+                // Eventual mode: at most what the owner holds, if anything,
+                // so that most releases happen (each may park). FIFO mode
+                // checks the refusal of the rest as well.
+                let held = self.held[owner as usize];
+                let n = if self.eventual.is_some() && held > 0 {
+                    n.min(held)
+                } else {
+                    n
+                };
                 let s = self.shared.release(owner, n);
                 if self.held[owner as usize] < n {
                     prop_assert!(s.is_err(), "releasing more than held must fail: {s:?}");
                 } else {
                     self.held[owner as usize] -= n;
-                    core_woken = set(self.core.release(n as usize).expect("the binding checked Held"));
-                    // The binding settles its own grants at once (`wake_list`).
+                    let released = self.core.release(n as usize).expect("the binding checked Held");
+                    serves_a_due_head = true;
+                    nudged = match (self.parked(), released.first()) {
+                        // Parked, and the head's owner returned: a new nudge.
+                        (1.., Some(&head_owner)) => Nudge::To(head_owner),
+                        // Parked for the owner already nudged.
+                        (1.., None) => Nudge::Kept,
+                        // Handed off: the core forgets its nudge.
+                        (0, _) => Nudge::Gone,
+                    };
+                    core_woken = set(released);
+                    // The binding settles its own grants at once (`wake_list`);
+                    // nudged itself, it serves first, as its doorbell would.
                     let mut core_own = Vec::new();
                     if core_woken.remove(&owner) {
+                        if nudged == Nudge::To(owner) {
+                            core_woken.extend(self.serve());
+                            core_woken.remove(&owner);
+                            nudged = Nudge::Gone;
+                        }
                         let held = &mut self.held[owner as usize];
                         self.core.drain_granted(owner, |g| {
                             *held += g.permits as u64;
@@ -176,12 +390,18 @@ impl Pair {
                 prop_assert_eq!(c.is_some(), s, "cancel of {}", token);
                 if let Some(w) = c {
                     core_woken = set(w);
+                    // Difference 2: the shared cancel hands parked permits
+                    // on, of a refusal too.
+                    core_woken.extend(self.serve());
+                    nudged = Nudge::Gone;
                 }
                 self.waits[owner as usize].retain(|&t| t != token);
+                self.follow_queue(|w| w.token == token)?;
             }
             Op::AddPermits(n) => {
                 core_woken = set(self.core.add_permits(n as usize).expect("small"));
                 self.shared.add_permits(n).expect("small");
+                nudged = Nudge::Gone;
             }
             Op::ForgetPermits(n) => {
                 let c = self.core.forget_permits(n as usize) as u64;
@@ -195,29 +415,76 @@ impl Pair {
                     self.held[owner as usize] -= n;
                     core_woken = set(self.core.forget_held(n as usize).expect("the binding checked Held"));
                     s.expect("forget_held");
+                    // Difference 2: the shared one hands parked permits on,
+                    // refusing nobody too. (With none parked, no nudge is
+                    // pending here, by difference 3: nothing to forget.)
+                    if self.parked() > 0 {
+                        core_woken.extend(self.serve());
+                    }
+                    nudged = Nudge::Gone;
+                    let capacity = self.core.capacity() as u64;
+                    self.follow_queue(|w| w.needed > capacity)?;
                 }
             }
             Op::Close => {
                 core_woken = set(self.core.close());
                 self.shared.close().expect("close");
                 self.waits.iter_mut().for_each(Vec::clear);
+                nudged = Nudge::Gone;
+                self.follow_queue(|_| true)?;
             }
             Op::Detach { owner } => {
                 // The binding's detach: remove_owner, then release what it held.
                 let mut woken = self.core.remove_owner(owner);
                 let held = std::mem::take(&mut self.held[owner as usize]);
                 if held > 0 {
-                    woken.extend(self.core.release(held as usize).expect("held"));
+                    let released = self.core.release(held as usize).expect("held");
+                    if self.parked() > 0 {
+                        // Difference 2: parked, the head's owner nudged; the
+                        // shared detach hands off and rings only whom it grants.
+                        woken.extend(self.serve());
+                    } else {
+                        woken.extend(released);
+                    }
                 }
                 core_woken = set(woken);
                 core_woken.remove(&owner);
                 self.shared.detach(owner).expect("detach");
                 self.waits[owner as usize].clear();
+                nudged = Nudge::Gone;
+                self.follow_queue(|w| w.owner == owner)?;
             }
-            Op::Rebuild => self.shared.rebuild().expect("rebuild of a consistent state"),
-            Op::Collect { owner } => self.collect(owner)?,
+            Op::Rebuild => {
+                // Difference 2: a rebuild hands whatever is free to the queue.
+                core_woken = set(self.serve());
+                self.shared.rebuild().expect("rebuild of a consistent state");
+                nudged = Nudge::Gone;
+            }
+            Op::Collect { owner } => {
+                self.collect(owner)?;
+                nudged = Nudge::Gone;
+            }
+            Op::Advance(ns) => {
+                let eventual = self.eventual.as_mut().expect("eventual mode only");
+                eventual.clock.advance(ns);
+                eventual.now += ns;
+                self.shared.set_clock(eventual.now);
+            }
+        }
+        if let Some(eventual) = &mut self.eventual {
+            match nudged {
+                Nudge::Kept => {}
+                Nudge::Gone => eventual.nudged = None,
+                Nudge::To(owner) => eventual.nudged = Some(owner),
+            }
         }
         prop_assert_eq!(set(self.shared.take_rung()), core_woken, "owners woken by {:?}", op);
+        self.follow_queue(|_| false)?;
+        if due && serves_a_due_head {
+            // No barger passes a due head, and its next release is its own.
+            // (`compare` below holds the shared semaphore to the same.)
+            prop_assert_eq!(self.parked(), 0, "permits left parked past a due head by {:?}", op);
+        }
         if self.auto_collect {
             for owner in 0..OWNERS {
                 self.collect(owner)?;
@@ -226,9 +493,31 @@ impl Pair {
         self.compare()
     }
 
-    /// Collects `owner`'s decisions on both sides and compares them and what
-    /// it holds.
+    /// Eventual mode: applies to the followed queue the removals of the last
+    /// call (`gone`), then drops heads (granted) down to the core's length.
+    fn follow_queue(&mut self, gone: impl Fn(&Queued) -> bool) -> Result<(), TestCaseError> {
+        let waiting = self.core.waiting();
+        let Some(eventual) = &mut self.eventual else {
+            return Ok(());
+        };
+        eventual.queue.retain(|w| !gone(w));
+        prop_assert!(
+            eventual.queue.len() >= waiting,
+            "the test lost track of the queue: {:?}, {} waiting",
+            eventual.queue,
+            waiting
+        );
+        let granted = eventual.queue.len() - waiting;
+        eventual.queue.drain(..granted);
+        Ok(())
+    }
+
+    /// The doorbell path of `owner` on both sides: the core's `serve` (none
+    /// in FIFO mode) and its decisions, against the shared `take_decided`.
+    /// Compares the decisions, whom the serve rang and what `owner` holds.
     fn collect(&mut self, owner: u32) -> Result<(), TestCaseError> {
+        let mut core_woken = set(self.serve());
+        core_woken.remove(&owner);
         let mut core = Vec::new();
         let held = &mut self.held[owner as usize];
         self.core.drain_decisions(owner, |d| match d {
@@ -239,6 +528,12 @@ impl Pair {
             Decision::Refused(r) => core.push(-(r.token as i64)),
         });
         let mut shared = self.shared.take_decided(owner).expect("take_decided");
+        prop_assert_eq!(
+            set(self.shared.take_rung()),
+            core_woken,
+            "owners woken by {}'s collection",
+            owner
+        );
         if !self.auto_collect {
             // The core's cancel of a decided wait `swap_remove`s it from the
             // owner's grants, reordering them: compare as sets here (the
@@ -247,6 +542,11 @@ impl Pair {
             core.sort_unstable();
         }
         prop_assert_eq!(&shared, &core, "decisions of owner {}", owner);
+        self.follow_queue(|_| false)?;
+        if let Some(eventual) = &self.eventual {
+            let decided = |w: &Queued| core.contains(&(w.token as i64)) || core.contains(&-(w.token as i64));
+            prop_assert!(!eventual.queue.iter().any(decided), "decided waits are not queued");
+        }
         self.waits[owner as usize].retain(|t| !core.contains(&(*t as i64)) && !core.contains(&-(*t as i64)));
         prop_assert_eq!(
             self.shared.held(owner),
@@ -257,7 +557,8 @@ impl Pair {
         Ok(())
     }
 
-    /// Compares every count, and checks the shared state's consistency.
+    /// Compares every count, and checks the shared state's consistency; in
+    /// eventual mode also the invariants of parking.
     fn compare(&mut self) -> Result<(), TestCaseError> {
         prop_assert_eq!(self.shared.available(), self.core.available() as u64, "available");
         prop_assert_eq!(self.shared.waiting(), self.core.waiting() as u64, "waiting");
@@ -271,8 +572,48 @@ impl Pair {
         if let Err(e) = self.shared.check() {
             prop_assert!(false, "inconsistent after the step: {}", e);
         }
+        if let Some(eventual) = &self.eventual {
+            self.check_eventual(eventual)?;
+        }
         Ok(())
     }
+
+    /// No permit lost or made: free, reserved and held add up to the
+    /// capacity once every grant is collected (at most it, with grants
+    /// uncollected). Parked permits, with what is reserved for the head,
+    /// grant in queue order only waits of the owner nudged.
+    fn check_eventual(&self, eventual: &Eventual) -> Result<(), TestCaseError> {
+        let held: u64 = self.held.iter().sum();
+        let accounted = self.shared.available() + self.shared.reserved_for_head() + held;
+        if self.auto_collect {
+            prop_assert_eq!(accounted, self.shared.capacity(), "free + reserved + held");
+        } else {
+            prop_assert!(accounted <= self.shared.capacity(), "free + reserved + held");
+        }
+        if self.parked() == 0 {
+            return Ok(());
+        }
+        let Some(nudged) = eventual.nudged else {
+            return Err(TestCaseError::fail("permits parked with no nudge pending"));
+        };
+        let mut pool = self.parked() as u64 + self.shared.reserved_for_head();
+        for wait in &eventual.queue {
+            if pool < wait.needed {
+                break;
+            }
+            prop_assert_eq!(wait.owner, nudged, "parked permits would grant another owner's wait");
+            pool -= wait.needed;
+        }
+        Ok(())
+    }
+}
+
+/// How a step changed the core's pending nudge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nudge {
+    Kept,
+    Gone,
+    To(u32),
 }
 
 proptest! {
@@ -284,7 +625,7 @@ proptest! {
         max_waiters in 1..6u32,
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        let mut pair = Pair::new(permits, max_waiters, true);
+        let mut pair = Pair::new(permits, max_waiters, true, Fairness::Fifo);
         for op in &ops {
             pair.step(op)?;
         }
@@ -297,7 +638,34 @@ proptest! {
         permits in 1..6u64,
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        let mut pair = Pair::new(permits, 64, false);
+        let mut pair = Pair::new(permits, 64, false, Fairness::Fifo);
+        for op in &ops {
+            pair.step(op)?;
+        }
+    }
+
+    /// Eventual mode, every owner collecting after every step (a prompt
+    /// binding): a nudge is served in the step that made it.
+    #[test]
+    fn in_eventual_mode_the_shared_semaphore_decides_as_the_core_does(
+        permits in 1..6u64,
+        max_waiters in 1..6u32,
+        ops in prop::collection::vec(eventual_op(), 1..100),
+    ) {
+        let mut pair = Pair::new(permits, max_waiters, true, Fairness::Eventual);
+        for op in &ops {
+            pair.step(op)?;
+        }
+    }
+
+    /// Eventual mode, collecting only on `Op::Collect`: parked permits stay
+    /// parked across steps, for bargers, a due head and later hand-offs.
+    #[test]
+    fn in_eventual_mode_bargers_nudges_and_due_heads_match_the_core(
+        permits in 1..6u64,
+        ops in prop::collection::vec(eventual_op(), 1..100),
+    ) {
+        let mut pair = Pair::new(permits, 64, false, Fairness::Eventual);
         for op in &ops {
             pair.step(op)?;
         }
