@@ -204,14 +204,22 @@ if not nxt or (nxt >= 0 and now >= nxt) then
   nxt = tonumber(redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')[2]) or -1
   if #expired > 0 then grant() end
 end
--- Publishes the grants and stores the state. Once nobody holds or waits,
--- only the parameters stay (an hour, for a later opener to be checked
--- against): L and Q are empty, so gone, and P has no entries; a cancelled
--- wait leaves no trace. Answers the ms until the earliest lease may
--- expire (-1: none), for the waiters' sweep timer: early rather than late
--- (next is a lower bound), and a sweep that finds nothing answers anew.
 -- more: further field, value pairs for P's HSET (the acquire's seq).
-local function finish(more)
+local more
+`
+}
+
+// Publishes the grants and stores the state; spliced at the end of each
+// script (a block, not a function: a closure over the ~25 locals it reads
+// costs more than the rest of the block does). Once nobody holds or waits,
+// only the parameters stay (an hour, for a later opener to be checked
+// against): L and Q are empty, so gone, and P has no entries; a cancelled
+// wait leaves no trace. Sets earliest, the ms until the earliest lease may
+// expire (-1: none), for the waiters' sweep timer: early rather than late
+// (next is a lower bound), and a sweep that finds nothing answers anew.
+const finish = `
+local earliest = -1
+do
   -- M's expiry is set when a counter is new (so whenever M is) and moved
   -- with the other keys' (extend: the first lease after an idle spell, then
   -- about once per ttl): not one PEXPIRE per call.
@@ -272,12 +280,12 @@ local function finish(more)
     if freshLease then redis.call('PEXPIREAT', L, horizon) end
     if freshQueue then redis.call('PEXPIREAT', Q, horizon) end
   end
-  if nxt < 0 then return -1 end
-  if nxt > now then return nxt - now end
-  return 0
+  if nxt >= 0 then
+    earliest = 0
+    if nxt > now then earliest = nxt - now end
+  end
 end
 `
-}
 
 /**
  * ARGV[3] weight, ARGV[4] lease ttl (ms), ARGV[5] 'try' or 'wait', ARGV[6]
@@ -292,53 +300,55 @@ local weight, ttl = ARGV[3] + 0, ARGV[4] + 0
 -- count gone wrong, which this heals) can explain it.
 if qn > 0 and used + weight <= cap then grant() end
 local s = entry(id)
-if s == 'h' then
+local code = 0
+if s == 'h' or s == 'q' then
   lease(id, now + ttl, ttl)
-  return {1, finish()}
+  if s == 'h' then code = 1 end
+else
+  -- ARGV's decimal text as the client sent it (String of a validated integer), not re-formatted.
+  local rest = ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[6]
+  -- Nobody held or waited: L was empty, and this makes it anew.
+  freshLease = used == 0 and qn == 0
+  if qn == 0 and used + weight <= cap then
+    set(id, 'h' .. rest)
+    lease(id, now + ttl, ttl)
+    used = used + weight
+    acquired = acquired + 1
+    code = 1
+  elseif ARGV[5] == 'try' then
+    freshLease = false
+    refused = 1
+    code = -1
+  else
+    set(id, 'q' .. rest)
+    -- The last ticket (as the HMGET read it), one up, written with the rest
+    -- of P: the same field an HINCRBY would keep, one call fewer. A damaged
+    -- one starts again from 0 rather than fail every wait.
+    local seq = tonumber(p[7])
+    if not seq or not (seq >= 0 and seq < 9007199254740991) then seq = 0 end
+    -- Formatted once for both calls (%d: cheaper than the %.17g a number argument gets).
+    seq = string.format('%d', seq + 1)
+    redis.call('ZADD', Q, seq, id)
+    freshQueue = qn == 0
+    qn = qn + 1
+    lease(id, now + ttl, ttl)
+    more = {'seq', seq}
+  end
 end
-if s == 'q' then
-  lease(id, now + ttl, ttl)
-  return {0, finish()}
-end
--- ARGV's decimal text as the client sent it (String of a validated integer), not re-formatted.
-local rest = ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[6]
--- Nobody held or waited: L was empty, and this makes it anew.
-freshLease = used == 0 and qn == 0
-if qn == 0 and used + weight <= cap then
-  set(id, 'h' .. rest)
-  lease(id, now + ttl, ttl)
-  used = used + weight
-  acquired = acquired + 1
-  return {1, finish()}
-end
-if ARGV[5] == 'try' then
-  freshLease = false
-  refused = 1
-  return {-1, finish()}
-end
-set(id, 'q' .. rest)
--- The last ticket (as the HMGET read it), one up, written with the rest of
--- P: the same field an HINCRBY would keep, one call fewer. A damaged one
--- starts again from 0 rather than fail every wait.
-local seq = tonumber(p[7])
-if not seq or not (seq >= 0 and seq < 9007199254740991) then seq = 0 end
--- Formatted once for both calls (%d: cheaper than the %.17g a number argument gets).
-seq = string.format('%d', seq + 1)
-redis.call('ZADD', Q, seq, id)
-freshQueue = qn == 0
-qn = qn + 1
-lease(id, now + ttl, ttl)
-return {0, finish({'seq', seq})}
+${finish}
+return {code, earliest}
 `)
 
 /** Renews a holder's lease: {1, earliest} if it still holds, {0, earliest} if the lease is lost. */
 export const semaphoreRenew = script(`${prelude()}
 local s, _, ttl = entry(id)
+local code = 0
 if s == 'h' then
   lease(id, now + ttl, ttl)
-  return {1, finish()}
+  code = 1
 end
-return {0, finish()}
+${finish}
+return {code, earliest}
 `)
 
 /**
@@ -352,7 +362,8 @@ export const semaphoreRelease = script(`${prelude()}
 if id ~= '' then drop(id) end
 if ARGV[3] == 'timedOut' or ARGV[3] == 'aborted' or ARGV[3] == 'refused' then ended = ARGV[3] end
 grant()
-return {1, finish()}
+${finish}
+return {1, earliest}
 `)
 
 /**
@@ -361,7 +372,7 @@ return {1, finish()}
  */
 export const semaphoreMetrics = script(`${prelude()}
 qn = redis.call('ZCARD', Q)
-finish()
+${finish}
 local m = redis.call('HMGET', M, 'acquired', 'refused', 'timedOut', 'aborted')
 return {qn, used, m[1] or '0', m[2] or '0', m[3] or '0', m[4] or '0'}
 `)
@@ -369,7 +380,7 @@ return {qn, used, m[1] or '0', m[2] or '0', m[3] or '0', m[4] or '0'}
 /** Answers {free permits, queued waits}. */
 export const semaphoreState = script(`${prelude()}
 qn = redis.call('ZCARD', Q)
-finish()
+${finish}
 local free = cap - used
 if qn > 0 then free = 0 end
 return {free, qn}
