@@ -276,9 +276,9 @@ do
   end
   if used == 0 and qn == 0 then nxt = -1 end
   -- gone: the entries to delete; one is its own argument (no table, no unpack).
-  -- out: P's fields to set, as HSET's arguments. Made with six slots (nils
-  -- do not count in #out): one resize at most, where growing from empty
-  -- would take three.
+  -- out: P's fields to set, as HSET's arguments. Made with six slots (the
+  -- nils do not count in #out), what most calls set, so that it does not
+  -- grow from empty (three resizes).
   local out, gone, gone1 = {nil, nil, nil, nil, nil, nil}, nil, nil
   if seq then out[1] = 'seq'; out[2] = seq end
   for i = 1, #changed do
