@@ -70,12 +70,17 @@ async function startRedis() {
   }
 }
 
+/** Calls so far of each command (INFO commandstats): a script counts as itself, and each call inside it as that command. */
+async function commandCalls(client) {
+  const calls = new Map()
+  for (const [, name, n] of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(name, Number(n))
+  return calls
+}
+
 /** Script calls so far (EVAL and EVALSHA): both contenders make one round trip per script call. */
 async function commandsProcessed(client) {
-  const info = await client.info('commandstats')
-  let calls = 0
-  for (const [, n] of info.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)) calls += Number(n)
-  return calls
+  const calls = await commandCalls(client)
+  return (calls.get('eval') ?? 0) + (calls.get('evalsha') ?? 0)
 }
 
 /**
@@ -84,10 +89,10 @@ async function commandsProcessed(client) {
  * cpu; commandstats' own times count a script's inner calls twice).
  */
 async function serverWork(client) {
-  const info = (await client.info('commandstats')) + (await client.info('cpu'))
   let commands = 0
-  for (const [, name, calls] of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (name !== 'info') commands += Number(calls)
-  const cpu = (field) => Number(info.match(new RegExp(`^${field}:([\\d.]+)`, 'm'))?.[1] ?? NaN)
+  for (const [name, n] of await commandCalls(client)) if (name !== 'info') commands += n
+  const cpuInfo = await client.info('cpu')
+  const cpu = (field) => Number(cpuInfo.match(new RegExp(`^${field}:([\\d.]+)`, 'm'))?.[1] ?? NaN)
   return { commands, cpuUs: (cpu('used_cpu_user') + cpu('used_cpu_sys')) * 1e6 }
 }
 

@@ -18,6 +18,9 @@ function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType
 let unique = 0
 const name = (): string => `keys${++unique}`
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+/** The semaphore `n`'s queue as stored: id, ticket, id, ticket, ... in ticket order. */
+const queueOf = async (c: TestClient, n: string): Promise<unknown[]> =>
+  ((await c.command('ZRANGE', `{sluice:${n}}:sem:q`, 0, -1, 'WITHSCORES')) as unknown[]).flat()
 
 /** Calls so far of every command (INFO commandstats), script calls and the commands scripts made alike. */
 async function commandCalls(c: TestClient): Promise<Map<string, number>> {
@@ -82,7 +85,7 @@ describe('a Redis semaphore on the server', () => {
     await sleep(20)
     const light = semaphore.acquire().then((p) => (order.push('light'), p))
     await sleep(20)
-    const queue = async (): Promise<unknown[]> => ((await c.command('ZRANGE', `{sluice:${n}}:sem:q`, 0, -1, 'WITHSCORES')) as unknown[]).flat()
+    const queue = (): Promise<unknown[]> => queueOf(c, n)
     const before = await queue()
     expect(before.length).toBe(4)
     // One permit free: the head needs two, so nobody is served (strict FIFO), and the head is back where it was.
@@ -117,7 +120,7 @@ describe('a Redis semaphore on the server', () => {
     await sleep(20)
     expect(await semaphore.waiting).toBe(2)
     // Tickets from 1 again, as after a clean start; the field holds the last one, as a decimal integer.
-    const tickets = ((await c.command('ZRANGE', `{sluice:${n}}:sem:q`, 0, -1, 'WITHSCORES')) as unknown[]).flat()
+    const tickets = await queueOf(c, n)
     expect([tickets[1], tickets[3]].map(Number)).toEqual([1, 2])
     expect(await c.command('HGET', p, 'seq')).toBe('2')
     // What a process on the earlier scripts does with it (a rolling deploy shares the name).

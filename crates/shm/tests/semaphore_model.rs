@@ -616,6 +616,14 @@ enum Nudge {
     To(u32),
 }
 
+/// Runs `ops` on both sides of `pair`, comparing after each step.
+fn run(mut pair: Pair, ops: &[Op]) -> Result<(), TestCaseError> {
+    for op in ops {
+        pair.step(op)?;
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -625,10 +633,7 @@ proptest! {
         max_waiters in 1..6u32,
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        let mut pair = Pair::new(permits, max_waiters, true, Fairness::Fifo);
-        for op in &ops {
-            pair.step(op)?;
-        }
+        run(Pair::new(permits, max_waiters, true, Fairness::Fifo), &ops)?;
     }
 
     /// Decisions left uncollected hold entries, which the core does not
@@ -638,10 +643,7 @@ proptest! {
         permits in 1..6u64,
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        let mut pair = Pair::new(permits, 64, false, Fairness::Fifo);
-        for op in &ops {
-            pair.step(op)?;
-        }
+        run(Pair::new(permits, 64, false, Fairness::Fifo), &ops)?;
     }
 
     /// Eventual mode, every owner collecting after every step (a prompt
@@ -652,10 +654,7 @@ proptest! {
         max_waiters in 1..6u32,
         ops in prop::collection::vec(eventual_op(), 1..100),
     ) {
-        let mut pair = Pair::new(permits, max_waiters, true, Fairness::Eventual);
-        for op in &ops {
-            pair.step(op)?;
-        }
+        run(Pair::new(permits, max_waiters, true, Fairness::Eventual), &ops)?;
     }
 
     /// Eventual mode, collecting only on `Op::Collect`: parked permits stay
@@ -665,10 +664,7 @@ proptest! {
         permits in 1..6u64,
         ops in prop::collection::vec(eventual_op(), 1..100),
     ) {
-        let mut pair = Pair::new(permits, 64, false, Fairness::Eventual);
-        for op in &ops {
-            pair.step(op)?;
-        }
+        run(Pair::new(permits, 64, false, Fairness::Eventual), &ops)?;
     }
 }
 
