@@ -193,6 +193,28 @@ describe('Semaphore', () => {
     expect(sem.available).toBe(1)
   })
 
+  it('runs of one permit and of several, on two semaphores, each give back to their own semaphore as their promise settles', async () => {
+    // Runs of one permit share their semaphore's end reactions: they must not
+    // reach another semaphore's, nor serve a run of another weight.
+    const first = new Semaphore(3)
+    const second = new Semaphore(3)
+    const finishers: (() => void)[] = []
+    const task = (): Promise<void> => new Promise((resolve) => finishers.push(resolve))
+    const runs = [first.run(task), second.run(task), first.run(task, { weight: 2 }), second.run(task)]
+    await new Promise((resolve) => setImmediate(resolve))
+    expect([first.available, second.available]).toEqual([0, 1])
+    finishers[0]!() // first's run of one
+    await new Promise((resolve) => setImmediate(resolve))
+    expect([first.available, second.available]).toEqual([1, 1])
+    finishers[2]!() // first's run of two
+    await new Promise((resolve) => setImmediate(resolve))
+    expect([first.available, second.available]).toEqual([3, 1])
+    finishers[1]!()
+    finishers[3]!()
+    await Promise.all(runs)
+    expect([first.available, second.available]).toEqual([3, 3])
+  })
+
   it('run calls fn asynchronously, in the async context of its caller, whether it waited or not', async () => {
     const sem = new Semaphore(1)
     const context = new AsyncLocalStorage<string>()

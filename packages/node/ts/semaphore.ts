@@ -207,6 +207,8 @@ const LOCAL_SLOT = 0
 
 /** A semaphore's counters as this thread sees them now (set by `Semaphore`'s static block). */
 let metricsOf: (semaphore: Semaphore) => SlottedMetrics
+/** A semaphore's `RunEnds` for runs of one permit (made on first use; set by `Semaphore`'s static block). */
+let runEndsOf: (semaphore: Semaphore) => RunEnds
 /** `internal.run`, without the `[kInternals]` getter and closure on every call (set there too). */
 let runHooked: <T>(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks) => Promise<Awaited<T>>
 
@@ -792,12 +794,14 @@ export class Semaphore {
   }
 
   #internals: SemaphoreInternals | undefined
+  #runEnds: RunEnds | undefined
 
   static {
     // For the waits of this file: a direct read, where `[kInternals].metrics()`
     // costs a getter and a closure call on every grant.
     metricsOf = (semaphore) => semaphore.#metrics
     runHooked = (semaphore, fn, hooks) => semaphore.#runHooked(fn, hooks)
+    runEndsOf = (semaphore) => (semaphore.#runEnds ??= releasingEnds(semaphore, () => semaphore[kRelease](1)))
   }
 
   /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
@@ -886,8 +890,11 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
   // Where it stands in a `LocalSemaphore` queue, while the semaphore is local.
   prev: LocalWait | undefined = undefined
   next: LocalWait | undefined = undefined
-  /** Set by `Doorbell.wait` once queued natively. */
-  doorbell: Doorbell | undefined = undefined
+  /**
+   * Set by `Doorbell.wait` once queued natively; never initialised here, so
+   * a wait kept in JavaScript is a field (8 bytes) smaller.
+   */
+  declare doorbell: Doorbell | undefined
   /**
    * `performance.now()` when it queued (0 until then): the one clock read
    * of a wait, made only for waits that queue.
@@ -983,6 +990,15 @@ class RunWait<T> extends SemaphoreWait<RunWait<T>> {
     this.semaphore[kRelease](this.weight)
   }
 
+  /**
+   * Reactions that `release` and pass an outcome on, shared by every run
+   * they fit (none fit: undefined), so a run whose `fn` returns a promise
+   * allocates no closures of its own.
+   */
+  ends(): RunEnds | undefined {
+    return this.weight === 1 ? runEndsOf(this.semaphore) : undefined
+  }
+
   protected granted(): RunWait<T> {
     return this
   }
@@ -999,6 +1015,8 @@ export interface RunHooks {
   queued(wait: object): void
   /** The call's function settled: true to give its permit up for good instead of releasing it. */
   finished(): boolean
+  /** Set by the semaphore: the reactions that end these hooks' runs on it (see `RunWait.ends`). */
+  ends?: RunEnds
 }
 
 /** A `run` of the compat p-limit: tells its hooks when it is granted and asks them how to end. */
@@ -1011,8 +1029,14 @@ class HookedRun<T> extends RunWait<T> {
   }
 
   override release(): void {
-    if (this.hooks.finished()) this.semaphore[kForget](this.weight)
-    else super.release()
+    endHooked(this.semaphore, this.hooks)
+  }
+
+  override ends(): RunEnds {
+    const { semaphore, hooks } = this
+    const cached = hooks.ends
+    if (cached?.semaphore === semaphore) return cached
+    return (hooks.ends = releasingEnds(semaphore, () => endHooked(semaphore, hooks)))
   }
 
   protected override granted(): RunWait<T> {
@@ -1021,7 +1045,34 @@ class HookedRun<T> extends RunWait<T> {
   }
 }
 
+/** A compat p-limit run's end: its permit is released, or forgotten if the hooks say so. */
+function endHooked(semaphore: Semaphore, hooks: RunHooks): void {
+  if (hooks.finished()) semaphore[kForget](1)
+  else semaphore[kRelease](1)
+}
+
 function nothing(): void {}
+
+/** @internal The reactions that end a run of `semaphore`: release, then pass the outcome on. */
+export interface RunEnds {
+  readonly semaphore: Semaphore
+  value<V>(value: V): V
+  error(error: unknown): never
+}
+
+function releasingEnds(semaphore: Semaphore, release: () => void): RunEnds {
+  return {
+    semaphore,
+    value: (value) => {
+      release()
+      return value
+    },
+    error: (error) => {
+      release()
+      throw error
+    },
+  }
+}
 
 /**
  * Runs a granted `run`'s `fn` and releases its permits however it ends: at
@@ -1043,6 +1094,9 @@ function holding<T>(wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
     wait.release()
     return result as Awaited<T>
   }
+  const ends = wait.ends()
+  if (ends !== undefined) return Promise.resolve(result).then(ends.value, ends.error) as Promise<Awaited<T>>
+  // A weight other than 1: reactions of its own.
   return Promise.resolve(result).then(
     (value) => {
       wait.release()
