@@ -1,6 +1,6 @@
 import { onCancellation } from './abort.js'
 import { keepAliveInFlight } from './in-flight.js'
-import { semaphoreAcquire, semaphoreClose, semaphoreRefused, semaphoreRelease, traceWait } from './diagnostics.js'
+import * as diagnostics from './diagnostics.js'
 import { Doorbell, nextToken, type Wait } from './doorbell.js'
 import { Errors, type ClosedError } from './errors.js'
 import type { FifoBell } from './fifo-bell.js'
@@ -25,9 +25,22 @@ import {
 import { isMetricsBuffer, metricsBytes, SlottedMetrics, type SharedMetrics, type WaitMetrics } from './metrics.js'
 import { openSemaphore, unlinkSemaphore, type NamedSemaphoreHandle, type OpenSemaphoreOptions } from './named.js'
 import { openInStore, type Store } from './open.js'
-import { kAttach, kForget, kInternals, kLocal, kOpenSemaphore, kRelease } from './symbols.js'
+import * as symbols from './symbols.js'
 import { show, validateFairness, validateInteger, validateOptions, type Fairness } from './validate.js'
 import { validateWaitOptions, type Cancel, type Queue } from './wait.js'
+
+// Module-level copies for the hot paths. The CommonJS output reads a named
+// import as a property of the other module's exports object at each use, a
+// load V8 does not fold into a constant (the exports are written twice:
+// `void 0` first); a copy in a module-level const is one. Measured on sync
+// `tryAcquire().release()`: 5.5 -> 4.1 ns.
+const { semaphoreAcquire, semaphoreClose, semaphoreRefused, semaphoreRelease, traceWait } = diagnostics
+const kAttach: typeof symbols.kAttach = symbols.kAttach
+const kForget: typeof symbols.kForget = symbols.kForget
+const kInternals: typeof symbols.kInternals = symbols.kInternals
+const kLocal: typeof symbols.kLocal = symbols.kLocal
+const kOpenSemaphore: typeof symbols.kOpenSemaphore = symbols.kOpenSemaphore
+const kRelease: typeof symbols.kRelease = symbols.kRelease
 
 export type { Cancel } from './wait.js'
 
