@@ -130,14 +130,28 @@ describe('Semaphore hot paths', () => {
 })
 
 describe('LocalSemaphore.release', () => {
-  it('refuses more permits than this thread holds, then more than the capacity allows, with RangeErrors', () => {
+  it('refuses more permits than this thread holds with a RangeError, and changes nothing', () => {
     const local = new LocalSemaphore(2)
     expect(() => local.release(1)).toThrow(new RangeError('cannot release 1 permits: this thread holds 0'))
     local.tryAcquire(2)
-    expect(local.held).toBe(2)
-    local.available = 1 // a state a double release would leave
-    expect(() => local.release(2)).toThrow(new RangeError('releasing 2 permits would exceed the capacity of 2'))
-    expect(local.held).toBe(2)
-    expect(local.available).toBe(1)
+    expect(() => local.release(3)).toThrow(new RangeError('cannot release 3 permits: this thread holds 2'))
+    expect([local.held, local.available]).toEqual([2, 0])
+    local.release(2)
+    expect([local.held, local.available]).toEqual([0, 2])
   })
+
+  it('frees permits nobody holds only up to the capacity, counting those this thread holds', () => {
+    // `release` checks only what is held: it relies on free + reserved + held
+    // never exceeding the capacity, which is what `releaseUnowned` keeps.
+    const local = new LocalSemaphore(3, Number.POSITIVE_INFINITY, 1) // 1 free, 2 held by nobody
+    local.tryAcquire(1)
+    local.releaseUnowned(1)
+    expect([local.held, local.available]).toEqual([1, 1])
+    expect(() => local.releaseUnowned(2)).toThrow('releasing 2 permits would exceed the capacity of 3')
+    expect([local.held, local.available]).toEqual([1, 1])
+    local.releaseUnowned(1)
+    local.release(1)
+    expect([local.held, local.available]).toEqual([0, 3])
+  })
+
 })

@@ -507,11 +507,21 @@ export class Semaphore {
    * @throws {ClosedError} once the semaphore is closed
    */
   tryAcquire(weight = 1): Permit | null {
-    // The common weight is checked inline, the rest (and every error) out of
-    // line: V8 inlines a caller's whole `tryAcquire().release()` only while
-    // the bytecode on the path stays small, and only then does escape
-    // analysis remove the `Permit`. `Number.isInteger` first: it coerces
-    // nothing, so the comparisons never call a `valueOf`.
+    // The common call (one permit, a semaphore kept in JavaScript, one free)
+    // inline, the rest (and every error) out of line: V8 inlines a caller's
+    // whole `tryAcquire().release()` only while the bytecode on the path
+    // stays small, and only then does escape analysis remove the `Permit`.
+    const local = this.#local
+    if (weight === 1 && local !== undefined && local.takeFree(1)) {
+      this.#acquiredHere++
+      return new Permit(this, 1)
+    }
+    return this.#tryAcquireSlow(weight)
+  }
+
+  /** `tryAcquire` past the JavaScript fast path: any weight, a native semaphore, or refused. */
+  #tryAcquireSlow(weight: number): Permit | null {
+    // `Number.isInteger` first: it coerces nothing, so the comparisons never call a `valueOf`.
     if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.#capacity)) this.#validateWeight(weight, 'weight')
     const local = this.#local
     const outcome = local !== undefined ? local.tryAcquire(weight) : semTryAcquire(this.#fast!, weight)
@@ -556,7 +566,7 @@ export class Semaphore {
     // to `tryAcquire`); anything else goes the whole way.
     const local = this.#local
     if (options === undefined && local !== undefined && !(this.#published && semaphoreAcquire.hasSubscribers)) {
-      if (local.tryAcquire(1) === DONE) {
+      if (local.takeFree(1)) {
         this.#acquiredHere++
         return Promise.resolve(new Permit(this, 1))
       }
@@ -772,7 +782,7 @@ export class Semaphore {
     if (local !== undefined) local.release(weight)
     else this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
     // The message is built out of line: the hot path keeps its bytecode small (see `tryAcquire`).
-    if (this.#published && semaphoreRelease.hasSubscribers) this.#publishRelease(weight)
+    if (semaphoreRelease.hasSubscribers && this.#published) this.#publishRelease(weight)
   }
 
   #publishRelease(weight: number): void {
