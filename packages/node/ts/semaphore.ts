@@ -565,7 +565,7 @@ export class Semaphore {
     // takes what `#acquire` would (a free permit is granted to priority 0 as
     // to `tryAcquire`); anything else goes the whole way.
     const local = this.#local
-    if (options === undefined && local !== undefined && !(this.#published && semaphoreAcquire.hasSubscribers)) {
+    if (options === undefined && local !== undefined && !(semaphoreAcquire.hasSubscribers && this.#published)) {
       if (local.takeFree(1)) {
         this.#acquiredHere++
         return Promise.resolve(new Permit(this, 1))
@@ -588,7 +588,7 @@ export class Semaphore {
     }
     const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
-    if (this.#published && semaphoreAcquire.hasSubscribers) {
+    if (semaphoreAcquire.hasSubscribers && this.#published) {
       const context = { semaphore: this, weight: checked.weight, priority: checked.priority }
       return traceWait(semaphoreAcquire, context, this.#wait, this, checked, granted, queued)
     }
@@ -714,7 +714,7 @@ export class Semaphore {
     const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
     const wait = new RunWait<T>(this, checked.weight, fn)
-    const gate = this.#published && semaphoreAcquire.hasSubscribers ? this.#tracedGate(wait, checked) : this.#gate(wait, checked)
+    const gate = semaphoreAcquire.hasSubscribers && this.#published ? this.#tracedGate(wait, checked) : this.#gate(wait, checked)
     // `fn` runs from a reaction registered here, never synchronously in this
     // call nor in the releaser's: it keeps the caller's async context
     // (AsyncLocalStorage), as `await` did.
@@ -739,7 +739,7 @@ export class Semaphore {
   #runHooked<T>(fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>> {
     const wait = new HookedRun<T>(this, fn, hooks)
     const gate =
-      this.#published && semaphoreAcquire.hasSubscribers ? this.#tracedGate(wait, kDefaultOptions) : this.#hookedGate(wait)
+      semaphoreAcquire.hasSubscribers && this.#published ? this.#tracedGate(wait, kDefaultOptions) : this.#hookedGate(wait)
     return gate.then(holding)
   }
 
