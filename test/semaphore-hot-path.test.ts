@@ -2,10 +2,12 @@
 // the full ones did, the release checks of a semaphore kept in JavaScript
 // still throw, `fn` runs as `fn()`, and the counts made with plain adds
 // while the semaphore was this thread's alone survive its move.
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Mutex, Semaphore } from 'sluice'
 import pLimit from 'sluice/compat/p-limit'
-import { LocalSemaphore } from '../packages/node/dist/local-semaphore.js'
+import { LocalSemaphore, type LocalWait } from '../packages/node/dist/local-semaphore.js'
+import { DONE, QUEUED } from '../packages/node/dist/native.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -154,4 +156,87 @@ describe('LocalSemaphore.release', () => {
     expect([local.held, local.available]).toEqual([0, 3])
   })
 
+})
+
+describe('LocalSemaphore counts', () => {
+  // `release` checks only what this thread holds, and `tryAcquire` only
+  // `available`: both rest on these invariants, checked after every step of
+  // random sequences that include weights, priorities, cancellation, unowned
+  // releases, added and forgotten permits, and close.
+  type Step =
+    | { op: 'tryAcquire' | 'acquire' | 'releaseUnowned' | 'addPermits' | 'forgetPermits'; n: number; priority: number }
+    | { op: 'release' | 'forgetHeld' | 'cancel'; pick: number }
+    | { op: 'close' }
+  const weight = fc.integer({ min: 1, max: 4 })
+  const step: fc.Arbitrary<Step> = fc.oneof(
+    { arbitrary: fc.record({ op: fc.constantFrom('tryAcquire', 'acquire', 'releaseUnowned', 'addPermits', 'forgetPermits'), n: weight, priority: fc.integer({ min: -1, max: 1 }) }), weight: 10 },
+    { arbitrary: fc.record({ op: fc.constantFrom('release', 'forgetHeld', 'cancel'), pick: fc.nat() }), weight: 10 },
+    { arbitrary: fc.constant({ op: 'close' as const }), weight: 1 },
+  )
+
+  it('available, reserved and held never exceed the capacity, and nothing is free while anyone waits or is owed', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: -3, max: 6 }), fc.array(step, { maxLength: 60 }), (capacity, value, steps) => {
+        const local = new LocalSemaphore(capacity, Number.POSITIVE_INFINITY, Math.min(Math.max(value, 0), capacity), Math.max(-value, 0))
+        const held: number[] = [] // weights this thread holds, one entry per grant
+        const queued: LocalWait[] = []
+        const waitOf = (n: number, priority: number): LocalWait => {
+          const wait: LocalWait = {
+            weight: n,
+            key: priority,
+            prev: undefined,
+            next: undefined,
+            onGrant: () => {
+              queued.splice(queued.indexOf(wait), 1)
+              held.push(n)
+            },
+            onWithdrawn: () => queued.splice(queued.indexOf(wait), 1),
+            onRefused: () => queued.splice(queued.indexOf(wait), 1),
+          }
+          return wait
+        }
+        for (const s of steps) {
+          if (s.op === 'tryAcquire') {
+            if (local.tryAcquire(s.n) === DONE) held.push(s.n)
+          } else if (s.op === 'acquire') {
+            const outcome = local.acquire(s.n, s.priority)
+            if (outcome === DONE) held.push(s.n)
+            else if (outcome === QUEUED) {
+              const wait = waitOf(s.n, s.priority)
+              queued.push(wait)
+              local.push(wait)
+            }
+          } else if (s.op === 'releaseUnowned') {
+            try {
+              local.releaseUnowned(s.n)
+            } catch (error) {
+              expect((error as Error).message).toMatch(/would exceed the capacity/)
+            }
+          } else if (s.op === 'addPermits') {
+            if (local.capacity + s.n <= 12) local.addPermits(s.n)
+          } else if (s.op === 'forgetPermits') {
+            local.forgetPermits(s.n)
+          } else if (s.op === 'close') {
+            local.close()
+          } else if (s.op === 'cancel') {
+            const wait = queued[s.pick % Math.max(queued.length, 1)]
+            if (wait !== undefined && local.remove(wait)) {
+              queued.splice(queued.indexOf(wait), 1)
+              local.releaseLocked(0)
+            }
+          } else if ((s.op === 'release' || s.op === 'forgetHeld') && held.length > 0) {
+            const [n] = held.splice(s.pick % held.length, 1)
+            if (s.op === 'release') local.release(n!)
+            else local.forgetHeld(n!)
+          }
+          expect(local.available + local.reserved + local.held).toBeLessThanOrEqual(local.capacity)
+          expect(Math.min(local.available, local.reserved, local.held, local.owed)).toBeGreaterThanOrEqual(0)
+          expect(local.held).toBe(held.reduce((sum, n) => sum + n, 0))
+          expect(local.waiting).toBe(queued.length)
+          if (local.waiting > 0 || local.owed > 0) expect(local.available).toBe(0)
+        }
+      }),
+      { numRuns: 500 },
+    )
+  })
 })

@@ -12,7 +12,9 @@
 // (0 while anyone waits or permits are owed: the core's QUEUED flag),
 // `reserved` the permits set aside for the head, `owed` the debt of a
 // semaphore made with a negative value, `held` the permits this thread holds
-// (what the native attachment counts).
+// (what the native attachment counts). Available, reserved and held never add
+// up to more than the capacity (the rest are held by nobody, as
+// `internal.create` makes them), which is why `release` checks `held` only.
 import { CLOSED, DONE, NOT_NOW, QUEUED, QUEUE_FULL, TOO_HEAVY, type Outcome } from './native.js'
 import type { Fairness } from './validate.js'
 
