@@ -324,4 +324,34 @@ describe('sluice/compat/p-limit extensions', () => {
     expect(most).toBe(2)
     expect(a.concurrency).toBe(2)
   })
+
+  it.each([
+    ['kept in JavaScript', false],
+    ['in native memory (its handle read)', true],
+  ])('clearQueue on one of two limiters sharing a semaphore %s discards only its own queued calls, in order', async (_, shared) => {
+    const semaphore = new Semaphore(1)
+    if (shared) void semaphore.handle
+    const a = pLimit({ semaphore, rejectOnClear: true })
+    const b = pLimit({ semaphore, rejectOnClear: true })
+    const gated = gate()
+    const order: string[] = []
+    const record = (name: string) => (): Promise<void> => {
+      order.push(name)
+      return gated.task()
+    }
+    const first = a(record('a0'))
+    await tick()
+    const calls = ['b1', 'a1', 'b2', 'a2', 'b3'].map((name) => [name, (name[0] === 'a' ? a : b)(record(name))] as const)
+    const rejected: string[] = []
+    for (const [name, call] of calls) call.catch((error: unknown) => rejected.push(`${name}:${(error as Error).name}`))
+    expect([a.pendingCount, b.pendingCount]).toEqual([2, 3])
+    a.clearQueue()
+    expect([a.pendingCount, b.pendingCount]).toEqual([0, 3])
+    await tick()
+    expect(rejected).toEqual(['a1:AbortError', 'a2:AbortError'])
+    await gated.finishAll(4)
+    await Promise.all([first, ...calls.filter(([name]) => name[0] === 'b').map(([, call]) => call)])
+    expect(order).toEqual(['a0', 'b1', 'b2', 'b3'])
+    expect([a.activeCount, b.activeCount, b.pendingCount, semaphore.available]).toEqual([0, 0, 0, 1])
+  })
 })

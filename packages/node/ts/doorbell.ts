@@ -143,6 +143,11 @@ export class Doorbell {
     return this.#take(token) !== undefined
   }
 
+  /** The waits queued through this doorbell, oldest first: a scan of the thread's, for rare calls. */
+  waits(): Wait[] {
+    return [...pending.values()].filter((wait) => wait.doorbell === this)
+  }
+
   /** Removes the wait `token` of this doorbell and returns it, if there is one. */
   #take(token: number): Wait | undefined {
     const wait = pending.get(token)

@@ -289,10 +289,16 @@ export class LocalSemaphore {
     settle(granted, grant)
   }
 
-  /** Empties the queue for the move to native memory: the state and waits, in order. */
-  takeState(): LocalState {
+  /** The queued waits, in the order they are served (a copy). */
+  queuedWaits(): LocalWait[] {
     const waits: LocalWait[] = []
     for (let wait = this.#head; wait !== undefined; wait = wait.next) waits.push(wait)
+    return waits
+  }
+
+  /** Empties the queue for the move to native memory: the state and waits, in order. */
+  takeState(): LocalState {
+    const waits = this.queuedWaits()
     const state: LocalState = {
       capacity: this.capacity,
       maxWaiters: this.maxWaiters === Number.POSITIVE_INFINITY ? undefined : this.maxWaiters,

@@ -752,12 +752,12 @@ export class Semaphore {
     else outcome = semAcquire(this.#fast!, 1, (token = nextToken()), 0)
     if (outcome === DONE) {
       this.#acquiredNow(local)
-      wait.hooks.granted(wait)
+      wait.hooks.granted(false)
       return Promise.resolve(wait)
     }
     if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, 1))
     const gate = this.#enqueue(wait, token, 0, local, undefined, undefined)
-    wait.hooks.queued(wait)
+    wait.hooks.queued()
     return gate
   }
 
@@ -807,7 +807,12 @@ export class Semaphore {
         else this.#queue!.doorbell.deliver((this.#native as NativeSemaphore).releaseUnowned(n))
       },
       acquire: (options, granted, queued) => this.#acquire(options, granted, queued),
-      withdraw: (wait, reason) => this.#cancel(wait as SemaphoreWait<unknown>, reason, false, reason !== undefined),
+      withdrawWhere: (test, reason) => {
+        const waits = this.#local !== undefined ? this.#local.queuedWaits() : this.#queue!.doorbell.waits()
+        for (const wait of waits) {
+          if (test(wait)) this.#cancel(wait as SemaphoreWait<unknown>, reason, false, reason !== undefined)
+        }
+      },
       closedError: () => Errors.semaphoreClosed(this.#closeReason),
       refusedError: (weight) => Errors.refusedOverCapacity(weight, this.#refreshCapacity()),
       unpublish: () => {
@@ -863,7 +868,8 @@ interface SemaphoreInternals {
     granted: ((permit: Permit) => void) | undefined,
     queued: ((cancel: Cancel) => void) | undefined,
   ): Promise<Permit>
-  withdraw(wait: object, reason: unknown): void
+  /** Withdraws, in queue order, every queued wait of this semaphore in this thread that passes `test`. */
+  withdrawWhere(test: (wait: object) => boolean, reason: unknown): void
   closedError(): ClosedError
   refusedError(weight: number): RangeError
   /** Stops publishing on the diagnostics channels (see `internal.untraced`). */
@@ -1029,13 +1035,17 @@ class RunWait<T> extends SemaphoreWait<RunWait<T>> {
 
 /**
  * @internal What sluice/compat/p-limit learns of its calls (one object per
- * limiter, so a call costs no closures): each hook gets the call's wait.
+ * limiter, so a call costs no closures). It counts them; it keeps no call:
+ * `internal.withdrawRuns` finds its queued ones in the semaphore's queue.
  */
 export interface RunHooks {
-  /** The call holds its permit now: synchronously, in `run` or in the release that grants it. */
-  granted(wait: object): void
-  /** The call is queued (after `run` returned nothing yet); `internal.withdraw` can take it back. */
-  queued(wait: object): void
+  /**
+   * The call holds its permit now: synchronously, in `run` (`queued` false)
+   * or in the release that grants it (`queued` true: `queued` ran before).
+   */
+  granted(queued: boolean): void
+  /** The call is queued (after `run` returned nothing yet); `internal.withdrawRuns` can take it back. */
+  queued(): void
   /** The call's function settled: true to give its permit up for good instead of releasing it. */
   finished(): boolean
   /** Set by the semaphore: the reactions that end these hooks' runs on it (see `RunWait.ends`). */
@@ -1063,7 +1073,7 @@ class HookedRun<T> extends RunWait<T> {
   }
 
   protected override granted(): RunWait<T> {
-    this.hooks.granted(this)
+    this.hooks.granted(true)
     return this
   }
 }
@@ -1165,16 +1175,17 @@ export const internal = {
   /**
    * `semaphore.run(fn)` of one permit, FIFO, telling `hooks` when it is
    * granted and queued and asking them, when `fn` settles, whether to forget
-   * the permit. Withdraw a queued one with `withdraw`.
+   * the permit. Withdraw the queued ones with `withdrawRuns`.
    */
   run: <T>(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>> =>
     runHooked(semaphore, fn, hooks),
   /**
-   * Takes back a wait that `run` queued (nothing once it was granted): its
-   * promise rejects with `reason`, or never settles if `reason` is undefined.
+   * Takes back every call that `run` queued with `hooks` and that still
+   * waits in this thread: each promise rejects with `reason`, or never
+   * settles if `reason` is undefined.
    */
-  withdraw(semaphore: Semaphore, wait: object, reason: unknown): void {
-    semaphore[kInternals].withdraw(wait, reason)
+  withdrawRuns(semaphore: Semaphore, hooks: RunHooks, reason: unknown): void {
+    semaphore[kInternals].withdrawWhere((wait) => wait instanceof HookedRun && wait.hooks === hooks, reason)
   },
   acquire: (
     semaphore: Semaphore,

@@ -77,19 +77,19 @@ export default function pLimit(options: number | Options): LimitFunction {
   let activeCount = 0
   /** Permits to give up as running tasks finish, after `concurrency` was lowered. */
   let debt = 0
-  /** The queued calls' waits, for `clearQueue` and `pendingCount`. */
-  const pending = new Set<object>()
+  /** Calls queued in this limiter (the semaphore's queue keeps them, in order). */
+  let pendingCount = 0
   // One hooks object per limiter: a call costs the semaphore's `run` and no closure of its own.
   const hooks: RunHooks = {
     // Counted active when the permit is granted, synchronously (within the
     // call, or within the release that hands it over), as p-limit counts a
     // call active when it dequeues it; fn itself runs a microtask later.
-    granted(wait) {
-      pending.delete(wait)
+    granted(queued) {
+      if (queued) pendingCount--
       activeCount++
     },
-    queued(wait) {
-      pending.add(wait)
+    queued() {
+      pendingCount++
     },
     finished() {
       activeCount--
@@ -130,14 +130,13 @@ export default function pLimit(options: number | Options): LimitFunction {
 
   Object.defineProperties(generator, {
     activeCount: { get: () => activeCount },
-    pendingCount: { get: () => pending.size },
+    pendingCount: { get: () => pendingCount },
     clearQueue: {
       value(): void {
         // Without `rejectOnClear` the discarded calls' promises never settle, as p-limit's.
         const reason = rejectOnClear ? AbortSignal.abort().reason : undefined
-        const discarded = [...pending]
-        pending.clear()
-        for (const wait of discarded) internal.withdraw(limiter, wait, reason)
+        pendingCount = 0
+        internal.withdrawRuns(limiter, hooks, reason)
       },
     },
     concurrency: {
