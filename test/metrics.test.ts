@@ -2,6 +2,7 @@ import { describe, expect, expectTypeOf, it } from 'vitest'
 import {
   type LocalSemaphoreHandle,
   Mutex,
+  type Permit,
   RateLimiter,
   Semaphore,
   TimeoutError,
@@ -12,7 +13,13 @@ import {
   type TokenBucketMetrics,
   type WaitMetrics,
 } from 'sluice'
+import * as semaphoreModule from '../packages/node/dist/semaphore.js'
 import { eventually, nextMessage, runWorker } from './helpers.js'
+
+/** The compat adapters' `acquire`, whose `granted` runs inside the release that grants (stripped from the declarations). */
+const { internal } = semaphoreModule as unknown as {
+  internal: { acquire(semaphore: Semaphore, options: undefined, granted: () => void): Promise<Permit> }
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -129,6 +136,34 @@ describe('metrics(): Semaphore and Mutex', () => {
     // Mean over all 104: about 4 * 40 / 104.
     expect(waitTime.mean).toBeGreaterThan((4 * 35) / 104)
     expect(waitTime.mean).toBeLessThan((4 * 2_000) / 104)
+  })
+
+  it.each([
+    ['kept in JavaScript', false],
+    ['in native memory (its handle read)', true],
+  ])('waits granted together keep their own wait times when one grant queues a new wait at once (%s)', async (_, shared) => {
+    // A queued wait keeps its queue time as an offset from a per-semaphore
+    // epoch, which moves only while no wait is queued; a grant's callback
+    // that queues again must not move it under the waits granted with it.
+    const sem = new Semaphore(2)
+    if (shared) void sem.handle
+    const held = sem.tryAcquire(2)!
+    let again: Promise<Permit> | undefined
+    const first = internal.acquire(sem, undefined, () => {
+      again = sem.acquire()
+    })
+    const second = sem.acquire()
+    await sleep(40)
+    held.release() // grants both at once; the first's callback queues `again`
+    const permits = await Promise.all([first, second])
+    for (const permit of permits) permit.release()
+    ;(await again!).release()
+    const { acquired, waitTime } = sem.metrics()
+    expect(acquired).toBe(4)
+    // The tryAcquire waited 0 ms, `first` and `second` about 40 ms each, `again` about 0.
+    expect(waitTime.mean).toBeGreaterThanOrEqual((2 * 35) / 4)
+    expect(waitTime.p90).toBeGreaterThanOrEqual(35)
+    expect(waitTime.max).toBeLessThan(2_000)
   })
 
   it('a Mutex reports its semaphore’s metrics, with 1 in use while locked', async () => {

@@ -220,6 +220,8 @@ const LOCAL_SLOT = 0
 
 /** A semaphore's counters as this thread sees them now (set by `Semaphore`'s static block). */
 let metricsOf: (semaphore: Semaphore) => SlottedMetrics
+/** `semaphore.#endWait(wait)`, for the waits of this file (set there too). */
+let endWait: (semaphore: Semaphore, wait: { queuedAt: number }) => number
 /** A semaphore's `RunEnds` for runs of one permit (made on first use; set by `Semaphore`'s static block). */
 let runEndsOf: (semaphore: Semaphore) => RunEnds
 /** `internal.run`, without the `[kInternals]` getter and closure on every call (set there too). */
@@ -640,7 +642,9 @@ export class Semaphore {
     const promise = new Promise<R>(captureResolve)
     wait.resolve = captured as (value: R | PromiseLike<R>) => void
     captured = notQueued
-    wait.queuedAt = performance.now()
+    const now = performance.now()
+    if (this.#queuedHere++ === 0) this.#queueEpoch = now
+    wait.queuedAt = Math.round((now - this.#queueEpoch) * 1000)
     if (local !== undefined) {
       // Linked before any callback runs: the queue is as `acquire` left it.
       wait.key = priority
@@ -666,12 +670,14 @@ export class Semaphore {
     if (local !== undefined) {
       if (!local.remove(wait)) return
       disconnect(wait)
+      this.#endWait(wait)
       this.#metrics.cancelled(timedOut)
       local.releaseLocked(0)
     } else {
       const { doorbell, withdraw } = this.#queue!
       if (!doorbell.forget(wait.key)) return
       disconnect(wait)
+      this.#endWait(wait)
       this.#metrics.cancelled(timedOut)
       doorbell.deliver(withdraw(wait.key))
     }
@@ -822,12 +828,40 @@ export class Semaphore {
   }
 
   #internals: SemaphoreInternals | undefined
+
+  /**
+   * What queued waits' times count from: a clock reading, and how many of
+   * this object's waits are queued in this thread. A wait keeps its queue
+   * time as whole microseconds after `#queueEpoch`, a small integer that V8
+   * stores in the field itself (a double field costs a 16-byte box per
+   * wait). The epoch moves only when no wait is queued, so no queued wait's
+   * offset changes meaning; a backlog unbroken for 35 minutes gives offsets
+   * past V8's small integers, which are then boxed: still exact.
+   */
+  #queueEpoch = 0
+  #queuedHere = 0
+
+  /**
+   * Counts `wait` as no longer queued (once) and returns when it queued, as
+   * `performance.now()` read then. Called as a queued wait ends, before any
+   * callback of its ending runs: a callback that queues a new wait must not
+   * move the epoch while waits ended in the same batch still read it.
+   */
+  #endWait(wait: { queuedAt: number }): number {
+    const offset = wait.queuedAt
+    if (offset >= 0) {
+      wait.queuedAt = -1
+      this.#queuedHere--
+    }
+    return this.#queueEpoch + offset / 1000
+  }
   #runEnds: RunEnds | undefined
 
   static {
     // For the waits of this file: a direct read, where `[kInternals].metrics()`
     // costs a getter and a closure call on every grant.
     metricsOf = (semaphore) => semaphore.#metrics
+    endWait = (semaphore, wait) => semaphore.#endWait(wait)
     runHooked = (semaphore, fn, hooks) => semaphore.#runHooked(fn, hooks)
     runEndsOf = (semaphore) => (semaphore.#runEnds ??= releasingEnds(semaphore, () => semaphore[kRelease](1)))
   }
@@ -925,10 +959,11 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
    */
   declare doorbell: Doorbell | undefined
   /**
-   * `performance.now()` when it queued (0 until then): the one clock read
-   * of a wait, made only for waits that queue.
+   * When it queued, in whole microseconds after its semaphore's queue epoch
+   * (-1 while not queued): the one clock read of a wait, made only for waits
+   * that queue.
    */
-  queuedAt = 0
+  queuedAt = -1
 
   constructor(semaphore: Semaphore, weight: number) {
     this.semaphore = semaphore
@@ -947,7 +982,7 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
 
   onGrant(): void {
     disconnect(this)
-    metricsOf(this.semaphore).granted(this.queuedAt)
+    metricsOf(this.semaphore).granted(endWait(this.semaphore, this))
     let value: R
     try {
       value = this.granted()
@@ -960,11 +995,13 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
 
   onWithdrawn(): void {
     disconnect(this)
+    endWait(this.semaphore, this)
     this.fail(this.semaphore[kInternals].closedError())
   }
 
   onRefused(): void {
     disconnect(this)
+    endWait(this.semaphore, this)
     metricsOf(this.semaphore).refused()
     this.fail(this.semaphore[kInternals].refusedError(this.weight))
   }
