@@ -229,18 +229,24 @@ fn damaged_table_bytes_are_an_error_in_every_process_never_a_panic() {
     let l = open_limiter(dir.path(), "d", c);
     l.try_take(Key::Bytes(b"a"), 1).unwrap();
     let region = l.segment().unwrap().region();
-    // Deterministic garbage over every cell (after the 4 shard headers).
+    // Deterministic garbage over every cell and tag, after the shard headers
+    // (128 B each; the region is the headers, 1000 cells of 64 B and 1000 tag
+    // bytes). Starting past 4 headers when this table has 2 left 4 cells
+    // whole, and key "a" lived in one of them in about 1 run in 250.
+    let shards = (region.len() - 1000 * 64 - 1000) / 128;
+    assert_eq!(shards, 2, "the layout this test assumes");
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for off in (4 * 128..region.len()).step_by(8) {
+    for off in (shards * 128..region.len()).step_by(8) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         region.u64_at(off).unwrap().store(x, Relaxed);
     }
-    assert!(matches!(
-        l.try_take(Key::Bytes(b"a"), 1),
-        Err(LimiterError::Shm(Error::Damaged(_)))
-    ));
+    let result = l.try_take(Key::Bytes(b"a"), 1);
+    assert!(
+        matches!(result, Err(LimiterError::Shm(Error::Damaged(_)))),
+        "{result:?}"
+    );
     let mut other = spawn_role("limiter-try", dir.path(), "d", c, 0);
     let result = other.line("RESULT");
     assert!(result.starts_with("err segment damaged"), "{result}");
