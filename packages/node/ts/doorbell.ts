@@ -145,7 +145,12 @@ export class Doorbell {
 
   /** The waits queued through this doorbell, oldest first: a scan of the thread's, for rare calls. */
   waits(): Wait[] {
-    return [...pending.values()].filter((wait) => wait.doorbell === this)
+    return this.#queued().map(([, wait]) => wait)
+  }
+
+  /** This doorbell's entries of the thread's pending waits, as [token, wait], oldest first. */
+  #queued(): [number, Wait][] {
+    return [...pending].filter(([, wait]) => wait.doorbell === this)
   }
 
   /** Removes the wait `token` of this doorbell and returns it, if there is one. */
@@ -184,8 +189,7 @@ export class Doorbell {
     }
     if (this.#waiting > 0 && closed) {
       // Closing withdrew every queued wait (rare: a scan is fine).
-      const mine = [...pending].filter(([, wait]) => wait.doorbell === this).map(([token]) => token)
-      for (const token of mine) this.#take(token)?.onWithdrawn()
+      for (const [token] of this.#queued()) this.#take(token)?.onWithdrawn()
     }
   }
 

@@ -828,6 +828,8 @@ export class Semaphore {
   }
 
   #internals: SemaphoreInternals | undefined
+  /** The end reactions of this semaphore's runs of one permit (see `RunWait.ends`), made on first use. */
+  #runEnds: RunEnds | undefined
 
   /**
    * What queued waits' times count from: a clock reading, and how many of
@@ -855,7 +857,6 @@ export class Semaphore {
     }
     return this.#queueEpoch + offset / 1000
   }
-  #runEnds: RunEnds | undefined
 
   static {
     // For the waits of this file: a direct read, where `[kInternals].metrics()`
@@ -1057,12 +1058,12 @@ class RunWait<T> extends SemaphoreWait<RunWait<T>> {
   }
 
   /**
-   * Reactions that `release` and pass an outcome on, shared by every run
-   * they fit (none fit: undefined), so a run whose `fn` returns a promise
-   * allocates no closures of its own.
+   * Reactions that `release` and pass an outcome on. Runs of one permit
+   * share their semaphore's pair, so such a run whose `fn` returns a promise
+   * allocates no closures of its own; other weights get a pair of their own.
    */
-  ends(): RunEnds | undefined {
-    return this.weight === 1 ? runEndsOf(this.semaphore) : undefined
+  ends(): RunEnds {
+    return this.weight === 1 ? runEndsOf(this.semaphore) : releasingEnds(this.semaphore, () => this.release())
   }
 
   protected granted(): RunWait<T> {
@@ -1165,18 +1166,7 @@ function holding<T>(wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
     return result as Awaited<T>
   }
   const ends = wait.ends()
-  if (ends !== undefined) return Promise.resolve(result).then(ends.value, ends.error) as Promise<Awaited<T>>
-  // A weight other than 1: reactions of its own.
-  return Promise.resolve(result).then(
-    (value) => {
-      wait.release()
-      return value
-    },
-    (error: unknown) => {
-      wait.release()
-      throw error
-    },
-  )
+  return Promise.resolve(result).then(ends.value, ends.error) as Promise<Awaited<T>>
 }
 
 /**
