@@ -40,18 +40,21 @@ export interface NativeWaitable {
   isClosed(): boolean
 }
 
-/** How one pending wait ends. */
+/**
+ * How one pending wait ends. Each ending is told its doorbell's `owner` (the
+ * object the wait queued on), so a wait need not keep it.
+ */
 export interface Wait {
   /** Native code granted it. */
-  onGrant(): void
+  onGrant(owner: unknown): void
   /** The primitive was closed and the wait withdrawn. */
-  onWithdrawn(): void
+  onWithdrawn(owner: unknown): void
   /**
    * Native code took the wait out of the queue because it can never be
    * granted (a semaphore's capacity shrank below its weight). Only semaphore
    * waits can be refused.
    */
-  onRefused?(): void
+  onRefused?(owner: unknown): void
   /** Set by `Doorbell.wait`: the doorbell it was queued through. */
   doorbell?: Doorbell
 }
@@ -91,15 +94,18 @@ export class Doorbell {
   readonly #native: NativeWaitable
   readonly #bells: Int32Array | FifoBell
   readonly #slot: number
+  /** What its waits queued on (a `Semaphore`; unset for a channel), handed to them as they end. */
+  readonly #owner: unknown
   /** Waits of this thread queued through this doorbell. */
   #waiting = 0
   /** An `Atomics.waitAsync` is outstanding (or a collect loop is running). */
   #listening = false
 
-  constructor(native: NativeWaitable, bells: Int32Array | FifoBell) {
+  constructor(native: NativeWaitable, bells: Int32Array | FifoBell, owner?: unknown) {
     this.#native = native
     this.#bells = bells
     this.#slot = native.slot
+    this.#owner = owner
   }
 
   /** The number of waits of this thread queued through this doorbell. */
@@ -189,7 +195,7 @@ export class Doorbell {
     }
     if (this.#waiting > 0 && closed) {
       // Closing withdrew every queued wait (rare: a scan is fine).
-      for (const [token] of this.#queued()) this.#take(token)?.onWithdrawn()
+      for (const [token] of this.#queued()) this.#take(token)?.onWithdrawn(this.#owner)
     }
   }
 
@@ -211,16 +217,18 @@ export class Doorbell {
     // object of the same primitive in this thread: look it up globally.
     const wait = pending.get(token)
     if (wait === undefined) return
-    wait.doorbell!.#remove(token)
-    wait.onGrant()
+    const doorbell = wait.doorbell!
+    doorbell.#remove(token)
+    wait.onGrant(doorbell.#owner)
   }
 
   #refuse(token: number): void {
     const wait = pending.get(token)
     if (wait === undefined) return
-    wait.doorbell!.#remove(token)
-    if (wait.onRefused === undefined) wait.onWithdrawn()
-    else wait.onRefused()
+    const doorbell = wait.doorbell!
+    doorbell.#remove(token)
+    if (wait.onRefused === undefined) wait.onWithdrawn(doorbell.#owner)
+    else wait.onRefused(doorbell.#owner)
   }
 
   #listen(): void {

@@ -33,9 +33,11 @@ export interface LocalWait {
   /** Neighbours in the queue (`next` also chains waits being settled). */
   prev: LocalWait | undefined
   next: LocalWait | undefined
-  onGrant(): void
-  onWithdrawn(): void
-  onRefused(): void
+  // Each ending is told the semaphore's `owner` (the object the wait queued
+  // on), so a wait, of which thousands may be pending, need not keep it.
+  onGrant(owner: unknown): void
+  onWithdrawn(owner: unknown): void
+  onRefused(owner: unknown): void
 }
 
 /** What `NativeSemaphore.adopt` takes (but the triples), and the waits to queue there, in order. */
@@ -67,6 +69,8 @@ export class LocalSemaphore {
    * schedules eventual fairness allows.
    */
   fairness: Fairness = 'fifo'
+  /** The object this state backs (a `Semaphore`), handed to its waits as they end. */
+  owner: unknown = undefined
   #head: LocalWait | undefined = undefined
   #tail: LocalWait | undefined = undefined
   /** At least the largest weight queued (exact after a scan, 0 when empty): as the core's `heaviest`. */
@@ -226,7 +230,7 @@ export class LocalSemaphore {
     last!.next = undefined
     // If the head was refused, what was reserved for it goes on to the next.
     this.releaseLocked(0)
-    settle(refused, refuse)
+    settle(refused, refuse, this.owner)
   }
 
   /** Takes `wait` out of the queue, if it stands there; the caller then `releaseLocked(0)`s. */
@@ -247,7 +251,7 @@ export class LocalSemaphore {
     this.#heaviest = 0
     // What was reserved for the head goes back to the fast path.
     this.releaseLocked(0)
-    settle(withdrawn, withdraw)
+    settle(withdrawn, withdraw, this.owner)
   }
 
   /** Free permits (available and reserved for the head) minus those owed: `semValue`. */
@@ -286,7 +290,7 @@ export class LocalSemaphore {
     if (this.waiting === 0 && this.owed === 0) this.available += n
     if (granted === undefined) return
     last!.next = undefined
-    settle(granted, grant)
+    settle(granted, grant, this.owner)
   }
 
   /** The queued waits, in the order they are served (a copy). */
@@ -326,16 +330,16 @@ export class LocalSemaphore {
   }
 }
 
-const grant = (wait: LocalWait): void => wait.onGrant()
-const withdraw = (wait: LocalWait): void => wait.onWithdrawn()
-const refuse = (wait: LocalWait): void => wait.onRefused()
+const grant = (wait: LocalWait, owner: unknown): void => wait.onGrant(owner)
+const withdraw = (wait: LocalWait, owner: unknown): void => wait.onWithdrawn(owner)
+const refuse = (wait: LocalWait, owner: unknown): void => wait.onRefused(owner)
 
 /** Ends each wait of a chain linked by `next` (detached from any queue). */
-function settle(first: LocalWait | undefined, end: (wait: LocalWait) => void): void {
+function settle(first: LocalWait | undefined, end: (wait: LocalWait, owner: unknown) => void, owner: unknown): void {
   for (let wait = first; wait !== undefined; ) {
     const next = wait.next
     wait.next = undefined
-    end(wait)
+    end(wait, owner)
     wait = next
   }
 }

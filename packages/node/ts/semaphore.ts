@@ -295,6 +295,7 @@ export class Semaphore {
       local = new LocalSemaphore(permits, maxWaiters)
       local.fairness = validateFairness(fairness, 'options.fairness')
     }
+    local.owner = this
     this.#local = local
     this.#capacity = local.capacity
     this.#named = undefined
@@ -315,7 +316,7 @@ export class Semaphore {
       serve: native instanceof NativeSemaphore && native.fairness === 'eventual' ? () => semServe(fast) : undefined,
     }
     this.#queue = {
-      doorbell: new Doorbell(waitable, bells instanceof SharedArrayBuffer ? new Int32Array(bells) : bells),
+      doorbell: new Doorbell(waitable, bells instanceof SharedArrayBuffer ? new Int32Array(bells) : bells, this),
       withdraw: (token) => native.cancel(token),
     }
     return native
@@ -616,7 +617,7 @@ export class Semaphore {
     }
     if (outcome !== QUEUED) return Promise.reject(this.#refusal(outcome, weight))
     const wait =
-      granted === undefined ? new PendingAcquire(this, weight) : new HookedAcquire(this, weight, granted)
+      granted === undefined ? new PendingAcquire(weight) : new HookedAcquire(weight, granted)
     return this.#enqueue(wait, token, priority, local, signal, timeout, queued)
   }
 
@@ -719,12 +720,12 @@ export class Semaphore {
     }
     const { signal } = checked
     if (signal?.aborted) return Promise.reject(signal.reason)
-    const wait = new RunWait<T>(this, checked.weight, fn)
+    const wait: RunWait<T> = checked.weight === 1 ? new SinglePermitRun(fn) : new WeightedRun(checked.weight, fn)
     const gate = semaphoreAcquire.hasSubscribers && this.#published ? this.#tracedGate(wait, checked) : this.#gate(wait, checked)
     // `fn` runs from a reaction registered here, never synchronously in this
     // call nor in the releaser's: it keeps the caller's async context
     // (AsyncLocalStorage), as `await` did.
-    return gate.then(holding)
+    return gate.then(this.#holding ?? this.#makeHolding())
   }
 
   /**
@@ -743,10 +744,10 @@ export class Semaphore {
 
   /** `run` of one permit for sluice/compat/p-limit (see `internal.run`). */
   #runHooked<T>(fn: () => T | PromiseLike<T>, hooks: RunHooks): Promise<Awaited<T>> {
-    const wait = new HookedRun<T>(this, fn, hooks)
+    const wait = new HookedRun<T>(fn, hooks)
     const gate =
       semaphoreAcquire.hasSubscribers && this.#published ? this.#tracedGate(wait, kDefaultOptions) : this.#hookedGate(wait)
-    return gate.then(holding)
+    return gate.then(this.#holding ?? this.#makeHolding())
   }
 
   /** `#gate` of one permit, unprioritised, uncancellable but by `#cancel`, telling `wait.hooks`. */
@@ -830,6 +831,11 @@ export class Semaphore {
   #internals: SemaphoreInternals | undefined
   /** The end reactions of this semaphore's runs of one permit (see `RunWait.ends`), made on first use. */
   #runEnds: RunEnds | undefined
+  /**
+   * The reaction that runs this semaphore's granted runs (see `holding`),
+   * made on first use: one per semaphore, so a run's wait need not keep it.
+   */
+  #holding: Holding | undefined
 
   /**
    * What queued waits' times count from: a clock reading, and how many of
@@ -865,6 +871,10 @@ export class Semaphore {
     endWait = (semaphore, wait) => semaphore.#endWait(wait)
     runHooked = (semaphore, fn, hooks) => semaphore.#runHooked(fn, hooks)
     runEndsOf = (semaphore) => (semaphore.#runEnds ??= releasingEnds(semaphore, () => semaphore[kRelease](1)))
+  }
+
+  #makeHolding(): Holding {
+    return (this.#holding = (wait) => holding(this, wait))
   }
 
   /** Reads the capacity anew (it shrank or grew in some thread) and caches it. */
@@ -947,8 +957,12 @@ function disconnect(wait: object): void {
 abstract class SemaphoreWait<R> implements LocalWait, Wait {
   /** Settles the wait's promise; set by `#enqueue` (a rejected promise rejects it). */
   resolve: (value: R | PromiseLike<R>) => void = notQueued
-  protected readonly semaphore: Semaphore
-  readonly weight: number
+  /**
+   * Permits it asks for. A run of one permit (every p-limit call) answers
+   * from its class, so that wait, of which thousands may be pending, is a
+   * field (8 bytes) smaller.
+   */
+  abstract readonly weight: number
   /** Its priority while in a `LocalSemaphore` queue; its token once queued natively. */
   key = 0
   // Where it stands in a `LocalSemaphore` queue, while the semaphore is local.
@@ -966,13 +980,11 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
    */
   queuedAt = -1
 
-  constructor(semaphore: Semaphore, weight: number) {
-    this.semaphore = semaphore
-    this.weight = weight
-  }
-
-  /** The wait was granted: what it resolves with (a throw rejects it). */
-  protected abstract granted(): R
+  /**
+   * The wait was granted by `semaphore` (its queue hands it over: a wait
+   * keeps no reference to it): what it resolves with (a throw rejects it).
+   */
+  protected abstract granted(semaphore: Semaphore): R
 
   /** Rejects the wait's promise with `reason` exactly (no reject function kept). */
   fail(reason: unknown): void {
@@ -981,12 +993,12 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
     this.resolve(Promise.reject(reason))
   }
 
-  onGrant(): void {
+  onGrant(semaphore: Semaphore): void {
     disconnect(this)
-    metricsOf(this.semaphore).granted(endWait(this.semaphore, this))
+    metricsOf(semaphore).granted(endWait(semaphore, this))
     let value: R
     try {
-      value = this.granted()
+      value = this.granted(semaphore)
     } catch (error) {
       this.fail(error)
       return
@@ -994,17 +1006,17 @@ abstract class SemaphoreWait<R> implements LocalWait, Wait {
     this.resolve(value)
   }
 
-  onWithdrawn(): void {
+  onWithdrawn(semaphore: Semaphore): void {
     disconnect(this)
-    endWait(this.semaphore, this)
-    this.fail(this.semaphore[kInternals].closedError())
+    endWait(semaphore, this)
+    this.fail(semaphore[kInternals].closedError())
   }
 
-  onRefused(): void {
+  onRefused(semaphore: Semaphore): void {
     disconnect(this)
-    endWait(this.semaphore, this)
-    metricsOf(this.semaphore).refused()
-    this.fail(this.semaphore[kInternals].refusedError(this.weight))
+    endWait(semaphore, this)
+    metricsOf(semaphore).refused()
+    this.fail(semaphore[kInternals].refusedError(this.weight))
   }
 }
 
@@ -1019,8 +1031,15 @@ function captureResolve(resolve: (value: never) => void): void {
 
 /** A queued `acquire`: resolves with a `Permit` made at grant time. */
 class PendingAcquire extends SemaphoreWait<Permit> {
-  protected granted(): Permit {
-    return new Permit(this.semaphore, this.weight)
+  readonly weight: number
+
+  constructor(weight: number) {
+    super()
+    this.weight = weight
+  }
+
+  protected granted(semaphore: Semaphore): Permit {
+    return new Permit(semaphore, this.weight)
   }
 }
 
@@ -1028,13 +1047,13 @@ class PendingAcquire extends SemaphoreWait<Permit> {
 class HookedAcquire extends PendingAcquire {
   readonly #onGranted: (permit: Permit) => void
 
-  constructor(semaphore: Semaphore, weight: number, onGranted: (permit: Permit) => void) {
-    super(semaphore, weight)
+  constructor(weight: number, onGranted: (permit: Permit) => void) {
+    super(weight)
     this.#onGranted = onGranted
   }
 
-  protected override granted(): Permit {
-    const permit = super.granted()
+  protected override granted(semaphore: Semaphore): Permit {
+    const permit = super.granted(semaphore)
     this.#onGranted(permit)
     return permit
   }
@@ -1042,32 +1061,55 @@ class HookedAcquire extends PendingAcquire {
 
 /**
  * A queued or granted `run`: the wait and, once granted, the holder of its
- * permits, so a `run` costs no `Permit` and no async function frame.
+ * permits, so a `run` costs no `Permit` and no async function frame. Once
+ * granted it is handed to `holding` with its semaphore.
  */
-class RunWait<T> extends SemaphoreWait<RunWait<T>> {
+abstract class RunWait<T> extends SemaphoreWait<RunWait<T>> {
   readonly fn: () => T | PromiseLike<T>
 
-  constructor(semaphore: Semaphore, weight: number, fn: () => T | PromiseLike<T>) {
-    super(semaphore, weight)
+  constructor(fn: () => T | PromiseLike<T>) {
+    super()
     this.fn = fn
   }
 
-  /** Gives the permits back; `holding` calls it exactly once. */
-  release(): void {
-    this.semaphore[kRelease](this.weight)
+  /** Gives the permits back to `semaphore`; `holding` calls it exactly once. */
+  release(semaphore: Semaphore): void {
+    semaphore[kRelease](this.weight)
   }
 
-  /**
-   * Reactions that `release` and pass an outcome on. Runs of one permit
-   * share their semaphore's pair, so such a run whose `fn` returns a promise
-   * allocates no closures of its own; other weights get a pair of their own.
-   */
-  ends(): RunEnds {
-    return this.weight === 1 ? runEndsOf(this.semaphore) : releasingEnds(this.semaphore, () => this.release())
-  }
+  /** Reactions that `release` and pass an outcome on (see `holding`). */
+  abstract ends(semaphore: Semaphore): RunEnds
 
   protected granted(): RunWait<T> {
     return this
+  }
+}
+
+/**
+ * A `run` of one permit. It shares its semaphore's end reactions, so when
+ * its `fn` returns a promise it allocates no closures of its own.
+ */
+class SinglePermitRun<T> extends RunWait<T> {
+  get weight(): number {
+    return 1
+  }
+
+  ends(semaphore: Semaphore): RunEnds {
+    return runEndsOf(semaphore)
+  }
+}
+
+/** A `run` of more than one permit: end reactions of its own. */
+class WeightedRun<T> extends RunWait<T> {
+  readonly weight: number
+
+  constructor(weight: number, fn: () => T | PromiseLike<T>) {
+    super(fn)
+    this.weight = weight
+  }
+
+  ends(semaphore: Semaphore): RunEnds {
+    return releasingEnds(semaphore, () => this.release(semaphore))
   }
 }
 
@@ -1091,20 +1133,20 @@ export interface RunHooks {
 }
 
 /** A `run` of the compat p-limit: tells its hooks when it is granted and asks them how to end. */
-class HookedRun<T> extends RunWait<T> {
+class HookedRun<T> extends SinglePermitRun<T> {
   readonly hooks: RunHooks
 
-  constructor(semaphore: Semaphore, fn: () => T | PromiseLike<T>, hooks: RunHooks) {
-    super(semaphore, 1, fn)
+  constructor(fn: () => T | PromiseLike<T>, hooks: RunHooks) {
+    super(fn)
     this.hooks = hooks
   }
 
-  override release(): void {
-    endHooked(this.semaphore, this.hooks)
+  override release(semaphore: Semaphore): void {
+    endHooked(semaphore, this.hooks)
   }
 
-  override ends(): RunEnds {
-    const { semaphore, hooks } = this
+  override ends(semaphore: Semaphore): RunEnds {
+    const hooks = this.hooks
     const cached = hooks.ends
     if (cached?.semaphore === semaphore) return cached
     return (hooks.ends = releasingEnds(semaphore, () => endHooked(semaphore, hooks)))
@@ -1150,7 +1192,10 @@ function releasingEnds(semaphore: Semaphore, release: () => void): RunEnds {
  * once if it throws or returns a plain value, else when what it returned
  * settles (as `try { return await fn() } finally { release }`).
  */
-function holding<T>(wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
+/** `holding`, of one semaphore: what `run` registers on a wait's promise. */
+type Holding = <T>(wait: RunWait<T>) => Awaited<T> | Promise<Awaited<T>>
+
+function holding<T>(semaphore: Semaphore, wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
   let result: T | PromiseLike<T>
   // Called as `fn()`, with no `this` (not the internal wait), as the
   // `try { return await fn() }` it stands for would.
@@ -1158,14 +1203,14 @@ function holding<T>(wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
   try {
     result = fn()
   } catch (error) {
-    wait.release()
+    wait.release(semaphore)
     throw error
   }
   if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
-    wait.release()
+    wait.release(semaphore)
     return result as Awaited<T>
   }
-  const ends = wait.ends()
+  const ends = wait.ends(semaphore)
   return Promise.resolve(result).then(ends.value, ends.error) as Promise<Awaited<T>>
 }
 
