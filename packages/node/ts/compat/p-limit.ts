@@ -125,8 +125,10 @@ export default function pLimit(options: number | Options): LimitFunction {
     fn: (...arguments_: Arguments) => PromiseLike<R> | R,
     ...arguments_: Arguments
   ): Promise<R> =>
-    // Without arguments `fn` itself is run (called with no `this`, as here): no closure per call.
-    internal.run(limiter, arguments_.length === 0 ? (fn as () => PromiseLike<R> | R) : () => fn(...arguments_), hooks) as Promise<R>
+    // Without arguments `fn` itself is run (called with no `this`, as here):
+    // no closure per call, and no context either (the closure is made in
+    // a function of its own, so this one captures nothing per call).
+    internal.run(limiter, arguments_.length === 0 ? (fn as () => PromiseLike<R> | R) : applying(fn, arguments_), hooks) as Promise<R>
 
   Object.defineProperties(generator, {
     activeCount: { get: () => activeCount },
@@ -168,6 +170,11 @@ export default function pLimit(options: number | Options): LimitFunction {
     },
   })
   return generator as LimitFunction
+}
+
+/** `fn` called with `arguments_`, as a function of no arguments. */
+function applying<Arguments extends unknown[], R>(fn: (...arguments_: Arguments) => R, arguments_: Arguments): () => R {
+  return () => fn(...arguments_)
 }
 
 /** `fn` wrapped so that calls run under a limit of their own (p-limit's `limitFunction`). */
