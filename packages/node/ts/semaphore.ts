@@ -947,12 +947,13 @@ function disconnect(wait: object): void {
 }
 
 /**
- * A queued wait for permits of `semaphore`: how a close or a refusal ends it
+ * A queued wait for permits of a semaphore: how a close or a refusal ends it
  * (the same for `acquire` and `run`); subclasses say what a grant delivers.
  * One object per wait, and a small one: thousands may be pending. It keeps
  * its promise's `resolve` only (a rejection resolves with a rejected
- * promise), its signal and timer beside it (`disconnects`), and one number
- * that is its priority while queued locally and its token once native.
+ * promise), its signal and timer beside it (`disconnects`), one number that
+ * is its priority while queued locally and its token once native, and not
+ * its semaphore: the queue that ends it says which.
  */
 abstract class SemaphoreWait<R> implements LocalWait, Wait {
   /** Settles the wait's promise; set by `#enqueue` (a rejected promise rejects it). */
