@@ -27,6 +27,16 @@
 //! slot's `Acquire` stamp and the claiming CAS decide. `len`, `is_empty` and
 //! `is_full` use `SeqCst` loads so that, taken alone, they see a head and a
 //! tail from one moment of the claims' total order.
+//!
+//! `push` and `pop` are split in two: an `#[inline]` first attempt (one
+//! claim, taken when the slot is ready and the CAS succeeds, as it is
+//! whenever no other thread is at the same end) and a `#[cold]` out-of-line
+//! loop for everything else (full, empty, a lost race, a slot mid-way
+//! through another thread's step), which starts over from a fresh position.
+//! Inlined whole, the loop with its backoff was too large for the compiler to
+//! inline `pop` into its caller: the call then pushed a return address and
+//! five saved registers, stores that the next locked instruction (the claim's
+//! CAS) has to wait for: 10.4-10.9 ns a push+pop before, 9.6-9.9 after.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -189,7 +199,37 @@ impl<T> ArrayQueue<T> {
     /// # Errors
     ///
     /// `Err(value)` when the queue is full.
+    #[inline]
     pub fn push(&self, value: T) -> Result<(), T> {
+        // The common case, one claim that succeeds, inlined into the caller;
+        // every other case (full, a lost race, a slot not yet freed) goes to
+        // `push_slow`, which starts over with a fresh `tail`.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let slot = self.slot(tail);
+        let next = self.advance(tail);
+        // Acquire, SeqCst: as in `push_slow`.
+        if slot.stamp.load(Ordering::Acquire) == tail
+            && self
+                .tail
+                .compare_exchange_weak(tail, next, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            // SAFETY: as in `push_slow`: the CAS made us the slot's only owner
+            // until the stamp store, and the slot is empty.
+            slot.value
+                .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+            // Release: pairs with the Acquire load in `pop`.
+            slot.stamp.store(tail + 1, Ordering::Release);
+            return Ok(());
+        }
+        self.push_slow(value)
+    }
+
+    /// `push`'s loop: claims a position, or reports the queue full, waiting
+    /// out other producers and consumers that are mid-way through a slot.
+    #[cold]
+    #[inline(never)]
+    fn push_slow(&self, value: T) -> Result<(), T> {
         let mut backoff = Backoff::new();
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
@@ -247,7 +287,34 @@ impl<T> ArrayQueue<T> {
     }
 
     /// Removes the oldest value, or returns `None` if the queue is empty.
+    #[inline]
     pub fn pop(&self) -> Option<T> {
+        // As in `push`: one claim inlined, everything else in `pop_slow`.
+        let head = self.head.load(Ordering::Relaxed);
+        let slot = self.slot(head);
+        let next = self.advance(head);
+        // Acquire, SeqCst: as in `pop_slow`.
+        if slot.stamp.load(Ordering::Acquire) == head + 1
+            && self
+                .head
+                .compare_exchange_weak(head, next, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            // SAFETY: as in `pop_slow`: the CAS made us the slot's only owner
+            // until the stamp store, and the stamp said it holds a value.
+            let value = slot.value.with_mut(|cell| unsafe { cell.read().assume_init() });
+            // Release: pairs with the Acquire load in `push` of the next lap.
+            slot.stamp.store(head.wrapping_add(self.one_lap), Ordering::Release);
+            return Some(value);
+        }
+        self.pop_slow()
+    }
+
+    /// `pop`'s loop: claims a position, or reports the queue empty, waiting
+    /// out producers and consumers that are mid-way through a slot.
+    #[cold]
+    #[inline(never)]
+    fn pop_slow(&self) -> Option<T> {
         let mut backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
