@@ -102,6 +102,7 @@ const targets = [
   { scenario: 13, suite: /^await acquire \+ release/, ours: 'sluice', other: 'pure-JS baseline', atLeast: 1 },
   { scenario: 13, suite: /^channel 1 -> 1 workers, 64 B/, ours: 'sluice', other: 'SAB ring baseline', atLeast: 1 },
   { scenario: 13, suite: /^cross-thread messages/, ours: 'sluice, batches of 256', other: 'MessagePort, batches of 256', atLeast: 1 },
+  { scenario: 13, suite: /^memory per pending waiter/, ours: 'sluice', atMost: 400, what: 'JS heap per pending waiter <= 400 B' },
   { scenario: 14.1, suite: /^tryTake, one hot key, every take allowed/, ours: 'sluice', other: 'rate-limiter-flexible', atLeast: 2 },
   { scenario: 14.1, suite: /^tryTake, one hot key, every take allowed/, ours: 'sluice', other: 'pure-JS baseline', atLeast: 1 },
   { scenario: 14.1, suite: /^tryTake, one hot key, every take refused/, ours: 'sluice', other: 'rate-limiter-flexible', atLeast: 2 },
@@ -156,7 +157,10 @@ function targetsTable() {
     }
     const other = find(target.other)
     const ratio = other ? score(ours) / score(other) : NaN
-    out.push(`| ${target.scenario} | ${label} | ${ratio.toFixed(2)}x | ${ratio >= target.atLeast ? 'yes' : '**no**'} |`)
+    const met = ratio >= target.atLeast
+    // A third decimal where two would round onto the other side of the bound (0.495 shown as 0.50, not met).
+    const shown = Number(ratio.toFixed(2)) >= target.atLeast === met ? ratio.toFixed(2) : ratio.toFixed(3)
+    out.push(`| ${target.scenario} | ${label} | ${shown}x | ${met ? 'yes' : '**no**'} |`)
   }
   return out
 }
