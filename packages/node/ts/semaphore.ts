@@ -1188,14 +1188,14 @@ function releasingEnds(semaphore: Semaphore, release: () => void): RunEnds {
   }
 }
 
+/** `holding`, of one semaphore: what `run` registers on a wait's promise. */
+type Holding = <T>(wait: RunWait<T>) => Awaited<T> | Promise<Awaited<T>>
+
 /**
  * Runs a granted `run`'s `fn` and releases its permits however it ends: at
  * once if it throws or returns a plain value, else when what it returned
  * settles (as `try { return await fn() } finally { release }`).
  */
-/** `holding`, of one semaphore: what `run` registers on a wait's promise. */
-type Holding = <T>(wait: RunWait<T>) => Awaited<T> | Promise<Awaited<T>>
-
 function holding<T>(semaphore: Semaphore, wait: RunWait<T>): Awaited<T> | Promise<Awaited<T>> {
   let result: T | PromiseLike<T>
   // Called as `fn()`, with no `this` (not the internal wait), as the
