@@ -68,4 +68,35 @@ describe('fault injection', () => {
     expect(native.length).toBe(0)
     expect(binding.chanSendMany(handle, [1, 2, 3, 4, 5])[0]).toBe(4)
   })
+
+  it('the raw closed calls answer what the closed getters do, and refuse a value that is not their handle', () => {
+    // Doorbells read `closed` through these on every collect, before taking
+    // grants: a wrong answer would withdraw granted waits or keep withdrawn ones.
+    const binding = createRequire(import.meta.url)('../packages/node/binding.js')
+    const semaphore = new binding.NativeSemaphore(2)
+    const channel = new binding.NativeChannel(2)
+    const semaphoreHandle = semaphore.fastHandle()
+    const channelHandle = channel.fastHandle()
+    expect([binding.semClosed(semaphoreHandle), binding.chanClosed(channelHandle)]).toEqual([false, false])
+    semaphore.close()
+    expect([binding.semClosed(semaphoreHandle), semaphore.closed]).toEqual([true, true])
+    expect(binding.chanClosed(channelHandle)).toBe(false)
+    channel.close()
+    expect([binding.chanClosed(channelHandle), channel.closed]).toEqual([true, true])
+    for (const value of [undefined, {}, 1, channelHandle]) expect(() => binding.semClosed(value)).toThrow(TypeError)
+    for (const value of [undefined, {}, 1, semaphoreHandle]) expect(() => binding.chanClosed(value)).toThrow(TypeError)
+  })
+
+  it('a shared semaphore or channel closed through one object reads closed through another of the same thread', () => {
+    const sem = new Semaphore(1)
+    const other = Semaphore.from(sem.handle)
+    expect(other.closed).toBe(false)
+    sem.close()
+    expect(other.closed).toBe(true)
+    const ch = new Channel<number>({ capacity: 1, codec: 'number' })
+    const otherChannel = Channel.from<number>(ch.handle)
+    expect(otherChannel.closed).toBe(false)
+    ch.close()
+    expect(otherChannel.closed).toBe(true)
+  })
 })

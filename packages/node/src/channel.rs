@@ -131,7 +131,7 @@ impl NativeChannel {
 
 attached_class!(NativeChannel, ChannelCore, "channel", slot);
 
-pub(crate) const RAW: [(&CStr, sys::napi_callback); 11] = [
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 12] = [
     (c"chanSendNumbers", entry!(send_numbers)),
     (c"chanRecvNumbers", entry!(recv_numbers)),
     (c"chanTakeGranted", entry!(take_granted)),
@@ -143,6 +143,7 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 11] = [
     (c"chanRecvMany", entry!(recv_many)),
     (c"chanQueueRecv", entry!(queue_recv)),
     (c"chanPopHeld", entry!(pop_held)),
+    (c"chanClosed", entry!(closed)),
 ];
 
 /// Settle entries for receivers' waits (on `items`) that a send granted.
@@ -315,6 +316,12 @@ fn pop_held(env: napi_env, attachment: &ChannelAttachment, slab: Option<Slab>) -
     let mut out = Vec::new();
     senders_woken(attachment, woken, &mut out);
     received(env, message, out, slab.as_ref())
+}
+
+/// `chanClosed(handle) -> boolean`: the `closed` getter as a raw call, for
+/// the doorbell's every collect (see `semClosed`).
+fn closed(env: napi_env, attachment: &ChannelAttachment) -> napi_value {
+    raw::boolean(env, attachment.shared.primitive.is_closed())
 }
 
 /// `chanTakeGranted(handle) -> tokens | null`: this thread's send and receive

@@ -373,6 +373,11 @@ pub(crate) fn take_granted(env: napi_env, owner: &NamedOwner) -> napi_value {
     }
 }
 
+/// `semClosed` on a named semaphore.
+pub(crate) fn closed(owner: &NamedOwner) -> bool {
+    owner.semaphore.closed()
+}
+
 /// `semValue` on a named semaphore: the free permits (nothing is owed).
 pub(crate) fn value(env: napi_env, owner: &NamedOwner) -> napi_value {
     raw::number(env, owner.semaphore.available() as f64)

@@ -415,6 +415,13 @@ pub(crate) fn code(env: napi_env, value: u32) -> napi_value {
     result
 }
 
+pub(crate) fn boolean(env: napi_env, value: bool) -> napi_value {
+    let mut result = ptr::null_mut();
+    // SAFETY: as above.
+    unsafe { sys::napi_get_boolean(env, value, &mut result) };
+    result
+}
+
 pub(crate) fn null(env: napi_env) -> napi_value {
     let mut result = ptr::null_mut();
     // SAFETY: as above.

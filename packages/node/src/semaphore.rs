@@ -292,13 +292,14 @@ impl NativeSemaphore {
 
 attached_class!(NativeSemaphore, Semaphore, "semaphore", slot);
 
-pub(crate) const RAW: [(&CStr, sys::napi_callback); 6] = [
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 7] = [
     (c"semTryAcquire", entry!(try_acquire)),
     (c"semAcquire", entry!(acquire)),
     (c"semRelease", entry!(release)),
     (c"semTakeGranted", entry!(take_granted)),
     (c"semServe", entry!(serve)),
     (c"semValue", entry!(value)),
+    (c"semClosed", entry!(closed)),
 ];
 
 /// `core`, eventually fair if asked (`FAIR_AFTER_NANOS` on `FairnessClock`):
@@ -383,6 +384,17 @@ fn value(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
     let core = &attachment.shared.primitive;
     let free = core.available() + core.reserved_for_head();
     raw::number(env, free as f64 - core.owed() as f64)
+}
+
+/// `semClosed(handle) -> boolean`: the `closed` getter as a raw call. A
+/// thread's doorbell reads it on every collect (twice per wait at least),
+/// where the getter, a napi-rs method, cost ~380 ns against ~75.
+fn closed(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
+    let closed = match semaphore {
+        SemaphoreArg::Local(attachment) => attachment.shared.primitive.is_closed(),
+        SemaphoreArg::Named(owner) => named::closed(owner),
+    };
+    raw::boolean(env, closed)
 }
 
 /// `semTryAcquire(handle, n) -> 0 | 1 | 2 | 4` (not now, acquired, closed,

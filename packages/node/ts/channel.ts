@@ -17,6 +17,7 @@ import {
   chanSendMany,
   chanSendNumbers,
   chanTakeGranted,
+  chanClosed,
   CLOSED,
   DONE,
   DOORBELL_SLOTS,
@@ -122,7 +123,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const native = this.#native
     this.#capacity = native.capacity
     const fast = (this.#fast = native.fastHandle() as FastHandle)
-    const waitable = { slot: native.slot, takeGranted: () => chanTakeGranted(fast), isClosed: () => native.closed }
+    const waitable = { slot: native.slot, takeGranted: () => chanTakeGranted(fast), isClosed: () => chanClosed(fast) }
     this.#queue = {
       doorbell: new Doorbell(waitable, new Int32Array(this.#bells)),
       withdraw: (token) => native.cancel(token),
@@ -181,7 +182,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   /** Whether `close` has run, in any thread. */
   get closed(): boolean {
-    return this.#native.closed
+    return chanClosed(this.#fast)
   }
 
   /**

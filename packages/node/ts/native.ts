@@ -37,6 +37,8 @@ interface RawCalls {
   semServe(handle: FastHandle): WakeList
   /** Free permits (available and reserved for the head) minus those owed. */
   semValue(handle: FastHandle): number
+  /** Whether the semaphore was closed (the `closed` getter, at a raw call's cost). */
+  semClosed(handle: FastHandle): boolean
   bucketTryTake(handle: FastHandle, n: number): Outcome
   /** Reserves `n` tokens; returns the nanoseconds to wait (0: taken now). */
   bucketReserve(handle: FastHandle, n: number, token: number): number
@@ -83,6 +85,8 @@ interface RawCalls {
   chanPopHeld(handle: FastHandle): Received | null
   chanPopHeld(handle: FastHandle, slab: ArrayBuffer, at: number): Received | SlabReceived | null
   chanTakeGranted(handle: FastHandle): number[] | null
+  /** Whether the channel was closed (the `closed` getter, at a raw call's cost). */
+  chanClosed(handle: FastHandle): boolean
   /** Sends numbers from the front while there is room: `[sent, ...wakeList]`, or CLOSED. */
   chanSendNumbers(handle: FastHandle, numbers: Float64Array): number[] | typeof CLOSED
   /** Fills `out` from the front: a count, `[count, ...wakeList]`, or null if closed and drained. */
@@ -160,11 +164,11 @@ function isInstalled(name: string): boolean {
 }
 
 const raw = binding as unknown as RawCalls
-export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semServe, semValue } = raw
+export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semServe, semValue, semClosed } = raw
 export const { bucketTryTake, bucketReserve, bucketRedeem, bucketCancel } = raw
 export const { limiterTryTake, limiterPeek, limiterReserve, limiterRedeem, limiterCancel, limiterReset } = raw
 export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
-export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted } = raw
+export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted, chanClosed } = raw
 export const { chanSendNumbers, chanRecvNumbers } = raw
 export const NativeSemaphore = binding.NativeSemaphore
 export type NativeSemaphore = Binding.NativeSemaphore

@@ -19,6 +19,7 @@ import {
   semTakeGranted,
   semTryAcquire,
   semValue,
+  semClosed,
   type FastHandle,
   type Outcome,
 } from './native.js'
@@ -311,7 +312,7 @@ export class Semaphore {
     const waitable = {
       slot: native.slot,
       takeGranted: () => semTakeGranted(fast),
-      isClosed: () => native.closed,
+      isClosed: () => semClosed(fast),
       // Eventual fairness: a ring may be a nudge to serve the permits parked for newcomers.
       serve: native instanceof NativeSemaphore && native.fairness === 'eventual' ? () => semServe(fast) : undefined,
     }
@@ -500,7 +501,7 @@ export class Semaphore {
 
   /** Whether `close` has run, in any thread. */
   get closed(): boolean {
-    return this.#local !== undefined ? this.#local.closed : this.#native!.closed
+    return this.#local !== undefined ? this.#local.closed : semClosed(this.#fast!)
   }
 
   /**
