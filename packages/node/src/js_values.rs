@@ -206,7 +206,7 @@ impl Slab {
         let mut offset = 0.0;
         // SAFETY: `at` is a value of this call; the out-pointer is valid.
         let ok = unsafe { sys::napi_get_value_double(env, at, &mut offset) } == Status::napi_ok;
-        let in_range = offset.fract() == 0.0 && offset >= SLAB_HEADER_BYTES as f64 && offset <= len as f64;
+        let in_range = raw::is_whole(offset) && offset >= SLAB_HEADER_BYTES as f64 && offset <= len as f64;
         // The header is written as a u32: the data must be aligned for it
         // (an ArrayBuffer's always is).
         let aligned = (data as usize).is_multiple_of(std::mem::align_of::<u32>());
