@@ -2,8 +2,9 @@
 // half-way. After each, the other threads carry on and everything is back.
 import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
-import { Channel, Mutex, Semaphore, type Codec } from 'sluice'
+import { Channel, ClosedError, Mutex, Semaphore, type Codec } from 'sluice'
 import { eventually, nextMessage, runWorker } from './helpers.js'
+import { segmentDir } from './named-support.js'
 
 describe('fault injection', () => {
   it('a worker that calls process.exit() while holding permits gives them back', async () => {
@@ -98,5 +99,24 @@ describe('fault injection', () => {
     expect(otherChannel.closed).toBe(false)
     ch.close()
     expect(otherChannel.closed).toBe(true)
+  })
+
+  it('a named semaphore reads closed through the raw call, and its close withdraws the waits of this thread', async () => {
+    // `semClosed` on a named semaphore's handle takes its own branch: the
+    // getter and the doorbell's collect (which withdraws the wait) read it.
+    const { dir, remove } = segmentDir()
+    try {
+      const sem = Semaphore.open('faults-closed', { permits: 1, dir })
+      const held = sem.tryAcquire()
+      expect(held).toBeDefined()
+      const waiting = sem.acquire()
+      expect(sem.closed).toBe(false)
+      sem.close()
+      expect(sem.closed).toBe(true)
+      await expect(waiting).rejects.toBeInstanceOf(ClosedError)
+      held!.release()
+    } finally {
+      remove()
+    }
   })
 })

@@ -276,10 +276,7 @@ unsafe fn copy_to_view(
 pub(crate) fn deliver(env: napi_env, message: Message, slab: Option<&Slab>) -> napi_value {
     if let (Message::Bytes(bytes), Some(slab)) = (&message, slab) {
         if slab.place(bytes) {
-            let mut result = ptr::null_mut();
-            // SAFETY: `env` is live; `result` is a valid out-pointer.
-            unsafe { sys::napi_get_boolean(env, true, &mut result) };
-            return result;
+            return raw::boolean(env, true);
         }
     }
     message_value(env, message)
