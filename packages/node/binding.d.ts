@@ -173,10 +173,10 @@ export declare class NativeSemaphore {
    * absent. `available`: how many of the `permits` start free (all if
    * absent); the rest are held by nobody until `releaseUnowned` frees them.
    * `owed`: permits owed besides (`Semaphore::with_owed`, a value below
-   * zero); only with `available` 0. `eventual`: eventually fair instead
-   * of FIFO (`Semaphore::with_eventual_fairness`, see `fairness_of`).
+   * zero); only with `available` 0. `fairness`: `'fifo'` (the default),
+   * `'eventual'` or `'eventual-head'` (see `fairness_of`).
    */
-  constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null, owed?: number | undefined | null, eventual?: boolean | undefined | null)
+  constructor(permits: number, maxWaiters?: number | undefined | null, available?: number | undefined | null, owed?: number | undefined | null, fairness?: string | undefined | null)
   /**
    * A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
    * moved into shared memory with this thread attached: `capacity`
@@ -184,15 +184,18 @@ export declare class NativeSemaphore {
    * (the rest by nobody), and this thread's queued waits, `waits` as
    * `[token, permits, priority, ...]` in the order they are served, with
    * `reservedForHead` permits set aside for the first. Their grants then
-   * reach this thread's doorbell as any wait's do. `eventual`: as in the
+   * reach this thread's doorbell as any wait's do. `fairness`: as in the
    * constructor (a semaphore kept in JavaScript is FIFO, which is also a
    * valid eventually fair schedule, and switches mode here).
    */
-  static adopt(capacity: number, maxWaiters: number | undefined | null, available: number, owed: number, held: number, reservedForHead: number, waits: Array<number>, eventual?: boolean | undefined | null): NativeSemaphore
+  static adopt(capacity: number, maxWaiters: number | undefined | null, available: number, owed: number, held: number, reservedForHead: number, waits: Array<number>, fairness?: string | undefined | null): NativeSemaphore
   get capacity(): number
   get available(): number
   get waiting(): number
-  /** `'fifo'` or `'eventual'`: what `Semaphore.from(handle)` adopts. */
+  /**
+   * `'fifo'`, `'eventual'` or `'eventual-head'`: what
+   * `Semaphore.from(handle)` adopts.
+   */
   get fairness(): string
   get closed(): boolean
   /** Permits this thread holds. */

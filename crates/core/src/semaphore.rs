@@ -68,6 +68,17 @@
 //!   first, the head stays queued where it was, with its original
 //!   `queued_at`.
 //!
+//! Made with [`with_eventual_head_fairness`](Semaphore::with_eventual_head_fairness)
+//! ([`Fairness::EventualHead`]), a wait's patience counts from the head
+//! instead: it is queued with `queued_at` unset (`UNSEEN`), and the first
+//! release that finds it standing first sets it to that release's time.
+//! Counted from queueing, hand-offs come in chains under contention: the
+//! next head has waited about as long as the last one, is due at once, and
+//! every release hands the permit to a sleeping thread. Counted from the
+//! head, each head in turn may be passed over for `fair_after`. The count
+//! starts at a release, not when the wait comes first, because only a
+//! release can pass it over.
+//!
 //! So in this mode only, the fast path may take permits while `QUEUED` is
 //! set: the second invariant below becomes "while `QUEUED` is set, the permit
 //! count in `state` holds only parked permits, and then `nudged` is set".
@@ -82,7 +93,8 @@
 //! through the lock, where it checks the head's age. So once the head is
 //! due, at most the permits parked before that can still be barged for, each
 //! barger's release hands off, and no waiter waits more than `fair_after`
-//! plus one hold time plus one wake-up beyond its FIFO turn. The wake-up is
+//! plus one hold time plus one wake-up beyond its FIFO turn (counting from
+//! the head: once it stands first; the k-th in line up to k times that). The wake-up is
 //! of its own thread: permits are parked only for the nudged owner's waits,
 //! so no other owner's grant depends on that thread's turn. A FIFO schedule
 //! is also an eventually fair one, which is why a semaphore kept by one
@@ -127,8 +139,11 @@ pub enum Fairness {
     #[default]
     Fifo,
     /// Newcomers may take released permits while the head has waited less
-    /// than `fair_after`; see the module docs.
+    /// than `fair_after` since it was queued; see the module docs.
     Eventual,
+    /// As `Eventual`, but the head's `fair_after` counts from the first
+    /// release that finds it standing first; see the module docs.
+    EventualHead,
 }
 
 /// What an eventually fair semaphore needs: its clock and its patience.
@@ -136,7 +151,15 @@ struct Eventual {
     clock: Arc<dyn Clock>,
     /// Nanoseconds the head may wait before releases hand off to it.
     fair_after: u64,
+    /// Whether a wait's `fair_after` counts from the first release that
+    /// finds it standing first (`Fairness::EventualHead`) rather than from
+    /// when it was queued.
+    from_head: bool,
 }
+
+/// `Waiter::queued_at` of a wait no release has found first in line yet
+/// (`Fairness::EventualHead`).
+const UNSEEN: u64 = u64::MAX;
 
 /// Bit 0 of `state`: waiters are queued or permits owed; the fast paths are closed.
 const QUEUED: usize = 1;
@@ -414,22 +437,65 @@ impl Semaphore {
     /// assert_eq!(sem.take_granted(7).len(), 1);
     /// ```
     pub fn with_eventual_fairness(mut self, clock: Arc<dyn Clock>, fair_after: u64) -> Self {
-        self.eventual = Some(Eventual { clock, fair_after });
+        self.eventual = Some(Eventual {
+            clock,
+            fair_after,
+            from_head: false,
+        });
+        self
+    }
+
+    /// Like [`with_eventual_fairness`](Self::with_eventual_fairness), but a
+    /// wait's `fair_after` counts from the first release that finds it
+    /// standing first, not from when it was queued
+    /// ([`Fairness::EventualHead`], see the module docs): each head in turn
+    /// may be passed over for `fair_after`, so a wait k-th in line may be
+    /// passed over for about k times that in all. Fewer hand-offs to a
+    /// sleeping thread, more throughput under contention.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sluice_core::{FakeClock, Semaphore};
+    ///
+    /// let clock = Arc::new(FakeClock::new(0));
+    /// let sem = Semaphore::new(1).with_eventual_head_fairness(clock.clone(), 100);
+    /// assert!(sem.try_acquire(1).is_ok());
+    /// sem.acquire(1, 7, 1).unwrap();
+    /// clock.advance(1_000); // queued long ago, but no release has seen it first
+    /// assert_eq!(sem.release(1), Ok(vec![7])); // a nudge: the permit is parked
+    /// assert!(sem.try_acquire(1).is_ok()); // and a newcomer barges
+    /// clock.advance(100);
+    /// assert_eq!(sem.release(1), Ok(vec![7])); // due now: handed off
+    /// assert_eq!(sem.take_granted(7).len(), 1);
+    /// ```
+    pub fn with_eventual_head_fairness(mut self, clock: Arc<dyn Clock>, fair_after: u64) -> Self {
+        self.eventual = Some(Eventual {
+            clock,
+            fair_after,
+            from_head: true,
+        });
         self
     }
 
     /// Whether this semaphore is FIFO or eventually fair.
     pub fn fairness(&self) -> Fairness {
-        if self.eventual.is_some() {
-            Fairness::Eventual
-        } else {
-            Fairness::Fifo
+        match &self.eventual {
+            None => Fairness::Fifo,
+            Some(Eventual { from_head: false, .. }) => Fairness::Eventual,
+            Some(Eventual { from_head: true, .. }) => Fairness::EventualHead,
         }
     }
 
-    /// The time a wait queued now records: the clock's, or 0 in FIFO mode.
-    fn now(&self) -> u64 {
-        self.eventual.as_ref().map_or(0, |eventual| eventual.clock.now())
+    /// The `queued_at` a wait queued now records: the clock's time, 0 in
+    /// FIFO mode, or `UNSEEN` when it counts from the head.
+    fn queued_at(&self) -> u64 {
+        match &self.eventual {
+            None => 0,
+            Some(Eventual { from_head: true, .. }) => UNSEEN,
+            Some(eventual) => eventual.clock.now(),
+        }
     }
 
     /// Eventual mode, called by a nudged owner (see the module docs): hands
@@ -574,7 +640,7 @@ impl Semaphore {
         }
         // Their age elsewhere is on another clock: they count from now, which
         // can only delay their hand-off by one `fair_after`.
-        let now = self.now();
+        let now = self.queued_at();
         for &(token, needed, priority) in waits {
             queue.waiters.insert(Waiter {
                 key: (owner, token),
@@ -823,7 +889,7 @@ impl Semaphore {
             key: (owner, token),
             needed: n,
             priority,
-            queued_at: self.now(),
+            queued_at: self.queued_at(),
         });
         self.waiting.store(queue.waiters.len(), Ordering::Relaxed);
         Ok(Acquire::Queued)
@@ -876,7 +942,7 @@ impl Semaphore {
         if self.available() + queue.reserved_for_head + n > capacity {
             return Err(ReleaseError { released: n, capacity });
         }
-        if let Some(head_owner) = self.young_head(&queue) {
+        if let Some(head_owner) = self.young_head(&mut queue) {
             // Eventual mode, the head not due yet. One nudge at a time: the
             // owner nudged serves whatever is parked when it runs. So park
             // only if every wait the parked permits would grant (with those
@@ -908,13 +974,19 @@ impl Semaphore {
     /// Eventual mode only: the owner of the head of the queue if it has
     /// waited less than `fair_after` and nothing is owed (a debt is paid
     /// first, never parked), so that a release may park its permits.
-    fn young_head(&self, queue: &Queue) -> Option<Owner> {
+    /// Counting from the head, a head no release has seen yet starts its
+    /// count now.
+    fn young_head(&self, queue: &mut Queue) -> Option<Owner> {
         let eventual = self.eventual.as_ref()?;
         if self.owed.load(Ordering::Relaxed) > 0 {
             return None;
         }
-        let head = queue.waiters.front()?;
-        let waited = eventual.clock.now().saturating_sub(head.queued_at);
+        let head = queue.waiters.front_mut()?;
+        let now = eventual.clock.now();
+        if head.queued_at == UNSEEN {
+            head.queued_at = now;
+        }
+        let waited = now.saturating_sub(head.queued_at);
         (waited < eventual.fair_after).then_some(head.key.0)
     }
 

@@ -39,9 +39,11 @@ pub(crate) struct Waiter<K> {
     /// Where it stands: after every wait of its priority or higher, before
     /// every lower one (`insert` reads it).
     pub(crate) priority: i32,
-    /// When it was queued, on the semaphore's clock (nanoseconds; 0 without
-    /// one): an eventually fair semaphore hands off to the head once it has
-    /// waited long enough. The queue itself never reads it.
+    /// When its wait began to count, on the semaphore's clock (nanoseconds;
+    /// 0 without one): when it was queued, or, counting from the head, when a
+    /// release first found it standing first (`UNSEEN` until then). An
+    /// eventually fair semaphore hands off to the head once it has waited
+    /// long enough. The queue itself never reads it.
     pub(crate) queued_at: u64,
 }
 
@@ -99,6 +101,14 @@ impl<K: Copy + Eq + Hash> WaitQueue<K> {
     /// The wait served next, if any.
     pub(crate) fn front(&self) -> Option<&Waiter<K>> {
         match self.entries.get(self.head as usize)? {
+            Entry::Occupied { waiter, .. } => Some(waiter),
+            Entry::Vacant { .. } => unreachable!("head points at a vacant entry"),
+        }
+    }
+
+    /// The wait that stands first, to change its `queued_at`.
+    pub(crate) fn front_mut(&mut self) -> Option<&mut Waiter<K>> {
+        match self.entries.get_mut(self.head as usize)? {
             Entry::Occupied { waiter, .. } => Some(waiter),
             Entry::Vacant { .. } => unreachable!("head points at a vacant entry"),
         }

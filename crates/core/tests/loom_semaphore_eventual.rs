@@ -12,7 +12,12 @@ const HEAD: u32 = 1;
 
 /// One permit, held by the caller; `HEAD` queued at time 0.
 fn contended(clock: &std::sync::Arc<FakeClock>) -> Arc<Semaphore> {
-    let sem = Arc::new(Semaphore::new(1).with_eventual_fairness(clock.clone(), FAIR_AFTER));
+    held_with_head_queued(Semaphore::new(1).with_eventual_fairness(clock.clone(), FAIR_AFTER))
+}
+
+/// `sem`'s one permit held by the caller, `HEAD` queued.
+fn held_with_head_queued(sem: Semaphore) -> Arc<Semaphore> {
+    let sem = Arc::new(sem);
     sem.try_acquire(1).unwrap();
     assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
     sem
@@ -32,37 +37,54 @@ fn serve_and_collect(sem: &Semaphore) -> usize {
 fn young_head_barger_and_nudged_head_conserve_the_permit() {
     loom::model(|| {
         let clock = std::sync::Arc::new(FakeClock::new(0));
-        let sem = contended(&clock);
-        let releaser = {
-            let sem = sem.clone();
-            thread::spawn(move || sem.release(1).unwrap())
-        };
-        let barger = {
-            let sem = sem.clone();
-            thread::spawn(move || {
-                if sem.try_acquire(1).is_ok() {
-                    sem.release(1).unwrap();
-                }
-            })
-        };
-        let head = {
-            let sem = sem.clone();
-            thread::spawn(move || serve_and_collect(&sem))
-        };
-        releaser.join().unwrap();
-        barger.join().unwrap();
-        let mut granted = head.join().unwrap();
-        if granted == 0 {
-            // Still queued: the permit must be parked and a nudge pending.
-            assert_eq!(sem.available(), 1);
-            assert_eq!(sem.waiting(), 1);
-            granted = serve_and_collect(&sem);
-        }
-        assert_eq!(granted, 1, "the nudged head is served in the end");
-        assert_eq!((sem.available(), sem.waiting()), (0, 0));
-        sem.release(1).unwrap();
-        assert_eq!(sem.available(), 1);
+        barger_and_nudged_head_race(contended(&clock));
     });
+}
+
+/// The same race counting from the head: `HEAD` was queued long ago, but
+/// the release is the first to find it standing first, so it is young.
+#[test]
+fn counted_from_the_head_a_long_queued_head_races_as_a_young_one() {
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = held_with_head_queued(Semaphore::new(1).with_eventual_head_fairness(clock.clone(), FAIR_AFTER));
+        clock.advance(FAIR_AFTER * 10);
+        barger_and_nudged_head_race(sem);
+    });
+}
+
+/// A release, a barger and the nudged head race over `sem`'s one permit,
+/// `HEAD` queued and young: see `young_head_barger_and_nudged_head_conserve_the_permit`.
+fn barger_and_nudged_head_race(sem: Arc<Semaphore>) {
+    let releaser = {
+        let sem = sem.clone();
+        thread::spawn(move || sem.release(1).unwrap())
+    };
+    let barger = {
+        let sem = sem.clone();
+        thread::spawn(move || {
+            if sem.try_acquire(1).is_ok() {
+                sem.release(1).unwrap();
+            }
+        })
+    };
+    let head = {
+        let sem = sem.clone();
+        thread::spawn(move || serve_and_collect(&sem))
+    };
+    releaser.join().unwrap();
+    barger.join().unwrap();
+    let mut granted = head.join().unwrap();
+    if granted == 0 {
+        // Still queued: the permit must be parked and a nudge pending.
+        assert_eq!(sem.available(), 1);
+        assert_eq!(sem.waiting(), 1);
+        granted = serve_and_collect(&sem);
+    }
+    assert_eq!(granted, 1, "the nudged head is served in the end");
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    sem.release(1).unwrap();
+    assert_eq!(sem.available(), 1);
 }
 
 /// The head is due: the release hands off as in FIFO mode, so a barger never

@@ -1,7 +1,8 @@
 //! The eventually fair semaphore: newcomers barge only while the head of the
 //! queue is younger than `fair_after`, a due head gets the next release, and a
 //! nudged owner's `serve` hands parked permits to the queue in FIFO order.
-//! A property test checks these against a model of the queue on a fake clock.
+//! A property test checks these against a model of the queue on a fake clock,
+//! with the head's patience counted from queueing and from the head.
 #![cfg(not(loom))]
 
 use std::sync::Arc;
@@ -17,10 +18,62 @@ fn eventual(permits: usize) -> (Semaphore, Arc<FakeClock>) {
     (sem, clock)
 }
 
+/// Eventually fair, `fair_after` counted from the first release that finds
+/// a wait first in line.
+fn eventual_head(permits: usize) -> (Semaphore, Arc<FakeClock>) {
+    let clock = Arc::new(FakeClock::new(0));
+    let sem = Semaphore::new(permits).with_eventual_head_fairness(clock.clone(), FAIR_AFTER);
+    (sem, clock)
+}
+
 #[test]
 fn fairness_is_reported() {
     assert_eq!(Semaphore::new(1).fairness(), Fairness::Fifo);
     assert_eq!(eventual(1).0.fairness(), Fairness::Eventual);
+    assert_eq!(eventual_head(1).0.fairness(), Fairness::EventualHead);
+}
+
+#[test]
+fn counted_from_queueing_the_next_head_is_due_at_once() {
+    let (sem, clock) = eventual(1);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 2, 2), Ok(Acquire::Queued));
+    clock.advance(FAIR_AFTER);
+    assert_eq!(sem.release(1), Ok(vec![1]), "due: handed off");
+    assert_eq!(sem.take_granted(1).len(), 1);
+    assert_eq!(
+        sem.release(1),
+        Ok(vec![2]),
+        "the next head waited as long: handed off too"
+    );
+    assert!(sem.try_acquire(1).is_err());
+}
+
+#[test]
+fn counted_from_the_head_each_head_is_young_when_a_release_first_finds_it() {
+    let (sem, clock) = eventual_head(1);
+    sem.try_acquire(1).unwrap();
+    assert_eq!(sem.acquire(1, 1, 1), Ok(Acquire::Queued));
+    assert_eq!(sem.acquire(1, 2, 2), Ok(Acquire::Queued));
+    clock.advance(FAIR_AFTER * 4);
+    // Queued long ago, but this is the first release to find owner 1 first.
+    assert_eq!(sem.release(1), Ok(vec![1]), "young: a nudge");
+    sem.try_acquire(1).expect("a newcomer barges");
+    assert!(sem.serve().is_empty());
+    clock.advance(FAIR_AFTER - 1);
+    assert_eq!(sem.release(1), Ok(vec![1]), "still young (it served): nudged again");
+    sem.try_acquire(1).expect("a newcomer barges again");
+    assert!(sem.serve().is_empty());
+    clock.advance(1);
+    assert_eq!(sem.release(1), Ok(vec![1]), "due once first for fair_after: handed off");
+    assert!(sem.try_acquire(1).is_err(), "a due head is never barged past");
+    assert_eq!(sem.take_granted(1).len(), 1);
+    // Owner 2 has stood first since that hand-off; its count starts now.
+    assert_eq!(sem.release(1), Ok(vec![2]), "young: a nudge, not a hand-off");
+    assert!(sem.take_granted(2).is_empty());
+    assert_eq!(sem.serve(), vec![2], "owner 2 serves the parked permit to itself");
+    assert_eq!(sem.take_granted(2).len(), 1);
 }
 
 #[test]
@@ -249,7 +302,9 @@ struct Queued {
     token: u64,
     n: usize,
     priority: i32,
-    at: u64,
+    /// When its patience started: queued, or first found at the head by a
+    /// release (`None` until then, counting from the head).
+    at: Option<u64>,
 }
 
 /// The head: highest priority, first come within it (tokens only grow).
@@ -278,6 +333,8 @@ fn granted_all_owned_by(queued: &[Queued], mut permits: usize, owner: u32) -> bo
 /// whose nudge is pending (the core's `nudged` and `nudged_owner`).
 #[derive(Default)]
 struct Model {
+    /// Patience counted from the head (`EventualHead`), else from queueing.
+    from_head: bool,
     queued: Vec<Queued>,
     held: [Vec<usize>; 3],
     nudged: Option<u32>,
@@ -308,10 +365,15 @@ impl Model {
     fn release(&mut self, sem: &Semaphore, now: u64, n: usize) -> Result<(), TestCaseError> {
         let before = sem.available();
         let reserved = sem.reserved_for_head();
-        let head = head(&self.queued);
+        let head = head(&self.queued).map(|h| {
+            // The core starts a head's count at the first release that finds it.
+            let wait = self.queued.iter_mut().find(|w| w.token == h.token).unwrap();
+            wait.at.get_or_insert(now);
+            *wait
+        });
         let woken = sem.release(n).unwrap();
         match head {
-            Some(h) if now - h.at < FAIR_AFTER => {
+            Some(h) if now - h.at.unwrap() < FAIR_AFTER => {
                 let server = self.nudged.unwrap_or(h.owner);
                 if granted_all_owned_by(&self.queued, before + n + reserved, server) {
                     prop_assert_eq!(sem.available(), before + n, "a young head: the permits are parked");
@@ -343,9 +405,29 @@ proptest! {
     /// free while anyone still waits.
     #[test]
     fn barging_only_while_the_head_is_young(ops in proptest::collection::vec(op(), 1..200)) {
+        check_barging(ops, false)?;
+    }
+
+    /// The same, with each head's patience counted from the first release
+    /// that finds it standing first.
+    #[test]
+    fn barging_only_while_the_head_is_young_counting_from_the_head(ops in proptest::collection::vec(op(), 1..200)) {
+        check_barging(ops, true)?;
+    }
+}
+
+fn check_barging(ops: Vec<Op>, from_head: bool) -> Result<(), TestCaseError> {
+    {
         const CAPACITY: usize = 3;
-        let (sem, clock) = eventual(CAPACITY);
-        let mut model = Model::default();
+        let (sem, clock) = if from_head {
+            eventual_head(CAPACITY)
+        } else {
+            eventual(CAPACITY)
+        };
+        let mut model = Model {
+            from_head,
+            ..Model::default()
+        };
         let mut next_token = 0u64;
         for op in ops {
             let now = sluice_core::Clock::now(&*clock);
@@ -354,7 +436,16 @@ proptest! {
                     next_token += 1;
                     match sem.acquire_with_priority(n, priority, owner, next_token) {
                         Ok(Acquire::Acquired) => model.held[owner as usize].push(n),
-                        Ok(Acquire::Queued) => model.queued.push(Queued { owner, token: next_token, n, priority, at: now }),
+                        Ok(Acquire::Queued) => {
+                            let at = (!model.from_head).then_some(now);
+                            model.queued.push(Queued {
+                                owner,
+                                token: next_token,
+                                n,
+                                priority,
+                                at,
+                            });
+                        }
                         Err(other) => prop_assert!(false, "unexpected {other:?}"),
                     }
                 }
@@ -375,7 +466,12 @@ proptest! {
                     model.nudged = None;
                 }
                 Op::Cancel { owner, pick } => {
-                    let mine: Vec<u64> = model.queued.iter().filter(|w| w.owner == owner).map(|w| w.token).collect();
+                    let mine: Vec<u64> = model
+                        .queued
+                        .iter()
+                        .filter(|w| w.owner == owner)
+                        .map(|w| w.token)
+                        .collect();
                     if !mine.is_empty() {
                         let token = mine[pick % mine.len()];
                         prop_assert!(sem.cancel(owner, token).is_some());
@@ -414,6 +510,7 @@ proptest! {
         }
         prop_assert_eq!((sem.available(), sem.waiting()), (CAPACITY, 0));
     }
+    Ok(())
 }
 
 #[test]

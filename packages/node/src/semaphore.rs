@@ -59,8 +59,8 @@ impl NativeSemaphore {
     /// absent. `available`: how many of the `permits` start free (all if
     /// absent); the rest are held by nobody until `releaseUnowned` frees them.
     /// `owed`: permits owed besides (`Semaphore::with_owed`, a value below
-    /// zero); only with `available` 0. `eventual`: eventually fair instead
-    /// of FIFO (`Semaphore::with_eventual_fairness`, see `fairness_of`).
+    /// zero); only with `available` 0. `fairness`: `'fifo'` (the default),
+    /// `'eventual'` or `'eventual-head'` (see `fairness_of`).
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
@@ -68,7 +68,7 @@ impl NativeSemaphore {
         max_waiters: Option<u32>,
         available: Option<u32>,
         owed: Option<u32>,
-        eventual: Option<bool>,
+        fairness: Option<String>,
     ) -> Result<Self> {
         let permits = permits as usize;
         if permits == 0 || permits > MAX_PERMITS {
@@ -86,7 +86,7 @@ impl NativeSemaphore {
             }
             return Self::attach(
                 &env,
-                fairness_of(Semaphore::with_owed(permits, owed as usize), eventual),
+                fairness_of(Semaphore::with_owed(permits, owed as usize), fairness.as_deref())?,
             );
         }
         let core = match (max_waiters, available) {
@@ -106,7 +106,7 @@ impl NativeSemaphore {
             (Some(max), None) => Semaphore::with_max_waiters(permits, max as usize),
             (None, None) => Semaphore::new(permits),
         };
-        Self::attach(&env, fairness_of(core, eventual))
+        Self::attach(&env, fairness_of(core, fairness.as_deref())?)
     }
 
     /// A semaphore kept in JavaScript until now (`ts/local-semaphore.ts`),
@@ -115,7 +115,7 @@ impl NativeSemaphore {
     /// (the rest by nobody), and this thread's queued waits, `waits` as
     /// `[token, permits, priority, ...]` in the order they are served, with
     /// `reservedForHead` permits set aside for the first. Their grants then
-    /// reach this thread's doorbell as any wait's do. `eventual`: as in the
+    /// reach this thread's doorbell as any wait's do. `fairness`: as in the
     /// constructor (a semaphore kept in JavaScript is FIFO, which is also a
     /// valid eventually fair schedule, and switches mode here).
     #[napi(factory, catch_unwind)]
@@ -129,7 +129,7 @@ impl NativeSemaphore {
         held: u32,
         reserved_for_head: u32,
         waits: Vec<f64>,
-        eventual: Option<bool>,
+        fairness: Option<String>,
     ) -> Result<Self> {
         let adopt_error = |what: &str| Error::new(Status::InvalidArg, format!("cannot adopt this semaphore: {what}"));
         let capacity = capacity as usize;
@@ -154,7 +154,7 @@ impl NativeSemaphore {
         let max_waiters = max_waiters.map_or(usize::MAX, |max| max as usize);
         let core = Semaphore::with_state(capacity, max_waiters, available, owed as usize)
             .map_err(|error| adopt_error(&error.to_string()))?;
-        let core = fairness_of(core, eventual);
+        let core = fairness_of(core, fairness.as_deref())?;
         let adopted = Self::attach(&env, core)?;
         adopted
             .core()
@@ -179,12 +179,14 @@ impl NativeSemaphore {
         self.core().waiting() as u32
     }
 
-    /// `'fifo'` or `'eventual'`: what `Semaphore.from(handle)` adopts.
+    /// `'fifo'`, `'eventual'` or `'eventual-head'`: what
+    /// `Semaphore.from(handle)` adopts.
     #[napi(getter)]
     pub fn fairness(&self) -> &'static str {
         match self.core().fairness() {
             Fairness::Fifo => "fifo",
             Fairness::Eventual => "eventual",
+            Fairness::EventualHead => "eventual-head",
         }
     }
 
@@ -302,13 +304,19 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 7] = [
     (c"semClosed", entry!(closed)),
 ];
 
-/// `core`, eventually fair if asked (`FAIR_AFTER_NANOS` on `FairnessClock`):
-/// the mode lives in the core, so every thread attached to it shares it.
-fn fairness_of(core: Semaphore, eventual: Option<bool>) -> Semaphore {
-    if eventual == Some(true) {
-        core.with_eventual_fairness(Arc::new(FairnessClock(MonotonicClock::default())), FAIR_AFTER_NANOS)
-    } else {
-        core
+/// `core` in the `fairness` asked for, eventual modes with
+/// `FAIR_AFTER_NANOS` on `FairnessClock`: the mode lives in the core, so
+/// every thread attached to it shares it.
+fn fairness_of(core: Semaphore, fairness: Option<&str>) -> Result<Semaphore> {
+    let clock = || Arc::new(FairnessClock(MonotonicClock::default()));
+    match fairness {
+        None | Some("fifo") => Ok(core),
+        Some("eventual") => Ok(core.with_eventual_fairness(clock(), FAIR_AFTER_NANOS)),
+        Some("eventual-head") => Ok(core.with_eventual_head_fairness(clock(), FAIR_AFTER_NANOS)),
+        Some(other) => Err(Error::new(
+            Status::InvalidArg,
+            format!("fairness must be 'fifo', 'eventual' or 'eventual-head', got {other:?}"),
+        )),
     }
 }
 

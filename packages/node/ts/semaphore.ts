@@ -68,7 +68,12 @@ export interface SemaphoreOptions {
    * threads goes much faster (no wake-up between holders). Priorities order
    * the queue as in `'fifo'`. The mode travels in the `handle`. While the
    * semaphore is kept by one thread (before its `handle` is read) it is
-   * served FIFO, which eventual fairness allows.
+   * served FIFO, which eventual fairness allows. `'eventual-head'`: as
+   * `'eventual'`, but the 0.5 ms counts from the first release that finds
+   * the waiter first in line, so each waiter in turn may be passed over for
+   * 0.5 ms (the k-th in line about k times that beyond its FIFO turn):
+   * fewer hand-offs to a sleeping thread, the most throughput under steady
+   * contention (see `Fairness`).
    */
   fairness?: Fairness
 }
@@ -314,7 +319,7 @@ export class Semaphore {
       takeGranted: () => semTakeGranted(fast),
       isClosed: () => semClosed(fast),
       // Eventual fairness: a ring may be a nudge to serve the permits parked for newcomers.
-      serve: native instanceof NativeSemaphore && native.fairness === 'eventual' ? () => semServe(fast) : undefined,
+      serve: native instanceof NativeSemaphore && native.fairness !== 'fifo' ? () => semServe(fast) : undefined,
     }
     this.#queue = {
       doorbell: new Doorbell(waitable, bells instanceof SharedArrayBuffer ? new Int32Array(bells) : bells, this),
@@ -341,7 +346,7 @@ export class Semaphore {
       triples.push(token, wait.weight, wait.key)
       wait.key = token
     }
-    const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples, fairness === 'eventual')
+    const native = NativeSemaphore.adopt(capacity, maxWaiters, available, owed, held, reserved, triples, fairness)
     if (local.closed) native.close() // nothing queued: it withdraws nobody
     this.#attach(native, newDoorbells())
     this.#metrics = this.#countedNow().moveTo(native.slot)

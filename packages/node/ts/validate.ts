@@ -71,16 +71,26 @@ export function validateName(value: unknown, name = 'name'): string {
  * - `'fifo'` (the default): the longest waiter, always (a hand-off: the
  *   waiter's thread, process or machine has to wake up before the permit is used);
  * - `'eventual'`: whoever asks first may take it (barging), until the longest
- *   waiter has waited `FAIR_AFTER_MS`; from then on that waiter is served
- *   first, as in `'fifo'`. Faster under contention, with a bounded wait.
+ *   waiter has waited `FAIR_AFTER_MS` since it was queued; from then on that
+ *   waiter is served first, as in `'fifo'`. Faster under contention; no
+ *   waiter waits more than `FAIR_AFTER_MS` (plus a hold and a wake-up)
+ *   beyond its FIFO turn.
+ * - `'eventual-head'`: as `'eventual'`, but the `FAIR_AFTER_MS` counts from
+ *   the first release that finds the waiter first in line. Under steady
+ *   contention `'eventual'` hands off at nearly every release (the next
+ *   waiter has waited as long as the last), and each hand-off waits for a
+ *   sleeping thread to wake; here each waiter in turn may be passed over for
+ *   `FAIR_AFTER_MS`, so the k-th in line may wait about k times that beyond
+ *   its FIFO turn. The most throughput under contention.
  */
-export type Fairness = 'fifo' | 'eventual'
+export type Fairness = 'fifo' | 'eventual' | 'eventual-head'
+
+const FAIRNESS: readonly string[] = ['fifo', 'eventual', 'eventual-head'] satisfies Fairness[]
 
 export function validateFairness(value: unknown, name: string): Fairness {
   if (value === undefined) return 'fifo'
-  if (typeof value !== 'string') throw new TypeError(`${name} must be 'fifo' or 'eventual', got ${show(value)}`)
-  if (value !== 'fifo' && value !== 'eventual') {
-    throw new RangeError(`${name} must be 'fifo' or 'eventual', got ${show(value)}`)
-  }
-  return value
+  const expected = `'fifo', 'eventual' or 'eventual-head'`
+  if (typeof value !== 'string') throw new TypeError(`${name} must be ${expected}, got ${show(value)}`)
+  if (!FAIRNESS.includes(value)) throw new RangeError(`${name} must be ${expected}, got ${show(value)}`)
+  return value as Fairness
 }
