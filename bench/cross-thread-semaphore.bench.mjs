@@ -8,7 +8,9 @@
 // across threads: every release hands the permit to the longest waiter); the
 // SAB baseline lets whoever finds a free permit take it; 'sluice (eventual)'
 // does too while the longest waiter has waited less than 0.5 ms, then hands
-// off to it (`fairness: 'eventual'`, issue 13).
+// off to it (`fairness: 'eventual'`, issue 13); 'sluice (eventual-head)'
+// counts that 0.5 ms from the first release that finds a waiter first in line
+// (`fairness: 'eventual-head'`).
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { Semaphore } from 'sluice'
@@ -22,8 +24,8 @@ async function acquisitionsPerSecond(mode, cycles) {
   const data = { mode, cycles }
   // Kept referenced until the end: a semaphore nobody holds may be collected
   // while its handle is in flight.
-  const semaphore =
-    mode === 'sluice' ? new Semaphore(1) : mode === 'sluice-eventual' ? new Semaphore(1, { fairness: 'eventual' }) : undefined
+  const fairness = { sluice: 'fifo', 'sluice-eventual': 'eventual', 'sluice-eventual-head': 'eventual-head' }[mode]
+  const semaphore = fairness === undefined ? undefined : new Semaphore(1, { fairness })
   if (semaphore) data.handle = semaphore.handle
   if (mode === 'sab') data.buffer = new SabSemaphore(1).buffer
   if (mode === 'sab-fair') data.buffer = new SabTicketLock().buffer
@@ -74,6 +76,7 @@ export function suites({ quick }) {
         await best('postMessage coordinator', 'port', Math.ceil(cycles / 5)),
         await best('sluice', 'sluice', cycles),
         await best('sluice (eventual)', 'sluice-eventual', cycles),
+        await best('sluice (eventual-head)', 'sluice-eventual-head', cycles),
       ]
       // The tail of the waits: what an unfair semaphore's speed costs the unlucky.
       const ms = (ns) => (ns / 1e6).toFixed(ns < 1e6 ? 3 : 1)

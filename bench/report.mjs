@@ -85,7 +85,7 @@ const targets = [
   { scenario: 1, suite: /async tasks under a limit of 16/, ours: 'sluice', other: 'pure-JS baseline', atLeast: 1 },
   { scenario: 3, suite: /^tryTake \(uncontended\)/, ours: 'sluice', other: 'limiter', atLeast: 2 },
   { scenario: 4, suite: /^cross-thread semaphore/, ours: 'sluice', other: 'postMessage coordinator', atLeast: 50 },
-  // Issue 13: the best sluice row (FIFO or eventual), named in the label.
+  // Issue 13: the best sluice row (any fairness), named in the label.
   { scenario: 4, suite: /^cross-thread semaphore/, ours: /^sluice/, other: 'SAB + waitAsync baseline', atLeast: 1 },
   { scenario: 5, suite: /^cross-thread messages/, ours: 'sluice, batches of 256', other: 'MessagePort', atLeast: 10 },
   { scenario: 5, suite: /^channel 1 -> 1 workers, 64 B/, ours: /^sluice/, other: 'MessagePort', atLeast: 10 },

@@ -3,7 +3,7 @@ import { InvalidHandleError, Semaphore } from 'sluice'
 import { CANCELLED, FIRST, HELD, MOST, countersFor, holdCycles, markGone } from './fixtures/hold-cycles.mjs'
 import { eventually, nextMessage, runWorker } from './helpers.js'
 
-describe.each(['fifo', 'eventual'] as const)('Semaphore across worker threads (%s)', (fairness) => {
+describe.each(['fifo', 'eventual', 'eventual-head'] as const)('Semaphore across worker threads (%s)', (fairness) => {
   it('never lets more than 3 of 4 workers hold a semaphore of 3 (1,000 cycles each)', async () => {
     const sem = new Semaphore(3, { fairness })
     const counters = countersFor(4)

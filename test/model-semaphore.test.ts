@@ -191,7 +191,7 @@ const commands = (capacity: number, mode: Mode): fc.Arbitrary<Iterable<fc.AsyncC
 
 // One thread alone sees FIFO in both modes: an eventually fair semaphore
 // that nudges the releasing thread's own waiter serves it in the same call.
-describe.each(modes.flatMap((mode) => (['fifo', 'eventual'] as const).map((fairness) => [mode, fairness] as const)))(
+describe.each(modes.flatMap((mode) => (['fifo', 'eventual', 'eventual-head'] as const).map((fairness) => [mode, fairness] as const)))(
   'Semaphore against a reference model (%s, %s)',
   (mode, fairness) => {
     it('matches the model for random sequences of tryAcquire, acquire, release and abort', async () => {

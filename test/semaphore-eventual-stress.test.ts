@@ -36,14 +36,15 @@ type Message = { tally: Tally } | { dying: string }
 afterEach(() => binding.setFairnessClockForTest())
 
 describe.each([
-  ['the real clock', undefined],
-  ['the clock frozen, every head young', 0],
-])('an eventually fair semaphore shared by four threads, with %s', (_, frozenAt) => {
+  ['the real clock', undefined, 'eventual'],
+  ['the real clock, counting from the head', undefined, 'eventual-head'],
+  ['the clock frozen, every head young', 0, 'eventual'],
+] as const)('an eventually fair semaphore shared by four threads, with %s', (_, frozenAt, fairness) => {
   it(
     'never holds more than its permits, settles every wait, and gets every permit back when workers die holding and waiting',
     async () => {
       if (frozenAt !== undefined) binding.setFairnessClockForTest(frozenAt)
-      const sem = new Semaphore(CAPACITY, { fairness: 'eventual' })
+      const sem = new Semaphore(CAPACITY, { fairness })
       const counters = countersFor(4)
       const roles = ['normal', 'normal', 'holding', 'waiting'] as const
       const workers = roles.map((role, index) => {

@@ -48,6 +48,8 @@ describe('Semaphore fairness option', () => {
     expect(fairnessOf(Semaphore.from(eventual.handle).handle)).toBe('eventual')
     expect(fairnessOf(new Semaphore(2).handle)).toBe('fifo')
     expect(fairnessOf(new Semaphore(2, { fairness: 'fifo' }).handle)).toBe('fifo')
+    const head = new Semaphore(2, { fairness: 'eventual-head' })
+    expect(fairnessOf(Semaphore.from(head.handle).handle)).toBe('eventual-head')
   })
 })
 
@@ -75,6 +77,54 @@ describe('Semaphore with eventual fairness across threads', () => {
     permit.release()
     expect(sem.tryAcquire()).toBeNull()
     expect(sem.available).toBe(0)
+    expect(sem.waiting).toBe(0)
+    Atomics.store(gate, 0, 1)
+    Atomics.notify(gate, 0)
+    expect(await nextMessage(worker)).toBe('acquired')
+    expect(await exited).toBe(0)
+    expect(sem.available).toBe(1)
+  })
+
+  it('counting from the head: a wait queued long ago is young at the first release that finds it first', async () => {
+    binding.setFairnessClockForTest(0)
+    const sem = new Semaphore(1, { fairness: 'eventual-head' })
+    expect(fairnessOf(sem.handle)).toBe('eventual-head')
+    let permit = sem.tryAcquire()!
+    const gate = new Int32Array(new SharedArrayBuffer(4))
+    const { worker, exited } = runWorker('acquire-then-block.mjs', { handle: sem.handle, gate: gate.buffer })
+    expect(await nextMessage(worker)).toBe('waiting')
+    await eventually(() => sem.waiting === 1)
+    // Queued long ago ('eventual' would hand off now), but no release has
+    // found it first in line yet: its count starts at this one.
+    binding.setFairnessClockForTest(DUE)
+    permit.release()
+    permit = sem.tryAcquire()!
+    expect(permit).not.toBeNull()
+    expect(sem.waiting).toBe(1)
+    // First in line for a millisecond now: the next release is its.
+    binding.setFairnessClockForTest(2 * DUE)
+    permit.release()
+    expect(sem.tryAcquire()).toBeNull()
+    expect(sem.available).toBe(0)
+    expect(sem.waiting).toBe(0)
+    Atomics.store(gate, 0, 1)
+    Atomics.notify(gate, 0)
+    expect(await nextMessage(worker)).toBe('acquired')
+    expect(await exited).toBe(0)
+    expect(sem.available).toBe(1)
+  })
+
+  it('counting from queueing: a wait queued long ago gets the first release', async () => {
+    binding.setFairnessClockForTest(0)
+    const sem = new Semaphore(1, { fairness: 'eventual' })
+    const permit = sem.tryAcquire()!
+    const gate = new Int32Array(new SharedArrayBuffer(4))
+    const { worker, exited } = runWorker('acquire-then-block.mjs', { handle: sem.handle, gate: gate.buffer })
+    expect(await nextMessage(worker)).toBe('waiting')
+    await eventually(() => sem.waiting === 1)
+    binding.setFairnessClockForTest(DUE)
+    permit.release()
+    expect(sem.tryAcquire()).toBeNull()
     expect(sem.waiting).toBe(0)
     Atomics.store(gate, 0, 1)
     Atomics.notify(gate, 0)

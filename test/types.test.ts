@@ -21,9 +21,9 @@ import {
 describe('public types', () => {
   it('Semaphore', () => {
     expectTypeOf(Semaphore).constructorParameters.toEqualTypeOf<
-      [permits: number, options?: { maxWaiters?: number; fairness?: 'fifo' | 'eventual' }]
+      [permits: number, options?: { maxWaiters?: number; fairness?: 'fifo' | 'eventual' | 'eventual-head' }]
     >()
-    expectTypeOf<Fairness>().toEqualTypeOf<'fifo' | 'eventual'>()
+    expectTypeOf<Fairness>().toEqualTypeOf<'fifo' | 'eventual' | 'eventual-head'>()
     expectTypeOf<Semaphore['acquire']>().returns.toEqualTypeOf<Promise<Permit>>()
     expectTypeOf<Semaphore['tryAcquire']>().returns.toEqualTypeOf<Permit | null>()
     expectTypeOf<Semaphore['handle']>().toEqualTypeOf<SemaphoreHandle>()

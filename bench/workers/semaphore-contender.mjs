@@ -53,6 +53,6 @@ async function viaCoordinator() {
 const keepAlive = setInterval(() => {}, 2 ** 30)
 parentPort.postMessage('ready')
 await once(parentPort, 'message')
-await { sluice: viaSluice, 'sluice-eventual': viaSluice, sab: () => viaSab(false), 'sab-fair': () => viaSab(true), port: viaCoordinator }[mode]()
+await { sluice: viaSluice, 'sluice-eventual': viaSluice, 'sluice-eventual-head': viaSluice, sab: () => viaSab(false), 'sab-fair': () => viaSab(true), port: viaCoordinator }[mode]()
 parentPort.postMessage({ done: true, waits }, [waits.buffer])
 clearInterval(keepAlive)
