@@ -315,3 +315,130 @@ fn permits_reaching_another_owners_wait_only_in_part_stay_free() {
     assert_eq!((sem.available(), sem.reserved_for_head()), (0, 1));
     sem.check().unwrap();
 }
+
+/// Eventual fairness counted from the head (`Fairness::EventualHead`), the
+/// clock at 1 s: a wait's `FAIR_AFTER_NS` starts at the first release that
+/// finds it standing first.
+fn eventual_head(permits: u64) -> (SharedSemaphore, [u32; 3]) {
+    let sem = SharedSemaphore::in_process_with(permits, 8, 3, Fairness::EventualHead);
+    sem.set_clock(T0);
+    let owners = [0; 3].map(|_| sem.attach().unwrap().0);
+    (sem, owners)
+}
+
+/// Where `eventual` and `eventual_head` start their clocks.
+const T0: u64 = 1_000_000_000;
+
+/// The core's test of the same name (`crates/core/tests/semaphore_eventual.rs`).
+#[test]
+fn counted_from_queueing_the_next_head_is_due_at_once() {
+    let (sem, [a, b, c]) = eventual(1);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    sem.set_clock(T0 + FAIR_AFTER_NS);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "due: handed off");
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    assert!(sem.release(b, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c], "the next head waited as long: handed off too");
+    assert_eq!(sem.available(), 0);
+    assert!(!sem.try_acquire(a, 1).unwrap());
+    sem.check().unwrap();
+}
+
+/// The core's test of the same name: each head in turn may be passed over
+/// for `FAIR_AFTER_NS`, counted from the first release that finds it first.
+#[test]
+fn counted_from_the_head_each_head_is_young_when_a_release_first_finds_it() {
+    let (sem, [a, b, c]) = eventual_head(1);
+    assert_eq!(sem.fairness(), Fairness::EventualHead);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert_eq!(sem.acquire(c, 1, 2, 0).unwrap(), Acquire::Queued);
+    sem.set_clock(T0 + 4 * FAIR_AFTER_NS);
+    // Queued long ago, but this is the first release to find b first.
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "young: a nudge");
+    assert_eq!(sem.available(), 1, "left free");
+    assert!(sem.try_acquire(a, 1).unwrap(), "a newcomer barges");
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    sem.set_clock(T0 + 5 * FAIR_AFTER_NS - 1);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "still young (it collected): nudged again");
+    assert!(sem.try_acquire(a, 1).unwrap(), "a newcomer barges again");
+    assert!(sem.take_decided(b).unwrap().is_empty());
+    sem.set_clock(T0 + 5 * FAIR_AFTER_NS);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "due once first for fair_after: handed off");
+    assert_eq!(sem.available(), 0);
+    assert!(!sem.try_acquire(a, 1).unwrap(), "a due head is never barged past");
+    assert_eq!(sem.take_decided(b).unwrap(), vec![1]);
+    // c has stood first since that hand-off; its count starts now.
+    assert!(sem.release(b, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![c], "young: a nudge, not a hand-off");
+    assert_eq!((sem.available(), sem.waiting()), (1, 1), "left free for c");
+    assert_eq!(
+        sem.take_decided(c).unwrap(),
+        vec![2],
+        "c serves the free permit to itself"
+    );
+    sem.check().unwrap();
+}
+
+/// Only a release starts a head's count, as in the core (whose fast path
+/// reads no clock): a barger that finds an unseen head (here one that
+/// overtook the nudged head) takes what is free without stamping it, so
+/// the next release, `FAIR_AFTER_NS` later, still finds it young.
+#[test]
+fn counted_from_the_head_a_barger_does_not_start_the_count() {
+    let (sem, [a, b, c]) = eventual_head(3);
+    assert!(sem.try_acquire(a, 3).unwrap());
+    assert_eq!(sem.acquire(b, 1, 1, 0).unwrap(), Acquire::Queued);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(sem.take_rung(), vec![b], "b seen first: young, nudged");
+    // c needs more than the reserve and the free permit: it stands first, unseen.
+    assert_eq!(sem.acquire(c, 3, 2, 1).unwrap(), Acquire::Queued);
+    assert!(
+        sem.try_acquire(a, 1).unwrap(),
+        "an unseen head is young: a barger takes the free permit"
+    );
+    sem.set_clock(T0 + FAIR_AFTER_NS);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(
+        (sem.available(), sem.reserved_for_head()),
+        (1, 0),
+        "c first seen by this release: young, the permit left free"
+    );
+    assert!(sem.take_rung().is_empty(), "b's nudge is still pending");
+    sem.set_clock(T0 + 2 * FAIR_AFTER_NS);
+    assert!(sem.release(a, 1).unwrap().is_empty());
+    assert_eq!(
+        (sem.available(), sem.reserved_for_head()),
+        (0, 2),
+        "c due: both handed to it"
+    );
+    sem.check().unwrap();
+}
+
+/// A detach gives back what its owner held as a release does (the
+/// binding's detach in the core: `remove_owner`, then `release`): it finds
+/// the head first and starts its count, though it hands off.
+#[test]
+fn counted_from_the_head_a_detach_giving_back_held_permits_starts_the_count() {
+    let (sem, [a, b, c]) = eventual_head(3);
+    assert!(sem.try_acquire(a, 1).unwrap());
+    assert!(sem.try_acquire(b, 2).unwrap());
+    assert_eq!(sem.acquire(c, 3, 1, 0).unwrap(), Acquire::Queued);
+    sem.detach(a).unwrap();
+    assert_eq!((sem.available(), sem.reserved_for_head()), (0, 1), "handed off");
+    assert!(sem.take_rung().is_empty());
+    sem.set_clock(T0 + FAIR_AFTER_NS);
+    assert!(sem.release(b, 1).unwrap().is_empty());
+    assert_eq!(
+        (sem.available(), sem.reserved_for_head()),
+        (0, 2),
+        "c was first seen by the detach: due, handed off"
+    );
+    sem.check().unwrap();
+}

@@ -51,6 +51,9 @@ fn child() {
     if role == "overtaking" {
         return overtaking_child();
     }
+    if role == "head" {
+        return head_child();
+    }
     assert_eq!(role, "script");
     let sem = open(
         std::path::Path::new(&env("SHM_DIR")),
@@ -304,4 +307,85 @@ fn an_owner_killed_overtaking_a_nudged_head_with_free_permits_leaves_them_to_it(
 #[test]
 fn an_owner_that_overtook_a_nudged_head_with_free_permits_and_exited_leaves_them_to_it() {
     overtaking_killed("none");
+}
+
+/// The child counting from the head: it holds the permit, and its release
+/// is the first to find the parent's wait standing first, so it stamps that
+/// wait's `queued_at` (`release.seen_head` kills it right after, inside the
+/// lock). Alive, it stays attached until told to exit: its exit detaches,
+/// which would hand the free permit to the queue whatever the stamp.
+fn head_child() {
+    let dir = env("SHM_DIR");
+    let sem = SharedSemaphore::open_with(
+        Some(std::path::Path::new(&dir)),
+        &env("SHM_NAME"),
+        1,
+        WAITERS,
+        Fairness::EventualHead,
+    )
+    .unwrap();
+    let (c, _) = sem.attach().unwrap();
+    assert!(sem.try_acquire(c, 1).unwrap());
+    say("HOLDING".into());
+    assert_eq!(read_stdin_line(), "go");
+    assert!(sem.release(c, 1).unwrap().is_empty());
+    say("RELEASED".into());
+    assert_eq!(read_stdin_line(), "exit");
+}
+
+/// Counting from the head, a release stamps another owner's entry (its
+/// `queued_at`). Killed right after, the state recovers and the head is
+/// served; alive, the stamp stays: the head is due on the parent's clock,
+/// far ahead of the child's, so a barger is refused and the permit left
+/// free goes to the head.
+fn head_seen(point: &str) {
+    let dir = TempDir::new();
+    let sem = SharedSemaphore::open_with(Some(dir.path()), "head", 1, WAITERS, Fairness::EventualHead).unwrap();
+    sem.set_clock(u64::MAX / 2);
+    let (p, _) = sem.attach().unwrap();
+    let (q, _) = sem.attach().unwrap();
+    let mut child = spawn("head", dir.path(), "head", &[("SLUICE_KILL_POINT", point.to_owned())]);
+    child.line("HOLDING");
+    assert_eq!(sem.acquire(p, 1, 1, 0).unwrap(), Acquire::Queued);
+    child.say("go");
+    if point == "none" {
+        child.line("RELEASED");
+        assert_eq!(
+            sem.available(),
+            1,
+            "young when the child's release first saw it: left free"
+        );
+    } else {
+        let status = child.wait();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{point} was not reached: {status}"
+        );
+    }
+    sem.check().unwrap();
+    assert!(
+        !sem.try_acquire(q, 1).unwrap(),
+        "the head is served first (stamped: due on this clock)"
+    );
+    if point == "none" {
+        child.say("exit");
+        assert!(child.wait().success());
+    }
+    reap_child(&sem);
+    sem.check().unwrap();
+    assert_eq!(sem.take_decided(p).unwrap(), vec![1], "the head is served");
+    sem.release(p, 1).unwrap();
+    assert_eq!((sem.available(), sem.waiting()), (1, 0));
+    sem.check().unwrap();
+}
+
+#[test]
+fn counted_from_the_head_a_release_killed_after_stamping_the_head_leaves_it_to_be_served() {
+    head_seen("release.seen_head");
+}
+
+#[test]
+fn counted_from_the_head_the_stamp_a_release_leaves_makes_the_head_due_later() {
+    head_seen("none");
 }

@@ -10,7 +10,10 @@
 //! on a consistent state must change nothing observable.
 //!
 //! Both run in FIFO mode, then in eventual mode on two clocks the test moves
-//! together (`Op::Advance`). There the two differ by design in three places
+//! together (`Op::Advance`), the head's patience counted from queueing
+//! (`Fairness::Eventual`) and from the first release that finds it standing
+//! first (`Fairness::EventualHead`; the test stamps its followed head where
+//! the core does: `Eventual::see_head`). There the two differ by design in three places
 //! (each shown on its smallest case in `semaphore_eventual_differences.rs`),
 //! which the core side is made to follow (each named where it is done), so
 //! that every other observable can still be compared step for step:
@@ -38,6 +41,10 @@
 //!    the shared one, and parks for a different owner. So before a release,
 //!    `add_permits` or `forget_held` with a nudge pending and nothing
 //!    parked, the nudged owner collects first (`Eventual::nudged`), on both.
+//!    A `forget_held` that refuses every queued wait is such a hand-off
+//!    too: the shared one keeps the nudge (it had no queue to serve), so
+//!    the test keeps following it (`Eventual::nudged` then names the shared
+//!    semaphore's nudge, which the core has forgotten).
 //!
 //! The doorbell path (the core's `serve`, then `drain_decisions`) is the
 //! shared `take_decided`, which does both: `Op::Collect`. In eventual mode the
@@ -149,7 +156,9 @@ struct Queued {
     owner: u32,
     needed: u64,
     priority: i32,
-    at: u64,
+    /// When its patience started: queued, or counting from the head, first
+    /// found standing first by a release (`None` until then).
+    at: Option<u64>,
 }
 
 /// Eventual mode: the clocks, and what the test follows of the core's state
@@ -162,15 +171,35 @@ struct Eventual {
     /// each step the known removals are applied and then heads are dropped
     /// until the length is the core's `waiting`.
     queue: Vec<Queued>,
-    /// The owner of the core's pending nudge (`nudged_owner` while `nudged`).
+    /// The owner of the core's pending nudge (`nudged_owner` while `nudged`),
+    /// or of the shared one's where the core forgot it (difference 3).
     nudged: Option<u32>,
+    /// Patience counted from the head (`Fairness::EventualHead`).
+    from_head: bool,
 }
 
 impl Eventual {
     fn head_due(&self) -> bool {
         self.queue
             .first()
-            .is_some_and(|head| self.now.saturating_sub(head.at) >= FAIR_AFTER_NS)
+            .and_then(|head| head.at)
+            .is_some_and(|at| self.now.saturating_sub(at) >= FAIR_AFTER_NS)
+    }
+
+    /// Counting from the head, a release of the core is about to find the
+    /// head standing first (its `young_head`): its count starts now, if it
+    /// has not yet. (The core stamps only with nothing owed, as always here.)
+    fn see_head(&mut self) {
+        if self.from_head {
+            if let Some(head) = self.queue.first_mut() {
+                head.at.get_or_insert(self.now);
+            }
+        }
+    }
+
+    /// The `at` of a wait the core queues now.
+    fn queued_at(&self) -> Option<u64> {
+        (!self.from_head).then_some(self.now)
     }
 
     fn insert(&mut self, wait: Queued) {
@@ -212,16 +241,23 @@ impl Pair {
         let core = Semaphore::with_max_waiters(permits as usize, max_waiters as usize);
         let (core, eventual) = match fairness {
             Fairness::Fifo => (core, None),
-            Fairness::Eventual => {
+            Fairness::Eventual | Fairness::EventualHead => {
                 let clock = Arc::new(FakeClock::new(START));
                 shared.set_clock(START);
+                let from_head = fairness == Fairness::EventualHead;
                 let eventual = Eventual {
                     clock: clock.clone(),
                     now: START,
                     queue: Vec::new(),
                     nudged: None,
+                    from_head,
                 };
-                (core.with_eventual_fairness(clock, FAIR_AFTER_NS), Some(eventual))
+                let core = if from_head {
+                    core.with_eventual_head_fairness(clock, FAIR_AFTER_NS)
+                } else {
+                    core.with_eventual_fairness(clock, FAIR_AFTER_NS)
+                };
+                (core, Some(eventual))
             }
         };
         Pair {
@@ -317,7 +353,7 @@ impl Pair {
                         prop_assert_eq!(s.ok(), Some(Acquire::Queued));
                         self.waits[owner as usize].push(token);
                         if let Some(eventual) = &mut self.eventual {
-                            let at = eventual.now;
+                            let at = eventual.queued_at();
                             eventual.insert(Queued {
                                 token,
                                 owner,
@@ -348,6 +384,9 @@ impl Pair {
                     prop_assert!(s.is_err(), "releasing more than held must fail: {s:?}");
                 } else {
                     self.held[owner as usize] -= n;
+                    if let Some(eventual) = &mut self.eventual {
+                        eventual.see_head();
+                    }
                     let released = self.core.release(n as usize).expect("the binding checked Held");
                     serves_a_due_head = true;
                     nudged = match (self.parked(), released.first()) {
@@ -374,7 +413,14 @@ impl Pair {
                             core_own.push(g.token);
                         });
                     }
-                    prop_assert_eq!(s.expect("release"), core_own.clone(), "own grants of the release");
+                    let mut own = s.expect("release");
+                    if !self.auto_collect {
+                        // As in `collect`: a cancel of a decided wait
+                        // reorders the core's grants.
+                        own.sort_unstable();
+                        core_own.sort_unstable();
+                    }
+                    prop_assert_eq!(own, core_own.clone(), "own grants of the release");
                     self.waits[owner as usize].retain(|t| !core_own.contains(t));
                 }
             }
@@ -421,7 +467,14 @@ impl Pair {
                     if self.parked() > 0 {
                         core_woken.extend(self.serve());
                     }
-                    nudged = Nudge::Gone;
+                    // Difference 3: refusing every queued wait, the shared
+                    // hand-off finds no queue to serve and keeps a pending
+                    // nudge (its owner was rung); the core forgot it.
+                    nudged = if self.core.waiting() == 0 {
+                        Nudge::Kept
+                    } else {
+                        Nudge::Gone
+                    };
                     let capacity = self.core.capacity() as u64;
                     self.follow_queue(|w| w.needed > capacity)?;
                 }
@@ -438,6 +491,11 @@ impl Pair {
                 let mut woken = self.core.remove_owner(owner);
                 let held = std::mem::take(&mut self.held[owner as usize]);
                 if held > 0 {
+                    // The release finds the head left after `remove_owner`.
+                    self.follow_queue(|w| w.owner == owner)?;
+                    if let Some(eventual) = &mut self.eventual {
+                        eventual.see_head();
+                    }
                     let released = self.core.release(held as usize).expect("held");
                     if self.parked() > 0 {
                         // Difference 2: parked, the head's owner nudged; the
@@ -665,6 +723,26 @@ proptest! {
         ops in prop::collection::vec(eventual_op(), 1..100),
     ) {
         run(Pair::new(permits, 64, false, Fairness::Eventual), &ops)?;
+    }
+
+    /// Eventual mode counted from the head, every owner collecting after
+    /// every step.
+    #[test]
+    fn counting_from_the_head_the_shared_semaphore_decides_as_the_core_does(
+        permits in 1..6u64,
+        max_waiters in 1..6u32,
+        ops in prop::collection::vec(eventual_op(), 1..100),
+    ) {
+        run(Pair::new(permits, max_waiters, true, Fairness::EventualHead), &ops)?;
+    }
+
+    /// Eventual mode counted from the head, collecting only on `Op::Collect`.
+    #[test]
+    fn counting_from_the_head_bargers_nudges_and_due_heads_match_the_core(
+        permits in 1..6u64,
+        ops in prop::collection::vec(eventual_op(), 1..100),
+    ) {
+        run(Pair::new(permits, 64, false, Fairness::EventualHead), &ops)?;
     }
 }
 

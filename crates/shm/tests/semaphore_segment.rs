@@ -15,7 +15,7 @@ use support::*;
 
 /// Roles: `contend` (cycles of acquire/hold/release counted in shared
 /// counters), `hold` (takes permits, then waits), `hold-exit` (takes permits
-/// and exits normally), `open` (opens and reports).
+/// and exits normally), `open` (opens in `SEM_FAIRNESS`, FIFO if unset, and reports).
 #[test]
 fn child() {
     let Ok(role) = std::env::var("SHM_ROLE") else { return };
@@ -89,11 +89,21 @@ fn child() {
             }
             read_stdin_line();
         }
-        "open" => match SharedSemaphore::open(Some(&dir), &name, permits, 8) {
+        "open" => match SharedSemaphore::open_with(Some(&dir), &name, permits, 8, fairness(&env("SEM_FAIRNESS"))) {
             Ok(_) => say("OPENED ok".into()),
             Err(e) => say(format!("OPENED {e:?}")),
         },
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// A fairness by its JavaScript name; FIFO for none.
+fn fairness(name: &str) -> Fairness {
+    match name {
+        "" | "fifo" => Fairness::Fifo,
+        "eventual" => Fairness::Eventual,
+        "eventual-head" => Fairness::EventualHead,
+        other => panic!("unknown fairness {other}"),
     }
 }
 
@@ -177,6 +187,71 @@ fn an_opener_asking_for_another_fairness_is_refused_naming_both() {
     }
     let again = SharedSemaphore::open_with(Some(dir.path()), "ev", 2, 8, Fairness::Eventual).unwrap();
     assert!(std::sync::Arc::ptr_eq(&eventual, &again));
+}
+
+/// The stored `fairness` parameter is 2 counting from the head: an opener
+/// asking for FIFO (0) or eventual (1), as a sluice from before that mode
+/// can only ask, is refused by it before anything reads the state block.
+#[test]
+fn counting_from_the_head_is_a_third_fairness_openers_must_agree_on() {
+    let dir = TempDir::new();
+    let head = SharedSemaphore::open_with(Some(dir.path()), "head", 2, 8, Fairness::EventualHead).unwrap();
+    assert_eq!(head.fairness(), Fairness::EventualHead);
+    for (other, requested) in [(Fairness::Fifo, 0), (Fairness::Eventual, 1)] {
+        match SharedSemaphore::open_with(Some(dir.path()), "head", 2, 8, other) {
+            Err(Error::Mismatch {
+                field: "fairness",
+                existing: 2,
+                requested: r,
+            }) if r == requested => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    match SharedSemaphore::open_with(Some(dir.path()), "ev", 2, 8, Fairness::Eventual)
+        .and_then(|_| SharedSemaphore::open_with(Some(dir.path()), "ev", 2, 8, Fairness::EventualHead))
+    {
+        Err(Error::Mismatch {
+            field: "fairness",
+            existing: 1,
+            requested: 2,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Same mode: the open validates the state block (its flags say the
+    // same mode) and returns this process's object.
+    let again = SharedSemaphore::open_with(Some(dir.path()), "head", 2, 8, Fairness::EventualHead).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&head, &again));
+    // Another process validates it as well.
+    let mut kid = spawn(
+        "open",
+        dir.path(),
+        "head",
+        &[("SEM_PERMITS", "2".into()), ("SEM_FAIRNESS", "eventual-head".into())],
+    );
+    assert_eq!(kid.line("OPENED"), "ok");
+    assert!(kid.wait().success());
+}
+
+/// `EVENTUAL_HEAD` (flag 4) only ever comes with `EVENTUAL` (2): alone, or
+/// with a FIFO semaphore, it is damage.
+#[test]
+fn the_head_flag_without_the_eventual_flag_is_damage() {
+    let dir = TempDir::new();
+    let sem = SharedSemaphore::open_with(Some(dir.path()), "flags", 2, 8, Fairness::EventualHead).unwrap();
+    let (a, _) = sem.attach().unwrap();
+    assert!(sem.try_acquire(a, 1).unwrap());
+    sem.check().unwrap();
+    // The state block's flags (offset 64): EVENTUAL | EVENTUAL_HEAD.
+    let flags = sem.segment().unwrap().region().u64_at(64).unwrap();
+    assert_eq!(flags.load(SeqCst), 2 | 4);
+    flags.store(4, SeqCst);
+    assert!(matches!(sem.check(), Err(Error::Damaged(why)) if why.contains("flags 0x4")));
+    assert!(matches!(sem.rebuild(), Err(Error::Damaged(_))));
+    assert!(matches!(sem.try_acquire(a, 1), Err(Error::Damaged(_))));
+    assert!(
+        matches!(sem.release(a, 1), Err(Error::Damaged(_))),
+        "the process keeps refusing"
+    );
 }
 
 #[test]

@@ -25,6 +25,22 @@
 //! nudged owner that collects serves the queue from the free permits in
 //! order. `now` is CLOCK_MONOTONIC nanoseconds, passed in by the caller
 //! (tests control it).
+//!
+//! Counting from the head (`EVENTUAL_HEAD` too, the core's
+//! `Fairness::EventualHead`): a wait is queued with `queued_at = UNSEEN`,
+//! and the first release that finds it standing first stamps it with its
+//! `now` (`see_head`, the core's `young_head`), so each head in turn may be
+//! passed over for `FAIR_AFTER_NS` instead of the next head being due at
+//! once. Only a release stamps, as in the core, where only a release can
+//! pass the head over: `try_acquire` and `acquire` (`may_take`,
+//! `serve_if_due`) read an `UNSEEN` head as young and leave it so. Permits
+//! are free while waits are queued only after a release left them for a
+//! head it stamped; an `UNSEEN` head there overtook that one since, and no
+//! release has passed it over yet. Stamped by a barger, its count would
+//! start earlier than in the core, whose fast path reads no clock
+//! (`tests/semaphore_model.rs` holds the two to the same decisions). The
+//! shared `detach` stamps too, where it gives back what its owner held:
+//! that is the release of the binding's detach.
 
 use super::kill_point;
 use super::records::*;
@@ -160,7 +176,13 @@ impl Engine<'_> {
         self.eset(i, E_TOKEN, token)?;
         self.eset(i, E_NEEDED, n)?;
         self.eset(i, E_TICKET, ticket)?;
-        self.eset(i, E_QUEUED_AT, now)?;
+        // Counting from the head, its count starts at a release (`see_head`).
+        let queued_at = if self.get(S_FLAGS)? & EVENTUAL_HEAD != 0 {
+            UNSEEN
+        } else {
+            now
+        };
+        self.eset(i, E_QUEUED_AT, queued_at)?;
         if overtakes && reserve > 0 {
             // Taken from the old head before given to the new one: a crash in
             // between leaves them unaccounted, which recovery frees.
@@ -250,7 +272,12 @@ impl Engine<'_> {
         }
         self.oset(owner, O_HELD, held - n)?;
         kill_point!("release.held");
-        let young = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && !self.head_due(now)?;
+        let young = self.is_eventual()? && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 && {
+            // Counting from the head, this release finds it standing first.
+            self.see_head(now)?;
+            kill_point!("release.seen_head");
+            !self.head_due(now)?
+        };
         if young {
             // One ring until someone collects: that collection serves every
             // permit freed meanwhile, so more rings would only cost the
@@ -440,10 +467,14 @@ impl Engine<'_> {
     }
 
     /// `owner` goes away: withdraw every wait, drop its decisions, give back
-    /// all it holds and was granted.
-    pub(crate) fn detach(&self, owner: u32, woken: &mut Vec<u32>) -> Result<(), Error> {
+    /// all it holds and was granted. Counting from the head, what it held
+    /// goes back as a release does (`now`): the head after the rest went
+    /// back is stamped if unseen (the binding's detach in the core:
+    /// `remove_owner`, then `release` of what it held).
+    pub(crate) fn detach(&self, owner: u32, now: u64, woken: &mut Vec<u32>) -> Result<(), Error> {
         self.sane()?;
-        let mut back = self.oget(owner, O_HELD)?;
+        let held = self.oget(owner, O_HELD)?;
+        let mut back = 0;
         for i in 0..self.waiters {
             let s = self.slot(i)?;
             if s == Slot::Free || self.eget(i, E_OWNER)? != u64::from(owner) {
@@ -462,7 +493,13 @@ impl Engine<'_> {
         self.oset(owner, O_HELD, 0)?;
         kill_point!("detach.emptied");
         self.set(S_NUDGED, 0)?;
-        self.hand_off(back, woken)
+        self.hand_off(back, woken)?;
+        if held > 0 && self.get(S_OWED)? == 0 && self.get(S_WAITING)? > 0 {
+            self.see_head(now)?;
+        }
+        // Everything free went to the queue above: this serves it as one
+        // `hand_off(held + back)` would.
+        self.release_locked(held, woken)
     }
 
     /// Closes: every queued wait is withdrawn (its owner woken), later

@@ -19,7 +19,9 @@
 //! and returned.
 //!
 //! With [`Fairness::Eventual`] a release may leave its permits free and
-//! ring the queue head's owner instead of handing off (`engine.rs`).
+//! ring the queue head's owner instead of handing off (`engine.rs`); with
+//! [`Fairness::EventualHead`] the head's patience counts from the first
+//! release that finds it standing first, not from when it was queued.
 //!
 //! Each process keeps `(owner, token) → entry` for its own owners' waits and
 //! checks the entry before trusting it, so nothing shared is hashed.
@@ -59,10 +61,12 @@ pub const MAX_WAITERS: u32 = 65_536;
 
 /// Who gets permits that a release finds waits for: the core's modes, here a
 /// segment parameter, the same in every opener (the header stores 0 for
-/// FIFO, 1 for eventual). In eventual mode a release leaves its permits free
-/// for the fast path and rings the head's owner, unless the head has waited
-/// [`FAIR_AFTER_NS`]: then it hands off, and bargers are refused until the
-/// head is served.
+/// FIFO, 1 for eventual, 2 for eventual counted from the head). In eventual
+/// mode a release leaves its permits free for the fast path and rings the
+/// head's owner, unless the head has waited [`FAIR_AFTER_NS`]: then it
+/// hands off, and bargers are refused until the head is served. Counted
+/// from the head ([`Fairness::EventualHead`]), that wait starts at the
+/// first release that finds the head standing first.
 pub use sluice_core::Fairness;
 
 /// Reads CLOCK_MONOTONIC, one clock for every process of the machine.
@@ -165,7 +169,7 @@ impl SharedSemaphore {
 
     /// [`open`](Self::open) with a [`Fairness`], a parameter like `permits`:
     /// an opener giving another value gets [`Error::Mismatch`] (`fairness`,
-    /// 0 FIFO, 1 eventual).
+    /// 0 FIFO, 1 eventual, 2 eventual counted from the head).
     ///
     /// # Errors
     ///
@@ -241,8 +245,7 @@ impl SharedSemaphore {
         assert!((1..=65_536).contains(&max_owners));
         let words = records::region_size(max_owners, max_waiters) / 8;
         let words: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        let eventual = fairness == Fairness::Eventual;
-        Engine::init(Region::from_words(&words), max_owners, max_waiters, permits, eventual).expect("the region fits");
+        Engine::init(Region::from_words(&words), max_owners, max_waiters, permits, fairness).expect("the region fits");
         let bounds = (max_owners, max_waiters);
         Self::with(
             Backing::Heap {
@@ -339,10 +342,11 @@ impl SharedSemaphore {
     /// [`Error::Damaged`], [`Error::LockStuck`].
     pub fn detach(&self, owner: u32) -> Result<(), Error> {
         self.check_owner(owner)?;
+        let now = self.now();
         self.locked_then(
             |e, waits, woken| {
                 waits.forget_owner(owner);
-                e.detach(owner, woken)
+                e.detach(owner, now, woken)
             },
             |segment, guard| segment.detach_owner(guard, owner),
         )

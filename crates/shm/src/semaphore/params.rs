@@ -10,10 +10,23 @@ use crate::{Error, Guard, Layout, Region};
 pub(super) struct Params {
     pub(super) permits: u64,
     pub(super) max_waiters: u32,
-    /// Stored as the third parameter: 0 FIFO, 1 eventual. A segment made
-    /// before the option existed has 0 there, but also 64-byte entries, so
-    /// it is refused by its layout version before the parameters compare.
+    /// Stored as the third parameter (`fairness_param`): 0 FIFO, 1
+    /// eventual, 2 eventual counted from the head. A segment made before the
+    /// option existed has 0 there, but also 64-byte entries, so it is
+    /// refused by its layout version before the parameters compare. One
+    /// made before 2 existed has 0 or 1 there and never the
+    /// `EVENTUAL_HEAD` flag; a sluice from then refuses a segment with 2 as
+    /// a mismatch of this parameter, before it reads the flags.
     pub(super) fairness: Fairness,
+}
+
+/// The stored `fairness` parameter.
+fn fairness_param(fairness: Fairness) -> u64 {
+    match fairness {
+        Fairness::Fifo => 0,
+        Fairness::Eventual => 1,
+        Fairness::EventualHead => 2,
+    }
 }
 
 impl Layout for Params {
@@ -27,7 +40,7 @@ impl Layout for Params {
         [
             self.permits,
             u64::from(self.max_waiters),
-            u64::from(self.fairness == Fairness::Eventual),
+            fairness_param(self.fairness),
             0,
             0,
             0,
@@ -42,8 +55,7 @@ impl Layout for Params {
 
     unsafe fn init(&self, region: Region<'_>) {
         // Cannot fail: the segment gives `mutable_size` bytes.
-        let eventual = self.fairness == Fairness::Eventual;
-        let done = Engine::init(region, self.max_owners(), self.max_waiters, self.permits, eventual);
+        let done = Engine::init(region, self.max_owners(), self.max_waiters, self.permits, self.fairness);
         debug_assert!(done.is_ok(), "{done:?}");
     }
 
@@ -52,7 +64,7 @@ impl Layout for Params {
         if engine.owners != self.max_owners() || engine.waiters != self.max_waiters {
             return Err(records::damaged("the state block's bounds differ from the header's"));
         }
-        if engine.is_eventual()? != (self.fairness == Fairness::Eventual) {
+        if engine.fairness()? != self.fairness {
             return Err(records::damaged("the state block's fairness differs from the header's"));
         }
         engine.check()

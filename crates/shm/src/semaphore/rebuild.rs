@@ -191,7 +191,7 @@ impl Engine<'_> {
     pub(crate) fn check_facts(&self) -> Result<Facts, Error> {
         let facts = self.facts()?;
         let (capacity, owed, flags) = (self.get(S_CAPACITY)?, self.get(S_OWED)?, self.get(S_FLAGS)?);
-        if flags & !(CLOSED | EVENTUAL) != 0 {
+        if !flags_known(flags) {
             return Err(damaged(format!("flags {flags:#x}")));
         }
         let used = [facts.held, facts.granted, owed].into_iter().try_fold(0u64, add)?;

@@ -16,6 +16,9 @@
 //!   `state`), data first: a grant writes `granted = needed`, then
 //!   `state = GRANTED`. Multi-word changes only touch the lock holder's own
 //!   facts: if it dies half-way, its process is dead and reaped as a whole.
+//!   Counting from the head, a release also stamps the head's `queued_at`
+//!   (`Engine::see_head`): one aligned store of a fact that is valid lost or
+//!   kept, so it needs no order with anything.
 //!
 //! Every value read from the region is checked before it is used: an index
 //! out of range, a walk longer than the table, an impossible count, all give
@@ -24,6 +27,8 @@
 //! the lock-free getters are snapshots that publish nothing.
 
 use std::sync::atomic::Ordering::Relaxed;
+
+use sluice_core::Fairness;
 
 use crate::{Error, Region};
 
@@ -42,7 +47,7 @@ pub(crate) const S_OWED: usize = 32; // fact: permits owed before any waiter is 
 pub(crate) const S_WAITING: usize = 40; // cache: queued entries
 pub(crate) const S_RESERVED: usize = 48; // cache: the head's `granted`
 pub(crate) const S_TICKET: usize = 56; // next ticket (FIFO sequence), only grows
-pub(crate) const S_FLAGS: usize = 64; // CLOSED, EVENTUAL
+pub(crate) const S_FLAGS: usize = 64; // CLOSED, EVENTUAL, EVENTUAL_HEAD
 pub(crate) const S_HEAD: usize = 72; // cache: first queued entry or NIL
 pub(crate) const S_TAIL: usize = 80; // cache: last queued entry or NIL
 pub(crate) const S_FREE_LIST: usize = 88; // cache: first FREE entry or NIL
@@ -55,6 +60,33 @@ pub(crate) const CLOSED: u64 = 1;
 /// compared with the header's at open): the fast path may take free permits
 /// while waits are queued, as long as the head is not due.
 pub(crate) const EVENTUAL: u64 = 2;
+/// `flags`: eventual fairness counted from the head
+/// ([`Fairness::EventualHead`]), only ever set with `EVENTUAL` (so that
+/// `EVENTUAL` alone still means "any eventual mode"); a creation parameter
+/// like it. Waits are queued with `queued_at = UNSEEN`, and the first
+/// release that finds one standing first stamps it (`see_head`). Not a
+/// layout change: a sluice that predates it refuses such a segment at open
+/// by its `fairness` parameter (2), before it reads the flags.
+pub(crate) const EVENTUAL_HEAD: u64 = 4;
+
+/// `queued_at` of a wait that no release has found standing first yet,
+/// counting from the head (the core's `UNSEEN`). Never due.
+pub(crate) const UNSEEN: u64 = u64::MAX;
+
+/// The mode bits of `flags` for `fairness`.
+pub(crate) fn mode_flags(fairness: Fairness) -> u64 {
+    match fairness {
+        Fairness::Fifo => 0,
+        Fairness::Eventual => EVENTUAL,
+        Fairness::EventualHead => EVENTUAL | EVENTUAL_HEAD,
+    }
+}
+
+/// Whether `flags` holds only known bits, `EVENTUAL_HEAD` only with
+/// `EVENTUAL`: anything else is damage (or a sluice newer than this one).
+pub(crate) fn flags_known(flags: u64) -> bool {
+    flags & !(CLOSED | EVENTUAL | EVENTUAL_HEAD) == 0 && (flags & EVENTUAL_HEAD == 0 || flags & EVENTUAL != 0)
+}
 
 /// How long the head may be passed over by bargers in eventual mode before
 /// the next release must hand off to it: the core's figure (0.5 ms), so
@@ -77,7 +109,10 @@ pub(crate) const E_NEEDED: usize = 32;
 pub(crate) const E_GRANTED: usize = 40; // < needed while queued (only the head has any)
 pub(crate) const E_TICKET: usize = 48;
 const E_LINKS: usize = 56; // cache: prev in the high 32 bits, next in the low 32
-pub(crate) const E_QUEUED_AT: usize = 64; // CLOCK_MONOTONIC ns when queued (eventual mode's `due`)
+/// CLOCK_MONOTONIC ns when its patience began (eventual mode's `due`): when
+/// queued, or counting from the head, when a release first found it standing
+/// first (`UNSEEN` until then).
+pub(crate) const E_QUEUED_AT: usize = 64;
 
 /// An entry's state word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +163,7 @@ impl<'a> Engine<'a> {
         max_owners: u32,
         max_waiters: u32,
         permits: u64,
-        eventual: bool,
+        fairness: Fairness,
     ) -> Result<(), Error> {
         let e = Engine {
             r,
@@ -145,7 +180,7 @@ impl<'a> Engine<'a> {
         for f in [S_OWED, S_WAITING, S_RESERVED, S_TICKET] {
             e.set(f, 0)?;
         }
-        e.set(S_FLAGS, if eventual { EVENTUAL } else { 0 })?;
+        e.set(S_FLAGS, mode_flags(fairness))?;
         e.set(S_NUDGED, 0)?;
         e.set(S_HEAD, u64::from(NIL))?;
         e.set(S_TAIL, u64::from(NIL))?;
@@ -297,15 +332,52 @@ impl<'a> Engine<'a> {
         Ok(self.get(S_FLAGS)? & EVENTUAL != 0)
     }
 
+    /// The mode the segment was made in, from the flags.
+    pub(crate) fn fairness(&self) -> Result<Fairness, Error> {
+        let flags = self.get(S_FLAGS)?;
+        Ok(if flags & EVENTUAL_HEAD != 0 {
+            Fairness::EventualHead
+        } else if flags & EVENTUAL != 0 {
+            Fairness::Eventual
+        } else {
+            Fairness::Fifo
+        })
+    }
+
     /// Whether the queue head has waited `FAIR_AFTER_NS` at `now` (false
     /// with nobody queued). A `queued_at` in the future (another process's
-    /// clock read just before ours, or a damaged word) only counts as young.
+    /// clock read just before ours, or a damaged word) only counts as young,
+    /// and so does an `UNSEEN` head: only a release starts its count
+    /// (`see_head`), as in the core, so this reads and never stamps.
     pub(crate) fn head_due(&self, now: u64) -> Result<bool, Error> {
         let head = self.head()?;
         if head == NIL {
             return Ok(false);
         }
-        Ok(now.saturating_sub(self.eget(head, E_QUEUED_AT)?) >= FAIR_AFTER_NS)
+        let queued_at = self.eget(head, E_QUEUED_AT)?;
+        Ok(queued_at != UNSEEN && now.saturating_sub(queued_at) >= FAIR_AFTER_NS)
+    }
+
+    /// Counting from the head (`EVENTUAL_HEAD`): a release found the head
+    /// standing first at `now`; if it is `UNSEEN`, its count starts now (the
+    /// core's `young_head`). Nothing otherwise.
+    ///
+    /// Crash consistency: `queued_at` is a fact of another owner's entry, and
+    /// the stamp is one aligned store of it that is safe to lose or keep,
+    /// like a cache: `UNSEEN` and `now` are both valid for a queued entry,
+    /// nothing else depends on which (no count, no link; `rebuild` does not
+    /// read it), and a lost stamp only lets the next release start the
+    /// count a little later (that head may be passed over up to the time
+    /// between the two releases longer).
+    pub(crate) fn see_head(&self, now: u64) -> Result<(), Error> {
+        if self.get(S_FLAGS)? & EVENTUAL_HEAD == 0 {
+            return Ok(());
+        }
+        let head = self.head()?;
+        if head != NIL && self.eget(head, E_QUEUED_AT)? == UNSEEN {
+            self.eset(head, E_QUEUED_AT, now)?;
+        }
+        Ok(())
     }
 
     /// The cache words are in range: every locked operation starts here, so
@@ -317,7 +389,7 @@ impl<'a> Engine<'a> {
         self.index(self.get(S_TAIL)?)?;
         self.index(self.get(S_FREE_LIST)?)?;
         let ok = cap <= MAX_PERMITS
-            && flags & !(CLOSED | EVENTUAL) == 0
+            && flags_known(flags)
             && owed <= cap
             && free.checked_add(reserved).is_some_and(|f| f <= cap)
             && waiting <= u64::from(self.waiters)
