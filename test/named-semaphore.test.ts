@@ -55,12 +55,22 @@ describe('Semaphore.open: the same semaphore for every process', () => {
     expect(await other.exited).toBe(1)
     await eventually(() => /MismatchError/.test(other.stderr()))
     expect(other.stderr()).toMatch(/fairness is 'fifo' here.*fairness 'eventual'/)
+    // 'eventual-head' is a third value: refused against 'eventual', by name, here and in the segment.
+    const head = fresh()
+    Semaphore.open(head, { permits: 1, fairness: 'eventual-head', dir })
+    expect(() => Semaphore.open(head, { permits: 1, fairness: 'eventual', dir })).toThrow(
+      /fairness is 'eventual' here.*fairness 'eventual-head'/,
+    )
+    const another = child('wait', dir, head, 1, undefined, 'eventual')
+    expect(await another.exited).toBe(1)
+    await eventually(() => /MismatchError/.test(another.stderr()))
+    expect(another.stderr()).toMatch(/fairness is 'eventual' here.*fairness 'eventual-head'/)
     expect(() => Semaphore.open(fresh(), { permits: 1, fairness: 'fair' as never, dir })).toThrow(RangeError)
     expect(() => Semaphore.open(fresh(), { permits: 1, fairness: 1 as never, dir })).toThrow(/^options\.fairness must be/)
   })
 
   // In 'eventual' the release leaves the permit free and nudges the waiter, which then collects it.
-  it.each(['fifo', 'eventual'] as const)(
+  it.each(['fifo', 'eventual', 'eventual-head'] as const)(
     'an unrelated process sees what this one holds, and gets the permit when it is released (fairness %s)',
     async (fairness) => {
       const name = fresh()

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { fixture } from './helpers.js'
 
 /** `Semaphore.open`'s `fairness` option. */
-export type Fairness = 'fifo' | 'eventual'
+export type Fairness = 'fifo' | 'eventual' | 'eventual-head'
 
 /** A fresh directory for segments (mode 0700, as the segment layer requires). */
 export function segmentDir(): { dir: string; remove: () => void } {

@@ -1,7 +1,7 @@
 // A cluster worker of bench/named.bench.mjs: `cycles` acquire/hold/release
 // cycles on a limit shared by every worker process, through one of:
 //   sluice    Semaphore.open(name, { permits, fairness, dir }) (fairness
-//             'fifo' or 'eventual')
+//             'fifo', 'eventual' or 'eventual-head')
 //   ipc       a coordinator in the primary over process.send
 //   lockfile  proper-lockfile on a file (a mutex; permits must be 1)
 // It holds across a microtask, records [asked, acquired, released] in

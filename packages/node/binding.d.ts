@@ -61,10 +61,11 @@ export declare class NativeNamedSemaphore {
   /**
    * Opens (creating it if needed) the named semaphore `name` in `dir`
    * (default: `/dev/shm/sluice-<uid>` or `SLUICE_SHM_DIR`), attaching this
-   * thread as a new owner. `eventual` selects eventual fairness (a
-   * segment parameter: another opener's other choice is a mismatch).
+   * thread as a new owner. `fairness`: `'fifo'`, `'eventual'` or
+   * `'eventual-head'` (a segment parameter: another opener's other choice
+   * is a mismatch).
    */
-  static open(name: string, permits: number, maxWaiters: number, eventual: boolean, dir?: string | undefined | null): NativeNamedSemaphore
+  static open(name: string, permits: number, maxWaiters: number, fairness: string, dir?: string | undefined | null): NativeNamedSemaphore
   /**
    * Closes `name` for everyone who has it open and frees the name; false
    * if there was no such segment.
@@ -78,8 +79,6 @@ export declare class NativeNamedSemaphore {
   /** The creation parameters this object was opened with (equal to the segment's). */
   get permits(): number
   get maxWaiters(): number
-  /** Whether it was opened with eventual fairness. */
-  get eventual(): boolean
   /** This thread's owner slot: its identity as a waiter. */
   get slot(): number
   /** How many owner slots the segment has: every `slot` is below it. */

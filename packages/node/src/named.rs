@@ -19,7 +19,7 @@ use std::sync::Arc;
 use napi::sys::{self, napi_env, napi_value};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
-use sluice_shm::semaphore::{Acquire, Fairness, SharedSemaphore};
+use sluice_shm::semaphore::{Acquire, SharedSemaphore};
 use sluice_shm::Error as ShmError;
 
 use crate::attachment::{Attachment, GiveBack, Primitive, ThreadUse};
@@ -93,26 +93,26 @@ pub struct NativeNamedSemaphore {
     owner: Rc<NamedOwner>,
     permits: u32,
     max_waiters: u32,
-    eventual: bool,
 }
 
 #[napi]
 impl NativeNamedSemaphore {
     /// Opens (creating it if needed) the named semaphore `name` in `dir`
     /// (default: `/dev/shm/sluice-<uid>` or `SLUICE_SHM_DIR`), attaching this
-    /// thread as a new owner. `eventual` selects eventual fairness (a
-    /// segment parameter: another opener's other choice is a mismatch).
+    /// thread as a new owner. `fairness`: `'fifo'`, `'eventual'` or
+    /// `'eventual-head'` (a segment parameter: another opener's other choice
+    /// is a mismatch).
     #[napi(factory, catch_unwind)]
     pub fn open(
         env: Env,
         name: String,
         permits: u32,
         max_waiters: u32,
-        eventual: bool,
+        fairness: String,
         dir: Option<String>,
     ) -> Result<Self> {
         let dir = dir.map(std::path::PathBuf::from);
-        let fairness = if eventual { Fairness::Eventual } else { Fairness::Fifo };
+        let fairness = crate::semaphore::parse_fairness(&fairness)?;
         let semaphore = SharedSemaphore::open_with(dir.as_deref(), &name, u64::from(permits), max_waiters, fairness)
             .map_err(|e| fail(&env, e))?;
         let (owner, bell) = semaphore.attach().map_err(|e| fail(&env, e))?;
@@ -134,7 +134,6 @@ impl NativeNamedSemaphore {
             owner,
             permits,
             max_waiters,
-            eventual,
         })
     }
 
@@ -169,12 +168,6 @@ impl NativeNamedSemaphore {
     #[napi(getter)]
     pub fn max_waiters(&self) -> u32 {
         self.max_waiters
-    }
-
-    /// Whether it was opened with eventual fairness.
-    #[napi(getter)]
-    pub fn eventual(&self) -> bool {
-        self.eventual
     }
 
     /// This thread's owner slot: its identity as a waiter.

@@ -309,11 +309,20 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 7] = [
 /// every thread attached to it shares it.
 fn fairness_of(core: Semaphore, fairness: Option<&str>) -> Result<Semaphore> {
     let clock = || Arc::new(FairnessClock(MonotonicClock::default()));
+    Ok(match parse_fairness(fairness.unwrap_or("fifo"))? {
+        Fairness::Fifo => core,
+        Fairness::Eventual => core.with_eventual_fairness(clock(), FAIR_AFTER_NANOS),
+        Fairness::EventualHead => core.with_eventual_head_fairness(clock(), FAIR_AFTER_NANOS),
+    })
+}
+
+/// The mode a JS `fairness` option names (`ts/validate.ts` checked it first).
+pub(crate) fn parse_fairness(fairness: &str) -> Result<Fairness> {
     match fairness {
-        None | Some("fifo") => Ok(core),
-        Some("eventual") => Ok(core.with_eventual_fairness(clock(), FAIR_AFTER_NANOS)),
-        Some("eventual-head") => Ok(core.with_eventual_head_fairness(clock(), FAIR_AFTER_NANOS)),
-        Some(other) => Err(Error::new(
+        "fifo" => Ok(Fairness::Fifo),
+        "eventual" => Ok(Fairness::Eventual),
+        "eventual-head" => Ok(Fairness::EventualHead),
+        other => Err(Error::new(
             Status::InvalidArg,
             format!("fairness must be 'fifo', 'eventual' or 'eventual-head', got {other:?}"),
         )),

@@ -38,7 +38,9 @@ export interface OpenSemaphoreOptions {
    * process); with `'eventual'` the releaser leaves them free, so a running
    * process can take them straight back, and rings the longest waiter,
    * until that one has waited 0.5 ms: then it is handed the permits as
-   * with `'fifo'`. The same in every opener.
+   * with `'fifo'`; `'eventual-head'` counts that 0.5 ms from the first
+   * release that finds the waiter first in line (see `Fairness`). The same
+   * in every opener.
    */
   fairness?: Fairness
   /**
@@ -94,8 +96,7 @@ export function openSemaphore(rawName: unknown, options: unknown, caller: string
     checkSame(caller, name, 'fairness', existing.fairness, fairness)
     return semaphore
   }
-  const eventual = fairness === 'eventual'
-  const native = callNative(caller, name, () => NativeNamedSemaphore.open(name, permits, maxWaiters, eventual, dir))
+  const native = callNative(caller, name, () => NativeNamedSemaphore.open(name, permits, maxWaiters, fairness, dir))
   const bells = new FifoBell(() => native.bellFd())
   const named: NamedSemaphoreHandle = Object.freeze({ kind: 'sluice:NamedSemaphore', name, permits, maxWaiters, fairness, dir })
   const metrics = openSemaphoreMetrics(caller, name, dir, native.owners, native.slot)
@@ -131,7 +132,7 @@ function mismatch(caller: string, name: string, field: string, existing: unknown
 
 /** The option's value for the number a segment stores (another number is shown as is). */
 function fairnessName(stored: string | undefined): string {
-  return stored === '0' ? 'fifo' : stored === '1' ? 'eventual' : String(stored)
+  return ({ '0': 'fifo', '1': 'eventual', '2': 'eventual-head' } as Record<string, string>)[stored ?? ''] ?? String(stored)
 }
 
 /**
@@ -154,7 +155,7 @@ export function callNative<T>(caller: string, name: string, call: () => T): T {
         // "<field> <existing> <requested>", from src/named.rs.
         const [field, existing, requested] = message.split(' ')
         if (field === 'fairness') {
-          // Stored as 0 (fifo) or 1 (eventual) in the segment's header.
+          // Stored as 0 (fifo), 1 (eventual) or 2 (eventual-head) in the segment's header.
           throw mismatch(caller, name, field, fairnessName(existing), fairnessName(requested))
         }
         throw mismatch(caller, name, field ?? '?', Number(existing), Number(requested))
