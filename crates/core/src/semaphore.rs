@@ -875,11 +875,19 @@ impl Semaphore {
             queue.reserved_for_head -= n;
             return Ok(Acquire::Acquired);
         }
-        if overtakes && self.eventual.is_some() && self.take_parked_for_new_head(n - queue.reserved_for_head) {
+        if overtakes && self.eventual.is_some() && self.take_from_parked(n - queue.reserved_for_head) {
             // Eventual mode: the reserve plus parked permits cover it. Queued,
             // it would stand first and be covered by permits parked for the
             // nudged owner, whom serving it waits on (see `release`).
             queue.reserved_for_head = 0;
+            return Ok(Acquire::Acquired);
+        }
+        if !overtakes && self.eventual.is_some() && self.take_from_parked(n) {
+            // Eventual mode: a release parked permits after this request's
+            // fast-path try failed. Queued behind the nudged owner's waits,
+            // it could be covered by them and then be granted only when that
+            // owner serves, its own owner never rung: it takes them now, as
+            // its try would have a moment later.
             return Ok(Acquire::Acquired);
         }
         if queue.waiters.len() >= self.max_waiters {
@@ -1296,10 +1304,10 @@ impl Semaphore {
     }
 
     /// Eventual mode, under the lock: takes `n` parked permits for a request
-    /// that overtakes the head (which a barger may take as well), if that
+    /// that would otherwise queue (as a barger's fast path may), if that
     /// many are parked. Leaves `nudged` as it is: the rest stay parked for
     /// the owner nudged, and fewer permits can only grant fewer of its waits.
-    fn take_parked_for_new_head(&self, n: usize) -> bool {
+    fn take_from_parked(&self, n: usize) -> bool {
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
             // With QUEUED set (the queue holds the head overtaken), the count

@@ -245,3 +245,42 @@ fn cancelling_the_nudged_head_races_a_barger() {
         assert_eq!(sem.available(), 1);
     });
 }
+
+/// A newcomer's `acquire` races a release that parks two permits for the
+/// young head, which needs one: whether the newcomer's fast-path try ran
+/// before or after the park, it must not end up queued behind the head with
+/// a parked permit covering it, where only the nudged owner's `serve` would
+/// grant it (its owner is never rung; at best the doorbell's 50 ms poll).
+/// It takes a parked permit (a barge, as its fast path would have), or
+/// queued first, it is granted by the release.
+#[test]
+fn a_newcomer_queueing_as_a_release_parks_is_never_left_to_the_nudge() {
+    const NEWCOMER: u32 = 2;
+    loom::model(|| {
+        let clock = std::sync::Arc::new(FakeClock::new(0));
+        let sem = Arc::new(Semaphore::new(2).with_eventual_fairness(clock, FAIR_AFTER));
+        sem.try_acquire(2).unwrap();
+        assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(2).unwrap())
+        };
+        let newcomer = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire(1, NEWCOMER, 1).unwrap())
+        };
+        let woken = releaser.join().unwrap();
+        let acquired = newcomer.join().unwrap() == Acquire::Acquired;
+        if !acquired {
+            assert!(
+                woken.contains(&NEWCOMER),
+                "queued, so granted by the release: {woken:?}"
+            );
+            assert_eq!(sem.take_granted(NEWCOMER).len(), 1);
+        }
+        // The head's permit: granted by the release, or parked for its serve.
+        let head = sem.take_granted(HEAD).len() + serve_and_collect(&sem);
+        assert_eq!(head, 1);
+        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+    });
+}
