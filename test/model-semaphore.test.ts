@@ -189,7 +189,7 @@ const commands = (capacity: number, mode: Mode): fc.Arbitrary<Iterable<fc.AsyncC
     { maxCommands: 40 },
   )
 
-// One thread alone sees FIFO in both modes: an eventually fair semaphore
+// One thread alone sees FIFO in every mode: an eventually fair semaphore
 // that nudges the releasing thread's own waiter serves it in the same call.
 describe.each(modes.flatMap((mode) => (['fifo', 'eventual', 'eventual-head'] as const).map((fairness) => [mode, fairness] as const)))(
   'Semaphore against a reference model (%s, %s)',

@@ -9,8 +9,8 @@ const { dir, remove } = segmentDir()
 afterEach(killChildren)
 afterAll(remove)
 
-// Both settings of `fairness`: eventual mode lets a releaser take its permit
-// back while others wait, which must not change either bound.
+// Every setting of `fairness`: the eventual modes let a releaser take its
+// permit back while others wait, which must not change either bound.
 describe.each<Fairness>(['fifo', 'eventual', 'eventual-head'])('named semaphore across processes (fairness %s)', (fairness) => {
   it('node:cluster, 4 workers x 1,000 cycles on permits 3: never more than 3 holders, every permit back', async () => {
     const args = [dir, `cluster-${fairness}`, '3', '4', '1000', fairness]

@@ -263,6 +263,13 @@ describe('Mutex.open', () => {
     expect(await waiter.exited).toBe(0)
     expect(() => Mutex.open(name, { dir, maxWaiters: 7 })).toThrow(MismatchError)
     expect(() => Mutex.open(name, { dir, fairness: 'eventual' })).toThrow(/fairness is 'eventual' here.*fairness 'fifo'/)
+    // 'eventual-head' travels in the mutex's handle and is a parameter like the others.
+    const headName = fresh()
+    const headMutex = Mutex.open(headName, { dir, fairness: 'eventual-head' })
+    expect(headMutex.handle.semaphore).toMatchObject({ fairness: 'eventual-head' })
+    expect(Mutex.from(headMutex.handle).handle.semaphore).toMatchObject({ fairness: 'eventual-head' })
+    expect(() => Mutex.open(headName, { dir, fairness: 'eventual' })).toThrow(/fairness is 'eventual' here.*fairness 'eventual-head'/)
+    expect(() => Semaphore.open(headName, { permits: 1, dir })).toThrow(/fairness is 'fifo' here.*fairness 'eventual-head'/)
   })
 })
 

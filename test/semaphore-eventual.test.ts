@@ -1,5 +1,5 @@
 // Eventual fairness (`fairness: 'eventual'`, issue 13) across threads: what
-// the cross-thread suites run in both modes does not show. The fairness clock
+// the cross-thread suites run in every mode does not show. The fairness clock
 // is frozen from Rust (`setFairnessClockForTest`), so whether a queue head is
 // due is decided here, not by timing.
 import { createRequire } from 'node:module'

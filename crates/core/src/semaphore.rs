@@ -79,8 +79,8 @@
 //! starts at a release, not when the wait comes first, because only a
 //! release can pass it over.
 //!
-//! So in this mode only, the fast path may take permits while `QUEUED` is
-//! set: the second invariant below becomes "while `QUEUED` is set, the permit
+//! So in the eventual modes only, the fast path may take permits while
+//! `QUEUED` is set: the second invariant above becomes "while `QUEUED` is set, the permit
 //! count in `state` holds only parked permits, and then `nudged` is set".
 //! Every operation under the lock that hands permits to the queue
 //! (`release_locked`) first takes the parked permits back (one CAS, after
@@ -638,8 +638,9 @@ impl Semaphore {
         if !waits.iter().all(|w| seen.insert(w.0)) {
             return Err(AdoptError);
         }
-        // Their age elsewhere is on another clock: they count from now, which
-        // can only delay their hand-off by one `fair_after`.
+        // Their age elsewhere is on another clock: they count from now (or,
+        // counting from the head, from the first release that finds them
+        // first), which can only delay their hand-off by one `fair_after`.
         let now = self.queued_at();
         for &(token, needed, priority) in waits {
             queue.waiters.insert(Waiter {
