@@ -54,18 +54,35 @@ describe('Semaphore fairness option', () => {
 })
 
 describe('Semaphore with eventual fairness across threads', () => {
-  it('lets a newcomer take a young head’s permit, and hands the next release to a due head', async () => {
-    binding.setFairnessClockForTest(0)
-    const sem = new Semaphore(1, { fairness: 'eventual' })
-    let permit = sem.tryAcquire()!
+  /**
+   * A semaphore of 1 in `fairness`, its permit held here, and a worker
+   * queued for it that blocks its thread once granted (until `finish`).
+   */
+  async function heldWithWorkerQueued(fairness: 'eventual' | 'eventual-head') {
+    const sem = new Semaphore(1, { fairness })
+    const permit = sem.tryAcquire()!
     const gate = new Int32Array(new SharedArrayBuffer(4))
     const { worker, exited } = runWorker('acquire-then-block.mjs', { handle: sem.handle, gate: gate.buffer })
     expect(await nextMessage(worker)).toBe('waiting')
     await eventually(() => sem.waiting === 1)
+    /** Lets the worker go once it holds the permit, and checks it came back. */
+    const finish = async () => {
+      Atomics.store(gate, 0, 1)
+      Atomics.notify(gate, 0)
+      expect(await nextMessage(worker)).toBe('acquired')
+      expect(await exited).toBe(0)
+      expect(sem.available).toBe(1)
+    }
+    return { sem, permit, finish }
+  }
+
+  it('lets a newcomer take a young head’s permit, and hands the next release to a due head', async () => {
+    binding.setFairnessClockForTest(0)
+    const { sem, permit: held, finish } = await heldWithWorkerQueued('eventual')
     // The head is young (the clock stands still): the release leaves the
     // permit free, and this thread takes it back past the blocked worker.
-    permit.release()
-    permit = sem.tryAcquire()!
+    held.release()
+    let permit = sem.tryAcquire()!
     expect(permit).not.toBeNull()
     expect(sem.waiting).toBe(1)
     permit.release()
@@ -78,27 +95,18 @@ describe('Semaphore with eventual fairness across threads', () => {
     expect(sem.tryAcquire()).toBeNull()
     expect(sem.available).toBe(0)
     expect(sem.waiting).toBe(0)
-    Atomics.store(gate, 0, 1)
-    Atomics.notify(gate, 0)
-    expect(await nextMessage(worker)).toBe('acquired')
-    expect(await exited).toBe(0)
-    expect(sem.available).toBe(1)
+    await finish()
   })
 
   it('counting from the head: a wait queued long ago is young at the first release that finds it first', async () => {
     binding.setFairnessClockForTest(0)
-    const sem = new Semaphore(1, { fairness: 'eventual-head' })
+    const { sem, permit: held, finish } = await heldWithWorkerQueued('eventual-head')
     expect(fairnessOf(sem.handle)).toBe('eventual-head')
-    let permit = sem.tryAcquire()!
-    const gate = new Int32Array(new SharedArrayBuffer(4))
-    const { worker, exited } = runWorker('acquire-then-block.mjs', { handle: sem.handle, gate: gate.buffer })
-    expect(await nextMessage(worker)).toBe('waiting')
-    await eventually(() => sem.waiting === 1)
     // Queued long ago ('eventual' would hand off now), but no release has
     // found it first in line yet: its count starts at this one.
     binding.setFairnessClockForTest(DUE)
-    permit.release()
-    permit = sem.tryAcquire()!
+    held.release()
+    const permit = sem.tryAcquire()!
     expect(permit).not.toBeNull()
     expect(sem.waiting).toBe(1)
     // First in line for a millisecond now: the next release is its.
@@ -107,30 +115,17 @@ describe('Semaphore with eventual fairness across threads', () => {
     expect(sem.tryAcquire()).toBeNull()
     expect(sem.available).toBe(0)
     expect(sem.waiting).toBe(0)
-    Atomics.store(gate, 0, 1)
-    Atomics.notify(gate, 0)
-    expect(await nextMessage(worker)).toBe('acquired')
-    expect(await exited).toBe(0)
-    expect(sem.available).toBe(1)
+    await finish()
   })
 
   it('counting from queueing: a wait queued long ago gets the first release', async () => {
     binding.setFairnessClockForTest(0)
-    const sem = new Semaphore(1, { fairness: 'eventual' })
-    const permit = sem.tryAcquire()!
-    const gate = new Int32Array(new SharedArrayBuffer(4))
-    const { worker, exited } = runWorker('acquire-then-block.mjs', { handle: sem.handle, gate: gate.buffer })
-    expect(await nextMessage(worker)).toBe('waiting')
-    await eventually(() => sem.waiting === 1)
+    const { sem, permit, finish } = await heldWithWorkerQueued('eventual')
     binding.setFairnessClockForTest(DUE)
     permit.release()
     expect(sem.tryAcquire()).toBeNull()
     expect(sem.waiting).toBe(0)
-    Atomics.store(gate, 0, 1)
-    Atomics.notify(gate, 0)
-    expect(await nextMessage(worker)).toBe('acquired')
-    expect(await exited).toBe(0)
-    expect(sem.available).toBe(1)
+    await finish()
   })
 
   it('hands a release to the next thread in line instead of parking it for a nudged worker that is blocked', async () => {

@@ -255,33 +255,9 @@ fn cancelling_the_nudged_head_races_a_barger() {
 /// queued first, it is granted by the release.
 #[test]
 fn a_newcomer_queueing_as_a_release_parks_is_never_left_to_the_nudge() {
-    const NEWCOMER: u32 = 2;
     loom::model(|| {
         let clock = std::sync::Arc::new(FakeClock::new(0));
-        let sem = Arc::new(Semaphore::new(2).with_eventual_fairness(clock, FAIR_AFTER));
-        sem.try_acquire(2).unwrap();
-        assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
-        let releaser = {
-            let sem = sem.clone();
-            thread::spawn(move || sem.release(2).unwrap())
-        };
-        let newcomer = {
-            let sem = sem.clone();
-            thread::spawn(move || sem.acquire(1, NEWCOMER, 1).unwrap())
-        };
-        let woken = releaser.join().unwrap();
-        let acquired = newcomer.join().unwrap() == Acquire::Acquired;
-        if !acquired {
-            assert!(
-                woken.contains(&NEWCOMER),
-                "queued, so granted by the release: {woken:?}"
-            );
-            assert_eq!(sem.take_granted(NEWCOMER).len(), 1);
-        }
-        // The head's permit: granted by the release, or parked for its serve.
-        let head = sem.take_granted(HEAD).len() + serve_and_collect(&sem);
-        assert_eq!(head, 1);
-        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+        newcomer_races_a_parking_release(Semaphore::new(2).with_eventual_fairness(clock, FAIR_AFTER));
     });
 }
 
@@ -289,34 +265,40 @@ fn a_newcomer_queueing_as_a_release_parks_is_never_left_to_the_nudge() {
 /// the release is the first to see it and parks (`'eventual'` would hand off).
 #[test]
 fn counted_from_the_head_a_newcomer_queueing_as_a_release_parks_is_never_left_to_the_nudge() {
-    const NEWCOMER: u32 = 2;
     loom::model(|| {
         let clock = std::sync::Arc::new(FakeClock::new(0));
-        let sem = Arc::new(Semaphore::new(2).with_eventual_head_fairness(clock.clone(), FAIR_AFTER));
-        sem.try_acquire(2).unwrap();
-        assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
-        // Queued long ago: 'eventual' would hand off; counting from the head,
-        // the release below is the first to see it, so it parks.
+        let sem = Semaphore::new(2).with_eventual_head_fairness(clock.clone(), FAIR_AFTER);
         clock.advance(FAIR_AFTER * 10);
-        let releaser = {
-            let sem = sem.clone();
-            thread::spawn(move || sem.release(2).unwrap())
-        };
-        let newcomer = {
-            let sem = sem.clone();
-            thread::spawn(move || sem.acquire(1, NEWCOMER, 1).unwrap())
-        };
-        let woken = releaser.join().unwrap();
-        let acquired = newcomer.join().unwrap() == Acquire::Acquired;
-        if !acquired {
-            assert!(
-                woken.contains(&NEWCOMER),
-                "queued, so granted by the release: {woken:?}"
-            );
-            assert_eq!(sem.take_granted(NEWCOMER).len(), 1);
-        }
-        let head = sem.take_granted(HEAD).len() + serve_and_collect(&sem);
-        assert_eq!(head, 1);
-        assert_eq!((sem.available(), sem.waiting()), (0, 0));
+        newcomer_races_a_parking_release(sem);
     });
+}
+
+/// `sem` (2 permits, both held here, `HEAD` queued for one and young when
+/// the release runs): a release of both races a newcomer's acquire of one.
+fn newcomer_races_a_parking_release(sem: Semaphore) {
+    const NEWCOMER: u32 = 2;
+    let sem = Arc::new(sem);
+    sem.try_acquire(2).unwrap();
+    assert_eq!(sem.acquire(1, HEAD, 1).unwrap(), Acquire::Queued);
+    let releaser = {
+        let sem = sem.clone();
+        thread::spawn(move || sem.release(2).unwrap())
+    };
+    let newcomer = {
+        let sem = sem.clone();
+        thread::spawn(move || sem.acquire(1, NEWCOMER, 1).unwrap())
+    };
+    let woken = releaser.join().unwrap();
+    let acquired = newcomer.join().unwrap() == Acquire::Acquired;
+    if !acquired {
+        assert!(
+            woken.contains(&NEWCOMER),
+            "queued, so granted by the release: {woken:?}"
+        );
+        assert_eq!(sem.take_granted(NEWCOMER).len(), 1);
+    }
+    // The head's permit: granted by the release, or parked for its serve.
+    let head = sem.take_granted(HEAD).len() + serve_and_collect(&sem);
+    assert_eq!(head, 1);
+    assert_eq!((sem.available(), sem.waiting()), (0, 0));
 }
