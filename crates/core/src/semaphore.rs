@@ -479,7 +479,7 @@ impl Semaphore {
         self
     }
 
-    /// Whether this semaphore is FIFO or eventually fair.
+    /// Whether this semaphore is FIFO or eventually fair, and how it counts the head's wait.
     pub fn fairness(&self) -> Fairness {
         match &self.eventual {
             None => Fairness::Fifo,
