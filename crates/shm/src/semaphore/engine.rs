@@ -42,6 +42,8 @@
 //! shared `detach` stamps too, where it gives back what its owner held:
 //! that is the release of the binding's detach.
 
+use sluice_core::Fairness;
+
 use super::kill_point;
 use super::records::*;
 use crate::Error;
@@ -177,7 +179,7 @@ impl Engine<'_> {
         self.eset(i, E_NEEDED, n)?;
         self.eset(i, E_TICKET, ticket)?;
         // Counting from the head, its count starts at a release (`see_head`).
-        let queued_at = if self.get(S_FLAGS)? & EVENTUAL_HEAD != 0 {
+        let queued_at = if self.fairness()? == Fairness::EventualHead {
             UNSEEN
         } else {
             now

@@ -370,7 +370,7 @@ impl<'a> Engine<'a> {
     /// count a little later (that head may be passed over up to the time
     /// between the two releases longer).
     pub(crate) fn see_head(&self, now: u64) -> Result<(), Error> {
-        if self.get(S_FLAGS)? & EVENTUAL_HEAD == 0 {
+        if self.fairness()? != Fairness::EventualHead {
             return Ok(());
         }
         let head = self.head()?;
