@@ -197,6 +197,17 @@ export declare class NativeSemaphore {
    */
   get fairness(): string
   get closed(): boolean
+  /**
+   * The fast path's words for JavaScript, as `[state, held]`: two
+   * 4-byte `ArrayBuffer`s over the low 32 bits of the core's fast-path
+   * word (`Semaphore::fast_path_word`, shared by every thread) and of this
+   * thread's held count. With them this thread takes and gives back
+   * permits with `Atomics.compareExchange`, as the core's own fast paths
+   * do, and no native call (see `ts/fast-semaphore.ts`). `null` where the
+   * runtime forbids external buffers (a V8 sandbox build): every call then
+   * crosses, as before.
+   */
+  fastWords(): [ArrayBuffer, ArrayBuffer] | null
   /** Permits this thread holds. */
   get held(): number
   /**

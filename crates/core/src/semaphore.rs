@@ -161,12 +161,13 @@ struct Eventual {
 /// (`Fairness::EventualHead`).
 const UNSEEN: u64 = u64::MAX;
 
-/// Bit 0 of `state`: waiters are queued or permits owed; the fast paths are closed.
-const QUEUED: usize = 1;
+/// Bit 0 of `state`: waiters are queued or permits owed; the fast paths are
+/// closed (but for taking parked permits, in the eventual modes).
+pub const QUEUED: usize = 1;
 /// Bit 1 of `state`: the semaphore is closed.
-const CLOSED: usize = 2;
+pub const CLOSED: usize = 2;
 /// The free permit count sits above the two flag bits of `state`.
-const PERMIT_SHIFT: u32 = 2;
+pub const PERMIT_SHIFT: u32 = 2;
 
 /// A counting semaphore with FIFO hand-off to queued waiters.
 ///
@@ -687,6 +688,21 @@ impl Semaphore {
     /// permits an eventually fair semaphore parked for newcomers).
     pub fn available(&self) -> usize {
         self.state.load(Ordering::Relaxed) >> PERMIT_SHIFT
+    }
+
+    /// The word the fast paths work on, for a caller that runs them itself on
+    /// the same memory (the Node binding lets JavaScript CAS it, as a futex's
+    /// user space does): `permits << PERMIT_SHIFT | CLOSED | QUEUED`. Such a
+    /// caller may only do what [`try_acquire`](Self::try_acquire) and
+    /// [`release`](Self::release) do without the lock, with the same
+    /// conditions: take `n` permits with one CAS while the word is not
+    /// closed, holds `n` or more, and (FIFO mode) `QUEUED` is clear; give
+    /// back `n` permits it took (so the count stays within the capacity)
+    /// with one CAS while `QUEUED` is clear. Anything else goes through the
+    /// methods.
+    #[cfg(not(loom))]
+    pub fn fast_path_word(&self) -> &AtomicUsize {
+        &self.state
     }
 
     /// Permits still owed (see [`with_owed`](Self::with_owed)): the value is

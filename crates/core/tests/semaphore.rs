@@ -25,6 +25,24 @@ fn smoke() {
 }
 
 #[test]
+fn the_fast_path_word_is_the_one_the_methods_use() {
+    use sluice_core::semaphore::{CLOSED, PERMIT_SHIFT, QUEUED};
+    let sem = Semaphore::new(3);
+    let word = sem.fast_path_word();
+    assert_eq!(word.load(Ordering::SeqCst), 3 << PERMIT_SHIFT);
+    // A take by CAS, as the binding's JavaScript does it, is seen by the methods.
+    assert!(word
+        .compare_exchange(3 << PERMIT_SHIFT, 2 << PERMIT_SHIFT, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok());
+    assert_eq!(sem.available(), 2);
+    assert_eq!(sem.try_acquire(2), Ok(()));
+    assert_eq!(sem.acquire(1, 7, 1), Ok(Acquire::Queued));
+    assert_eq!(word.load(Ordering::SeqCst), QUEUED);
+    sem.close();
+    assert_eq!(word.load(Ordering::SeqCst) & CLOSED, CLOSED);
+}
+
+#[test]
 fn try_acquire_up_to_takes_what_is_free_but_never_barges() {
     let sem = Semaphore::new(5);
     assert_eq!(sem.try_acquire_up_to(3), Ok(3));

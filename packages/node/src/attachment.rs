@@ -279,6 +279,12 @@ pub(crate) use attached_class;
 pub(crate) struct Held(Cell<usize>);
 
 impl Held {
+    /// Where the count lives, for JavaScript to keep it on the fast path
+    /// (`NativeSemaphore::fast_words`) between this thread's native calls.
+    pub(crate) fn as_ptr(&self) -> *mut usize {
+        self.0.as_ptr()
+    }
+
     pub(crate) fn get(&self) -> usize {
         self.0.get()
     }

@@ -195,6 +195,27 @@ impl NativeSemaphore {
         self.core().is_closed()
     }
 
+    /// The fast path's words for JavaScript, as `[state, held]`: two
+    /// 4-byte `ArrayBuffer`s over the low 32 bits of the core's fast-path
+    /// word (`Semaphore::fast_path_word`, shared by every thread) and of this
+    /// thread's held count. With them this thread takes and gives back
+    /// permits with `Atomics.compareExchange`, as the core's own fast paths
+    /// do, and no native call (see `ts/fast-semaphore.ts`). `null` where the
+    /// runtime forbids external buffers (a V8 sandbox build): every call then
+    /// crosses, as before.
+    #[napi(ts_return_type = "[ArrayBuffer, ArrayBuffer] | null")]
+    pub fn fast_words(&self, env: Env) -> Result<sys::napi_value> {
+        let state = self.core().fast_path_word().as_ptr().cast::<u8>();
+        let held = self.attachment.local.as_ptr().cast::<u8>();
+        let Some(state) = low_word_buffer(&env, state, Box::new(Arc::clone(&self.attachment.shared)))? else {
+            return Ok(raw::null(env.raw()));
+        };
+        let Some(held) = low_word_buffer(&env, held, Box::new(Rc::clone(&self.attachment)))? else {
+            return Ok(raw::null(env.raw()));
+        };
+        Ok(raw::array(env.raw(), [state, held].into_iter()))
+    }
+
     /// Permits this thread holds.
     #[napi(getter)]
     pub fn held(&self) -> u32 {
@@ -514,6 +535,52 @@ fn take_granted(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
             Decision::Refused(refusal) => out.push(-(refusal.token as f64)),
         });
     raw::numbers_or_null(env, &out)
+}
+
+/// An external `ArrayBuffer` over the low 32 bits of the `usize` at `word`,
+/// which `owner` keeps alive until the buffer is collected (or the thread's
+/// environment torn down); `None` where external buffers are forbidden.
+fn low_word_buffer<T>(env: &Env, word: *mut u8, owner: Box<T>) -> Result<Option<napi_value>> {
+    // The low half alone: JavaScript's take never borrows from the high half
+    // nor its give carries into it (it asks native code then), and a held
+    // count is at most 2^31 - 1, a JS semaphore's most permits.
+    let offset = if cfg!(target_endian = "big") {
+        std::mem::size_of::<usize>() - 4
+    } else {
+        0
+    };
+    let hint = Box::into_raw(owner);
+    let mut result = std::ptr::null_mut();
+    // SAFETY: `word + offset` is 4 bytes inside a live `usize`, kept alive by
+    // `hint` until `drop_owner` runs (N-API calls it once).
+    let status = unsafe {
+        sys::napi_create_external_arraybuffer(
+            env.raw(),
+            word.add(offset).cast(),
+            4,
+            Some(drop_owner::<T>),
+            hint.cast(),
+            &mut result,
+        )
+    };
+    if status == sys::Status::napi_ok {
+        return Ok(Some(result));
+    }
+    // On failure the hint stays ours (N-API contract): reclaim it.
+    // SAFETY: `hint` came from `Box::into_raw` above and N-API did not take it.
+    drop(unsafe { Box::from_raw(hint) });
+    if status == sys::Status::napi_no_external_buffers_allowed {
+        return Ok(None);
+    }
+    Err(Error::new(
+        Status::GenericFailure,
+        format!("napi_create_external_arraybuffer failed with status {status}"),
+    ))
+}
+
+unsafe extern "C" fn drop_owner<T>(_env: napi_env, _data: *mut std::ffi::c_void, hint: *mut std::ffi::c_void) {
+    // SAFETY: `hint` came from `Box::into_raw` in `low_word_buffer`, for this `T`.
+    drop(unsafe { Box::from_raw(hint.cast::<T>()) });
 }
 
 /// A core error as napi-rs's InvalidArg, which the TS layer reports as is.

@@ -23,6 +23,7 @@ import {
   type FastHandle,
   type Outcome,
 } from './native.js'
+import { FastWords } from './fast-semaphore.js'
 import { isMetricsBuffer, metricsBytes, SlottedMetrics, type SharedMetrics, type WaitMetrics } from './metrics.js'
 import { openSemaphore, unlinkSemaphore, type NamedSemaphoreHandle, type OpenSemaphoreOptions } from './named.js'
 import { openInStore, type Store } from './open.js'
@@ -253,6 +254,8 @@ export class Semaphore {
   #native: SemaphoreNative | undefined
   /** For the hot calls, which skip napi-rs's per-call costs. */
   #fast: FastHandle | undefined
+  /** Takes and gives without a native call when the way is clear (a semaphore of this process's threads). */
+  #words: FastWords | undefined
   /** Cached: reading it from native costs a call (refreshed when it matters). */
   #capacity: number
   #bells: SharedArrayBuffer | FifoBell | undefined
@@ -314,6 +317,10 @@ export class Semaphore {
     this.#native = native
     this.#bells = bells
     const fast = (this.#fast = native.fastHandle() as FastHandle)
+    if (native instanceof NativeSemaphore) {
+      const words = native.fastWords()
+      if (words !== null) this.#words = new FastWords(words, native.fairness !== 'fifo')
+    }
     const waitable = {
       slot: native.slot,
       takeGranted: () => semTakeGranted(fast),
@@ -533,7 +540,8 @@ export class Semaphore {
     // `Number.isInteger` first: it coerces nothing, so the comparisons never call a `valueOf`.
     if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.#capacity)) this.#validateWeight(weight, 'weight')
     const local = this.#local
-    const outcome = local !== undefined ? local.tryAcquire(weight) : semTryAcquire(this.#fast!, weight)
+    const outcome =
+      local !== undefined ? local.tryAcquire(weight) : this.#words?.take(weight) ? DONE : semTryAcquire(this.#fast!, weight)
     if (outcome !== DONE) return this.#tryRefused(outcome, weight)
     this.#acquiredNow(local)
     return new Permit(this, weight)
@@ -614,6 +622,7 @@ export class Semaphore {
     let token = 0
     let outcome: Outcome
     if (local !== undefined) outcome = local.acquire(weight, priority)
+    else if (this.#words?.take(weight)) outcome = DONE
     else outcome = semAcquire(this.#fast!, weight, (token = nextToken()), priority)
     if (outcome === DONE) {
       this.#acquiredNow(local)
@@ -762,6 +771,7 @@ export class Semaphore {
     let token = 0
     let outcome: Outcome
     if (local !== undefined) outcome = local.acquire(1, 0)
+    else if (this.#words?.take(1)) outcome = DONE
     else outcome = semAcquire(this.#fast!, 1, (token = nextToken()), 0)
     if (outcome === DONE) {
       this.#acquiredNow(local)
@@ -780,6 +790,7 @@ export class Semaphore {
     let token = 0
     let outcome: Outcome
     if (local !== undefined) outcome = local.acquire(weight, priority)
+    else if (this.#words?.take(weight)) outcome = DONE
     else outcome = semAcquire(this.#fast!, weight, (token = nextToken()), priority)
     if (outcome === DONE) {
       this.#acquiredNow(local)
@@ -793,7 +804,7 @@ export class Semaphore {
   [kRelease](weight: number): void {
     const local = this.#local
     if (local !== undefined) local.release(weight)
-    else this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
+    else if (!this.#words?.give(weight)) this.#queue!.doorbell.deliver(semRelease(this.#fast!, weight))
     // The message is built out of line: the hot path keeps its bytecode small (see `tryAcquire`).
     if (semaphoreRelease.hasSubscribers && this.#published) this.#publishRelease(weight)
   }
