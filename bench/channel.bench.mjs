@@ -21,8 +21,9 @@ async function sluice(count, batch) {
   const worker = new Worker(producer, { workerData: { mode: 'sluice', count, batch, handle: ch.handle } })
   // Listen for the exit now: a fast producer may be gone before we ask.
   const exited = once(worker, 'exit')
-  await once(worker, 'online')
+  await once(worker, 'message') // ready
   const started = performance.now()
+  worker.postMessage('go')
   let received = 0
   if (batch > 1) {
     while (received < count) received += (await ch.recvMany(batch)).length
@@ -41,8 +42,9 @@ async function messagePort(count, batch) {
   const { port1, port2 } = new MessageChannel()
   const worker = new Worker(producer, { workerData: { mode: 'port', count, batch, port: port2 }, transferList: [port2] })
   const exited = once(worker, 'exit')
-  await once(worker, 'online')
+  await once(worker, 'message') // ready
   const started = performance.now()
+  worker.postMessage('go')
   let received = 0
   await new Promise((resolve) => {
     port1.on('message', (message) => {
