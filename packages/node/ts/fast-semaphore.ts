@@ -12,10 +12,11 @@
  *
  * The thread's held count (what a dying thread gives back, see
  * `attachment.rs`) is a second word, this thread's alone, kept here between
- * native calls. It moves after a take's CAS and before a give's, with no
- * call between the two steps: a thread terminated there (V8 checks for
- * termination only at calls and loop back-edges) would lose the permit,
- * never duplicate it.
+ * native calls. It moves after a take's CAS and before a give's, so that a
+ * thread stopped between the two steps would lose the permit, never
+ * duplicate it; and none is: `worker.terminate()` takes effect at V8's
+ * interrupt checks (entry to a JavaScript function, loop back-edges), of
+ * which there is none between them.
  */
 
 /** Bit 0 of the state word: waiters queued or permits owed (see the core's `QUEUED`). */
