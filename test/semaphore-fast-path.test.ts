@@ -6,7 +6,9 @@
 // subject of cross-thread.test.ts and semaphore-eventual*.test.ts, which
 // run on it.
 import { describe, expect, it } from 'vitest'
-import { MAX_PERMITS, Semaphore } from 'sluice'
+import { MAX_PERMITS, Mutex, Semaphore } from 'sluice'
+import { Mutex as CompatMutex, Semaphore as CompatSemaphore } from 'sluice/compat/async-mutex'
+import { nextMessage, runWorker } from './helpers.js'
 
 describe.each(['fifo', 'eventual', 'eventual-head'] as const)('Semaphore fast path, shared (%s)', (fairness) => {
   it('counts a permit taken without a native call as held by this thread', () => {
@@ -49,6 +51,23 @@ describe.each(['fifo', 'eventual', 'eventual-head'] as const)('Semaphore fast pa
     expect(most.available).toBe(MAX_PERMITS)
   })
 
+  it('refuses a release past the capacity, as native code does, after permits held by nobody were freed', () => {
+    const sem = new Semaphore(1, { fairness })
+    // async-mutex semantics: its `release` raises the value whoever holds what.
+    const compat = CompatSemaphore.from(sem.handle)
+    const permit = sem.tryAcquire()!
+    compat.release()
+    expect(() => permit.release()).toThrow(RangeError)
+    expect(sem.available).toBe(1)
+
+    const mutex = new Mutex(new Semaphore(1, { fairness }))
+    const guard = mutex.tryLock()!
+    CompatMutex.from(mutex.handle.semaphore).release()
+    expect(() => guard.release()).toThrow(RangeError)
+    expect(mutex.tryLock()).not.toBeNull()
+    expect(mutex.tryLock()).toBeNull()
+  })
+
   it('goes native once closed: takes throw, releases still count', async () => {
     const sem = new Semaphore(2, { fairness })
     void sem.handle
@@ -59,4 +78,22 @@ describe.each(['fifo', 'eventual', 'eventual-head'] as const)('Semaphore fast pa
     permit.release()
     expect(sem.available).toBe(2)
   })
+})
+
+describe('Semaphore fast path, workers terminated mid-cycle', () => {
+  // Each termination lands at a random point of a worker's take/give cycle,
+  // the fast path's CAS and held count included. With the give's held count
+  // moved before its CAS, about one termination in 130 lost a permit here.
+  it('gets every permit back, none lost and none made, over 40 rounds of 6 workers', async () => {
+    const sem = new Semaphore(3, { fairness: 'eventual' })
+    for (let round = 0; round < 40; round++) {
+      const workers = Array.from({ length: 6 }, () => runWorker('cycle-until-terminated.mjs', { handle: sem.handle }))
+      await Promise.all(workers.map(({ worker }) => nextMessage(worker)))
+      for (const { worker } of workers) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10))
+        await worker.terminate()
+      }
+      expect({ round, available: sem.available, waiting: sem.waiting }).toEqual({ round, available: 3, waiting: 0 })
+    }
+  }, 120_000)
 })

@@ -198,16 +198,17 @@ export declare class NativeSemaphore {
   get fairness(): string
   get closed(): boolean
   /**
-   * The fast path's words for JavaScript, as `[state, held]`: two
-   * 4-byte `ArrayBuffer`s over the low 32 bits of the core's fast-path
-   * word (`Semaphore::fast_path_word`, shared by every thread) and of this
-   * thread's held count. With them this thread takes and gives back
-   * permits with `Atomics.compareExchange`, as the core's own fast paths
-   * do, and no native call (see `ts/fast-semaphore.ts`). `null` where the
-   * runtime forbids external buffers (a V8 sandbox build): every call then
-   * crosses, as before.
+   * The fast path's words for JavaScript, as `[state, held, capacity]`:
+   * external `ArrayBuffer`s over the low 32 bits of the core's fast-path
+   * word (`Semaphore::fast_path_word`, shared by every thread), over the
+   * low 32 bits of this thread's held count, and over the whole capacity
+   * word (`Semaphore::capacity_word`, a `usize`). With them this thread
+   * takes and gives back permits with `Atomics.compareExchange`, as the
+   * core's own fast paths do, and no native call (see
+   * `ts/fast-semaphore.ts`). `null` where the runtime forbids external
+   * buffers (a V8 sandbox build): every call then crosses, as before.
    */
-  fastWords(): [ArrayBuffer, ArrayBuffer] | null
+  fastWords(): [ArrayBuffer, ArrayBuffer, ArrayBuffer] | null
   /** Permits this thread holds. */
   get held(): number
   /**
@@ -378,6 +379,16 @@ export declare const QUEUE_FULL: number
  * `chanQueueRecv`). Shares `NOT_NOW`'s value: no call returns both.
  */
 export declare const QUEUED: number
+
+export declare const SEMAPHORE_CLOSED_BIT: number
+
+export declare const SEMAPHORE_PERMIT_SHIFT: number
+
+/**
+ * The state word's bits, as `ts/fast-semaphore.ts` reads them (the core's
+ * `QUEUED`, `CLOSED` and `PERMIT_SHIFT`).
+ */
+export declare const SEMAPHORE_QUEUED_BIT: number
 
 /**
  * For tests only (not part of the TypeScript API): freezes the clock of

@@ -697,12 +697,21 @@ impl Semaphore {
     /// [`release`](Self::release) do without the lock, with the same
     /// conditions: take `n` permits with one CAS while the word is not
     /// closed, holds `n` or more, and (FIFO mode) `QUEUED` is clear; give
-    /// back `n` permits it took (so the count stays within the capacity)
-    /// with one CAS while `QUEUED` is clear. Anything else goes through the
-    /// methods.
+    /// back `n` permits with one CAS while `QUEUED` is clear and the count
+    /// stays within the capacity ([`capacity_word`](Self::capacity_word)).
+    /// Anything else goes through the methods.
     #[cfg(not(loom))]
     pub fn fast_path_word(&self) -> &AtomicUsize {
         &self.state
+    }
+
+    /// The word [`capacity`](Self::capacity) reads, for a caller that runs
+    /// the fast paths itself (see [`fast_path_word`](Self::fast_path_word)):
+    /// a give must keep the count within it, as `release` checks. Written
+    /// only under the lock.
+    #[cfg(not(loom))]
+    pub fn capacity_word(&self) -> &AtomicUsize {
+        &self.capacity
     }
 
     /// Permits still owed (see [`with_owed`](Self::with_owed)): the value is

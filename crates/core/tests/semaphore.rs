@@ -32,10 +32,18 @@ fn the_fast_path_word_is_the_one_the_methods_use() {
     assert_eq!(word.load(Ordering::SeqCst), 3 << PERMIT_SHIFT);
     // A take by CAS, as the binding's JavaScript does it, is seen by the methods.
     assert!(word
-        .compare_exchange(3 << PERMIT_SHIFT, 2 << PERMIT_SHIFT, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(
+            3 << PERMIT_SHIFT,
+            2 << PERMIT_SHIFT,
+            Ordering::AcqRel,
+            Ordering::Relaxed
+        )
         .is_ok());
     assert_eq!(sem.available(), 2);
-    assert_eq!(sem.try_acquire(2), Ok(()));
+    assert_eq!(sem.capacity_word().load(Ordering::SeqCst), 3);
+    assert_eq!(sem.add_permits(1), Ok(vec![]));
+    assert_eq!(sem.capacity_word().load(Ordering::SeqCst), 4);
+    assert_eq!(sem.try_acquire(3), Ok(()));
     assert_eq!(sem.acquire(1, 7, 1), Ok(Acquire::Queued));
     assert_eq!(word.load(Ordering::SeqCst), QUEUED);
     sem.close();

@@ -35,7 +35,9 @@ pub use named_bucket::NativeNamedTokenBucket;
 pub use named_limiter::NativeNamedRateLimiter;
 pub use named_words::NativeSharedWords;
 pub use rate_limiter::NativeRateLimiter;
-pub use semaphore::{set_fairness_clock_for_test, NativeSemaphore};
+pub use semaphore::{
+    set_fairness_clock_for_test, NativeSemaphore, SEMAPHORE_CLOSED_BIT, SEMAPHORE_PERMIT_SHIFT, SEMAPHORE_QUEUED_BIT,
+};
 pub use token_bucket::NativeTokenBucket;
 
 /// Doorbell slots per primitive: how many threads can wait on one primitive at

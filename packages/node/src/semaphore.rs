@@ -195,25 +195,49 @@ impl NativeSemaphore {
         self.core().is_closed()
     }
 
-    /// The fast path's words for JavaScript, as `[state, held]`: two
-    /// 4-byte `ArrayBuffer`s over the low 32 bits of the core's fast-path
-    /// word (`Semaphore::fast_path_word`, shared by every thread) and of this
-    /// thread's held count. With them this thread takes and gives back
-    /// permits with `Atomics.compareExchange`, as the core's own fast paths
-    /// do, and no native call (see `ts/fast-semaphore.ts`). `null` where the
-    /// runtime forbids external buffers (a V8 sandbox build): every call then
-    /// crosses, as before.
-    #[napi(ts_return_type = "[ArrayBuffer, ArrayBuffer] | null")]
+    /// The fast path's words for JavaScript, as `[state, held, capacity]`:
+    /// external `ArrayBuffer`s over the low 32 bits of the core's fast-path
+    /// word (`Semaphore::fast_path_word`, shared by every thread), over the
+    /// low 32 bits of this thread's held count, and over the whole capacity
+    /// word (`Semaphore::capacity_word`, a `usize`). With them this thread
+    /// takes and gives back permits with `Atomics.compareExchange`, as the
+    /// core's own fast paths do, and no native call (see
+    /// `ts/fast-semaphore.ts`). `null` where the runtime forbids external
+    /// buffers (a V8 sandbox build): every call then crosses, as before.
+    #[napi(catch_unwind, ts_return_type = "[ArrayBuffer, ArrayBuffer, ArrayBuffer] | null")]
     pub fn fast_words(&self, env: Env) -> Result<sys::napi_value> {
-        let state = self.core().fast_path_word().as_ptr().cast::<u8>();
-        let held = self.attachment.local.as_ptr().cast::<u8>();
-        let Some(state) = low_word_buffer(&env, state, Box::new(Arc::clone(&self.attachment.shared)))? else {
-            return Ok(raw::null(env.raw()));
+        // The low halves alone: JavaScript's take never borrows from the high
+        // half of the state nor its give carries into it (it asks native code
+        // then), and a held count is at most 2^31 - 1, a JS semaphore's most
+        // permits.
+        let low = if cfg!(target_endian = "big") {
+            std::mem::size_of::<usize>() - 4
+        } else {
+            0
         };
-        let Some(held) = low_word_buffer(&env, held, Box::new(Rc::clone(&self.attachment)))? else {
-            return Ok(raw::null(env.raw()));
-        };
-        Ok(raw::array(env.raw(), [state, held].into_iter()))
+        let core = self.core();
+        let words = [
+            (core.fast_path_word().as_ptr().cast::<u8>(), low, 4),
+            (self.attachment.local.as_ptr().cast::<u8>(), low, 4),
+            (
+                core.capacity_word().as_ptr().cast::<u8>(),
+                0,
+                std::mem::size_of::<usize>(),
+            ),
+        ];
+        let mut buffers = Vec::with_capacity(words.len());
+        for (word, offset, len) in words {
+            // SAFETY: `word + offset .. + len` lies inside a live `usize` of the
+            // attachment (the held count) or of its shared semaphore, which
+            // the clone passed along keeps alive until the buffer is freed.
+            let buffer =
+                unsafe { external_buffer(&env, word.add(offset), len, Box::new(Rc::clone(&self.attachment))) }?;
+            match buffer {
+                Some(buffer) => buffers.push(buffer),
+                None => return Ok(raw::null(env.raw())),
+            }
+        }
+        Ok(raw::array(env.raw(), buffers.into_iter()))
     }
 
     /// Permits this thread holds.
@@ -324,6 +348,15 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 7] = [
     (c"semValue", entry!(value)),
     (c"semClosed", entry!(closed)),
 ];
+
+/// The state word's bits, as `ts/fast-semaphore.ts` reads them (the core's
+/// `QUEUED`, `CLOSED` and `PERMIT_SHIFT`).
+#[napi]
+pub const SEMAPHORE_QUEUED_BIT: u32 = sluice_core::semaphore::QUEUED as u32;
+#[napi]
+pub const SEMAPHORE_CLOSED_BIT: u32 = sluice_core::semaphore::CLOSED as u32;
+#[napi]
+pub const SEMAPHORE_PERMIT_SHIFT: u32 = sluice_core::semaphore::PERMIT_SHIFT;
 
 /// `core` in the `fairness` asked for, eventual modes with
 /// `FAIR_AFTER_NANOS` on `FairnessClock`: the mode lives in the core, so
@@ -537,27 +570,23 @@ fn take_granted(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
     raw::numbers_or_null(env, &out)
 }
 
-/// An external `ArrayBuffer` over the low 32 bits of the `usize` at `word`,
-/// which `owner` keeps alive until the buffer is collected (or the thread's
-/// environment torn down); `None` where external buffers are forbidden.
-fn low_word_buffer<T>(env: &Env, word: *mut u8, owner: Box<T>) -> Result<Option<napi_value>> {
-    // The low half alone: JavaScript's take never borrows from the high half
-    // nor its give carries into it (it asks native code then), and a held
-    // count is at most 2^31 - 1, a JS semaphore's most permits.
-    let offset = if cfg!(target_endian = "big") {
-        std::mem::size_of::<usize>() - 4
-    } else {
-        0
-    };
+/// An external `ArrayBuffer` over `len` bytes at `data`, which `owner`
+/// keeps alive until the buffer is collected (or the thread's environment
+/// torn down); `None` where external buffers are forbidden.
+///
+/// # Safety
+///
+/// `data .. data + len` must stay valid while `owner` lives.
+unsafe fn external_buffer<T>(env: &Env, data: *mut u8, len: usize, owner: Box<T>) -> Result<Option<napi_value>> {
     let hint = Box::into_raw(owner);
     let mut result = std::ptr::null_mut();
-    // SAFETY: `word + offset` is 4 bytes inside a live `usize`, kept alive by
-    // `hint` until `drop_owner` runs (N-API calls it once).
+    // SAFETY: the caller vouches for `data`; `hint` keeps it alive until
+    // `drop_owner` runs (N-API calls it once).
     let status = unsafe {
         sys::napi_create_external_arraybuffer(
             env.raw(),
-            word.add(offset).cast(),
-            4,
+            data.cast(),
+            len,
             Some(drop_owner::<T>),
             hint.cast(),
             &mut result,
@@ -579,7 +608,7 @@ fn low_word_buffer<T>(env: &Env, word: *mut u8, owner: Box<T>) -> Result<Option<
 }
 
 unsafe extern "C" fn drop_owner<T>(_env: napi_env, _data: *mut std::ffi::c_void, hint: *mut std::ffi::c_void) {
-    // SAFETY: `hint` came from `Box::into_raw` in `low_word_buffer`, for this `T`.
+    // SAFETY: `hint` came from `Box::into_raw` in `external_buffer`, for this `T`.
     drop(unsafe { Box::from_raw(hint.cast::<T>()) });
 }
 

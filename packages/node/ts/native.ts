@@ -187,6 +187,7 @@ export type NativeRateLimiter = Binding.NativeRateLimiter
 export const NativeChannel = binding.NativeChannel
 export type NativeChannel = Binding.NativeChannel
 export const DOORBELL_SLOTS = binding.DOORBELL_SLOTS
+export const { SEMAPHORE_QUEUED_BIT, SEMAPHORE_CLOSED_BIT, SEMAPHORE_PERMIT_SHIFT } = binding
 export const MAX_CHANNEL_CAPACITY = binding.MAX_CHANNEL_CAPACITY
 export const MAX_SLAB_MESSAGE = binding.MAX_SLAB_MESSAGE
 export const SLAB_HEADER_BYTES = binding.SLAB_HEADER_BYTES
