@@ -62,6 +62,13 @@ export class LocalSemaphore {
   held = 0
   closed = false
   waiting = 0
+  /**
+   * `waiting > 0 || owed > 0`, kept as one field: the uncontended `release`
+   * reads it on every call (one load and test where two cost it ~0.3 ns of
+   * a 5 ns `tryAcquire().release()`). Only the core's QUEUED flag in
+   * another form: while set, `available` stays 0 and releases go the long way.
+   */
+  blocked = false
   readonly maxWaiters: number
   /**
    * What the native semaphore will be once shared. Here it is always served
@@ -85,6 +92,7 @@ export class LocalSemaphore {
     this.maxWaiters = maxWaiters
     this.available = available
     this.owed = owed
+    this.blocked = owed > 0
   }
 
   /**
@@ -117,14 +125,13 @@ export class LocalSemaphore {
   acquire(n: number, priority: number): Outcome {
     if (n > this.capacity) return TOO_HEAVY
     if (this.closed) return CLOSED
-    const blocked = this.waiting > 0 || this.owed > 0
-    if (!blocked && this.available >= n) {
+    if (!this.blocked && this.available >= n) {
       this.available -= n
       this.held += n
       return DONE
     }
     if (this.waiting === 0 && this.maxWaiters === 0) return QUEUE_FULL
-    if (!blocked) {
+    if (!this.blocked) {
       // Take what is there, reserved for this request (the head to be).
       this.reserved = this.available
       this.available = 0
@@ -152,6 +159,7 @@ export class LocalSemaphore {
     if (before === undefined) this.#tail = wait
     else before.prev = wait
     this.waiting++
+    this.blocked = true
     if (wait.weight > this.#heaviest) this.#heaviest = wait.weight
   }
 
@@ -164,7 +172,7 @@ export class LocalSemaphore {
     // so giving back no more than is held never makes more than the capacity.
     if (n > this.held) this.#refuseRelease(n)
     this.held -= n
-    if (this.waiting === 0 && this.owed === 0) this.available += n
+    if (!this.blocked) this.available += n
     else this.releaseLocked(n)
   }
 
@@ -184,7 +192,7 @@ export class LocalSemaphore {
   }
 
   #give(n: number): void {
-    if (this.waiting === 0 && this.owed === 0) this.available += n
+    if (!this.blocked) this.available += n
     else this.releaseLocked(n)
   }
 
@@ -196,7 +204,7 @@ export class LocalSemaphore {
 
   /** Removes up to `n` free permits for good; none while anyone waits. */
   forgetPermits(n: number): number {
-    if (this.waiting > 0 || this.owed > 0) return 0
+    if (this.blocked) return 0
     const taken = Math.min(n, this.available)
     this.available -= taken
     this.capacity -= taken
@@ -248,6 +256,7 @@ export class LocalSemaphore {
     for (let wait = withdrawn; wait !== undefined; wait = wait.next) wait.prev = undefined
     this.#head = this.#tail = undefined
     this.waiting = 0
+    this.blocked = this.owed > 0
     this.#heaviest = 0
     // What was reserved for the head goes back to the fast path.
     this.releaseLocked(0)
@@ -269,6 +278,7 @@ export class LocalSemaphore {
     if (this.owed > 0) {
       const paid = Math.min(n, this.owed)
       this.owed -= paid
+      if (this.owed === 0) this.blocked = this.waiting > 0
       n -= paid
     }
     n += this.reserved
@@ -287,7 +297,7 @@ export class LocalSemaphore {
       else last.next = head
       last = head
     }
-    if (this.waiting === 0 && this.owed === 0) this.available += n
+    if (!this.blocked) this.available += n
     if (granted === undefined) return
     last!.next = undefined
     settle(granted, grant, this.owner)
@@ -316,6 +326,7 @@ export class LocalSemaphore {
     for (const wait of waits) wait.prev = wait.next = undefined
     this.#head = this.#tail = undefined
     this.waiting = 0
+    this.blocked = this.owed > 0
     return state
   }
 
@@ -326,7 +337,10 @@ export class LocalSemaphore {
     if (next === undefined) this.#tail = prev
     else next.prev = prev
     wait.prev = wait.next = undefined
-    if (--this.waiting === 0) this.#heaviest = 0
+    if (--this.waiting === 0) {
+      this.#heaviest = 0
+      this.blocked = this.owed > 0
+    }
   }
 }
 
