@@ -14,11 +14,9 @@
 //! The seven parameters are numbers, stored as their f64 bits: the segment
 //! compares them exactly, and a mismatch is reported back as numbers.
 
-use std::ffi::c_void;
-use std::ptr;
 use std::sync::Arc;
 
-use napi::sys::{self, napi_env, napi_value};
+use napi::sys::napi_value;
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 use sluice_shm::words::{SharedWords, PARAMS};
@@ -61,28 +59,17 @@ impl NativeSharedWords {
     /// an `ArrayBuffer` cannot cross threads without being copied.
     #[napi(ts_return_type = "ArrayBuffer")]
     pub fn buffer(&self, env: Env) -> Result<napi_value> {
-        let hint = Box::into_raw(Box::new(Arc::clone(&self.words)));
-        let mut result = ptr::null_mut();
-        // SAFETY: the data lies inside the mapping, which `hint`'s `Arc`
-        // keeps mapped until `release` drops it (N-API calls it once, after
-        // the buffer is collected or the environment torn down).
-        let status = unsafe {
-            sys::napi_create_external_arraybuffer(
+        // SAFETY: the data lies inside the mapping, which the `Arc` passed
+        // along keeps mapped until the buffer is collected or the env torn down.
+        let buffer = unsafe {
+            raw::external_arraybuffer(
                 env.raw(),
                 self.words.as_ptr().as_ptr().cast(),
                 self.words.len(),
-                Some(release),
-                hint.cast(),
-                &mut result,
+                Arc::clone(&self.words),
             )
-        };
-        if status == sys::Status::napi_ok {
-            return Ok(result);
-        }
-        // On failure the hint stays ours (N-API contract): reclaim it.
-        // SAFETY: `hint` came from `Box::into_raw` above and N-API did not take it.
-        drop(unsafe { Box::from_raw(hint) });
-        if status == sys::Status::napi_no_external_buffers_allowed {
+        }?;
+        buffer.ok_or_else(|| {
             // A copy (napi-rs's fallback) would silently give each process
             // its own breaker: refuse instead.
             raw::throw_with_code(
@@ -90,12 +77,8 @@ impl NativeSharedWords {
                 "ERR_SLUICE_SEGMENT",
                 "this runtime does not allow external ArrayBuffers (a V8 sandbox build), which a named circuit breaker needs",
             );
-            return Err(Error::from_status(Status::PendingException));
-        }
-        Err(Error::new(
-            Status::GenericFailure,
-            format!("napi_create_external_arraybuffer failed with status {status}"),
-        ))
+            Error::from_status(Status::PendingException)
+        })
     }
 
     /// When the block was created, on `CLOCK_MONOTONIC` in milliseconds
@@ -143,16 +126,6 @@ impl NativeSharedWords {
             .claim_lane(offset as usize)
             .map_err(|error| named::fail(&env, error))
     }
-}
-
-/// The finalizer of `buffer`'s ArrayBuffers: lets go of the block.
-unsafe extern "C" fn release(_env: napi_env, _data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the `Box<Arc<SharedWords>>` that `buffer` leaked for
-    // this ArrayBuffer; N-API calls the finalizer once.
-    let words = unsafe { Box::from_raw(hint.cast::<Arc<SharedWords>>()) };
-    // Dropping the last `Arc` detaches from the segment; a panic must not
-    // unwind into N-API (that would abort the process).
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(words)));
 }
 
 /// As `named::fail`, but a parameter mismatch (`p1`..`p7`) names the

@@ -457,3 +457,49 @@ pub(crate) fn numbers_or_null(env: napi_env, numbers: &[f64]) -> napi_value {
         array(env, numbers.iter().map(|&n| number(env, n)))
     }
 }
+
+/// An external `ArrayBuffer` over `len` bytes at `data` (not a copy), which
+/// `owner` keeps valid until the buffer is collected or the env torn down;
+/// `None` where the runtime forbids external buffers (a V8 sandbox build),
+/// for the caller to decide what to do without one.
+///
+/// # Safety
+///
+/// `data .. data + len` must stay valid while `owner` lives.
+pub(crate) unsafe fn external_arraybuffer<T: 'static>(
+    env: napi_env,
+    data: *mut c_void,
+    len: usize,
+    owner: T,
+) -> napi::Result<Option<napi_value>> {
+    let hint = Box::into_raw(Box::new(owner));
+    let mut result = ptr::null_mut();
+    // SAFETY: the caller vouches for `data`; `hint` keeps it valid until
+    // `drop_owner` runs (N-API calls it once).
+    let status = unsafe {
+        sys::napi_create_external_arraybuffer(env, data, len, Some(drop_owner::<T>), hint.cast(), &mut result)
+    };
+    if status == Status::napi_ok {
+        return Ok(Some(result));
+    }
+    // On failure the hint stays ours (N-API contract): reclaim it.
+    // SAFETY: `hint` came from `Box::into_raw` above and N-API did not take it.
+    drop(unsafe { Box::from_raw(hint) });
+    if status == Status::napi_no_external_buffers_allowed {
+        return Ok(None);
+    }
+    Err(napi::Error::new(
+        napi::Status::GenericFailure,
+        format!("napi_create_external_arraybuffer failed with status {status}"),
+    ))
+}
+
+unsafe extern "C" fn drop_owner<T>(_env: napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the `Box<T>` that `external_arraybuffer` leaked for
+    // this buffer; N-API calls the finalizer once.
+    let owner = unsafe { Box::from_raw(hint.cast::<T>()) };
+    // Dropping the owner may drop the last reference to a primitive (and
+    // detach, or unmap a segment); a panic must not unwind into N-API (that
+    // would abort the process).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(owner)));
+}

@@ -230,8 +230,9 @@ impl NativeSemaphore {
             // SAFETY: `word + offset .. + len` lies inside a live `usize` of the
             // attachment (the held count) or of its shared semaphore, which
             // the clone passed along keeps alive until the buffer is freed.
-            let buffer =
-                unsafe { external_buffer(&env, word.add(offset), len, Box::new(Rc::clone(&self.attachment))) }?;
+            let buffer = unsafe {
+                raw::external_arraybuffer(env.raw(), word.add(offset).cast(), len, Rc::clone(&self.attachment))
+            }?;
             match buffer {
                 Some(buffer) => buffers.push(buffer),
                 None => return Ok(raw::null(env.raw())),
@@ -568,48 +569,6 @@ fn take_granted(env: napi_env, semaphore: SemaphoreArg) -> napi_value {
             Decision::Refused(refusal) => out.push(-(refusal.token as f64)),
         });
     raw::numbers_or_null(env, &out)
-}
-
-/// An external `ArrayBuffer` over `len` bytes at `data`, which `owner`
-/// keeps alive until the buffer is collected (or the thread's environment
-/// torn down); `None` where external buffers are forbidden.
-///
-/// # Safety
-///
-/// `data .. data + len` must stay valid while `owner` lives.
-unsafe fn external_buffer<T>(env: &Env, data: *mut u8, len: usize, owner: Box<T>) -> Result<Option<napi_value>> {
-    let hint = Box::into_raw(owner);
-    let mut result = std::ptr::null_mut();
-    // SAFETY: the caller vouches for `data`; `hint` keeps it alive until
-    // `drop_owner` runs (N-API calls it once).
-    let status = unsafe {
-        sys::napi_create_external_arraybuffer(
-            env.raw(),
-            data.cast(),
-            len,
-            Some(drop_owner::<T>),
-            hint.cast(),
-            &mut result,
-        )
-    };
-    if status == sys::Status::napi_ok {
-        return Ok(Some(result));
-    }
-    // On failure the hint stays ours (N-API contract): reclaim it.
-    // SAFETY: `hint` came from `Box::into_raw` above and N-API did not take it.
-    drop(unsafe { Box::from_raw(hint) });
-    if status == sys::Status::napi_no_external_buffers_allowed {
-        return Ok(None);
-    }
-    Err(Error::new(
-        Status::GenericFailure,
-        format!("napi_create_external_arraybuffer failed with status {status}"),
-    ))
-}
-
-unsafe extern "C" fn drop_owner<T>(_env: napi_env, _data: *mut std::ffi::c_void, hint: *mut std::ffi::c_void) {
-    // SAFETY: `hint` came from `Box::into_raw` in `external_buffer`, for this `T`.
-    drop(unsafe { Box::from_raw(hint.cast::<T>()) });
 }
 
 /// A core error as napi-rs's InvalidArg, which the TS layer reports as is.
