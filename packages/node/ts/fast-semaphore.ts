@@ -42,6 +42,9 @@ export class FastWords {
   readonly #held: Uint32Array
   /** The capacity word, whole: one or two 32-bit halves. */
   readonly #capacity: Uint32Array
+  /** Where in `#capacity` its low half is, and its high half (-1: a 32-bit word has none). */
+  readonly #capacityLow: number
+  readonly #capacityHigh: number
   /** The eventual modes: a take may have the permits parked while waiters are queued. */
   readonly #barging: boolean
 
@@ -50,6 +53,9 @@ export class FastWords {
     this.#state = new Uint32Array(words[0])
     this.#held = new Uint32Array(words[1])
     this.#capacity = new Uint32Array(words[2])
+    const whole = this.#capacity.length === 2
+    this.#capacityLow = whole ? LOW : 0
+    this.#capacityHigh = whole ? 1 - LOW : -1
     this.#barging = barging
   }
 
@@ -81,8 +87,8 @@ export class FastWords {
     // count; a count within it cannot carry out of the low word either. Read
     // plainly, as the core reads it (Relaxed) beside its CAS.
     const capacity = this.#capacity
-    const most = capacity[capacity.length === 1 ? 0 : LOW]!
-    if (capacity.length !== 1 && capacity[1 - LOW] !== 0) return false
+    const most = capacity[this.#capacityLow]!
+    if (this.#capacityHigh >= 0 && capacity[this.#capacityHigh] !== 0) return false
     if (most >= LOW_WORD_PERMITS || (word >>> SHIFT) + weight > most) return false
     if (Atomics.compareExchange(state, 0, word, word + weight * ONE_PERMIT) !== word) return false
     held[0]! -= weight
