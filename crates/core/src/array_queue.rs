@@ -368,6 +368,133 @@ impl<T> ArrayQueue<T> {
         }
     }
 
+    /// The position `count` places after `position`, whose index plus `count`
+    /// is at most `capacity`: reaching `capacity` wraps to index 0 of the next lap.
+    #[inline]
+    fn advance_by(&self, position: usize, count: usize) -> usize {
+        let index = position & (self.one_lap - 1);
+        debug_assert!(count > 0 && index + count <= self.capacity);
+        if index + count < self.capacity {
+            position + count
+        } else {
+            (position & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+        }
+    }
+
+    /// Moves values from the front of `values` into the queue with one claim:
+    /// as many as there are free slots in a row at the tail, up to the end of
+    /// the buffer. Returns how many moved (they are gone from `values`); 0 when
+    /// the tail's slot is not free (full, or a pop of the previous lap has not
+    /// freed it yet) or another producer claimed first: fall back to [`push`](Self::push),
+    /// which waits those out.
+    ///
+    /// One claim for a run of slots is what makes a batch cheap: `push` costs
+    /// a `SeqCst` CAS per value, this one per run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice_core::ArrayQueue;
+    ///
+    /// let queue = ArrayQueue::new(3);
+    /// let mut values = vec!['a', 'b', 'c', 'd'].into_iter();
+    /// assert_eq!(queue.push_many(&mut values), 3);
+    /// assert_eq!(values.as_slice(), ['d']);
+    /// let mut popped = Vec::new();
+    /// assert_eq!(queue.pop_many(2, |value| popped.push(value)), 2);
+    /// assert_eq!(popped, ['a', 'b']);
+    /// ```
+    pub fn push_many(&self, values: &mut std::vec::IntoIter<T>) -> usize {
+        // `std::vec::IntoIter`, not any iterator: its `next` cannot panic, so
+        // every slot this claims is filled and published.
+        let wanted = values.len();
+        if wanted == 0 {
+            return 0;
+        }
+        let tail = self.tail.load(Ordering::Relaxed);
+        let index = tail & (self.one_lap - 1);
+        let most = wanted.min(self.capacity - index);
+        // Acquire, each: pairs with the Release store in `pop` that freed the
+        // slot, so its old value was read before we overwrite it. A slot that
+        // reads free stays free until its position is claimed, and claiming
+        // any of these positions moves `tail` past `tail`, which fails our CAS.
+        let count = (0..most)
+            .take_while(|&i| self.slot(tail + i).stamp.load(Ordering::Acquire) == tail + i)
+            .count();
+        if count == 0 {
+            return 0;
+        }
+        let next = self.advance_by(tail, count);
+        // SeqCst: as in `push`.
+        if self
+            .tail
+            .compare_exchange(tail, next, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return 0;
+        }
+        for i in 0..count {
+            let slot = self.slot(tail + i);
+            let Some(value) = values.next() else {
+                unreachable!("`values` had {wanted} left, and {count} <= {wanted}")
+            };
+            // SAFETY: the CAS made us the only owner of the positions
+            // `tail..tail + count` until their stamp stores, and each slot was
+            // free (its stamp equalled its position).
+            slot.value
+                .with_mut(|cell| unsafe { cell.write(MaybeUninit::new(value)) });
+            // Release: pairs with the Acquire load in `pop`.
+            slot.stamp.store(tail + i + 1, Ordering::Release);
+        }
+        count
+    }
+
+    /// Removes up to `max` values with one claim, oldest first, passing each to
+    /// `each`: as many as are published in a row at the head, up to the end of
+    /// the buffer. Returns how many; 0 when the head's slot holds no value yet
+    /// (empty, or its push has not finished) or another consumer claimed
+    /// first: fall back to [`pop`](Self::pop).
+    ///
+    /// If `each` panics, the values this call claimed and had not passed on
+    /// are dropped, and their slots freed: the queue stays usable.
+    pub fn pop_many(&self, max: usize, mut each: impl FnMut(T)) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let head = self.head.load(Ordering::Relaxed);
+        let index = head & (self.one_lap - 1);
+        let most = max.min(self.capacity - index);
+        // Acquire, each: pairs with the Release store in `push` that published
+        // the value. A published slot stays so until its position is claimed,
+        // which moves `head` and fails our CAS.
+        let count = (0..most)
+            .take_while(|&i| self.slot(head + i).stamp.load(Ordering::Acquire) == head + i + 1)
+            .count();
+        if count == 0 {
+            return 0;
+        }
+        let next = self.advance_by(head, count);
+        // SeqCst: as in `pop`.
+        if self
+            .head
+            .compare_exchange(head, next, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return 0;
+        }
+        // Frees the claimed slots that `each` has not had, even if it panics.
+        let mut claimed = Claimed {
+            queue: self,
+            head,
+            taken: 0,
+            count,
+        };
+        while let Some(value) = claimed.take() {
+            each(value);
+        }
+        count
+    }
+
     /// Number of values in the queue; exact when no push or pop runs concurrently.
     pub fn len(&self) -> usize {
         loop {
@@ -405,6 +532,41 @@ impl<T> ArrayQueue<T> {
         let tail = self.tail.load(Ordering::SeqCst);
         let head = self.head.load(Ordering::SeqCst);
         head.wrapping_add(self.one_lap) == tail
+    }
+}
+
+/// The positions `head..head + count` that a `pop_many` claimed: hands their
+/// values out in order, and on drop reads out and drops any left, so that
+/// every claimed slot is freed for the next lap.
+struct Claimed<'a, T> {
+    queue: &'a ArrayQueue<T>,
+    head: usize,
+    taken: usize,
+    count: usize,
+}
+
+impl<T> Claimed<'_, T> {
+    fn take(&mut self) -> Option<T> {
+        if self.taken == self.count {
+            return None;
+        }
+        let position = self.head + self.taken;
+        self.taken += 1;
+        let slot = self.queue.slot(position);
+        // SAFETY: `pop_many`'s CAS made us the only owner of this position
+        // until the stamp store below, and its stamp said a value was written
+        // into it; `taken` moves past it, so we read it out once.
+        let value = slot.value.with_mut(|cell| unsafe { cell.read().assume_init() });
+        // Release: pairs with the Acquire load in `push` of the next lap.
+        slot.stamp
+            .store(position.wrapping_add(self.queue.one_lap), Ordering::Release);
+        Some(value)
+    }
+}
+
+impl<T> Drop for Claimed<'_, T> {
+    fn drop(&mut self) {
+        while self.take().is_some() {}
     }
 }
 

@@ -51,6 +51,11 @@ use crate::array_queue::{AllocError, ArrayQueue};
 use crate::semaphore::{Owner, Semaphore, TryAcquireError};
 use crate::sync::yield_now;
 
+/// Batches at least this long are sent with [`ArrayQueue::push_many`]
+/// (a `Vec` and one claim per run); shorter ones a `push` per message, where
+/// the `Vec` would cost more than the claims it saves.
+const BATCH_MIN: usize = 4;
+
 /// A bounded MPMC channel: an [`ArrayQueue`] plus a semaphore for free room
 /// and one for queued messages. No operation blocks: one that cannot finish
 /// says so, and waiting is done by queueing a wait on [`room`](Self::room) or
@@ -291,10 +296,24 @@ impl<T> Channel<T> {
     /// room was taken before any close that follows. Returns the owners of
     /// receivers' waits it granted, all at once for the batch.
     pub fn send_claimed(&self, values: impl IntoIterator<Item = T>) -> Vec<Owner> {
+        let values = values.into_iter();
         let mut sent = 0;
-        for value in values {
-            self.push_owed(value);
-            sent += 1;
+        if values.size_hint().0 < BATCH_MIN {
+            for value in values {
+                self.push_owed(value);
+                sent += 1;
+            }
+        } else {
+            // Collected once (in place, from a `Vec`'s iterator), then pushed
+            // a run of slots per claim.
+            let mut batch = values.collect::<Vec<T>>().into_iter();
+            sent = batch.len();
+            while batch.len() > 0 {
+                if self.queue.push_many(&mut batch) == 0 {
+                    let Some(value) = batch.next() else { break };
+                    self.push_owed(value);
+                }
+            }
         }
         if sent == 0 {
             return Vec::new();
@@ -355,6 +374,13 @@ impl<T> Channel<T> {
             Ok(0) => Err(TryRecvError::Empty),
             Ok(owed) => {
                 while count < owed {
+                    // A run of published messages per claim; one at a time
+                    // (waiting for a sender mid-way) when the head's is not.
+                    let popped = self.queue.pop_many(owed - count, &mut each);
+                    if popped > 0 {
+                        count += popped;
+                        continue;
+                    }
                     let Some(value) = self.pop_owed() else { break };
                     each(value);
                     count += 1;

@@ -94,9 +94,119 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Batches (`push_many`, `pop_many`) mixed with single pushes and pops
+    /// behave as a bounded `VecDeque` whose batches stop at the buffer's end:
+    /// a batch takes exactly the run it can, no more and no less.
+    #[test]
+    fn batches_match_a_vecdeque(
+        capacity in 1usize..9,
+        ops in proptest::collection::vec((0u8..4, 0usize..12), 0..300),
+    ) {
+        let q = ArrayQueue::new(capacity);
+        let mut model = VecDeque::new();
+        // Values ever pushed and popped: the tail's and head's indices are these modulo the capacity.
+        let (mut pushed, mut popped, mut next) = (0usize, 0usize, 0u32);
+        for (kind, n) in ops {
+            match kind {
+                0 => {
+                    let expected = if model.len() < capacity { model.push_back(next); pushed += 1; Ok(()) } else { Err(next) };
+                    prop_assert_eq!(q.push(next), expected);
+                    next += 1;
+                }
+                1 => {
+                    let expected = model.pop_front();
+                    popped += usize::from(expected.is_some());
+                    prop_assert_eq!(q.pop(), expected);
+                }
+                2 => {
+                    let values: Vec<u32> = (next..next + n as u32).collect();
+                    next += n as u32;
+                    let mut rest = values.clone().into_iter();
+                    // The run: free places, but not past the buffer's end.
+                    let run = n.min(capacity - model.len()).min(capacity - pushed % capacity);
+                    prop_assert_eq!(q.push_many(&mut rest), run);
+                    prop_assert_eq!(rest.as_slice(), &values[run..]);
+                    model.extend(&values[..run]);
+                    pushed += run;
+                }
+                _ => {
+                    let mut out = Vec::new();
+                    let run = n.min(model.len()).min(capacity - popped % capacity);
+                    prop_assert_eq!(q.pop_many(n, |value| out.push(value)), run);
+                    let expected: Vec<u32> = model.drain(..run).collect();
+                    prop_assert_eq!(out, expected);
+                    popped += run;
+                }
+            }
+            prop_assert_eq!(q.len(), model.len());
+            prop_assert_eq!(q.is_full(), model.len() == capacity);
+        }
+    }
+}
+
+#[test]
+fn a_batch_stops_at_the_end_of_the_buffer_and_goes_on_from_its_start() {
+    let q = ArrayQueue::new(5);
+    for value in 0..3 {
+        q.push(value).unwrap();
+    }
+    assert_eq!(q.pop_many(3, drop), 3);
+    // Head and tail at index 3: a run reaches index 4, then wraps to a new lap.
+    let mut values = (10..16).collect::<Vec<_>>().into_iter();
+    assert_eq!(q.push_many(&mut values), 2);
+    assert_eq!(q.push_many(&mut values), 3);
+    assert_eq!(values.as_slice(), [15]);
+    assert!(q.is_full());
+    assert_eq!(q.push_many(&mut values), 0, "full: nothing moves");
+    assert_eq!(values.as_slice(), [15]);
+    let mut out = Vec::new();
+    assert_eq!(q.pop_many(10, |value| out.push(value)), 2);
+    assert_eq!(q.pop_many(10, |value| out.push(value)), 3);
+    assert_eq!(out, [10, 11, 12, 13, 14]);
+    assert_eq!(q.pop_many(10, |value| out.push(value)), 0, "empty");
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_panic_in_pop_many_drops_the_rest_of_its_run_and_leaves_the_queue_usable() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let q = ArrayQueue::new(4);
+    let mut values = (0..4).map(|_| Counted(dropped.clone())).collect::<Vec<_>>().into_iter();
+    assert_eq!(q.push_many(&mut values), 4);
+    let mut seen = 0;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        q.pop_many(3, |value| {
+            seen += 1;
+            drop(value);
+            assert!(seen < 2, "the second value makes `each` panic");
+        })
+    }));
+    assert!(outcome.is_err());
+    // Two passed to `each` (both dropped by it), the third of the run dropped
+    // by the unwind: each exactly once. The fourth is still queued.
+    assert_eq!(dropped.load(Ordering::SeqCst), 3);
+    assert_eq!(q.len(), 1);
+    let mut more = (0..3).map(|_| Counted(dropped.clone())).collect::<Vec<_>>().into_iter();
+    assert_eq!(q.push_many(&mut more), 3, "the freed slots take new values");
+    // The run to the buffer's end, then the new lap's.
+    assert_eq!(q.pop_many(4, drop), 1);
+    assert_eq!(q.pop_many(4, drop), 3);
+    assert_eq!(dropped.load(Ordering::SeqCst), 7);
+    assert!(q.is_empty());
+}
+
 /// Producers push distinct values, consumers pop until all are accounted for:
 /// every value comes out exactly once (count, sum and xor all match).
 fn mpmc(producers: usize, consumers: usize, capacity: usize, per_producer: usize) {
+    mpmc_in_batches(producers, consumers, capacity, per_producer, 1);
+}
+
+/// As `mpmc`; with `batch > 1`, producers push runs of up to `batch` values
+/// with `push_many` and consumers take runs with `pop_many` (each falling back
+/// to `push`/`pop` when a run cannot start). Every consumer also sees each
+/// producer's values in the order they were pushed.
+fn mpmc_in_batches(producers: usize, consumers: usize, capacity: usize, per_producer: usize, batch: usize) {
     let q = Arc::new(ArrayQueue::new(capacity));
     let popped = Arc::new(AtomicUsize::new(0));
     let total = producers * per_producer;
@@ -106,12 +216,23 @@ fn mpmc(producers: usize, consumers: usize, capacity: usize, per_producer: usize
             let (q, start) = (q.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
-                for i in 0..per_producer {
-                    let mut value = p * per_producer + i;
-                    while let Err(back) = q.push(value) {
-                        value = back;
-                        thread::yield_now();
+                let mut i = 0;
+                while i < per_producer {
+                    let end = (i + batch).min(per_producer);
+                    let mut values = (p * per_producer + i..p * per_producer + end)
+                        .collect::<Vec<_>>()
+                        .into_iter();
+                    while values.len() > 0 {
+                        if batch > 1 && q.push_many(&mut values) > 0 {
+                            continue;
+                        }
+                        let Some(mut value) = values.next() else { break };
+                        while let Err(back) = q.push(value) {
+                            value = back;
+                            thread::yield_now();
+                        }
                     }
+                    i = end;
                 }
             })
         })
@@ -122,13 +243,28 @@ fn mpmc(producers: usize, consumers: usize, capacity: usize, per_producer: usize
             thread::spawn(move || {
                 start.wait();
                 let (mut count, mut sum, mut xor) = (0usize, 0usize, 0usize);
+                let mut last_of = vec![None::<usize>; producers];
+                let mut take = |value: usize| {
+                    let producer = value / per_producer;
+                    assert!(
+                        last_of[producer] < Some(value),
+                        "a producer's values in the order pushed"
+                    );
+                    last_of[producer] = Some(value);
+                    count += 1;
+                    sum += value;
+                    xor ^= value;
+                };
                 while popped.load(Ordering::SeqCst) < total {
+                    let run = if batch > 1 { q.pop_many(batch, &mut take) } else { 0 };
+                    if run > 0 {
+                        popped.fetch_add(run, Ordering::SeqCst);
+                        continue;
+                    }
                     match q.pop() {
                         Some(value) => {
+                            take(value);
                             popped.fetch_add(1, Ordering::SeqCst);
-                            count += 1;
-                            sum += value;
-                            xor ^= value;
                         }
                         None => thread::yield_now(),
                     }
@@ -163,4 +299,19 @@ fn mpmc_2x2() {
 #[test]
 fn mpmc_4x4_small_capacity() {
     mpmc(4, 4, 3, stress(20_000));
+}
+
+#[test]
+fn mpmc_in_batches_2x2() {
+    mpmc_in_batches(2, 2, 16, stress(50_000), 5);
+}
+
+#[test]
+fn mpmc_in_batches_4x4_small_capacity() {
+    mpmc_in_batches(4, 4, 3, stress(20_000), 4);
+}
+
+#[test]
+fn spsc_in_batches_of_the_capacity() {
+    mpmc_in_batches(1, 1, 7, stress(100_000), 7);
 }

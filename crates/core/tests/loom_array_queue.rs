@@ -102,3 +102,125 @@ fn drops() {
         assert_eq!(dropped.load(Ordering::SeqCst), 2);
     });
 }
+
+/// Pushes every value in order: runs with `push_many`, one `push` (retried
+/// while full) when a run cannot start.
+fn push_all(q: &ArrayQueue<i32>, values: Vec<i32>) {
+    let mut values = values.into_iter();
+    while values.len() > 0 {
+        if q.push_many(&mut values) > 0 {
+            continue;
+        }
+        let Some(mut value) = values.next() else { break };
+        while let Err(back) = q.push(value) {
+            value = back;
+            thread::yield_now();
+        }
+    }
+}
+
+/// Pops up to `want` values in runs of up to `run`, with a bounded number of
+/// attempts that find nothing.
+fn pop_runs(q: &ArrayQueue<i32>, want: usize, run: usize, attempts: usize) -> Vec<i32> {
+    let mut seen = Vec::new();
+    for _ in 0..attempts {
+        if seen.len() == want {
+            break;
+        }
+        if q.pop_many(run.min(want - seen.len()), |value| seen.push(value)) == 0 {
+            thread::yield_now();
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_run_and_a_single_push_race_for_the_tail() {
+    loom::model(|| {
+        let q = Arc::new(ArrayQueue::new(3));
+        let batch = {
+            let q = q.clone();
+            thread::spawn(move || push_all(&q, vec![1, 2]))
+        };
+        let single = {
+            let q = q.clone();
+            thread::spawn(move || push_all(&q, vec![10]))
+        };
+        let early = pop_runs(&q, 3, 3, 2);
+        batch.join().unwrap();
+        single.join().unwrap();
+        let mut all = early.clone();
+        while let Some(v) = q.pop() {
+            all.push(v);
+        }
+        let position = |v| all.iter().position(|&x| x == v);
+        assert!(position(1) < position(2), "a run keeps its order: {all:?}");
+        all.sort_unstable();
+        assert_eq!(all, vec![1, 2, 10], "each value exactly once");
+    });
+}
+
+#[test]
+fn runs_race_across_the_end_of_the_buffer() {
+    loom::model(|| {
+        let q = Arc::new(ArrayQueue::new(2));
+        // Head and tail at index 1: a run of two stops at the buffer's end
+        // and goes on from index 0 of the next lap. Two values fit, so the
+        // producer never waits for room (a model must end).
+        q.push(0).unwrap();
+        assert_eq!(q.pop(), Some(0));
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || push_all(&q, vec![1, 2]))
+        };
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || pop_runs(&q, 2, 2, 2))
+        };
+        let mine = pop_runs(&q, 2, 2, 2);
+        producer.join().unwrap();
+        let theirs = consumer.join().unwrap();
+        for seen in [&mine, &theirs] {
+            assert!(
+                seen.windows(2).all(|w| w[0] < w[1]),
+                "each consumer sees the producer's order: {seen:?}"
+            );
+        }
+        let mut all: Vec<i32> = mine.into_iter().chain(theirs).collect();
+        while let Some(v) = q.pop() {
+            all.push(v);
+        }
+        all.sort_unstable();
+        assert_eq!(all, vec![1, 2], "each value exactly once");
+    });
+}
+
+#[test]
+fn a_run_fills_slots_while_a_run_of_the_previous_lap_frees_them() {
+    loom::model(|| {
+        let q = Arc::new(ArrayQueue::new(2));
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        // Full: the producer's run waits for each slot's value to be read out
+        // before writing its own (loom checks the slot's cell for races).
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                while seen.len() < 2 {
+                    if q.pop_many(2, |value| seen.push(value)) == 0 {
+                        thread::yield_now();
+                    }
+                }
+                seen
+            })
+        };
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || push_all(&q, vec![3, 4]))
+        };
+        assert_eq!(consumer.join().unwrap(), vec![1, 2]);
+        producer.join().unwrap();
+        assert_eq!(pop_runs(&q, 2, 2, 1), vec![3, 4]);
+    });
+}
