@@ -132,9 +132,44 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
+/// A batch of 64 in and out of an empty queue: crossbeam a push and a pop per
+/// item; ours one `push_many` and one `pop_many` (a claim per run), with the
+/// `Vec` `push_many` takes made inside the timed loop, as `Channel` makes it.
+fn runs(c: &mut Criterion) {
+    const RUN: u64 = 64;
+    let mut group = c.benchmark_group("array_queue/runs of 64");
+    group.throughput(Throughput::Elements(RUN));
+    let ours = sluice_core::ArrayQueue::new(CAPACITY);
+    let theirs = crossbeam_queue::ArrayQueue::new(CAPACITY);
+    group.bench_function("crossbeam push+pop", |b| {
+        b.iter(|| {
+            for value in 0..RUN {
+                theirs.push(black_box(value)).unwrap();
+            }
+            let mut sum = 0;
+            while let Some(value) = theirs.pop() {
+                sum += value;
+            }
+            black_box(sum)
+        })
+    });
+    group.bench_function("sluice push+pop", |b| {
+        b.iter(|| {
+            let mut values = (0..RUN).map(black_box).collect::<Vec<_>>().into_iter();
+            while values.len() > 0 {
+                ours.push_many(&mut values);
+            }
+            let mut sum = 0;
+            while ours.pop_many(RUN as usize, |value| sum += value) > 0 {}
+            black_box(sum)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = uncontended, throughput
+    targets = uncontended, runs, throughput
 }
 criterion_main!(benches);
