@@ -42,6 +42,8 @@
  * waiting stops counting as soon as it is dead.
  */
 
+import { monotonicMs } from './clock.js'
+
 /** Milliseconds, like `WorkerPool.metrics`. */
 export interface Percentiles {
   mean: number
@@ -165,10 +167,10 @@ export class SharedMetrics {
     else add(this.#words, REFUSED, 1)
   }
 
-  /** A wait queued at `queuedAt` (`performance.now()`) was granted now. */
+  /** A wait queued at `queuedAt` (`monotonicMs()`) was granted now. */
   granted(queuedAt: number): void {
     const words = this.#words
-    const micros = Math.min(Math.floor((performance.now() - queuedAt) * 1000), 0xffffffff)
+    const micros = Math.min(Math.floor((monotonicMs() - queuedAt) * 1000), 0xffffffff)
     if (this.#private) {
       // Every queued wait of a semaphore still kept in JavaScript ends here:
       // plain adds spare it four full barriers (~12 ns each).

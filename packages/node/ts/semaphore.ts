@@ -1,5 +1,6 @@
 import { onCancellation } from './abort.js'
 import { keepAliveInFlight } from './in-flight.js'
+import { monotonicMs } from './clock.js'
 import * as diagnostics from './diagnostics.js'
 import { Doorbell, nextToken, type Wait } from './doorbell.js'
 import { Errors, type ClosedError } from './errors.js'
@@ -658,7 +659,7 @@ export class Semaphore {
     const promise = new Promise<R>(captureResolve)
     wait.resolve = captured as (value: R | PromiseLike<R>) => void
     captured = notQueued
-    const now = performance.now()
+    const now = monotonicMs()
     if (this.#queuedHere++ === 0) this.#queueEpoch = now
     wait.queuedAt = Math.round((now - this.#queueEpoch) * 1000)
     if (local !== undefined) {
@@ -868,7 +869,7 @@ export class Semaphore {
 
   /**
    * Counts `wait` as no longer queued (once) and returns when it queued, as
-   * `performance.now()` read then. Called as a queued wait ends, before any
+   * `monotonicMs()` read then. Called as a queued wait ends, before any
    * callback of its ending runs: a callback that queues a new wait must not
    * move the epoch while waits ended in the same batch still read it.
    */

@@ -1,4 +1,5 @@
 import { keepAliveInFlight } from './in-flight.js'
+import { monotonicMs } from './clock.js'
 import { tokenBucketRefused, tokenBucketTake, traceWait } from './diagnostics.js'
 import { onCancellation } from './abort.js'
 import { nextToken } from './doorbell.js'
@@ -360,7 +361,7 @@ export function waitForReservation(
     metrics.timedOut()
     return Promise.reject(Errors.timeout(timeout))
   }
-  const queuedAt = performance.now()
+  const queuedAt = monotonicMs()
   metrics.queued(1)
   return new Promise<void>((resolve, reject) => {
     // setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days), which
