@@ -25,6 +25,12 @@ mod wake;
 /// were 13% of a 64 B channel message's time in a profile. mimalloc frees
 /// across threads with one atomic push. Not on musl, where mimalloc has had
 /// aarch64 failures that we cannot test here; musl keeps its own allocator.
+///
+/// mimalloc 2.x (the crate's `v2` feature), not 3.x: in 3.x, once the first
+/// thread that allocated here ends (a worker thread, in a host that never
+/// loads sluice on its main thread), the next thread given the same thread
+/// id crashes the process on its first allocation (microsoft/mimalloc#1287,
+/// rolldown/rolldown#9722). test/addon-in-workers-only.test.ts.
 #[cfg(not(target_env = "musl"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
