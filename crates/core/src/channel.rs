@@ -56,6 +56,10 @@ use crate::sync::yield_now;
 /// the `Vec` would cost more than the claims it saves.
 const BATCH_MIN: usize = 4;
 
+/// Most messages of a batch collected at once for [`ArrayQueue::push_many`]:
+/// 32 KiB of `Message`s, where a whole batch may be as large as the capacity.
+const BATCH_CHUNK: usize = 1024;
+
 /// A bounded MPMC channel: an [`ArrayQueue`] plus a semaphore for free room
 /// and one for queued messages. No operation blocks: one that cannot finish
 /// says so, and waiting is done by queueing a wait on [`room`](Self::room) or
@@ -304,14 +308,17 @@ impl<T> Channel<T> {
                 sent += 1;
             }
         } else {
-            // Collected once (in place, from a `Vec`'s iterator), then pushed
-            // a run of slots per claim.
-            let mut batch = values.collect::<Vec<T>>().into_iter();
-            sent = batch.len();
-            while batch.len() > 0 {
-                if self.queue.push_many(&mut batch) == 0 {
-                    let Some(value) = batch.next() else { break };
-                    self.push_owed(value);
+            // Collected a chunk at a time (a bounded allocation whatever the
+            // capacity), then pushed a run of slots per claim.
+            let mut values = values.peekable();
+            while values.peek().is_some() {
+                let mut chunk = values.by_ref().take(BATCH_CHUNK).collect::<Vec<T>>().into_iter();
+                sent += chunk.len();
+                while chunk.len() > 0 {
+                    if self.queue.push_many(&mut chunk) == 0 {
+                        let Some(value) = chunk.next() else { break };
+                        self.push_owed(value);
+                    }
                 }
             }
         }

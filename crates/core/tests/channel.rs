@@ -414,3 +414,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_batch_longer_than_a_chunk_arrives_whole_and_in_order() {
+    // `send_claimed` collects a batch 1,024 messages at a time.
+    let channel = Channel::new(3000);
+    assert_eq!(channel.try_claim_room(2500), Ok(2500));
+    assert!(channel.send_claimed(0..2500u32).is_empty());
+    assert_eq!(channel.len(), 2500);
+    let mut got = Vec::new();
+    // Runs stop at the buffer's end, not before: all 2,500 in one call.
+    assert_eq!(channel.try_recv_many(3000, |v| got.push(v)), Ok((2500, vec![])));
+    assert_eq!(got, (0..2500).collect::<Vec<_>>());
+    assert_eq!(channel.try_claim_room(3000), Ok(3000), "all the room is back");
+}
