@@ -37,6 +37,18 @@
 //! inline `pop` into its caller: the call then pushed a return address and
 //! five saved registers, stores that the next locked instruction (the claim's
 //! CAS) has to wait for: 10.4-10.9 ns a push+pop before, 9.6-9.9 after.
+//!
+//! # Runs
+//!
+//! `push_many` and `pop_many` claim a run of consecutive positions with one
+//! CAS: they first check each slot's stamp (free, or published) from the
+//! tail (or head) up to the end of the buffer, then CAS the counter past the
+//! run. The CAS is what makes the run theirs: claims only move the counters
+//! forward, so any other claim of a position in the run would have changed
+//! the counter. A run never crosses the buffer's end, where positions jump
+//! to the next lap. `pop_many` reads its whole run out (onto the stack, at
+//! most `RUN_MAX` values) and frees the slots before handing any value on,
+//! so its callback may use the queue.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -112,7 +124,15 @@ unsafe impl<T: Send> Send for ArrayQueue<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for ArrayQueue<T> {}
 
+/// See [`ArrayQueue::RUN_MAX`].
+const RUN_MAX: usize = 32;
+
 impl<T> ArrayQueue<T> {
+    /// Most values one [`pop_many`](Self::pop_many) takes: its run is read
+    /// out onto the stack before any is handed on. One claim per 32 values
+    /// already leaves the claim a small part of a value's cost.
+    pub const RUN_MAX: usize = RUN_MAX;
+
     /// Creates a queue that holds at most `capacity` values.
     ///
     /// # Panics
@@ -177,9 +197,10 @@ impl<T> ArrayQueue<T> {
     fn slot(&self, position: usize) -> &Slot<T> {
         let index = position & (self.one_lap - 1);
         debug_assert!(index < self.capacity);
-        // SAFETY: positions are only ever made by `new` (index 0) and
-        // `advance`, which wraps to index 0 before reaching `capacity`, so
-        // every index is in bounds. Skipping the check is worth ~1 ns a call.
+        // SAFETY: positions are only ever made by `new` (index 0), `advance`
+        // and `advance_by`, which wrap to index 0 on reaching `capacity`, and
+        // by runs (`tail + i`, `head + i`), which stop before it: every index
+        // is in bounds. Skipping the check is worth ~1 ns a call.
         unsafe { self.buffer.get_unchecked(index) }
     }
 
@@ -451,19 +472,21 @@ impl<T> ArrayQueue<T> {
 
     /// Removes up to `max` values with one claim, oldest first, passing each to
     /// `each`: as many as are published in a row at the head, up to the end of
-    /// the buffer. Returns how many; 0 when the head's slot holds no value yet
-    /// (empty, or its push has not finished) or another consumer claimed
-    /// first: fall back to [`pop`](Self::pop).
+    /// the buffer and at most [`RUN_MAX`](Self::RUN_MAX). Returns how many; 0
+    /// when the head's slot holds no value yet (empty, or its push has not
+    /// finished) or another consumer claimed first: fall back to [`pop`](Self::pop).
     ///
-    /// If `each` panics, the values this call claimed and had not passed on
-    /// are dropped, and their slots freed: the queue stays usable.
+    /// The whole run is read out and its slots freed before `each` first
+    /// runs, so `each` may use the queue as it likes (push into the room the
+    /// run made, for one), and a slow `each` holds no slot up. If `each`
+    /// panics, the values it had not been passed are dropped.
     pub fn pop_many(&self, max: usize, mut each: impl FnMut(T)) -> usize {
         if max == 0 {
             return 0;
         }
         let head = self.head.load(Ordering::Relaxed);
         let index = head & (self.one_lap - 1);
-        let most = max.min(self.capacity - index);
+        let most = max.min(self.capacity - index).min(Self::RUN_MAX);
         // Acquire, each: pairs with the Release store in `push` that published
         // the value. A published slot stays so until its position is claimed,
         // which moves `head` and fails our CAS.
@@ -482,14 +505,19 @@ impl<T> ArrayQueue<T> {
         {
             return 0;
         }
-        // Frees the claimed slots that `each` has not had, even if it panics.
-        let mut claimed = Claimed {
-            queue: self,
-            head,
-            taken: 0,
-            count,
-        };
-        while let Some(value) = claimed.take() {
+        let mut run = Run::<T>::new();
+        for i in 0..count {
+            let slot = self.slot(head + i);
+            // SAFETY: the CAS made us the only owner of the positions
+            // `head..head + count` until their stamp stores, and each stamp
+            // said a value was written into the slot; we read each out once.
+            let value = slot.value.with_mut(|cell| unsafe { cell.read().assume_init() });
+            run.push(value);
+            // Release: pairs with the Acquire load in `push` of the next lap.
+            slot.stamp
+                .store((head + i).wrapping_add(self.one_lap), Ordering::Release);
+        }
+        for value in &mut run {
             each(value);
         }
         count
@@ -535,38 +563,51 @@ impl<T> ArrayQueue<T> {
     }
 }
 
-/// The positions `head..head + count` that a `pop_many` claimed: hands their
-/// values out in order, and on drop reads out and drops any left, so that
-/// every claimed slot is freed for the next lap.
-struct Claimed<'a, T> {
-    queue: &'a ArrayQueue<T>,
-    head: usize,
+/// The values of a `pop_many` run, read out of the queue before any is
+/// handed on: a fixed array on the stack, handed out in order; those not
+/// handed out when it drops (`each` panicked) are dropped with it.
+struct Run<T> {
+    values: [MaybeUninit<T>; RUN_MAX],
+    /// Values `values[taken..len]` are initialised and not yet handed out.
     taken: usize,
-    count: usize,
+    len: usize,
 }
 
-impl<T> Claimed<'_, T> {
-    fn take(&mut self) -> Option<T> {
-        if self.taken == self.count {
-            return None;
+impl<T> Run<T> {
+    fn new() -> Self {
+        Self {
+            values: std::array::from_fn(|_| MaybeUninit::uninit()),
+            taken: 0,
+            len: 0,
         }
-        let position = self.head + self.taken;
-        self.taken += 1;
-        let slot = self.queue.slot(position);
-        // SAFETY: `pop_many`'s CAS made us the only owner of this position
-        // until the stamp store below, and its stamp said a value was written
-        // into it; `taken` moves past it, so we read it out once.
-        let value = slot.value.with_mut(|cell| unsafe { cell.read().assume_init() });
-        // Release: pairs with the Acquire load in `push` of the next lap.
-        slot.stamp
-            .store(position.wrapping_add(self.queue.one_lap), Ordering::Release);
-        Some(value)
+    }
+
+    fn push(&mut self, value: T) {
+        self.values[self.len].write(value);
+        self.len += 1;
     }
 }
 
-impl<T> Drop for Claimed<'_, T> {
+impl<T> Iterator for Run<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if self.taken == self.len {
+            return None;
+        }
+        let value = &self.values[self.taken];
+        self.taken += 1;
+        // SAFETY: `values[taken]` was written by `push` and, `taken` having
+        // moved past it, is read out exactly once.
+        Some(unsafe { value.assume_init_read() })
+    }
+}
+
+impl<T> Drop for Run<T> {
     fn drop(&mut self) {
-        while self.take().is_some() {}
+        for value in self.by_ref() {
+            drop(value);
+        }
     }
 }
 

@@ -35,7 +35,9 @@
 //!   an `items` permit was counting may have been taken: `pop_owed` then
 //!   reports the channel drained instead of waiting forever.
 //! - A sender's `room` permit is released only after the pop that made the
-//!   room, so `push_owed` finds the place free; its retry loop is a guard.
+//!   room, so the room exists; the queue slot at the tail may still be held
+//!   by a receiver of the previous lap mid-way through its pop (another
+//!   place was freed first), and `push_owed` retries until it is free.
 //!
 //! Both loops yield through the crate's `sync` shim, so loom can schedule the
 //! thread that ends them.

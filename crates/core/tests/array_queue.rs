@@ -6,8 +6,9 @@ mod common;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use common::stress;
 use proptest::prelude::*;
@@ -132,7 +133,7 @@ proptest! {
                 }
                 _ => {
                     let mut out = Vec::new();
-                    let run = n.min(model.len()).min(capacity - popped % capacity);
+                    let run = n.min(model.len()).min(capacity - popped % capacity).min(ArrayQueue::<u32>::RUN_MAX);
                     prop_assert_eq!(q.pop_many(n, |value| out.push(value)), run);
                     let expected: Vec<u32> = model.drain(..run).collect();
                     prop_assert_eq!(out, expected);
@@ -194,6 +195,59 @@ fn a_panic_in_pop_many_drops_the_rest_of_its_run_and_leaves_the_queue_usable() {
     assert_eq!(q.pop_many(4, drop), 3);
     assert_eq!(dropped.load(Ordering::SeqCst), 7);
     assert!(q.is_empty());
+}
+
+/// Runs `f` on a thread of its own; false if it has not finished within
+/// `seconds` (a spin that never ends fails the test instead of hanging it).
+fn finishes_within(seconds: u64, f: impl FnOnce() + Send + 'static) -> bool {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(()) => true,
+        Err(mpsc::RecvTimeoutError::Timeout) => false,
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario panicked (see above)"),
+    }
+}
+
+#[test]
+fn pop_many_frees_its_whole_run_before_its_callback_runs() {
+    // Found by review: when `each` ran with the rest of the run still in its
+    // slots, a push from `each` that met one of them spun forever (the head
+    // had moved past, so the queue did not look full).
+    let finished = finishes_within(5, || {
+        let q = ArrayQueue::new(2);
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        let mut pushed = Vec::new();
+        let mut seen = Vec::new();
+        assert_eq!(
+            q.pop_many(2, |value| {
+                seen.push(value);
+                if value == 1 {
+                    pushed.extend([q.push(10), q.push(11), q.push(12)]);
+                }
+            }),
+            2
+        );
+        assert_eq!(seen, [1, 2]);
+        assert_eq!(pushed, [Ok(()), Ok(()), Err(12)], "both slots free, then full");
+        assert_eq!(q.pop_many(2, drop), 2);
+    });
+    assert!(finished, "a push from pop_many's callback never returned");
+}
+
+#[test]
+fn a_run_is_at_most_run_max_values() {
+    let q = ArrayQueue::new(100);
+    let mut values = (0..100).collect::<Vec<_>>().into_iter();
+    assert_eq!(q.push_many(&mut values), 100);
+    let mut out = Vec::new();
+    assert_eq!(q.pop_many(100, |value| out.push(value)), ArrayQueue::<i32>::RUN_MAX);
+    while q.pop_many(100, |value| out.push(value)) > 0 {}
+    assert_eq!(out, (0..100).collect::<Vec<_>>());
 }
 
 /// Producers push distinct values, consumers pop until all are accounted for:

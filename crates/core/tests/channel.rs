@@ -428,3 +428,39 @@ fn a_batch_longer_than_a_chunk_arrives_whole_and_in_order() {
     assert_eq!(got, (0..2500).collect::<Vec<_>>());
     assert_eq!(channel.try_claim_room(3000), Ok(3000), "all the room is back");
 }
+
+#[test]
+fn a_receive_many_callback_may_receive_and_send_on_its_channel() {
+    // Found by review: a `try_send` from the callback spun forever when the
+    // batch's later messages still sat in their queue slots.
+    let (done, finished) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let channel = Channel::new(3);
+        for v in [1, 2, 3] {
+            channel.try_send(v).unwrap();
+        }
+        let mut got = Vec::new();
+        let received = channel.try_recv_many(2, |value| {
+            got.push(value);
+            if value == 1 {
+                let (third, _) = channel.try_recv().unwrap();
+                channel.try_send(4).unwrap();
+                let (fourth, _) = channel.try_recv().unwrap();
+                channel.try_send(5).unwrap();
+                got.extend([third, fourth]);
+            }
+        });
+        assert_eq!(received, Ok((2, vec![])));
+        assert_eq!(got, [1, 3, 4, 2]);
+        let mut rest = Vec::new();
+        assert_eq!(channel.try_recv_many(3, |v| rest.push(v)), Ok((1, vec![])));
+        assert_eq!(rest, [5]);
+        assert_eq!(channel.room().available(), 3, "every place of room is back");
+        let _ = done.send(());
+    });
+    let outcome = finished.recv_timeout(std::time::Duration::from_secs(5));
+    assert!(
+        outcome.is_ok(),
+        "a send from try_recv_many's callback never returned (or the scenario panicked)"
+    );
+}
