@@ -402,6 +402,39 @@ impl<T> ArrayQueue<T> {
         }
     }
 
+    /// Claims a run of up to `max` positions from `counter` (`tail` or `head`)
+    /// with one CAS: the slots in a row whose stamp is their position plus
+    /// `ready` (0: free for a push, 1: published for a pop), up to the end of
+    /// the buffer. Returns the run's first position and length, or `None`
+    /// when the first slot is not ready or another thread claimed first.
+    #[inline]
+    fn claim_run(&self, counter: &AtomicUsize, max: usize, ready: usize) -> Option<(usize, usize)> {
+        if max == 0 {
+            return None;
+        }
+        let start = counter.load(Ordering::Relaxed);
+        let index = start & (self.one_lap - 1);
+        let most = max.min(self.capacity - index);
+        // Acquire, each: pairs with the Release store that made the slot ready
+        // (a pop freeing it, a push publishing it), so the old value was read
+        // before a push overwrites it, and the new one written before a pop
+        // reads it. A slot stays ready until its position is claimed, and any
+        // claim of these positions moves `counter` past `start`, which fails
+        // our CAS.
+        let count = (0..most)
+            .take_while(|&i| self.slot(start + i).stamp.load(Ordering::Acquire) == start + i + ready)
+            .count();
+        if count == 0 {
+            return None;
+        }
+        let next = self.advance_by(start, count);
+        // SeqCst: as in `push` and `pop`.
+        counter
+            .compare_exchange(start, next, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()
+            .map(|_| (start, count))
+    }
+
     /// Moves values from the front of `values` into the queue with one claim:
     /// as many as there are free slots in a row at the tail, up to the end of
     /// the buffer. Returns how many moved (they are gone from `values`); 0 when
@@ -429,31 +462,10 @@ impl<T> ArrayQueue<T> {
         // `std::vec::IntoIter`, not any iterator: its `next` cannot panic, so
         // every slot this claims is filled and published.
         let wanted = values.len();
-        if wanted == 0 {
+        // A slot is free for the push at `position` when its stamp is `position`.
+        let Some((tail, count)) = self.claim_run(&self.tail, wanted, 0) else {
             return 0;
-        }
-        let tail = self.tail.load(Ordering::Relaxed);
-        let index = tail & (self.one_lap - 1);
-        let most = wanted.min(self.capacity - index);
-        // Acquire, each: pairs with the Release store in `pop` that freed the
-        // slot, so its old value was read before we overwrite it. A slot that
-        // reads free stays free until its position is claimed, and claiming
-        // any of these positions moves `tail` past `tail`, which fails our CAS.
-        let count = (0..most)
-            .take_while(|&i| self.slot(tail + i).stamp.load(Ordering::Acquire) == tail + i)
-            .count();
-        if count == 0 {
-            return 0;
-        }
-        let next = self.advance_by(tail, count);
-        // SeqCst: as in `push`.
-        if self
-            .tail
-            .compare_exchange(tail, next, Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
-            return 0;
-        }
+        };
         for i in 0..count {
             let slot = self.slot(tail + i);
             let Some(value) = values.next() else {
@@ -481,30 +493,10 @@ impl<T> ArrayQueue<T> {
     /// run made, for one), and a slow `each` holds no slot up. If `each`
     /// panics, the values it had not been passed are dropped.
     pub fn pop_many(&self, max: usize, mut each: impl FnMut(T)) -> usize {
-        if max == 0 {
+        // A slot holds the value for the pop at `position` when its stamp is `position + 1`.
+        let Some((head, count)) = self.claim_run(&self.head, max.min(Self::RUN_MAX), 1) else {
             return 0;
-        }
-        let head = self.head.load(Ordering::Relaxed);
-        let index = head & (self.one_lap - 1);
-        let most = max.min(self.capacity - index).min(Self::RUN_MAX);
-        // Acquire, each: pairs with the Release store in `push` that published
-        // the value. A published slot stays so until its position is claimed,
-        // which moves `head` and fails our CAS.
-        let count = (0..most)
-            .take_while(|&i| self.slot(head + i).stamp.load(Ordering::Acquire) == head + i + 1)
-            .count();
-        if count == 0 {
-            return 0;
-        }
-        let next = self.advance_by(head, count);
-        // SeqCst: as in `pop`.
-        if self
-            .head
-            .compare_exchange(head, next, Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
-            return 0;
-        }
+        };
         let mut run = Run::<T>::new();
         for i in 0..count {
             let slot = self.slot(head + i);

@@ -223,38 +223,57 @@ fn mpmc() {
             })
         })
         .collect();
-    let received = Arc::new(AtomicUsize::new(0));
-    let consumers: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (channel, barrier, received) = (channel.clone(), barrier.clone(), received.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                let mut seen = [0usize; THREADS];
-                let mut sum = 0;
-                loop {
-                    match channel.try_recv_many(3, |v: usize| {
-                        // Each producer's messages arrive in its order.
-                        let (t, i) = (v / n, v % n);
-                        assert!(i >= seen[t], "FIFO per producer");
-                        seen[t] = i;
-                        sum += v;
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }) {
-                        Ok(_) => {}
-                        Err(TryRecvError::Empty) => thread::yield_now(),
-                        Err(TryRecvError::Closed) => return sum,
-                    }
-                }
-            })
-        })
-        .collect();
+    let consumers = spawn_consumers(&channel, &barrier, THREADS, n, 3);
     for producer in producers {
         producer.join().unwrap();
     }
     channel.close();
-    let sum: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-    let total = THREADS * n;
-    assert_eq!(received.load(Ordering::Relaxed), total, "nothing lost or duplicated");
+    check_consumers(consumers, THREADS * n);
+}
+
+/// `threads` consumers that start at `barrier` and take up to `max` messages
+/// at a time until the channel is closed and drained. Messages are
+/// `producer * n + i`: each checks every producer's messages arrive in
+/// order, and returns how many it received and their sum.
+fn spawn_consumers(
+    channel: &Arc<Channel<usize>>,
+    barrier: &Arc<Barrier>,
+    threads: usize,
+    n: usize,
+    max: usize,
+) -> Vec<thread::JoinHandle<(usize, usize)>> {
+    (0..threads)
+        .map(|_| {
+            let (channel, barrier) = (channel.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut next = vec![0usize; threads];
+                let (mut count, mut sum) = (0, 0);
+                loop {
+                    match channel.try_recv_many(max, |v: usize| {
+                        let (t, i) = (v / n, v % n);
+                        assert!(i >= next[t], "FIFO per producer");
+                        next[t] = i + 1;
+                        count += 1;
+                        sum += v;
+                    }) {
+                        Ok(_) => {}
+                        Err(TryRecvError::Empty) => thread::yield_now(),
+                        Err(TryRecvError::Closed) => return (count, sum),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Joins `spawn_consumers`' threads: `total` messages received, each once.
+fn check_consumers(consumers: Vec<thread::JoinHandle<(usize, usize)>>, total: usize) {
+    let (count, sum) = consumers
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .fold((0, 0), |(c, s), (c2, s2)| (c + c2, s + s2));
+    assert_eq!(count, total, "nothing lost or duplicated");
     assert_eq!(sum, total * (total - 1) / 2, "checksum");
 }
 
@@ -287,38 +306,12 @@ fn mpmc_in_batches() {
             })
         })
         .collect();
-    let received = Arc::new(AtomicUsize::new(0));
-    let consumers: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (channel, barrier, received) = (channel.clone(), barrier.clone(), received.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                let mut next = [0usize; THREADS];
-                let mut sum = 0;
-                loop {
-                    match channel.try_recv_many(7, |v: usize| {
-                        let (t, i) = (v / n, v % n);
-                        assert!(i >= next[t], "FIFO per producer");
-                        next[t] = i + 1;
-                        sum += v;
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }) {
-                        Ok(_) => {}
-                        Err(TryRecvError::Empty) => thread::yield_now(),
-                        Err(TryRecvError::Closed) => return sum,
-                    }
-                }
-            })
-        })
-        .collect();
+    let consumers = spawn_consumers(&channel, &barrier, THREADS, n, 7);
     for producer in producers {
         producer.join().unwrap();
     }
     channel.close();
-    let sum: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-    let total = THREADS * n;
-    assert_eq!(received.load(Ordering::Relaxed), total, "nothing lost or duplicated");
-    assert_eq!(sum, total * (total - 1) / 2, "checksum");
+    check_consumers(consumers, THREADS * n);
 }
 
 #[derive(Debug, Clone)]
