@@ -39,7 +39,7 @@
 // single-copy atomic on the platforms Node runs on (x64, arm64), so that load
 // returns the low half of one status word, never a mix of two.
 //
-// Time is ms since the breaker's origin on CLOCK_MONOTONIC (`monoNow()`),
+// Time is ms since the breaker's origin on CLOCK_MONOTONIC (`monotonicMs()`),
 // the one clock every thread and every process of the machine reads alike:
 // a named breaker's origin is the segment's, written by its creator.
 //
@@ -51,6 +51,7 @@
 // ahead as stale, and negative slice counts as zero.
 import { endianness } from 'node:os'
 import type { BreakerConfig } from './circuit-breaker-options.js'
+import { monotonicMs } from './clock.js'
 
 export const CLOSED = 0
 export const OPEN = 1
@@ -97,34 +98,6 @@ export function bufferBytes(buckets: number): number {
   return (BUCKETS + BUCKET_WORDS * buckets) * Int32Array.BYTES_PER_ELEMENT
 }
 
-/**
- * `performance.now()` counts uv_hrtime (CLOCK_MONOTONIC) from this thread's
- * start; `process.hrtime()` reads the clock itself. Their difference, taken
- * once, turns the cheap one into the machine-wide one.
- */
-const kMonoOffset = monoOffset()
-
-function monoOffset(): number {
-  // The clock is read first, so a pause before the second read (the very
-  // first `performance.now()` loads code: ~0.7 ms measured) only lowers a
-  // sample: the largest of a few is the offset, to about a microsecond.
-  let offset = -Infinity
-  for (let i = 0; i < 8; i++) {
-    const [seconds, nanos] = process.hrtime()
-    offset = Math.max(offset, seconds * 1e3 + nanos / 1e6 - performance.now())
-  }
-  return offset
-}
-
-/**
- * CLOCK_MONOTONIC in ms: the same reading in every thread and process of the
- * machine (not `performance.timeOrigin + now()`: each thread's timeOrigin is
- * its own start on the wall clock, which may have stepped in between).
- */
-export function monoNow(): number {
-  return performance.now() + kMonoOffset
-}
-
 export class BreakerState {
   readonly #status: BigInt64Array
   readonly #words: Int32Array
@@ -136,7 +109,7 @@ export class BreakerState {
   /**
    * @param buffer the words: a `SharedArrayBuffer` between threads, or an
    *   external `ArrayBuffer` over a named breaker's segment
-   * @param origin the breaker's time origin, `monoNow()` when it was created
+   * @param origin the breaker's time origin, `monotonicMs()` when it was created
    */
   constructor(buffer: ArrayBufferLike, config: BreakerConfig, origin: number, onTransition: (transition: Transition) => void) {
     this.#status = new BigInt64Array(buffer, 0, 1)
@@ -151,7 +124,7 @@ export class BreakerState {
   static create(config: BreakerConfig): { buffer: SharedArrayBuffer; origin: number } {
     // Zeroed words are a fresh breaker (as a named breaker's segment starts):
     // the buckets' epoch 0 is the first slice, with no calls in it.
-    return { buffer: new SharedArrayBuffer(bufferBytes(config.buckets)), origin: monoNow() }
+    return { buffer: new SharedArrayBuffer(bufferBytes(config.buckets)), origin: monotonicMs() }
   }
 
   /** The current state (an OPEN past its deadline stays OPEN until a call moves it). */
@@ -239,7 +212,7 @@ export class BreakerState {
   }
 
   #now(): number {
-    return monoNow() - this.#origin
+    return monotonicMs() - this.#origin
   }
 
   /** Compare-exchanges `word` for the next generation in `state`; true if this thread did it. */
