@@ -302,7 +302,7 @@ impl<T> Channel<T> {
     /// room was taken before any close that follows. Returns the owners of
     /// receivers' waits it granted, all at once for the batch.
     pub fn send_claimed(&self, values: impl IntoIterator<Item = T>) -> Vec<Owner> {
-        let values = values.into_iter();
+        let mut values = values.into_iter();
         let mut sent = 0;
         if values.size_hint().0 < BATCH_MIN {
             for value in values {
@@ -312,9 +312,11 @@ impl<T> Channel<T> {
         } else {
             // Collected a chunk at a time (a bounded allocation whatever the
             // capacity), then pushed a run of slots per claim.
-            let mut values = values.peekable();
-            while values.peek().is_some() {
+            loop {
                 let mut chunk = values.by_ref().take(BATCH_CHUNK).collect::<Vec<T>>().into_iter();
+                if chunk.len() == 0 {
+                    break;
+                }
                 sent += chunk.len();
                 while chunk.len() > 0 {
                     if self.queue.push_many(&mut chunk) == 0 {
