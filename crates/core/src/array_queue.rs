@@ -48,7 +48,8 @@
 //! the counter. A run never crosses the buffer's end, where positions jump
 //! to the next lap. `pop_many` reads its whole run out (onto the stack, at
 //! most `RUN_MAX` values) and frees the slots before handing any value on,
-//! so its callback may use the queue.
+//! so its callback may use the queue. `pop_run` returns such a run instead,
+//! for a caller that must count what it took before any callback runs.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -493,11 +494,24 @@ impl<T> ArrayQueue<T> {
     /// run made, for one), and a slow `each` holds no slot up. If `each`
     /// panics, the values it had not been passed are dropped.
     pub fn pop_many(&self, max: usize, mut each: impl FnMut(T)) -> usize {
+        let run = self.pop_run(max);
+        let count = run.len();
+        for value in run {
+            each(value);
+        }
+        count
+    }
+
+    /// As [`pop_many`](Self::pop_many), but returns the run (empty when
+    /// `pop_many` would return 0): its values are out of the queue, and
+    /// their slots free, before the caller sees any of them, so the caller
+    /// knows how many it took whatever it then does with them.
+    pub fn pop_run(&self, max: usize) -> Run<T> {
+        let mut run = Run::<T>::new();
         // A slot holds the value for the pop at `position` when its stamp is `position + 1`.
         let Some((head, count)) = self.claim_run(&self.head, max.min(Self::RUN_MAX), 1) else {
-            return 0;
+            return run;
         };
-        let mut run = Run::<T>::new();
         for i in 0..count {
             let slot = self.slot(head + i);
             // SAFETY: the CAS made us the only owner of the positions
@@ -509,10 +523,7 @@ impl<T> ArrayQueue<T> {
             slot.stamp
                 .store((head + i).wrapping_add(self.one_lap), Ordering::Release);
         }
-        for value in &mut run {
-            each(value);
-        }
-        count
+        run
     }
 
     /// Number of values in the queue; exact when no push or pop runs concurrently.
@@ -555,10 +566,10 @@ impl<T> ArrayQueue<T> {
     }
 }
 
-/// The values of a `pop_many` run, read out of the queue before any is
-/// handed on: a fixed array on the stack, handed out in order; those not
-/// handed out when it drops (`each` panicked) are dropped with it.
-struct Run<T> {
+/// The values of a run ([`ArrayQueue::pop_run`]), read out of the queue
+/// before any is handed on: a fixed array on the stack, handed out in order;
+/// those not handed out when it drops (a callback panicked) are dropped with it.
+pub struct Run<T> {
     values: [MaybeUninit<T>; RUN_MAX],
     /// Values `values[taken..len]` are initialised and not yet handed out.
     taken: usize,
@@ -593,7 +604,14 @@ impl<T> Iterator for Run<T> {
         // moved past it, is read out exactly once.
         Some(unsafe { value.assume_init_read() })
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.taken;
+        (left, Some(left))
+    }
 }
+
+impl<T> ExactSizeIterator for Run<T> {}
 
 impl<T> Drop for Run<T> {
     fn drop(&mut self) {
@@ -607,6 +625,12 @@ impl<T> Drop for ArrayQueue<T> {
     /// Drops the values still queued, each exactly once.
     fn drop(&mut self) {
         while self.pop().is_some() {}
+    }
+}
+
+impl<T> fmt::Debug for Run<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run").field("left", &self.len()).finish_non_exhaustive()
     }
 }
 

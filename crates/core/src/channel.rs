@@ -398,30 +398,40 @@ impl<T> Channel<T> {
     /// what is left. Returns how many and the owners of senders' waits it
     /// granted, all at once for the batch.
     ///
+    /// If `each` panics, the messages taken out of the queue so far (the one
+    /// it panicked on, and the rest of its run, which are dropped) are gone
+    /// and their room goes back; the batch's messages still queued are left
+    /// for the next receive. The owners that giving the room back granted are
+    /// not returned: they find their grants when they next look.
+    ///
     /// # Errors
     ///
     /// As [`try_recv`](Self::try_recv), when it received nothing.
     pub fn try_recv_many(&self, max: usize, mut each: impl FnMut(T)) -> Result<(usize, Vec<Owner>), TryRecvError> {
-        let mut count = 0;
         match self.items.try_acquire_up_to(max) {
             Ok(0) => Err(TryRecvError::Empty),
             Ok(owed) => {
-                while count < owed {
+                let mut batch = BatchReceive {
+                    channel: self,
+                    owed,
+                    taken: 0,
+                };
+                while batch.taken < owed {
                     // A run of published messages per claim; one at a time
                     // (waiting for a sender mid-way) when the head's is not.
-                    let popped = self.queue.pop_many(owed - count, &mut each);
-                    if popped > 0 {
-                        count += popped;
+                    // Counted as taken before `each` sees them.
+                    let run = self.queue.pop_run(owed - batch.taken);
+                    if run.len() > 0 {
+                        batch.taken += run.len();
+                        run.for_each(&mut each);
                         continue;
                     }
                     let Some(value) = self.pop_owed() else { break };
+                    batch.taken += 1;
                     each(value);
-                    count += 1;
                 }
-                // After the pops: this release publishes the room they made.
-                // Cannot exceed the capacity: these permits are for messages
-                // that took room.
-                let woken = self.room.release(owed).unwrap_or_default();
+                let count = batch.taken;
+                let woken = batch.finish();
                 if count == 0 {
                     return Err(TryRecvError::Closed);
                 }
@@ -429,6 +439,7 @@ impl<T> Channel<T> {
             }
             Err(_) => {
                 // Closed: drain without permits.
+                let mut count = 0;
                 while count < max {
                     let Some(value) = self.queue.pop() else { break };
                     each(value);
@@ -490,6 +501,41 @@ impl<T> Channel<T> {
         while let Err(back) = self.queue.push(value) {
             value = back;
             yield_now();
+        }
+    }
+}
+
+/// A batch receive's permits: `owed` items permits taken, `taken` messages
+/// out of the queue so far. Settled by `finish`, or, if a callback panics,
+/// when it drops.
+struct BatchReceive<'a, T> {
+    channel: &'a Channel<T>,
+    owed: usize,
+    taken: usize,
+}
+
+impl<T> BatchReceive<'_, T> {
+    /// The batch is done: the room of all `owed` messages goes back (fewer
+    /// were taken only if the channel was closed and drained meanwhile).
+    fn finish(self) -> Vec<Owner> {
+        // After the pops: this release publishes the room they made. Cannot
+        // exceed the capacity: these permits are for messages that took room.
+        let woken = self.channel.room.release(self.owed).unwrap_or_default();
+        std::mem::forget(self);
+        woken
+    }
+}
+
+impl<T> Drop for BatchReceive<'_, T> {
+    /// Unwinding from a callback's panic: the room of the messages taken
+    /// goes back, and the items permits of those still queued, so that
+    /// neither the channel's capacity nor those messages are lost.
+    fn drop(&mut self) {
+        // After the pops: this release publishes the room they made. Neither
+        // release can exceed the capacity: these permits were taken here.
+        let _ = self.channel.room.release(self.taken);
+        if self.owed > self.taken {
+            let _ = self.channel.items.release(self.owed - self.taken);
         }
     }
 }

@@ -89,6 +89,35 @@ fn several_places_held_across_a_close_go_back_unsent() {
 }
 
 #[test]
+fn a_panic_in_a_batch_receive_loses_only_what_it_took_and_keeps_the_room() {
+    let channel = Channel::new(8);
+    // Eight queued, three at the buffer's end and five wrapped to its start,
+    // so a batch of eight takes two runs.
+    assert_eq!(channel.try_claim_room(8), Ok(8));
+    channel.send_claimed(0..8);
+    let mut first = Vec::new();
+    assert_eq!(channel.try_recv_many(5, |v| first.push(v)), Ok((5, vec![])));
+    assert_eq!(channel.try_claim_room(5), Ok(5));
+    channel.send_claimed(8..13);
+    let mut seen = Vec::new();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = channel.try_recv_many(8, |v| {
+            seen.push(v);
+            assert_ne!(v, 6, "the callback fails on 6");
+        });
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(seen, vec![5, 6], "7, the rest of the first run, is dropped with it");
+    // The batch's second run is still queued, and receivable.
+    let mut rest = Vec::new();
+    assert_eq!(channel.try_recv_many(8, |v| rest.push(v)), Ok((5, vec![])));
+    assert_eq!(rest, vec![8, 9, 10, 11, 12]);
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
+    // Every place of room is back.
+    assert_eq!(channel.try_claim_room(9), Ok(8));
+}
+
+#[test]
 fn close_wakes_all() {
     let channel = Channel::new(1);
     // Owners 1 and 2 wait to receive; then the channel fills and owners 2
