@@ -84,7 +84,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   readonly #maxMessageBytes: number
   /** Fixed for a channel's life; read once, as numeric batches size by it. */
   readonly #capacity: number
-  /** Room a full `sendMany` waits for at once: a quarter of the capacity (see `sendMany`). */
+  /** Room a full `sendMany` waits for at once: half the capacity (see `sendMany`). */
   readonly #sendManyWait: number
   /** What a batch took but could not return yet (see `recvMany`). */
   readonly #backlog = new Backlog()
@@ -237,7 +237,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * was waiting to send have been sent.
    *
    * When the channel is full it waits for room for several values at once:
-   * a quarter of the capacity, or what is left of the batch if less. A sender woken
+   * half the capacity, or what is left of the batch if less. A sender woken
    * for every place a receiver frees would wake once per receive, and a
    * wake-up between threads costs more than the sends it makes room for.
    */
