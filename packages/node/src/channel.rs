@@ -237,7 +237,17 @@ fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, toke
 /// `chanPushHeld(handle, message) -> null | settle entries | CLOSED`: sends
 /// into the room this thread's granted wait holds.
 fn push_held(env: napi_env, attachment: &ChannelAttachment, message: Message) -> napi_value {
-    send_held_many(env, attachment, std::iter::once(message))
+    if let Err(reason) = attachment.local.room.take(1) {
+        return raw::throw_range(env, &reason);
+    }
+    match attachment.shared.primitive.send_held(message) {
+        Ok(woken) => {
+            let mut out = Vec::new();
+            receivers_woken(attachment, woken, &mut out);
+            raw::numbers_or_null(env, &out)
+        }
+        Err(_) => raw::code(env, code::CLOSED),
+    }
 }
 
 /// `chanPushHeldMany(handle, messages[]) -> null | settle entries | CLOSED`:
@@ -260,8 +270,6 @@ fn push_held_numbers(env: napi_env, attachment: &ChannelAttachment, numbers: &mu
     send_held_many(env, attachment, numbers.iter().map(|&number| Message::Number(number)))
 }
 
-/// Sends into held room: one place per message, a `RangeError` if this
-/// thread holds fewer.
 fn send_held_many(
     env: napi_env,
     attachment: &ChannelAttachment,
