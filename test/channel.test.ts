@@ -110,48 +110,6 @@ describe('Channel', () => {
     expect(await ch.recvMany(2)).toEqual([1, 2])
   })
 
-  it('a full sendMany waits for room for a quarter of the capacity at once, then sends the rest in order', async () => {
-    for (const codec of ['number', 'json'] as const) {
-      const ch = new Channel<number>({ capacity: 8, codec })
-      const values = Array.from({ length: 20 }, (_, i) => i)
-      const sending = ch.sendMany(values)
-      await new Promise((resolve) => setImmediate(resolve))
-      expect(ch.length).toBe(8)
-      const received = [ch.tryRecv()]
-      await new Promise((resolve) => setImmediate(resolve))
-      // One free place does not wake it: it waits for two, and a newcomer
-      // does not take the place it is owed.
-      expect(ch.length).toBe(7)
-      expect(ch.trySend(99)).toBe(false)
-      received.push(ch.tryRecv())
-      await new Promise((resolve) => setImmediate(resolve))
-      expect(ch.length).toBe(8)
-      while (received.length < values.length) received.push(await ch.recv())
-      await sending
-      expect(received).toEqual(values)
-    }
-  })
-
-  it('a sendMany aborted or closed while it waits for several places sends none of them and keeps no room', async () => {
-    const ch = new Channel<number>({ capacity: 8, codec: 'number' })
-    const controller = new AbortController()
-    const sending = ch.sendMany([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { signal: controller.signal })
-    await new Promise((resolve) => setImmediate(resolve))
-    expect(ch.tryRecv()).toBe(0)
-    controller.abort(new Error('enough'))
-    await expect(sending).rejects.toThrow('enough')
-    expect(await ch.recvMany(100)).toEqual([1, 2, 3, 4, 5, 6, 7])
-    // No sender waits ahead any more, and all the room is free.
-    expect(ch.trySendMany([0, 1, 2, 3, 4, 5, 6, 7, 8])).toBe(8)
-
-    const closing = new Channel<string>({ capacity: 4, codec: 'json' })
-    const waiting = closing.sendMany(['a', 'b', 'c', 'd', 'e', 'f'], { timeout: 60_000 })
-    await new Promise((resolve) => setImmediate(resolve))
-    closing.close()
-    await expect(waiting).rejects.toBeInstanceOf(ClosedError)
-    expect(await closing.recvMany(10)).toEqual(['a', 'b', 'c', 'd'])
-  })
-
   it('numeric sendMany calls waiting at once each send their own values (the encoding scratch array is not shared)', async () => {
     const ch = new Channel<number>({ capacity: 2, codec: 'number' })
     const first = ch.sendMany([1, 2, 3, 4, 5])

@@ -352,28 +352,6 @@ impl<T> Channel<T> {
         Ok(self.send_claimed(std::iter::once(value)))
     }
 
-    /// Sends `values` into the room that a granted wait on [`room`](Self::room)
-    /// for as many places as values holds. Returns the owners of receivers'
-    /// waits it granted, all at once for the batch.
-    ///
-    /// # Errors
-    ///
-    /// [`ClaimError`] if the channel was closed since the wait was granted;
-    /// the room goes back and nothing is sent.
-    pub fn send_held_many<I>(&self, values: I) -> Result<Vec<Owner>, ClaimError>
-    where
-        I: IntoIterator,
-        I::IntoIter: ExactSizeIterator<Item = T>,
-    {
-        let values = values.into_iter();
-        if self.room.is_closed() {
-            // Cannot exceed the capacity: the caller held these permits.
-            let _ = self.room.release(values.len());
-            return Err(ClaimError);
-        }
-        Ok(self.send_claimed(values))
-    }
-
     /// Receives now if a message is queued and no receiver is queued ahead;
     /// once closed, takes what is left. Returns the message and the owners of
     /// senders' waits (on [`room`](Self::room)) it granted.

@@ -61,34 +61,6 @@ fn receive_wakes_a_waiting_sender_who_sends_with_the_held_permit() {
 }
 
 #[test]
-fn a_sender_waiting_for_several_places_is_granted_once_they_are_all_free() {
-    let channel = Channel::new(4);
-    assert_eq!(channel.try_claim_room(4), Ok(4));
-    channel.send_claimed([1, 2, 3, 4]);
-    assert_eq!(channel.room().acquire(3, 4, 11), Ok(Acquire::Queued));
-    assert_eq!(channel.try_recv(), Ok((1, vec![])));
-    assert_eq!(channel.try_recv(), Ok((2, vec![])), "two free places are not yet three");
-    assert_eq!(channel.try_recv(), Ok((3, vec![4])));
-    // The three places are the waiting sender's, not a newcomer's.
-    assert_eq!(channel.try_send(9), Err(TrySendError::Full(9)));
-    assert_eq!(channel.room().take_granted(4), vec![Grant { token: 11, permits: 3 }]);
-    assert_eq!(channel.send_held_many([5, 6, 7]), Ok(vec![]));
-    let mut all = Vec::new();
-    assert_eq!(channel.try_recv_many(10, |v| all.push(v)), Ok((4, vec![])));
-    assert_eq!(all, vec![4, 5, 6, 7]);
-}
-
-#[test]
-fn several_places_held_across_a_close_go_back_unsent() {
-    let channel = Channel::new(4);
-    assert_eq!(channel.room().acquire(3, 5, 1), Ok(Acquire::Acquired));
-    channel.close();
-    assert_eq!(channel.send_held_many(vec![1, 2, 3]), Err(ClaimError));
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
-    assert_eq!(channel.room().available(), 4, "the held room went back");
-}
-
-#[test]
 fn a_panic_in_a_batch_receive_loses_only_what_it_took_and_keeps_the_room() {
     let channel = Channel::new(8);
     // Eight queued, three at the buffer's end and five wrapped to its start,

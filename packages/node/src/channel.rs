@@ -131,7 +131,7 @@ impl NativeChannel {
 
 attached_class!(NativeChannel, ChannelCore, "channel", slot);
 
-pub(crate) const RAW: [(&CStr, sys::napi_callback); 14] = [
+pub(crate) const RAW: [(&CStr, sys::napi_callback); 12] = [
     (c"chanSendNumbers", entry!(send_numbers)),
     (c"chanRecvNumbers", entry!(recv_numbers)),
     (c"chanTakeGranted", entry!(take_granted)),
@@ -139,8 +139,6 @@ pub(crate) const RAW: [(&CStr, sys::napi_callback); 14] = [
     (c"chanSendMany", entry!(send_many)),
     (c"chanQueueSend", entry!(queue_send)),
     (c"chanPushHeld", entry!(push_held)),
-    (c"chanPushHeldMany", entry!(push_held_many)),
-    (c"chanPushHeldNumbers", entry!(push_held_numbers)),
     (c"chanRecv", entry!(recv)),
     (c"chanRecvMany", entry!(recv_many)),
     (c"chanQueueRecv", entry!(queue_recv)),
@@ -209,23 +207,22 @@ fn send_claimed(
     raw::array(env, out.into_iter().map(|n| raw::number(env, n)))
 }
 
-/// `chanQueueSend(handle, token, places) -> QUEUED | DONE (room is held now) | CLOSED`:
-/// waits for room for `places` messages at once (a `RangeError` beyond the capacity).
-fn queue_send(env: napi_env, attachment: &ChannelAttachment, Token(token): Token, Count(places): Count) -> napi_value {
+/// `chanQueueSend(handle, token) -> QUEUED | DONE (room is held now) | CLOSED`.
+fn queue_send(env: napi_env, attachment: &ChannelAttachment, Token(token): Token) -> napi_value {
     let room = attachment.shared.primitive.room();
-    queue_wait(env, room, attachment.slot, &attachment.local.room, token, places)
+    queue_wait(env, room, attachment.slot, &attachment.local.room, token)
 }
 
 /// `chanQueueRecv(handle, token) -> QUEUED | DONE (a message is held now) | CLOSED`.
 fn queue_recv(env: napi_env, attachment: &ChannelAttachment, Token(token): Token) -> napi_value {
     let items = attachment.shared.primitive.items();
-    queue_wait(env, items, attachment.slot, &attachment.local.items, token, 1)
+    queue_wait(env, items, attachment.slot, &attachment.local.items, token)
 }
 
-fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, token: u64, permits: usize) -> napi_value {
-    match semaphore.acquire(permits, slot, token) {
+fn queue_wait(env: napi_env, semaphore: &Semaphore, slot: u32, held: &Held, token: u64) -> napi_value {
+    match semaphore.acquire(1, slot, token) {
         Ok(Acquire::Acquired) => {
-            held.add(permits);
+            held.add(1);
             raw::code(env, code::DONE)
         }
         Ok(Acquire::Queued) => raw::code(env, code::QUEUED),
@@ -241,44 +238,6 @@ fn push_held(env: napi_env, attachment: &ChannelAttachment, message: Message) ->
         return raw::throw_range(env, &reason);
     }
     match attachment.shared.primitive.send_held(message) {
-        Ok(woken) => {
-            let mut out = Vec::new();
-            receivers_woken(attachment, woken, &mut out);
-            raw::numbers_or_null(env, &out)
-        }
-        Err(_) => raw::code(env, code::CLOSED),
-    }
-}
-
-/// `chanPushHeldMany(handle, messages[]) -> null | settle entries | CLOSED`:
-/// sends every message into the room this thread's granted waits hold (a
-/// `RangeError` if they hold less); throws, sending nothing, if one is not a message.
-fn push_held_many(env: napi_env, attachment: &ChannelAttachment, messages: MessageArray) -> napi_value {
-    let mut batch = Vec::with_capacity(messages.len());
-    for i in 0..messages.len() {
-        let Some(message) = messages.get(i) else {
-            return std::ptr::null_mut();
-        };
-        batch.push(message);
-    }
-    send_held_many(env, attachment, batch.into_iter())
-}
-
-/// `chanPushHeldNumbers(handle, Float64Array) -> null | settle entries | CLOSED`:
-/// as `chanPushHeldMany`, for numbers.
-fn push_held_numbers(env: napi_env, attachment: &ChannelAttachment, numbers: &mut [f64]) -> napi_value {
-    send_held_many(env, attachment, numbers.iter().map(|&number| Message::Number(number)))
-}
-
-fn send_held_many(
-    env: napi_env,
-    attachment: &ChannelAttachment,
-    messages: impl ExactSizeIterator<Item = Message>,
-) -> napi_value {
-    if let Err(reason) = attachment.local.room.take(messages.len()) {
-        return raw::throw_range(env, &reason);
-    }
-    match attachment.shared.primitive.send_held_many(messages) {
         Ok(woken) => {
             let mut out = Vec::new();
             receivers_woken(attachment, woken, &mut out);

@@ -11,54 +11,25 @@ import { QueuedWait } from './wait.js'
 /** A channel's steps for a granted or withdrawn wait. */
 export interface HeldOps<T> {
   push(message: Message): void
-  pushMany(messages: readonly Message[] | Float64Array): void
   pop(): T
   leftover(): T
 }
 
-/** A queued send: a grant holds room for what it sends. */
-export abstract class QueuedSend<T> extends QueuedWait<void> {
-  constructor(readonly held: HeldOps<T>) {
+/** A queued `send`: a grant holds room for its message. */
+export class PendingSend<T> extends QueuedWait<void> {
+  constructor(
+    readonly held: HeldOps<T>,
+    readonly message: Message,
+  ) {
     super()
   }
 
-  /** Sends into the room this wait holds (granted, or free when it was queued). */
-  abstract send(): void
-
   protected granted(): void {
-    this.send()
+    this.held.push(this.message)
   }
 
   protected withdrawn(): never {
     throw Errors.channelClosed()
-  }
-}
-
-/** A queued `send`: a grant holds room for its message. */
-export class PendingSend<T> extends QueuedSend<T> {
-  constructor(
-    held: HeldOps<T>,
-    readonly message: Message,
-  ) {
-    super(held)
-  }
-
-  send(): void {
-    this.held.push(this.message)
-  }
-}
-
-/** Part of a `sendMany` that waits for room for all its messages at once. */
-export class PendingSendMany<T> extends QueuedSend<T> {
-  constructor(
-    held: HeldOps<T>,
-    readonly messages: readonly Message[] | Float64Array,
-  ) {
-    super(held)
-  }
-
-  send(): void {
-    this.held.pushMany(this.messages)
   }
 }
 

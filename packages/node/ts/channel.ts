@@ -9,8 +9,6 @@ import {
   attachById,
   chanPopHeld,
   chanPushHeld,
-  chanPushHeldMany,
-  chanPushHeldNumbers,
   chanQueueRecv,
   chanQueueSend,
   chanRecv,
@@ -35,7 +33,7 @@ import { kAttach } from './symbols.js'
 import { show, validateInteger, validateOptions } from './validate.js'
 import { channelClose, channelRecv, channelSend, traceWait } from './diagnostics.js'
 import { enqueue, validateWaitOptions, type Queue, type WaitOptions } from './wait.js'
-import { PendingRecv, PendingSend, PendingSendMany, type HeldOps, type QueuedSend } from './channel-waits.js'
+import { PendingRecv, PendingSend, type HeldOps } from './channel-waits.js'
 
 export type { WaitOptions } from './wait.js'
 
@@ -84,8 +82,6 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   readonly #maxMessageBytes: number
   /** Fixed for a channel's life; read once, as numeric batches size by it. */
   readonly #capacity: number
-  /** Room a full `sendMany` waits for at once: half the capacity (see `sendMany`). */
-  readonly #sendManyWait: number
   /** What a batch took but could not return yet (see `recvMany`). */
   readonly #backlog = new Backlog()
   readonly #decode = (message: Message): T => this.#codec.decode(message)
@@ -126,7 +122,6 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     }
     const native = this.#native
     this.#capacity = native.capacity
-    this.#sendManyWait = Math.max(1, this.#capacity >>> 2)
     const fast = (this.#fast = native.fastHandle() as FastHandle)
     const waitable = { slot: native.slot, takeGranted: () => chanTakeGranted(fast), isClosed: () => chanClosed(fast) }
     this.#queue = {
@@ -135,7 +130,6 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     }
     this.#held = {
       push: (message) => this.#pushHeld(message),
-      pushMany: (messages) => this.#pushHeldMany(messages),
       pop: () => this.#popHeld(),
       leftover: () => this.#leftover(),
     }
@@ -233,13 +227,8 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   /**
    * Sends every value, in order, waiting for room as needed; one native call
    * per batch that fits. Every value is encoded (and checked) before any is
-   * sent. If it rejects (abort, timeout, close), the values before the ones it
+   * sent. If it rejects (abort, timeout, close), the values before the one it
    * was waiting to send have been sent.
-   *
-   * When the channel is full it waits for room for several values at once:
-   * half the capacity, or what is left of the batch if less. A sender woken
-   * for every place a receiver frees would wake once per receive, and a
-   * wake-up between threads costs more than the sends it makes room for.
    */
   async sendMany(values: Iterable<T>, options?: WaitOptions): Promise<void> {
     let messages = this.#encodeMany(values)
@@ -253,14 +242,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         // Numbers may be in this thread's scratch array (see `toFloat64s`),
         // which the next batch encoded while this one waits would overwrite.
         if (messages instanceof Float64Array && messages !== values) messages = messages.slice()
-        // Full: wait for room for the next few, then try a batch again.
-        const places = Math.min(messages.length - next, this.#sendManyWait)
-        if (places === 1) await this.#send(messages[next]!, signal, timeout)
-        else {
-          const part = messages.slice(next, next + places)
-          await this.#waitForRoom(new PendingSendMany(this.#held, part), places, signal, timeout)
-        }
-        next += places
+        // Full: wait for room for the next one, then try a batch again.
+        await this.#send(messages[next]!, signal, timeout)
+        next++
       }
     }
   }
@@ -448,36 +432,25 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       this.#queue.doorbell.deliver(outcome)
       return Promise.resolve()
     }
-    return this.#waitForRoom(new PendingSend(this.#held, message), 1, signal, timeout)
-  }
-
-  /** Queues `wait` for `places` of room, behind any sender ahead; sends at once if they are free. */
-  #waitForRoom(wait: QueuedSend<T>, places: number, signal: AbortSignal | undefined, timeout: number | undefined): Promise<void> {
     const token = nextToken()
-    const queued = chanQueueSend(this.#fast, token, places)
+    const queued = chanQueueSend(this.#fast, token)
     try {
       if (queued === CLOSED) throw Errors.channelClosed()
-      if (queued === DONE) return Promise.resolve(wait.send())
+      if (queued === DONE) return Promise.resolve(this.#pushHeld(message))
     } catch (error) {
       return Promise.reject(error)
     }
     // Only sends that wait are traced: the channel's hot path publishes nothing.
     if (channelSend.hasSubscribers) {
+      const wait = new PendingSend(this.#held, message)
       return traceWait(channelSend, { channel: this }, enqueue<void>, undefined, this.#queue, token, wait, signal, timeout, undefined)
     }
-    return enqueue(this.#queue, token, wait, signal, timeout)
+    return enqueue(this.#queue, token, new PendingSend(this.#held, message), signal, timeout)
   }
 
   /** Sends into the room a granted send wait holds. */
   #pushHeld(message: Message): void {
     const outcome = chanPushHeld(this.#fast, message)
-    if (outcome === CLOSED) throw Errors.channelClosed()
-    this.#queue.doorbell.deliver(outcome)
-  }
-
-  /** Sends into the room granted waits hold, for several messages at once. */
-  #pushHeldMany(messages: readonly Message[] | Float64Array): void {
-    const outcome = messages instanceof Float64Array ? chanPushHeldNumbers(this.#fast, messages) : chanPushHeldMany(this.#fast, messages)
     if (outcome === CLOSED) throw Errors.channelClosed()
     this.#queue.doorbell.deliver(outcome)
   }

@@ -68,13 +68,9 @@ interface RawCalls {
   chanSend(handle: FastHandle, message: Message): WakeList | typeof NOT_NOW | typeof CLOSED
   /** Sends from the front while there is room: `[sent, ...wakeList]`, or CLOSED. */
   chanSendMany(handle: FastHandle, messages: readonly Message[]): number[] | typeof CLOSED
-  /** Waits for room for `places` messages at once (at most the capacity). */
-  chanQueueSend(handle: FastHandle, token: number, places: number): typeof QUEUED | typeof DONE | typeof CLOSED
+  chanQueueSend(handle: FastHandle, token: number): typeof QUEUED | typeof DONE | typeof CLOSED
   /** Sends into the slot a granted wait holds. */
   chanPushHeld(handle: FastHandle, message: Message): WakeList | typeof CLOSED
-  /** Sends every message into the room granted waits hold. */
-  chanPushHeldMany(handle: FastHandle, messages: readonly Message[]): WakeList | typeof CLOSED
-  chanPushHeldNumbers(handle: FastHandle, numbers: Float64Array): WakeList | typeof CLOSED
   /**
    * A message, or `[message, ...wakeList]`; undefined if empty; null if closed
    * and drained. With a slab, `true` in place of a message: its bytes are in
@@ -171,7 +167,7 @@ const raw = binding as unknown as RawCalls
 export const { semTryAcquire, semAcquire, semRelease, semTakeGranted, semServe, semValue, semClosed } = raw
 export const { bucketTryTake, bucketReserve, bucketRedeem, bucketCancel } = raw
 export const { limiterTryTake, limiterPeek, limiterReserve, limiterRedeem, limiterCancel, limiterReset } = raw
-export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld, chanPushHeldMany, chanPushHeldNumbers } = raw
+export const { chanSend, chanSendMany, chanQueueSend, chanPushHeld } = raw
 export const { chanRecv, chanRecvMany, chanQueueRecv, chanPopHeld, chanTakeGranted, chanClosed } = raw
 export const { chanSendNumbers, chanRecvNumbers } = raw
 export const NativeSemaphore = binding.NativeSemaphore
