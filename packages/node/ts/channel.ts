@@ -235,16 +235,22 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     const { signal, timeout } = validateWaitOptions(options)
     if (signal?.aborted) throw signal.reason
     let next = 0
+    let copied = false
     while (next < messages.length) {
       const rest = next === 0 ? messages : messages instanceof Float64Array ? messages.subarray(next) : messages.slice(next)
       next += this.#sendBatch(rest)
       if (next < messages.length) {
         // Numbers may be in this thread's scratch array (see `toFloat64s`),
-        // which the next batch encoded while this one waits would overwrite.
-        if (messages instanceof Float64Array && messages !== values) messages = messages.slice()
+        // which the next batch encoded while this one waits would overwrite:
+        // copied once, before the first wait.
+        if (!copied && messages instanceof Float64Array && messages !== values) messages = messages.slice()
+        copied = true
         // Full: wait for room for the next one, then try a batch again.
         await this.#send(messages[next]!, signal, timeout)
         next++
+        // Aborted since the wait was granted: send no more. (A wait queued
+        // after the abort would listen to a signal that has already fired.)
+        if (next < messages.length && signal?.aborted) throw signal.reason
       }
     }
   }
