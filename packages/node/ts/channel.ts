@@ -237,7 +237,10 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     let next = 0
     let copied = false
     while (next < messages.length) {
-      const rest = next === 0 ? messages : messages instanceof Float64Array ? messages.subarray(next) : messages.slice(next)
+      // A batch sends at most `capacity` messages: an array's rest is cut
+      // there, or every wait of a long sendMany would copy all of it.
+      const rest =
+        next === 0 ? messages : messages instanceof Float64Array ? messages.subarray(next) : messages.slice(next, next + this.#capacity)
       next += this.#sendBatch(rest)
       if (next < messages.length) {
         // Numbers may be in this thread's scratch array (see `toFloat64s`),
