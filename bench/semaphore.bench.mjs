@@ -29,23 +29,30 @@ export function suites({ time, quick }) {
     })
   uncontendedSync.opsPerIteration = 1000
 
+  // Every contender of the two suites below starts from a collected heap
+  // (with --expose-gc), so none pays for the previous one's garbage.
+  const collected = { beforeAll: () => globalThis.gc?.() }
+
+  // One pair per timed call, as an awaiting caller makes them. async-mutex's
+  // try-acquire runs last: each of its calls leaves a 0 ms timer behind for
+  // whoever runs next.
   const uncontendedAsync = new Bench({ retainSamples: true, name: 'await acquire + release (uncontended)', time })
     .add('pure-JS baseline', async () => {
       await ring.acquire()
       ring.release()
-    })
+    }, collected)
     .add('async-mutex', async () => {
       const [, release] = await asyncMutex.acquire()
       release()
-    })
+    }, collected)
+    .add('sluice', async () => {
+      ;(await sluice.acquire()).release()
+    }, collected)
     // async-mutex's own try-acquire: a decorator that races a 0 ms timer.
     .add('async-mutex tryAcquire()', async () => {
       const [, release] = await asyncMutexTryAcquire(asyncMutex).acquire()
       release()
-    })
-    .add('sluice', async () => {
-      ;(await sluice.acquire()).release()
-    })
+    }, collected)
 
   // 100,000 tasks per iteration (1,000 in a quick run) through a limit of 16,
   // each awaiting a microtask: nearly all of them queue, so this measures the
@@ -60,9 +67,6 @@ export function suites({ time, quick }) {
   // whose queue is an array they shift() from take seconds per iteration
   // (V8 moves the rest of a large array on each shift), and tinybench's
   // default 16 warm-up iterations would take minutes.
-  // Every contender starts from a collected heap (with --expose-gc), so none
-  // pays for the previous one's garbage.
-  const collected = { beforeAll: () => globalThis.gc?.() }
   const limited = new Bench({
     retainSamples: true,
     name: `${tasks.toLocaleString('en-US')} async tasks under a limit of 16`,
