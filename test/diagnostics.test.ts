@@ -276,6 +276,43 @@ describe('diagnostics_channel: Channel and WorkerPool', () => {
     expect(closed).toEqual([{ channel: ch }])
   })
 
+  // A subscriber may act on the channel it traces. The wait is queued
+  // natively before `start` is published, so a receive (or send) in a
+  // `start` handler grants it there and then: the grant must reach the wait
+  // and the room (or message) it holds must not be lost.
+  it('a start subscriber that receives from the channel it traces grants the waiting send, losing no room', async () => {
+    const ch = new Channel<number>({ capacity: 2, codec: 'number' })
+    const taken: (number | undefined)[] = []
+    const tracing = tracingChannel('sluice.channel.send')
+    const handlers = { start: (): void => void taken.push(ch.tryRecv()) }
+    tracing.subscribe(handlers as never)
+    cleanups.push(() => tracing.unsubscribe(handlers as never))
+    await ch.send(1)
+    await ch.send(2)
+    const blocked = ch.send(3)
+    expect(taken).toEqual([1])
+    const settled = await Promise.race([blocked.then(() => 'sent'), sleep(200).then(() => 'pending')])
+    expect(settled).toBe('sent')
+    tracing.unsubscribe(handlers as never)
+    // Every place of room is there: 2 and 3 queued, then the channel drains and fills to its capacity again.
+    expect([ch.tryRecv(), ch.tryRecv(), ch.tryRecv()]).toEqual([2, 3, undefined])
+    expect([ch.trySend(4), ch.trySend(5), ch.trySend(6)]).toEqual([true, true, false])
+  })
+
+  it('a start subscriber that sends into the channel it traces grants the waiting recv, losing no message', async () => {
+    const ch = new Channel<number>({ capacity: 2, codec: 'number' })
+    const tracing = tracingChannel('sluice.channel.recv')
+    const handlers = { start: (): void => void ch.trySend(9) }
+    tracing.subscribe(handlers as never)
+    cleanups.push(() => tracing.unsubscribe(handlers as never))
+    const received = ch.recv()
+    const settled = await Promise.race([received, sleep(200).then(() => 'pending')])
+    expect(settled).toBe(9)
+    tracing.unsubscribe(handlers as never)
+    expect(ch.tryRecv()).toBeUndefined()
+    expect([ch.trySend(1), ch.trySend(2), ch.trySend(3)]).toEqual([true, true, false])
+  })
+
   it('traces a pool task with its input and duration, and its queue semaphore publishes nothing', async () => {
     const tasks = trace('sluice.pool.run')
     const acquires = trace('sluice.semaphore.acquire')

@@ -449,12 +449,12 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error)
     }
-    // Only sends that wait are traced: the channel's hot path publishes nothing.
-    if (channelSend.hasSubscribers) {
-      const wait = new PendingSend(this.#held, message)
-      return traceWait(channelSend, { channel: this }, enqueue<void>, undefined, this.#queue, token, wait, signal, timeout, undefined)
-    }
-    return enqueue(this.#queue, token, new PendingSend(this.#held, message), signal, timeout)
+    const sent = enqueue(this.#queue, token, new PendingSend(this.#held, message), signal, timeout)
+    // Only sends that wait are traced: the channel's hot path publishes
+    // nothing. Traced once registered: the wait is queued natively already,
+    // and a subscriber that receives from this channel grants it at once.
+    if (channelSend.hasSubscribers) return traceWait(channelSend, { channel: this }, settling<void>, undefined, sent)
+    return sent
   }
 
   /** Sends into the room a granted send wait holds. */
@@ -473,11 +473,10 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error)
     }
-    if (channelRecv.hasSubscribers) {
-      const wait = new PendingRecv(this.#held)
-      return traceWait(channelRecv, { channel: this }, enqueue<T>, undefined, this.#queue, token, wait, signal, timeout, undefined)
-    }
-    return enqueue(this.#queue, token, new PendingRecv(this.#held), signal, timeout)
+    const received = enqueue(this.#queue, token, new PendingRecv(this.#held), signal, timeout)
+    // Traced once registered, as a send.
+    if (channelRecv.hasSubscribers) return traceWait(channelRecv, { channel: this }, settling<T>, undefined, received)
+    return received
   }
 
   /** Receives the message a granted receive wait holds. */
@@ -493,6 +492,11 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (received === null || received === undefined) throw Errors.channelClosed()
     return this.#deliver(received)
   }
+}
+
+/** What `traceWait` traces for a wait already registered: its promise. */
+function settling<R>(promise: Promise<R>): Promise<R> {
+  return promise
 }
 
 /** A native attachment of a channel, for the constructor to adopt. */
