@@ -57,6 +57,32 @@ describe('diagnostics_channel: Semaphore', () => {
     permit.release()
   })
 
+  it('a start subscriber that releases a permit of the semaphore it traces lets the acquire take it at once', async () => {
+    for (const shared of [false, true]) {
+      const sem = new Semaphore(1)
+      if (shared) void sem.handle // native from here on
+      let held: Permit | undefined = await sem.acquire()
+      const tracing = tracingChannel('sluice.semaphore.acquire')
+      const handlers = {
+        start: (): void => {
+          held?.release()
+          held = undefined
+        },
+      }
+      tracing.subscribe(handlers as never)
+      try {
+        const acquiring = sem.acquire()
+        expect(sem.waiting).toBe(0) // took it at once, never queued
+        const permit = await acquiring
+        expect(sem.available).toBe(0)
+        permit.release()
+        expect(sem.available).toBe(1)
+      } finally {
+        tracing.unsubscribe(handlers as never)
+      }
+    }
+  })
+
   it('traces an acquire granted at once with a wait of about 0 ms, and a Mutex lock on its semaphore', async () => {
     const events = trace('sluice.semaphore.acquire')
     const sem = new Semaphore(1)
