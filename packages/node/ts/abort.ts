@@ -41,6 +41,19 @@ const bySignal = new WeakMap<AbortSignal, Subscribers>()
  * on one signal took 3.4 s to queue) and warns past 10 of them.
  */
 export function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  // Callers check `aborted` first, but user code may abort the signal between
+  // that check and this call (a diagnostics `start` subscriber, say). The
+  // event has fired by then, so the callback runs in a microtask instead,
+  // after the caller has registered what it cancels, unless unsubscribed first.
+  if (signal.aborted) {
+    let subscribed = true
+    queueMicrotask(() => {
+      if (subscribed) callback()
+    })
+    return () => {
+      subscribed = false
+    }
+  }
   let subscribers = bySignal.get(signal)
   if (subscribers === undefined) {
     const callbacks = new Set<() => void>()

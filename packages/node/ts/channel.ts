@@ -248,6 +248,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         // copied once, before the first wait.
         if (!copied && messages instanceof Float64Array && messages !== values) messages = messages.slice()
         copied = true
+        // Aborted by user code the batch ran (a codec's decode, for a
+        // receive it granted): send no more.
+        if (signal?.aborted) throw signal.reason
         // Full: wait for room for the next one, then try a batch again.
         await this.#send(messages[next]!, signal, timeout)
         next++
