@@ -124,11 +124,20 @@ export class Doorbell {
       else this.#ring(-wakeList - 1)
       return
     }
+    // Every wait granted here leaves `pending` before any is settled:
+    // settling runs user code (a codec's decode, a diagnostics subscriber)
+    // that may cancel a later wait of this list. Native code has granted it
+    // already, so its cancel must find nothing to withdraw (and it is
+    // granted), or the permit, room or message its grant holds is lost.
+    const granted: Wait[] = []
     for (let i = start; i < wakeList.length; i++) {
       const entry = wakeList[i] as number
-      if (entry > 0) this.#grant(entry)
-      else this.#ring(-entry - 1)
+      if (entry > 0) {
+        const wait = Doorbell.#takePending(entry)
+        if (wait !== undefined) granted.push(wait)
+      } else this.#ring(-entry - 1)
     }
+    for (const wait of granted) wait.onGrant(wait.doorbell!.#owner)
   }
 
   /** Registers a queued wait. */
@@ -186,11 +195,20 @@ export class Doorbell {
     // thread's waits and others' (rung here: no one else knows).
     const served = this.#native.serve?.()
     if (served != null) this.deliver(served)
-    const granted = this.#native.takeGranted()
-    if (granted !== null) {
-      for (const token of granted) {
-        if (token > 0) this.#grant(token)
-        else this.#refuse(-token)
+    const tokens = this.#native.takeGranted()
+    if (tokens !== null) {
+      // Taken out of `pending` first, as in `deliver`: a cancel run by
+      // another's settling must not withdraw a wait already decided.
+      const decided: [Wait, boolean][] = []
+      for (const token of tokens) {
+        const wait = Doorbell.#takePending(Math.abs(token))
+        if (wait !== undefined) decided.push([wait, token > 0])
+      }
+      for (const [wait, granted] of decided) {
+        const owner = wait.doorbell!.#owner
+        if (granted) wait.onGrant(owner)
+        else if (wait.onRefused === undefined) wait.onWithdrawn(owner)
+        else wait.onRefused(owner)
       }
     }
     if (this.#waiting > 0 && closed) {
@@ -213,22 +231,19 @@ export class Doorbell {
   }
 
   #grant(token: number): void {
-    // A token granted here may have been queued through another Doorbell
-    // object of the same primitive in this thread: look it up globally.
-    const wait = pending.get(token)
-    if (wait === undefined) return
-    const doorbell = wait.doorbell!
-    doorbell.#remove(token)
-    wait.onGrant(doorbell.#owner)
+    const wait = Doorbell.#takePending(token)
+    if (wait !== undefined) wait.onGrant(wait.doorbell!.#owner)
   }
 
-  #refuse(token: number): void {
+  /**
+   * Takes the pending wait `token` out of `pending`, if it is there. A token
+   * granted here may have been queued through another Doorbell object of
+   * the same primitive in this thread: it is looked up globally.
+   */
+  static #takePending(token: number): Wait | undefined {
     const wait = pending.get(token)
-    if (wait === undefined) return
-    const doorbell = wait.doorbell!
-    doorbell.#remove(token)
-    if (wait.onRefused === undefined) wait.onWithdrawn(doorbell.#owner)
-    else wait.onRefused(doorbell.#owner)
+    if (wait !== undefined) wait.doorbell!.#remove(token)
+    return wait
   }
 
   #listen(): void {
