@@ -45,34 +45,33 @@ export class Backlog {
   /**
    * Up to `max` values from the (non-empty) backlog, stopping before an
    * error; an error at the front is thrown, and counts as delivered.
+   *
+   * Each entry is taken before it is decoded, and the fields are read afresh
+   * after each decode: a decode that receives from its own channel takes the
+   * next entry (or empties the backlog), and nothing is delivered twice.
    */
   take<T>(max: number, decode: (message: Message) => T): T[] {
     const values: T[] = []
-    const entries = this.#entries
     try {
-      while (values.length < max && this.#next < entries.length) {
-        const entry = entries[this.#next]!
+      while (values.length < max && !this.isEmpty) {
+        const entry = this.#entries[this.#next++]!
         if (entry instanceof Undecodable) {
-          if (values.length > 0) break
-          this.#next++
-          throw entry.error
+          if (values.length === 0) throw entry.error
+          // Put back (no user code ran since it was taken): the next receive throws it.
+          this.#next--
+          break
         }
-        let value: T
         try {
-          value = decode(entry)
+          values.push(decode(entry))
         } catch (error) {
-          if (values.length > 0) {
-            entries[this.#next] = new Undecodable(error)
-            break
-          }
-          this.#next++
-          throw error
+          if (values.length === 0) throw error
+          // Thrown by the next receive, before what is left.
+          this.#entries.splice(this.#next, 0, new Undecodable(error))
+          break
         }
-        this.#next++
-        values.push(value)
       }
     } finally {
-      if (this.#next === entries.length) {
+      if (this.isEmpty) {
         this.#entries = []
         this.#next = 0
       }
