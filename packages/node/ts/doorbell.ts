@@ -129,15 +129,20 @@ export class Doorbell {
     // that may cancel a later wait of this list. Native code has granted it
     // already, so its cancel must find nothing to withdraw (and it is
     // granted), or the permit, room or message its grant holds is lost.
-    const granted: Wait[] = []
+    // (An array only for a second grant: most lists grant one wait or none.)
+    let first: Wait | undefined
+    let more: Wait[] | undefined
     for (let i = start; i < wakeList.length; i++) {
       const entry = wakeList[i] as number
       if (entry > 0) {
         const wait = Doorbell.#takePending(entry)
-        if (wait !== undefined) granted.push(wait)
+        if (wait === undefined) continue
+        if (first === undefined) first = wait
+        else (more ??= []).push(wait)
       } else this.#ring(-entry - 1)
     }
-    for (const wait of granted) wait.onGrant(wait.doorbell!.#owner)
+    if (first !== undefined) first.onGrant(first.doorbell!.#owner)
+    if (more !== undefined) for (const wait of more) wait.onGrant(wait.doorbell!.#owner)
   }
 
   /** Registers a queued wait. */
@@ -199,14 +204,12 @@ export class Doorbell {
     if (tokens !== null) {
       // Taken out of `pending` first, as in `deliver`: a cancel run by
       // another's settling must not withdraw a wait already decided.
-      const decided: [Wait, boolean][] = []
-      for (const token of tokens) {
-        const wait = Doorbell.#takePending(Math.abs(token))
-        if (wait !== undefined) decided.push([wait, token > 0])
-      }
-      for (const [wait, granted] of decided) {
+      const waits = tokens.map((token) => Doorbell.#takePending(Math.abs(token)))
+      for (let i = 0; i < waits.length; i++) {
+        const wait = waits[i]
+        if (wait === undefined) continue
         const owner = wait.doorbell!.#owner
-        if (granted) wait.onGrant(owner)
+        if (tokens[i]! > 0) wait.onGrant(owner)
         else if (wait.onRefused === undefined) wait.onWithdrawn(owner)
         else wait.onRefused(owner)
       }
