@@ -83,6 +83,28 @@ describe.each(CLIENT_KINDS)('Semaphore.open with a %s client', (kind) => {
     // Only the parameters stay, for a later opener to be checked against (and the metrics, an hour).
     expect(((await c.command('KEYS', `{sluice:${n}}*`)) as string[]).sort()).toEqual([`{sluice:${n}}:sem:m`, `{sluice:${n}}:sem:p`])
   })
+  // The abort comes before the wait's subscription is ready, so before its
+  // first attempt: that attempt must not queue it in Redis afterwards (a
+  // wait nobody withdraws, at the head of the queue until its lease ends).
+  it('a wait cancelled before it reached Redis is never queued there', async () => {
+    const c = await client(kind)
+    const n = name()
+    const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
+    const held = await semaphore.acquire()
+    const before = await snapshot(c, n)
+    const controller = new AbortController()
+    const waiting = semaphore.acquire({ signal: controller.signal })
+    controller.abort(new Error('no longer needed'))
+    await expect(waiting).rejects.toThrow('no longer needed')
+    await sleep(50)
+    expect(await snapshot(c, n)).toEqual(before)
+    expect(await semaphore.waiting).toBe(0)
+    // The next waiter is first in line: the release grants it at once.
+    const next = semaphore.acquire({ timeout: 2_000 })
+    await sleep(20)
+    await held.release()
+    await (await next).release()
+  })
 })
 
 describe('Semaphore.open in Redis', () => {

@@ -42,7 +42,9 @@ export interface NativeWaitable {
 
 /**
  * How one pending wait ends. Each ending is told its doorbell's `owner` (the
- * object the wait queued on), so a wait need not keep it.
+ * object the wait queued on), so a wait need not keep it. Endings must not
+ * throw (a failure rejects the wait's promise): a doorbell settles a list of
+ * waits in turn, already taken out of the pending set.
  */
 export interface Wait {
   /** Native code granted it. */

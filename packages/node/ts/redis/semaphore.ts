@@ -291,6 +291,11 @@ export class RedisSemaphore {
       // Idempotent by id: the first call queues, later ones renew the queue
       // lease (or re-queue after a Redis restart), and a grant is seen either way.
       const attempt = (): void => {
+        // Ended (cancelled, say) before this attempt: queueing it now would
+        // leave a wait nobody withdraws. An attempt already sent when the
+        // wait ends is withdrawn by the ending's script, sent after it on
+        // the same connection.
+        if (done) return
         store.run(semaphoreAcquire, keys, [...args, id, String(weight), String(ttl), 'wait', store.channel]).then((reply) => {
           if (done) return
           if (reply[0] === -2) return fail(this.#mismatch(reply[1]))
