@@ -185,7 +185,13 @@ export class Doorbell {
 
   #remove(token: number): void {
     pending.delete(token)
-    if (--this.#waiting === 0) active.delete(this)
+    if (--this.#waiting === 0) {
+      active.delete(this)
+      // A named primitive's FIFO keeps the event loop alive only while a
+      // wait is pending, and a wait may end without a ring (a timeout, an
+      // abort, a grant delivered here by a release of this thread).
+      if (this.#bells instanceof FifoBell) this.#bells.idle()
+    }
   }
 
   /** Collects this thread's grants and settles their waits. */
@@ -285,9 +291,7 @@ export class Doorbell {
     // already, and its ring byte waits in the FIFO (a harmless extra collect).
     this.collect()
     if (this.#waiting === 0) return
-    bell.listen(() => {
-      this.collect()
-      if (this.#waiting === 0) bell.idle()
-    })
+    // Idle again once the last wait ends (`#remove`).
+    bell.listen(() => this.collect())
   }
 }
