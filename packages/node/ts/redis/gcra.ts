@@ -248,10 +248,11 @@ export class RedisGcra {
           this.#metrics.timedOut()
           throw Errors.timeout(timeout!)
         }
-        const cancel = (): void => this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2])])
+        const cancel = (): void => this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2]), ''])
         // Aborted during the round trip: the listener below would never fire.
+        // The tokens go back, those granted at once too (the caller never saw them).
         if (signal?.aborted) {
-          if (waitNanos > 0) cancel()
+          this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2]), waitNanos > 0 ? '' : 'unseen'])
           throw signal.reason
         }
         // A grant after a wait is seen here alone: counted without waiting for Redis.

@@ -153,12 +153,18 @@ return {1, wait, at(wait)}
 /**
  * A waiting take gives its n tokens back, if they are not due yet (ARGV[4]):
  * exact for the last reservation, conservative for earlier ones. Counts the
- * abort either way.
+ * abort either way. ARGV[5] = 'unseen': a take granted at once whose caller
+ * aborted before the answer came back gives them back although they are
+ * due, and is no longer counted as acquired.
  */
 export const gcraCancel = script(`${gcraPrelude}
 redis.call('HINCRBY', M, 'aborted', 1)
 ${KEEP_COUNTS}
-if ahead(ARGV[4]) <= 0 then return 0 end
+if ARGV[5] == 'unseen' then
+  redis.call('HINCRBY', M, 'acquired', -1)
+elseif ahead(ARGV[4]) <= 0 then
+  return 0
+end
 keep(store(C, math.max(0, base - n * interval)))
 return 1
 `)
