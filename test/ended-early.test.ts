@@ -74,11 +74,7 @@ setTimeout(() => held.release(), 20)
 
 const suite = redisSuite()
 const client = (kind?: ClientKind): Promise<TestClient> => suite.client(kind)
-function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> {
-  const s = redis(c.client, options)
-  suite.onClose(() => s.close())
-  return s
-}
+const store = (c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> => suite.store(c, options)
 /** `promise`, or 'pending' after `ms`. */
 function within<T>(promise: Promise<T>, ms = 1500): Promise<T | 'pending'> {
   return Promise.race([promise, sleep(ms).then(() => 'pending' as const)])

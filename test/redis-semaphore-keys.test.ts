@@ -9,11 +9,7 @@ import { redisSuite, type TestClient } from './support/redis-clients.js'
 
 const suite = redisSuite()
 
-function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> {
-  const s = redis(c.client, options)
-  suite.onClose(() => s.close())
-  return s
-}
+const store = (c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> => suite.store(c, options)
 
 let unique = 0
 const name = (): string => `keys${++unique}`

@@ -9,11 +9,7 @@ import { CLIENT_KINDS, type ClientKind, forkChild, killChild, nextMessage, redis
 const suite = redisSuite()
 const client = (kind?: ClientKind): Promise<TestClient> => suite.client(kind)
 
-function store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> {
-  const s = redis(c.client, options)
-  suite.onClose(() => s.close())
-  return s
-}
+const store = (c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis> => suite.store(c, options)
 
 let unique = 0
 const name = (): string => `sem${++unique}`

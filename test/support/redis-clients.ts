@@ -4,6 +4,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
+import { redis } from 'sluice/redis'
 import { afterAll, beforeAll } from 'vitest'
 import { startRedis, type RedisServer } from './redis-server.js'
 
@@ -50,6 +51,8 @@ export interface RedisSuite {
   client(kind?: ClientKind): Promise<TestClient>
   /** Runs `close` after the suite, before the clients close (in the order added). */
   onClose(close: () => Promise<void>): void
+  /** A sluice store on `c`, closed after the suite (before the clients). */
+  store(c: TestClient, options?: Parameters<typeof redis>[1]): ReturnType<typeof redis>
 }
 
 /**
@@ -82,6 +85,11 @@ export function redisSuite(): RedisSuite {
     },
     onClose(close) {
       closers.push(close)
+    },
+    store(c, options) {
+      const store = redis(c.client, options)
+      closers.push(() => store.close())
+      return store
     },
   }
 }
