@@ -248,11 +248,12 @@ export class RedisGcra {
           this.#metrics.timedOut()
           throw Errors.timeout(timeout!)
         }
-        const cancel = (): void => this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2]), ''])
+        const giveBack = (mode: '' | 'unseen'): void => this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2]), mode])
+        const cancel = (): void => giveBack('')
         // Aborted during the round trip: the listener below would never fire.
         // The tokens go back, those granted at once too (the caller never saw them).
         if (signal?.aborted) {
-          this.#store.fire(gcraCancel, keys, [...this.#args, String(n), String(reply[2]), waitNanos > 0 ? '' : 'unseen'])
+          giveBack(waitNanos > 0 ? '' : 'unseen')
           throw signal.reason
         }
         // A grant after a wait is seen here alone: counted without waiting for Redis.
