@@ -31,6 +31,21 @@ async function snapshot(c: TestClient, n: string): Promise<Record<string, unknow
   return out
 }
 
+/**
+ * A semaphore of 1 whose permit is held, the keys' snapshot then, and a
+ * wait for it made with `controller`'s signal.
+ */
+async function oneHeldOneWaiting(kind: ClientKind) {
+  const c = await client(kind)
+  const n = name()
+  const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
+  const held = await semaphore.acquire()
+  const before = await snapshot(c, n)
+  const controller = new AbortController()
+  const waiting = semaphore.acquire({ signal: controller.signal })
+  return { c, n, semaphore, held, before, controller, waiting }
+}
+
 describe.each(CLIENT_KINDS)('Semaphore.open with a %s client', (kind) => {
   // Eventual modes are served FIFO on Redis (a barge costs two round trips where a hand-off costs one): same order.
   it.each(['fifo', 'eventual', 'eventual-head'] as const)('hands permits out up to its count, then to waiters in order as they are released (fairness %s)', async (fairness) => {
@@ -61,13 +76,7 @@ describe.each(CLIENT_KINDS)('Semaphore.open with a %s client', (kind) => {
   })
 
   it('a cancelled wait leaves no trace in Redis', async () => {
-    const c = await client(kind)
-    const n = name()
-    const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
-    const held = await semaphore.acquire()
-    const before = await snapshot(c, n)
-    const controller = new AbortController()
-    const waiting = semaphore.acquire({ signal: controller.signal })
+    const { c, n, semaphore, held, before, controller, waiting } = await oneHeldOneWaiting(kind)
     await sleep(30)
     expect(await semaphore.waiting).toBe(1)
     controller.abort(new Error('no longer needed'))
@@ -79,17 +88,12 @@ describe.each(CLIENT_KINDS)('Semaphore.open with a %s client', (kind) => {
     // Only the parameters stay, for a later opener to be checked against (and the metrics, an hour).
     expect(((await c.command('KEYS', `{sluice:${n}}*`)) as string[]).sort()).toEqual([`{sluice:${n}}:sem:m`, `{sluice:${n}}:sem:p`])
   })
+
   // The abort comes before the wait's subscription is ready, so before its
   // first attempt: that attempt must not queue it in Redis afterwards (a
   // wait nobody withdraws, at the head of the queue until its lease ends).
   it('a wait cancelled before it reached Redis is never queued there', async () => {
-    const c = await client(kind)
-    const n = name()
-    const semaphore = Semaphore.open(n, { permits: 1, store: store(c) })
-    const held = await semaphore.acquire()
-    const before = await snapshot(c, n)
-    const controller = new AbortController()
-    const waiting = semaphore.acquire({ signal: controller.signal })
+    const { c, n, semaphore, held, before, controller, waiting } = await oneHeldOneWaiting(kind)
     controller.abort(new Error('no longer needed'))
     await expect(waiting).rejects.toThrow('no longer needed')
     await sleep(50)
